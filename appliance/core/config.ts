@@ -1,0 +1,138 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+/**
+ * The one configuration schema. Every key has a default, so `{}` (or no file) is a working
+ * config: UI/API on :8080, iSCSI on :3260, TFTP on :6969, DHCP off, state under ./var.
+ * Unknown keys are errors (a typo must not be silently ignored). The parsed config is frozen.
+ */
+
+const port = z.number().int().min(0).max(65535); // 0 = any free port (tests)
+const host = z.string().min(1);
+const ipv4 = z.ipv4();
+const strict = <T extends z.ZodRawShape>(shape: T) => z.strictObject(shape);
+
+export const configSchema = strict({
+  /** The one place state lives: database, images, tokens. */
+  dataDir: z.string().min(1).default('./var'),
+  /** The IPv4 address clients are told to reach us at; 'auto' picks the DHCP interface's or the first non-loopback one. */
+  serverAddress: z.union([z.literal('auto'), ipv4]).default('auto'),
+  log: strict({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    format: z.enum(['auto', 'json', 'pretty']).default('auto'),
+  }).prefault({}),
+  http: strict({
+    host: host.default('0.0.0.0'),
+    port: port.default(8080),
+  }).prefault({}),
+  iscsi: strict({
+    enabled: z.boolean().default(true),
+    host: host.default('0.0.0.0'),
+    port: port.default(3260),
+    /** Targets are named `<iqnPrefix>:<client>`; initiators `<iqnPrefix>:initiator:<client>`. */
+    iqnPrefix: z.string().regex(/^iqn\.\d{4}-\d{2}\.[a-z0-9.-]+$/, 'must look like iqn.YYYY-MM.reversed.domain').default('iqn.2026-11.local.netboot'),
+    maxConnections: z.number().int().min(1).max(4096).default(256),
+    /** NOP-In ping interval for initiators that answer pings (never used to drop iPXE). 0 = off. */
+    nopInIntervalSeconds: z.number().int().min(0).max(3600).default(30),
+  }).prefault({}),
+  tftp: strict({
+    enabled: z.boolean().default(true),
+    host: host.default('0.0.0.0'),
+    port: port.default(6969),
+    /** Extra directory served read-only besides the iPXE binaries ('' = <dataDir>/tftp). */
+    root: z.string().default(''),
+    /** Retransmission timeout when the client does not negotiate one (RFC 2349), seconds. */
+    timeoutSeconds: z.number().int().min(1).max(255).default(2),
+    retries: z.number().int().min(1).max(20).default(5),
+    maxTransfers: z.number().int().min(1).max(10000).default(256),
+  }).prefault({}),
+  dhcp: strict({
+    mode: z.enum(['off', 'proxy', 'full']).default('off'),
+    /** Interface to serve on ('' = all); full mode needs one. */
+    interface: z.string().default(''),
+    port: port.default(67),
+    proxyPort: port.default(4011),
+    /** Full mode: first and last address handed out. */
+    range: z.union([z.tuple([ipv4, ipv4]), z.tuple([])]).default([]),
+    netmask: ipv4.default('255.255.255.0'),
+    router: z.union([ipv4, z.literal('')]).default(''),
+    dns: z.array(ipv4).default([]),
+    domain: z.string().default(''),
+    leaseSeconds: z.number().int().min(60).max(30 * 86400).default(3600),
+    /** Full mode listens this long for another DHCP server before serving (and refuses if one answers). */
+    conflictProbeSeconds: z.number().min(0).max(60).default(3),
+  }).prefault({}),
+  boot: strict({
+    /** Where undionly.kpxe, ipxe.efi, snponly.efi are (Debian package `ipxe`). */
+    ipxeDir: z.string().default('/usr/lib/ipxe'),
+    /** What an unknown MAC gets: nothing, a menu script, or a new client disk of enrollImage. */
+    unknownClients: z.enum(['ignore', 'menu', 'enroll']).default('ignore'),
+    enrollImage: z.string().default(''),
+  }).prefault({}),
+  mdns: strict({
+    enabled: z.boolean().default(true),
+    name: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i, 'must be a DNS label').default('netboot'),
+  }).prefault({}),
+  store: strict({
+    /** Size of each preallocated segment file (FAT32 caps files at 4 GiB). */
+    segmentMiB: z.number().int().min(1).max(4095).default(256),
+    /** Copy-on-write granularity. */
+    chunkKiB: z.number().int().min(4).max(4096).default(64),
+    /** Space left free on the filesystem for everything else. */
+    reserveMiB: z.number().int().min(0).default(256),
+  }).prefault({}),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+/** A config that failed validation: every problem, each with the key's path. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+/** Validates a parsed JSON value; throws ConfigError listing every problem. */
+export function parseConfig(raw: unknown): Readonly<Config> {
+  const result = configSchema.safeParse(raw ?? {});
+  if (!result.success) {
+    throw new ConfigError(
+      result.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`),
+    );
+  }
+  const cfg = result.data;
+  if (cfg.dhcp.mode === 'full' && cfg.dhcp.range.length === 0) {
+    throw new ConfigError(['dhcp.range: full mode needs [first, last] addresses to hand out']);
+  }
+  if (cfg.boot.unknownClients === 'enroll' && !cfg.boot.enrollImage) {
+    throw new ConfigError(['boot.enrollImage: unknownClients "enroll" needs the golden image to clone']);
+  }
+  return deepFreeze(cfg);
+}
+
+/** Reads and validates a JSON config file ('' = embedded defaults). */
+export function loadConfig(file: string | undefined): Readonly<Config> {
+  if (!file) return parseConfig({});
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError([`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? err})`]);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError([`${file}: not valid JSON (${(err as Error).message})`]);
+  }
+  return parseConfig(raw);
+}
