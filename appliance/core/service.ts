@@ -29,7 +29,7 @@ export interface ServiceStatus {
 
 /** An error that should stop the appliance with a clear message (e.g. a port in use). */
 export class FatalError extends Error {
-  constructor(message: string, readonly cause?: unknown) {
+  constructor(message: string, override readonly cause?: unknown) {
     super(message);
     this.name = 'FatalError';
   }
