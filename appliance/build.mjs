@@ -1,0 +1,32 @@
+// Bundles the appliance (and the web UI) into dist/appliance.cjs, and puts better-sqlite3's
+// native addon beside it so dist/ alone runs the appliance.
+import { build } from 'esbuild';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+
+const root = join(dirname(new URL(import.meta.url).pathname), '..');
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+const require = createRequire(import.meta.url);
+const out = join(root, 'dist');
+mkdirSync(out, { recursive: true });
+
+await build({
+  entryPoints: [join(root, 'appliance/core/main.ts')],
+  outfile: join(out, 'appliance.cjs'),
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  minifySyntax: true,
+  sourcemap: false,
+  legalComments: 'none',
+  banner: { js: '#!/usr/bin/env node' },
+  define: { __BUNDLE__: 'true', __VERSION__: JSON.stringify(pkg.version) },
+  loader: { '.html': 'text', '.css': 'text', '.svg': 'text' },
+  logLevel: 'warning',
+});
+
+const addon = join(dirname(require.resolve('better-sqlite3/package.json')), 'build/Release/better_sqlite3.node');
+copyFileSync(addon, join(out, 'better_sqlite3.node'));
+console.log(`built ${join(out, 'appliance.cjs')} (version ${pkg.version}) with better_sqlite3.node beside it`);

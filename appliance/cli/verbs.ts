@@ -1,0 +1,131 @@
+import type { Config } from '../core/config';
+import { ApiClient, CliError } from './api-client';
+import { bytes, table } from './format';
+
+/** A CLI verb that talks to the running service. */
+export interface Verb {
+  name: string;
+  usage: string;
+  summary: string;
+  run(args: string[], config: Readonly<Config>, flags: { json: boolean }): Promise<void>;
+}
+
+const print = (json: boolean, value: unknown, human: () => string) => {
+  process.stdout.write((json ? JSON.stringify(value, null, 2) : human()) + '\n');
+};
+
+function need(args: string[], n: number, usage: string): void {
+  if (args.length < n) throw new CliError(`usage: appliance ${usage}`, 2);
+}
+
+interface Status {
+  version: string;
+  uptimeSeconds: number;
+  serverAddress: string;
+  services: { name: string; state: string; listen: string[]; detail?: string }[];
+  storage: { dataDir: string; filesystem: { totalBytes: number; availableBytes: number } };
+}
+
+const status: Verb = {
+  name: 'status',
+  usage: 'status [--json]',
+  summary: 'show the running service: version, uptime, services, storage',
+  async run(_args, config, { json }) {
+    const s = await new ApiClient(config).call<Status>('GET', '/api/status');
+    print(json, s, () =>
+      [
+        `netboot appliance ${s.version}, up ${s.uptimeSeconds}s, clients reach it at ${s.serverAddress}`,
+        table(s.services.map((x) => ({ service: x.name, state: x.state, listen: x.listen.join(', '), detail: x.detail })), ['service', 'state', 'listen', 'detail']),
+        `data: ${s.storage.dataDir} (${bytes(s.storage.filesystem.availableBytes)} free of ${bytes(s.storage.filesystem.totalBytes)})`,
+      ].join('\n'),
+    );
+  },
+};
+
+const image: Verb = {
+  name: 'image',
+  usage: 'image list | import NAME FILE | rm NAME',
+  summary: 'golden images: list, import a raw/qcow2 file on the appliance, delete',
+  async run(args, config, { json }) {
+    const api = new ApiClient(config);
+    const [sub, ...rest] = args;
+    if (!sub || sub === 'list') {
+      const list = await api.call<{ images: Record<string, unknown>[] }>('GET', '/api/images');
+      return print(json, list, () => table(list.images.map((i) => ({ ...i, size: bytes(Number(i.sizeBytes ?? 0)) })), ['name', 'size', 'state', 'createdAt']));
+    }
+    if (sub === 'import') {
+      need(rest, 2, this.usage);
+      const res = await api.call('POST', '/api/images', { name: rest[0], path: rest[1] });
+      return print(json, res, () => `imported ${rest[0]}`);
+    }
+    if (sub === 'rm') {
+      need(rest, 1, this.usage);
+      await api.call('DELETE', `/api/images/${encodeURIComponent(rest[0])}`);
+      return print(json, { deleted: rest[0] }, () => `deleted ${rest[0]}`);
+    }
+    throw new CliError(`usage: appliance ${this.usage}`, 2);
+  },
+};
+
+const client: Verb = {
+  name: 'client',
+  usage: 'client list | add MAC IMAGE [NAME] | show MAC | rm MAC',
+  summary: 'clients: each MAC boots its own copy-on-write disk of a golden image',
+  async run(args, config, { json }) {
+    const api = new ApiClient(config);
+    const [sub, ...rest] = args;
+    if (!sub || sub === 'list') {
+      const list = await api.call<{ clients: Record<string, unknown>[] }>('GET', '/api/clients');
+      return print(json, list, () => table(list.clients, ['mac', 'name', 'image', 'target']));
+    }
+    if (sub === 'add') {
+      need(rest, 2, this.usage);
+      const c = await api.call<Record<string, unknown>>('POST', '/api/clients', { mac: rest[0], image: rest[1], ...(rest[2] ? { name: rest[2] } : {}) });
+      return print(json, c, () => `added ${c.mac}: target ${c.target}, initiator ${c.initiatorName}`);
+    }
+    if (sub === 'show') {
+      need(rest, 1, this.usage);
+      const c = await api.call<Record<string, unknown>>('GET', `/api/clients/${encodeURIComponent(rest[0])}`);
+      return print(json, c, () => Object.entries(c).map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`).join('\n'));
+    }
+    if (sub === 'rm') {
+      need(rest, 1, this.usage);
+      await api.call('DELETE', `/api/clients/${encodeURIComponent(rest[0])}`);
+      return print(json, { deleted: rest[0] }, () => `deleted ${rest[0]} and its disk`);
+    }
+    throw new CliError(`usage: appliance ${this.usage}`, 2);
+  },
+};
+
+const snapshot: Verb = {
+  name: 'snapshot',
+  usage: 'snapshot create MAC NAME | list MAC | restore MAC ID | rm MAC ID',
+  summary: "a client disk's snapshots: instant create, restore, delete",
+  async run(args, config, { json }) {
+    const api = new ApiClient(config);
+    const [sub, mac, arg] = args;
+    if (!sub || !mac) throw new CliError(`usage: appliance ${this.usage}`, 2);
+    const base = `/api/clients/${encodeURIComponent(mac)}/snapshots`;
+    if (sub === 'list') {
+      const list = await api.call<{ snapshots: Record<string, unknown>[] }>('GET', base);
+      return print(json, list, () => table(list.snapshots, ['id', 'name', 'createdAt']));
+    }
+    if (!arg) throw new CliError(`usage: appliance ${this.usage}`, 2);
+    if (sub === 'create') {
+      const s = await api.call<Record<string, unknown>>('POST', base, { name: arg });
+      return print(json, s, () => `snapshot ${s.id} "${s.name}" taken`);
+    }
+    if (sub === 'restore') {
+      const r = await api.call('POST', `${base}/${encodeURIComponent(arg)}/restore`);
+      return print(json, r, () => `restored ${mac} to snapshot ${arg}`);
+    }
+    if (sub === 'rm') {
+      await api.call('DELETE', `${base}/${encodeURIComponent(arg)}`);
+      return print(json, { deleted: arg }, () => `deleted snapshot ${arg}`);
+    }
+    throw new CliError(`usage: appliance ${this.usage}`, 2);
+  },
+};
+
+/** Verbs that talk to the running service, in the order --help lists them. */
+export const apiVerbs: Verb[] = [status, image, client, snapshot];

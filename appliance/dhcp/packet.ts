@@ -1,0 +1,224 @@
+/**
+ * DHCP/BOOTP packet codec (RFC 951 layout, RFC 2131 section 2, RFC 2132 options, RFC 3396 long
+ * options). Pure functions over Buffers: no sockets, no logger, no clock.
+ *
+ * The decoder is strict on lengths (the fixed header, every option's length byte) and lax where
+ * the RFCs allow it: unknown options are kept as raw bytes, a missing END option ends at the
+ * buffer's end, bytes after END are ignored. Decoded Buffers are copies, never slices of the
+ * input, so a caller may reuse its receive buffer.
+ */
+
+/** Thrown by every decoder here: what was wrong and at which byte offset of the packet. */
+export class DecodeError extends Error {
+  constructor(readonly reason: string, readonly offset: number) {
+    super(`${reason} (at byte ${offset})`);
+    this.name = 'DecodeError';
+  }
+}
+
+/** RFC 2131 section 3: the four bytes that start the options field. */
+export const MAGIC_COOKIE = 0x63825363;
+/** Fixed BOOTP header before the options field (RFC 2131 figure 1). */
+export const HEADER_LENGTH = 236;
+/** RFC 1542 section 2.1: BOOTP relays and old clients expect at least 300 bytes. */
+export const MIN_PACKET_LENGTH = 300;
+/** BOOTP flags bit 15 (RFC 2131 section 2): the client cannot receive unicast before configuration. */
+export const FLAG_BROADCAST = 0x8000;
+
+const OPT_PAD = 0;
+const OPT_END = 255;
+const OPT_OVERLOAD = 52;
+
+/** One option as it appeared on the wire (an option split by RFC 3396 appears several times). */
+export interface DhcpOption {
+  code: number;
+  data: Buffer;
+}
+
+/** Fields both directions share. Addresses are dotted quads; '0.0.0.0' means unset. */
+interface BootpFields {
+  htype: number;
+  hlen: number;
+  hops: number;
+  xid: number;
+  secs: number;
+  flags: number;
+  ciaddr: string;
+  yiaddr: string;
+  siaddr: string;
+  giaddr: string;
+  /** The 16-byte chaddr field as sent; the hardware address is its first hlen bytes. */
+  chaddr: Buffer;
+  /** Server host name, up to the first NUL ('' when the field carries overloaded options). */
+  sname: string;
+  /** Boot file name, up to the first NUL ('' when the field carries overloaded options). */
+  file: string;
+  /** Options in wire order, PAD and END excluded; options from overloaded file/sname follow. */
+  options: DhcpOption[];
+  /** False for plain BOOTP packets whose vendor area has no magic cookie. */
+  hasCookie: boolean;
+}
+
+/** op = 1: sent by a client (or a relay on its behalf). */
+export interface BootRequest extends BootpFields {
+  op: 'request';
+}
+
+/** op = 2: sent by a server. */
+export interface BootReply extends BootpFields {
+  op: 'reply';
+}
+
+export type DhcpPacket = BootRequest | BootReply;
+
+function readIp(buf: Buffer, off: number): string {
+  return `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}`;
+}
+
+/** Parses a dotted quad into 4 bytes; throws RangeError on anything else (encoder input is ours). */
+export function ipToBytes(ip: string): Buffer {
+  const parts = ip.split('.');
+  if (parts.length !== 4) throw new RangeError(`not an IPv4 address: ${ip}`);
+  const out = Buffer.alloc(4);
+  parts.forEach((p, i) => {
+    const n = Number(p);
+    if (!/^\d{1,3}$/.test(p) || n > 255) throw new RangeError(`not an IPv4 address: ${ip}`);
+    out[i] = n;
+  });
+  return out;
+}
+
+function readCString(buf: Buffer, off: number, len: number): string {
+  const field = buf.subarray(off, off + len);
+  const nul = field.indexOf(0);
+  return field.toString('latin1', 0, nul < 0 ? len : nul);
+}
+
+/** Walks an options area; appends to `out`; returns whether END was seen. `base` is for error offsets. */
+function readOptions(area: Buffer, base: number, out: DhcpOption[]): boolean {
+  let i = 0;
+  while (i < area.length) {
+    const code = area[i];
+    if (code === OPT_END) return true;
+    if (code === OPT_PAD) {
+      i += 1;
+      continue;
+    }
+    if (i + 1 >= area.length) throw new DecodeError(`option ${code} has no length byte`, base + i);
+    const len = area[i + 1];
+    if (i + 2 + len > area.length) {
+      throw new DecodeError(`option ${code} length ${len} overruns the packet`, base + i + 1);
+    }
+    out.push({ code, data: Buffer.from(area.subarray(i + 2, i + 2 + len)) });
+    i += 2 + len;
+  }
+  return false;
+}
+
+/**
+ * Decodes one UDP payload. Throws DecodeError when the header is short, op/hlen are invalid, or
+ * an option's length runs past its area.
+ */
+export function decodePacket(buf: Buffer): DhcpPacket {
+  if (buf.length < HEADER_LENGTH) {
+    throw new DecodeError(`packet is ${buf.length} bytes, shorter than the ${HEADER_LENGTH}-byte BOOTP header`, buf.length);
+  }
+  const opByte = buf[0];
+  if (opByte !== 1 && opByte !== 2) throw new DecodeError(`op ${opByte} is neither BOOTREQUEST nor BOOTREPLY`, 0);
+  const hlen = buf[2];
+  if (hlen > 16) throw new DecodeError(`hlen ${hlen} exceeds the 16-byte chaddr field`, 2);
+
+  const options: DhcpOption[] = [];
+  let hasCookie = false;
+  if (buf.length >= HEADER_LENGTH + 4 && buf.readUInt32BE(HEADER_LENGTH) === MAGIC_COOKIE) {
+    hasCookie = true;
+    readOptions(buf.subarray(HEADER_LENGTH + 4), HEADER_LENGTH + 4, options);
+  }
+  // RFC 2132 section 9.3: option 52 moves further options into file (1), sname (2) or both (3);
+  // file is read before sname.
+  const overload = options.find((o) => o.code === OPT_OVERLOAD);
+  const mode = overload && overload.data.length === 1 ? overload.data[0] : 0;
+  if (mode & 1) readOptions(buf.subarray(108, 236), 108, options);
+  if (mode & 2) readOptions(buf.subarray(44, 108), 44, options);
+
+  const fields: BootpFields = {
+    htype: buf[1],
+    hlen,
+    hops: buf[3],
+    xid: buf.readUInt32BE(4),
+    secs: buf.readUInt16BE(8),
+    flags: buf.readUInt16BE(10),
+    ciaddr: readIp(buf, 12),
+    yiaddr: readIp(buf, 16),
+    siaddr: readIp(buf, 20),
+    giaddr: readIp(buf, 24),
+    chaddr: Buffer.from(buf.subarray(28, 44)),
+    sname: mode & 2 ? '' : readCString(buf, 44, 64),
+    file: mode & 1 ? '' : readCString(buf, 108, 128),
+    options,
+    hasCookie,
+  };
+  return opByte === 1 ? { op: 'request', ...fields } : { op: 'reply', ...fields };
+}
+
+export interface EncodeOptions {
+  /** Pad with zeros after END up to this many bytes (default 300, RFC 1542 section 2.1). */
+  minLength?: number;
+}
+
+/**
+ * Encodes a packet: header, cookie, options in the given order, END, zero padding. Options longer
+ * than 255 bytes are split into consecutive instances (RFC 3396). Never overloads file/sname; a
+ * file or sname too long for its field is a RangeError (the caller chose it).
+ */
+export function encodePacket(p: DhcpPacket, opts: EncodeOptions = {}): Buffer {
+  const fileBytes = Buffer.from(p.file, 'latin1');
+  const snameBytes = Buffer.from(p.sname, 'latin1');
+  if (fileBytes.length > 128) throw new RangeError(`boot file name is ${fileBytes.length} bytes, the field holds 128`);
+  if (snameBytes.length > 64) throw new RangeError(`server name is ${snameBytes.length} bytes, the field holds 64`);
+  if (p.chaddr.length > 16) throw new RangeError('chaddr longer than 16 bytes');
+
+  // Length first, then one allocation.
+  let optLen = 0;
+  for (const o of p.options) optLen += Math.max(1, Math.ceil(o.data.length / 255)) * 2 + o.data.length;
+  const body = HEADER_LENGTH + (p.hasCookie ? 4 + optLen + 1 : 0);
+  const buf = Buffer.alloc(Math.max(body, opts.minLength ?? MIN_PACKET_LENGTH));
+
+  buf[0] = p.op === 'request' ? 1 : 2;
+  buf[1] = p.htype;
+  buf[2] = p.hlen;
+  buf[3] = p.hops;
+  buf.writeUInt32BE(p.xid >>> 0, 4);
+  buf.writeUInt16BE(p.secs, 8);
+  buf.writeUInt16BE(p.flags, 10);
+  ipToBytes(p.ciaddr).copy(buf, 12);
+  ipToBytes(p.yiaddr).copy(buf, 16);
+  ipToBytes(p.siaddr).copy(buf, 20);
+  ipToBytes(p.giaddr).copy(buf, 24);
+  p.chaddr.copy(buf, 28);
+  snameBytes.copy(buf, 44);
+  fileBytes.copy(buf, 108);
+  if (!p.hasCookie) return buf;
+
+  buf.writeUInt32BE(MAGIC_COOKIE, HEADER_LENGTH);
+  let off = HEADER_LENGTH + 4;
+  for (const o of p.options) {
+    if (o.code === OPT_PAD || o.code === OPT_END) throw new RangeError(`option ${o.code} is a delimiter, not an option`);
+    let rest = o.data;
+    do {
+      const chunk = rest.subarray(0, 255);
+      buf[off] = o.code;
+      buf[off + 1] = chunk.length;
+      chunk.copy(buf, off + 2);
+      off += 2 + chunk.length;
+      rest = rest.subarray(chunk.length);
+    } while (rest.length > 0);
+  }
+  buf[off] = OPT_END;
+  return buf;
+}
+
+/** The client's hardware address as aa:bb:.. (first hlen bytes of chaddr). */
+export function hardwareAddress(p: DhcpPacket): string {
+  return [...p.chaddr.subarray(0, Math.min(p.hlen, 16))].map((b) => b.toString(16).padStart(2, '0')).join(':');
+}
