@@ -11,6 +11,8 @@ export interface HttpAppOptions {
   token: string;
   routes: RoutePlugin[];
   authenticators?: RequestAuthenticator[];
+  /** /api paths reachable without auth (the UI login). */
+  publicPaths?: string[];
   /** Largest JSON body accepted (uploads stream and are not bound by this). */
   bodyLimit?: number;
 }
@@ -28,7 +30,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     trustProxy: false,
   });
   installErrorHandler(app);
-  installApiAuth(app, opts.token, opts.authenticators);
+  installApiAuth(app, opts.token, opts.authenticators, opts.publicPaths);
   app.addHook('onResponse', async (request, reply) => {
     // API calls at info; boot-script and UI asset fetches at debug (they are frequent).
     const level = request.url.startsWith('/api/') && request.method !== 'GET' ? 'info' : 'debug';

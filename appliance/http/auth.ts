@@ -10,11 +10,17 @@ export type RequestAuthenticator = (request: FastifyRequest) => boolean | Promis
 /**
  * Every route under /api needs `Authorization: Bearer <admin token>` (or an extra
  * authenticator's approval). A wrong or missing token gets a bare 401: no hint which part
- * was wrong.
+ * was wrong. `publicPaths` (the UI's login route) are exempt.
  */
-export function installApiAuth(app: FastifyInstance, token: string, extra: RequestAuthenticator[] = []): void {
+export function installApiAuth(
+  app: FastifyInstance,
+  token: string,
+  extra: RequestAuthenticator[] = [],
+  publicPaths: readonly string[] = [],
+): void {
   app.addHook('onRequest', async (request, reply) => {
     if (!request.url.startsWith('/api/') && request.url !== '/api') return;
+    if (publicPaths.includes(request.url.split('?')[0])) return;
     const header = request.headers.authorization;
     if (header?.startsWith('Bearer ') && tokenMatches(header.slice(7).trim(), token)) return;
     for (const auth of extra) if (await auth(request)) return;
