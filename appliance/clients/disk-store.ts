@@ -1,0 +1,47 @@
+import type { Readable } from 'node:stream';
+import type { BlockVolume } from '../../image-store/block-volume';
+
+/**
+ * What the appliance needs from the image store (image-store/ implements it). Kept narrow so
+ * the registry and routes can be tested with the real store on a temp dir, and so another
+ * backend could stand in.
+ */
+export interface DiskStore {
+  listImages(): ImageSummary[];
+  getImage(name: string): ImageSummary | undefined;
+  importImage(name: string, file: string, opts?: { onProgress?: (done: number, total: number) => void; signal?: AbortSignal }): Promise<ImageSummary>;
+  deleteImage(name: string): void;
+  createDisk(name: string, image: string): DiskSummary;
+  getDisk(name: string): DiskSummary | undefined;
+  deleteDisk(name: string): void;
+  openVolume(name: string, opts?: { readOnly?: boolean }): BlockVolume & { close(): Promise<void> | void };
+  isOpen(name: string): boolean;
+  createSnapshot(disk: string, name: string): Promise<SnapshotSummary>;
+  listSnapshots(disk: string): SnapshotSummary[];
+  restoreSnapshot(disk: string, id: number): Promise<void>;
+  deleteSnapshot(disk: string, id: number): Promise<void>;
+  resetDisk(disk: string, image?: string): Promise<void>;
+  exportVolume(name: string, opts: { snapshot?: number; format: 'raw' | 'qcow2' }): Readable;
+}
+
+export interface ImageSummary {
+  name: string;
+  sizeBytes: number;
+  usedBytes?: number;
+  createdAt: number;
+}
+
+export interface DiskSummary {
+  name: string;
+  image: string;
+  sizeBytes: number;
+  usedBytes?: number;
+  createdAt: number;
+}
+
+export interface SnapshotSummary {
+  id: number;
+  name: string;
+  createdAt: number;
+  usedBytes?: number;
+}

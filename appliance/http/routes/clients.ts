@@ -1,0 +1,210 @@
+import type { FastifyInstance } from 'fastify';
+import type { DiskStore } from '../../clients/disk-store';
+import { rootPath, type ClientInput, type ClientRegistry } from '../../clients/registry';
+import { ApiError, notFound } from '../../core/errors';
+import type { ClientRecord } from '../../core/model';
+import type { BootEventStore } from '../../telemetry/boot-events';
+
+/** One live iSCSI session, as GET /api/sessions shows it. */
+export interface SessionView {
+  id: string;
+  initiatorName: string;
+  address: string;
+  target: string;
+  since: number;
+  readBytes: number;
+  writtenBytes: number;
+  readCommands: number;
+  writeCommands: number;
+}
+
+export interface ClientRouteDeps {
+  clients: ClientRegistry;
+  store: DiskStore;
+  events: BootEventStore;
+  sessions: () => SessionView[];
+  serverAddress: string;
+  iscsiPort: number;
+  /** Called after a client is removed (e.g. to drop DHCP reservations). */
+  onDeleted?: (mac: string) => void;
+}
+
+const macParam = { type: 'object', required: ['mac'], properties: { mac: { type: 'string', maxLength: 32 } } } as const;
+const chapSchema = {
+  type: ['object', 'null'],
+  additionalProperties: false,
+  required: ['user', 'secret'],
+  properties: {
+    user: { type: 'string', minLength: 1, maxLength: 255 },
+    secret: { type: 'string', minLength: 12, maxLength: 255 },
+    targetUser: { type: 'string', minLength: 1, maxLength: 255 },
+    targetSecret: { type: 'string', minLength: 12, maxLength: 255 },
+  },
+} as const;
+const clientProps = {
+  name: { type: 'string', maxLength: 64 },
+  initiators: { type: 'array', maxItems: 16, items: { type: 'string', minLength: 1, maxLength: 223 } },
+  chap: chapSchema,
+  ip: { anyOf: [{ type: 'string', format: 'ipv4' }, { type: 'null' }] },
+} as const;
+
+/** Clients: CRUD, boot timeline, snapshots, reset. CHAP secrets are accepted, never returned. */
+export function clientRoutes(deps: ClientRouteDeps) {
+  const view = (c: ClientRecord) => {
+    const sessions = deps.sessions().filter((s) => s.target === c.target);
+    const last = deps.events.latestByClient().get(c.mac);
+    const disk = deps.store.getDisk(c.disk);
+    return {
+      mac: c.mac,
+      name: c.name,
+      image: c.image,
+      disk: c.disk,
+      target: c.target,
+      lun: c.lun,
+      rootPath: rootPath(c, deps.serverAddress, deps.iscsiPort),
+      initiatorName: c.initiatorName,
+      initiators: c.initiators,
+      chap: c.chap ? { user: c.chap.user, mutual: !!c.chap.targetUser } : null,
+      ip: c.ip,
+      createdAt: c.createdAt,
+      online: sessions.length > 0,
+      sessions: sessions.length,
+      lastEvent: last ? { stage: last.stage, at: last.at } : null,
+      diskUsedBytes: disk?.usedBytes ?? 0,
+      diskSizeBytes: disk?.sizeBytes ?? 0,
+    };
+  };
+
+  const inUse = (c: ClientRecord, what: string) => {
+    const holders = deps.sessions().filter((s) => s.target === c.target);
+    if (holders.length || deps.store.isOpen(c.disk)) {
+      throw new ApiError(
+        'DISK_IN_USE',
+        409,
+        `cannot ${what} while the disk of ${c.mac} is in use${holders.length ? ` by ${holders.map((h) => `${h.initiatorName} (${h.address})`).join(', ')}` : ''}: shut the client down first`,
+      );
+    }
+  };
+
+  return async (app: FastifyInstance) => {
+    app.get('/api/clients', async () => ({ clients: deps.clients.list().map(view) }));
+
+    app.post<{ Body: ClientInput & { mac: string; image: string } }>(
+      '/api/clients',
+      {
+        schema: {
+          body: {
+            type: 'object',
+            required: ['mac', 'image'],
+            additionalProperties: false,
+            properties: { mac: { type: 'string', maxLength: 32 }, image: { type: 'string', maxLength: 64 }, ...clientProps },
+          },
+        },
+      },
+      async (req, reply) => {
+        const { mac, image, ...rest } = req.body;
+        return reply.status(201).send(view(deps.clients.create(mac, image, rest)));
+      },
+    );
+
+    app.get<{ Params: { mac: string } }>('/api/clients/:mac', { schema: { params: macParam } }, async (req) => view(deps.clients.get(req.params.mac)));
+
+    app.patch<{ Params: { mac: string }; Body: ClientInput }>(
+      '/api/clients/:mac',
+      { schema: { params: macParam, body: { type: 'object', additionalProperties: false, properties: clientProps } } },
+      async (req) => view(deps.clients.update(req.params.mac, req.body)),
+    );
+
+    app.delete<{ Params: { mac: string } }>('/api/clients/:mac', { schema: { params: macParam } }, async (req, reply) => {
+      const c = deps.clients.get(req.params.mac);
+      inUse(c, 'delete the client');
+      deps.clients.delete(c.mac);
+      deps.events.forget(c.mac);
+      deps.onDeleted?.(c.mac);
+      return reply.status(204).send();
+    });
+
+    app.get<{ Params: { mac: string }; Querystring: { limit?: number } }>(
+      '/api/clients/:mac/events',
+      { schema: { params: macParam, querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 500 } } } } },
+      async (req) => {
+        const c = deps.clients.byMac(req.params.mac);
+        // Unknown MACs have timelines too (a machine PXE-booting that nobody added yet).
+        const mac = c?.mac ?? deps.clients.get(req.params.mac).mac;
+        return { events: deps.events.list(mac, req.query.limit ?? 200) };
+      },
+    );
+
+    app.get<{ Params: { mac: string } }>('/api/clients/:mac/snapshots', { schema: { params: macParam } }, async (req) => {
+      const c = deps.clients.get(req.params.mac);
+      return { snapshots: deps.store.listSnapshots(c.disk) };
+    });
+
+    app.post<{ Params: { mac: string }; Body: { name?: string } }>(
+      '/api/clients/:mac/snapshots',
+      { schema: { params: macParam, body: { type: 'object', additionalProperties: false, properties: { name: { type: 'string', minLength: 1, maxLength: 128 } } } } },
+      async (req, reply) => {
+        const c = deps.clients.get(req.params.mac);
+        const name = req.body?.name ?? new Date().toISOString();
+        return reply.status(201).send(await deps.store.createSnapshot(c.disk, name));
+      },
+    );
+
+    const snapParams = { type: 'object', required: ['mac', 'id'], properties: { mac: { type: 'string', maxLength: 32 }, id: { type: 'integer', minimum: 0 } } } as const;
+    const snapshotOf = (c: ClientRecord, id: number) => {
+      const s = deps.store.listSnapshots(c.disk).find((x) => x.id === id);
+      if (!s) throw notFound('SNAPSHOT_NOT_FOUND', `client ${c.mac} has no snapshot ${id}`);
+      return s;
+    };
+
+    app.post<{ Params: { mac: string; id: number } }>('/api/clients/:mac/snapshots/:id/restore', { schema: { params: snapParams } }, async (req) => {
+      const c = deps.clients.get(req.params.mac);
+      const s = snapshotOf(c, req.params.id);
+      inUse(c, 'restore a snapshot');
+      await deps.store.restoreSnapshot(c.disk, s.id);
+      return { restored: s };
+    });
+
+    app.delete<{ Params: { mac: string; id: number } }>('/api/clients/:mac/snapshots/:id', { schema: { params: snapParams } }, async (req, reply) => {
+      const c = deps.clients.get(req.params.mac);
+      const s = snapshotOf(c, req.params.id);
+      await deps.store.deleteSnapshot(c.disk, s.id);
+      return reply.status(204).send();
+    });
+
+    app.post<{ Params: { mac: string }; Body: { image?: string } }>(
+      '/api/clients/:mac/reset',
+      { schema: { params: macParam, body: { type: ['object', 'null'], additionalProperties: false, properties: { image: { type: 'string', maxLength: 64 } } } } },
+      async (req) => {
+        const c = deps.clients.get(req.params.mac);
+        const image = req.body?.image ?? c.image;
+        if (!deps.store.getImage(image)) throw notFound('IMAGE_NOT_FOUND', `no golden image "${image}"`);
+        inUse(c, 'reset the disk');
+        await deps.store.resetDisk(c.disk, image);
+        return view(image === c.image ? c : deps.clients.setImage(c.mac, image));
+      },
+    );
+
+    app.get<{ Params: { mac: string }; Querystring: { format?: 'raw' | 'qcow2'; snapshot?: number } }>(
+      '/api/clients/:mac/export',
+      {
+        schema: {
+          params: macParam,
+          querystring: { type: 'object', properties: { format: { enum: ['raw', 'qcow2'] }, snapshot: { type: 'integer', minimum: 0 } } },
+        },
+      },
+      async (req, reply) => {
+        const c = deps.clients.get(req.params.mac);
+        const format = req.query.format ?? 'raw';
+        if (req.query.snapshot !== undefined) snapshotOf(c, req.query.snapshot);
+        reply.header('Content-Type', 'application/octet-stream');
+        reply.header('Content-Disposition', `attachment; filename="${c.disk}${req.query.snapshot !== undefined ? `-snap${req.query.snapshot}` : ''}.${format === 'raw' ? 'img' : 'qcow2'}"`);
+        return reply.send(deps.store.exportVolume(c.disk, { format, snapshot: req.query.snapshot }));
+      },
+    );
+
+    app.get('/api/sessions', async () => ({
+      sessions: deps.sessions().map((s) => ({ ...s, clientMac: deps.clients.byTarget(s.target)?.mac ?? null })),
+    }));
+  };
+}
