@@ -1,5 +1,6 @@
 import type { Config } from '../core/config';
 import { readAdminToken, adminTokenPath } from '../core/admin-token';
+import { readRuntimeInfo } from '../core/runtime-info';
 
 /** An API error as the CLI shows it. */
 export class CliError extends Error {
@@ -18,7 +19,9 @@ export class ApiClient {
 
   constructor(config: Readonly<Config>) {
     const host = config.http.host === '0.0.0.0' || config.http.host === '::' ? '127.0.0.1' : config.http.host;
-    this.base = `http://${host.includes(':') ? `[${host}]` : host}:${config.http.port}`;
+    // Port 0 means "any free port": the running service records the one it got.
+    const port = config.http.port || readRuntimeInfo(config.dataDir)?.httpPort || 0;
+    this.base = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
     const token = readAdminToken(config.dataDir);
     if (!token) throw new CliError(`no admin token at ${adminTokenPath(config.dataDir)}: has the appliance been started with this config?`);
     this.token = token;

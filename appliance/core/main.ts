@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { apiVerbs } from '../cli/verbs';
 import { CliError } from '../cli/api-client';
 import { adminTokenPath } from './admin-token';
+import { removeRuntimeInfo, writeRuntimeInfo } from './runtime-info';
 import { createAppliance } from './appliance';
 import { systemClock } from './clock';
 import { ConfigError, loadConfig, type Config } from './config';
@@ -50,6 +51,7 @@ async function serve(config: Readonly<Config>): Promise<void> {
     }, 10_000);
     force.unref();
     await appliance.stop();
+    removeRuntimeInfo(resolve(config.dataDir));
     log.info('stopped');
     process.exit(code);
   };
@@ -66,6 +68,7 @@ async function serve(config: Readonly<Config>): Promise<void> {
   }
   const port = appliance.httpService.boundPort;
   const host = config.http.host === '0.0.0.0' ? 'localhost' : config.http.host;
+  writeRuntimeInfo(resolve(config.dataDir), { pid: process.pid, httpPort: port });
   log.info(
     { url: `http://${host}:${port}/`, token: adminTokenPath(resolve(config.dataDir)), serverAddress: appliance.serverAddress },
     `appliance running: open http://${host}:${port}/ (admin token in ${adminTokenPath(resolve(config.dataDir))})`,

@@ -1,0 +1,94 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BUNDLE, ensureBuilt, startAppliance, type RunningAppliance } from '../helpers/appliance-process';
+
+describe('the bundled appliance (issue 2)', () => {
+  let app: RunningAppliance;
+  beforeAll(async () => {
+    app = await startAppliance();
+  });
+  afterAll(async () => {
+    await app?.stop('SIGKILL');
+  });
+
+  it('lists its verbs with --help', () => {
+    const r = spawnSync('node', [BUNDLE, '--help'], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    for (const verb of ['serve', 'status', 'image', 'client', 'snapshot']) expect(r.stdout).toMatch(new RegExp(`^  ${verb}`, 'm'));
+  });
+
+  it('answers /api/status with the token, 401 without or with a wrong one', async () => {
+    const ok = await app.api('GET', '/api/status');
+    expect(ok.status).toBe(200);
+    expect(ok.json.version).toMatch(/^\d+\.\d+\.\d+/);
+    expect(typeof ok.json.uptimeSeconds).toBe('number');
+    const http = ok.json.services.find((s: { name: string }) => s.name === 'http');
+    expect(http.state).toBe('running');
+    expect(http.listen[0]).toMatch(/^tcp 127\.0\.0\.1:\d+$/);
+    expect(ok.json.storage.dataDir).toBe(app.dataDir);
+    expect(ok.json.storage.filesystem.totalBytes).toBeGreaterThan(0);
+
+    const none = await app.api('GET', '/api/status', undefined, null);
+    expect(none.status).toBe(401);
+    expect(JSON.stringify(none.json)).not.toMatch(/token|bearer/i);
+    const wrong = await app.api('GET', '/api/status', undefined, 'f'.repeat(64));
+    expect(wrong.status).toBe(401);
+  });
+
+  it('keeps the admin token private (mode 0600)', () => {
+    expect(statSync(join(app.dataDir, 'admin.token')).mode & 0o777).toBe(0o600);
+  });
+
+  it('serves Prometheus metrics with per-service counters', async () => {
+    const res = await fetch(app.url + '/metrics');
+    const text = await res.text();
+    expect(res.status).toBe(200);
+    expect(text).toMatch(/^netboot_process_resident_memory_bytes \d+/m);
+    expect(text).toMatch(/^netboot_service_up\{service="http"\} 1$/m);
+    expect(text).toMatch(/^netboot_http_requests_total \d+$/m);
+  });
+
+  it('`appliance status` reads address and token from the same config', () => {
+    const r = spawnSync('node', [BUNDLE, 'status', '--config', app.configFile], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/http\s+running\s+tcp 127\.0\.0\.1:/);
+  });
+
+  it('stops on SIGTERM with status 0 within 5 seconds', async () => {
+    const { code, ms } = await app.stop('SIGTERM');
+    expect(code).toBe(0);
+    expect(ms).toBeLessThan(5000);
+  });
+});
+
+describe('configuration errors', () => {
+  it('prints every problem with its key path and exits 2 before listening', () => {
+    ensureBuilt();
+    const dir = mkdtempSync(join(tmpdir(), 'nb-cfg-'));
+    const file = join(dir, 'bad.json');
+    writeFileSync(file, JSON.stringify({ dataDir: join(dir, 'var'), http: { port: 70000 }, dhcp: { mode: 'sometimes' }, iscsi: { enabled: 'yes' } }));
+    const r = spawnSync('node', [BUNDLE, 'serve', '--config', file], { encoding: 'utf8', timeout: 10_000 });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/http\.port: .*65535/);
+    expect(r.stderr).toMatch(/dhcp\.mode: .*"off"\|"proxy"\|"full"/);
+    expect(r.stderr).toMatch(/iscsi\.enabled: .*boolean/);
+  });
+
+  it('names the port that cannot be bound and exits non-zero', async () => {
+    const net = await import('node:net');
+    const blocker = net.createServer().listen(0, '127.0.0.1');
+    await new Promise((r) => blocker.once('listening', r));
+    const port = (blocker.address() as { port: number }).port;
+    const dir = mkdtempSync(join(tmpdir(), 'nb-port-'));
+    const file = join(dir, 'c.json');
+    writeFileSync(file, JSON.stringify({ dataDir: join(dir, 'var'), http: { host: '127.0.0.1', port }, iscsi: { host: '127.0.0.1', port: 0 }, tftp: { host: '127.0.0.1', port: 0 }, mdns: { enabled: false }, log: { format: 'json' } }));
+    const r = spawnSync('node', [BUNDLE, 'serve', '--config', file], { encoding: 'utf8', timeout: 15_000 });
+    blocker.close();
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`HTTP port ${port} on 127.0.0.1 is already in use`);
+  });
+});
