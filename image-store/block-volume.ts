@@ -26,6 +26,8 @@ export interface BlockVolume {
   unmap(lba: number, blocks: number): Promise<void>;
   /** Which ranges are mapped (for GET LBA STATUS): returns runs starting at lba covering up to `blocks`. */
   mapping?(lba: number, blocks: number): Promise<{ lba: number; blocks: number; mapped: boolean }[]>;
+  /** Releases the handle (flushing first when writable); the iSCSI session calls it on logout or drop. */
+  close?(): Promise<void>;
 }
 
 export interface ThinProvisioning {
