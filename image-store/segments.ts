@@ -1,0 +1,215 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Metadata } from './metadata';
+import { StoreError } from './errors';
+
+/**
+ * Physical space: fixed-size segment files (seg-000000.dat ...) made of chunks, each written in
+ * full with zeros when created, so the layout needs no sparse files, holes, fallocate or files
+ * over 4 GiB (works on exFAT and FAT32). Physical chunk p lives in segment
+ * floor(p / chunksPerSegment) at byte (p % chunksPerSegment) * chunkBytes.
+ *
+ * The free map is in memory, rebuilt at open from the durable extents: a chunk is free when no
+ * committed extent points at it and no in-memory volume holds it. Chunks freed by a metadata
+ * change return through release(), which callers invoke only after that change is committed.
+ */
+export class SegmentSpace {
+  readonly chunksPerSegment: number;
+  private fds: number[] = [];
+  /** 1 = allocated (durable or in flight), 0 = free. One byte per chunk. */
+  private used = new Uint8Array(0);
+  private freeCount = 0;
+  private cursor = 0;
+  private growing: Promise<void> | null = null;
+  private dirty = new Set<number>();
+
+  constructor(
+    private readonly dir: string,
+    private readonly meta: Metadata,
+    readonly chunkBytes: number,
+    readonly segmentBytes: number,
+    private readonly limits: { capacityBytes?: number; reserveBytes: number },
+  ) {
+    this.chunksPerSegment = segmentBytes / chunkBytes;
+  }
+
+  /** Opens the recorded segment files and marks every chunk a committed extent uses. */
+  load(): void {
+    const segs = this.meta.q.segments.all() as { id: number; bytes: number }[];
+    segs.forEach((s, i) => {
+      if (s.id !== i) throw new Error(`segment ids are not contiguous at ${i}`);
+      this.fds.push(fs.openSync(this.file(i), 'r+'));
+    });
+    this.used = new Uint8Array(segs.length * this.chunksPerSegment);
+    this.freeCount = this.used.length;
+    for (const r of this.meta.q.allReal.iterate() as Iterable<{ pchunk: number }>) {
+      if (r.pchunk < this.used.length && this.used[r.pchunk] === 0) {
+        this.used[r.pchunk] = 1;
+        this.freeCount--;
+      }
+    }
+  }
+
+  /** Path of segment i. */
+  file(i: number): string {
+    return path.join(this.dir, `seg-${String(i).padStart(6, '0')}.dat`);
+  }
+
+  get segmentCount(): number {
+    return this.fds.length;
+  }
+
+  get totalChunks(): number {
+    return this.used.length;
+  }
+
+  get usedChunks(): number {
+    return this.used.length - this.freeCount;
+  }
+
+  /** Bytes the store may grow to: the capacity limit, or what the filesystem has above the reserve. */
+  capacityBytes(): number {
+    const have = this.fds.length * this.segmentBytes;
+    let cap = Number.MAX_SAFE_INTEGER;
+    if (this.limits.capacityBytes !== undefined) cap = Math.floor(this.limits.capacityBytes / this.segmentBytes) * this.segmentBytes;
+    try {
+      const st = fs.statfsSync(this.dir);
+      const avail = st.bavail * st.bsize - this.limits.reserveBytes;
+      const grow = Math.max(0, Math.floor(avail / this.segmentBytes)) * this.segmentBytes;
+      cap = Math.min(cap, have + grow);
+    } catch {
+      /* statfs unsupported: trust the capacity limit alone */
+    }
+    return Math.max(cap, have);
+  }
+
+  /** Takes one free chunk; grows by a segment when none is left; throws NO_SPACE when it cannot. */
+  async alloc(): Promise<number> {
+    for (;;) {
+      const p = this.tryAlloc();
+      if (p >= 0) {
+        if (this.freeCount < this.chunksPerSegment / 4 && !this.growing && this.canGrow()) void this.grow().catch(() => {});
+        return p;
+      }
+      if (this.growing) {
+        await this.growing;
+        continue;
+      }
+      if (!this.canGrow()) throw new StoreError('NO_SPACE', 'the image store is full');
+      await this.grow();
+    }
+  }
+
+  /** Synchronous allocation from existing segments; -1 when none is free. */
+  tryAlloc(): number {
+    if (this.freeCount === 0) return -1;
+    const n = this.used.length;
+    for (let i = 0; i < n; i++) {
+      const p = (this.cursor + i) % n;
+      if (this.used[p] === 0) {
+        this.used[p] = 1;
+        this.freeCount--;
+        this.cursor = p + 1;
+        return p;
+      }
+    }
+    return -1;
+  }
+
+  /** Returns chunks to the free pool. Call only once the change that freed them is durable. */
+  release(chunks: Iterable<number>): void {
+    for (const p of chunks) {
+      if (p >= 0 && p < this.used.length && this.used[p] === 1) {
+        this.used[p] = 0;
+        this.freeCount++;
+        if (p < this.cursor) this.cursor = p;
+      }
+    }
+  }
+
+  private canGrow(): boolean {
+    return (this.fds.length + 1) * this.segmentBytes <= this.capacityBytes();
+  }
+
+  /**
+   * Adds a segment: write it full of zeros, fsync the file and the directory, and only then
+   * record it in the metadata, so no committed extent ever points into space that might not
+   * exist after a power cut.
+   */
+  grow(): Promise<void> {
+    if (this.growing) return this.growing;
+    const run = async () => {
+      const i = this.fds.length;
+      const file = this.file(i);
+      const fh = await fs.promises.open(file, 'w+');
+      try {
+        const zero = Buffer.alloc(Math.min(this.segmentBytes, 4 << 20));
+        for (let off = 0; off < this.segmentBytes; off += zero.length) {
+          await fh.write(zero, 0, Math.min(zero.length, this.segmentBytes - off), off);
+        }
+        await fh.sync();
+      } catch (err) {
+        await fh.close();
+        await fs.promises.rm(file, { force: true });
+        throw (err as NodeJS.ErrnoException).code === 'ENOSPC' ? new StoreError('NO_SPACE', 'the filesystem is full') : err;
+      }
+      await fh.close();
+      syncDir(this.dir);
+      this.meta.q.addSegment.run(i, this.segmentBytes);
+      this.fds.push(fs.openSync(file, 'r+'));
+      const grown = new Uint8Array(this.used.length + this.chunksPerSegment);
+      grown.set(this.used);
+      this.used = grown;
+      this.freeCount += this.chunksPerSegment;
+    };
+    this.growing = run().finally(() => {
+      this.growing = null;
+    });
+    return this.growing;
+  }
+
+  /** fd and byte position of physical chunk p, plus an offset inside it. */
+  fdOf(p: number): number {
+    return this.fds[Math.floor(p / this.chunksPerSegment)];
+  }
+
+  posOf(p: number): number {
+    return (p % this.chunksPerSegment) * this.chunkBytes;
+  }
+
+  /** Notes that a segment was written since the last sync. */
+  markDirty(p: number): void {
+    this.dirty.add(Math.floor(p / this.chunksPerSegment));
+  }
+
+  /** fdatasyncs every segment written since the last call (one sync per segment per flush). */
+  async syncDirty(): Promise<void> {
+    if (this.dirty.size === 0) return;
+    const segs = [...this.dirty];
+    this.dirty.clear();
+    await Promise.all(segs.map((s) => new Promise<void>((res, rej) => fs.fdatasync(this.fds[s], (e) => (e ? rej(e) : res())))));
+  }
+
+  /** Whether physical chunk p is allocated in memory (for check). */
+  isUsed(p: number): boolean {
+    return this.used[p] === 1;
+  }
+
+  close(): void {
+    for (const fd of this.fds) fs.closeSync(fd);
+    this.fds = [];
+  }
+}
+
+/** fsyncs a directory so a newly created file's entry survives a power cut (no-op where unsupported). */
+export function syncDir(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(dir, 'r');
+    fs.fsyncSync(fd);
+  } catch {
+    /* exFAT/FAT via some drivers refuse fsync on directories; the file fsync is what matters there */
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}

@@ -1,0 +1,333 @@
+import { VolumeError } from './block-volume';
+import { StoreError } from './errors';
+import { isZero, preadFull, pwriteFull } from './io';
+import { ZERO_EXTENT, type Metadata } from './metadata';
+import type { SegmentSpace } from './segments';
+
+const BLOCK = 512;
+
+/**
+ * The live state of one open view (a disk, or a read-only image/snapshot), shared by all its
+ * handles. The whole resolved map is in memory: map[l] is 0 (reads zeros) or physical chunk+1,
+ * and gen[l] is the layer that owns that entry. A chunk may be overwritten in place only when
+ * gen[l] === top (the disk's own writable layer); anything else (the golden image, a snapshot's
+ * frozen layer) is copied on write. So a read is one array lookup and one pread, whatever the
+ * number of snapshots, and taking a snapshot is just "top := new layer" (every gen goes stale).
+ *
+ * Writes record new mappings in `dirty`; flush() fdatasyncs the segments, then commits `dirty`
+ * in one SQLite transaction (data durable before the metadata that points at it), then releases
+ * the chunks that commit freed.
+ */
+export class VolumeCore {
+  readonly chunkBytes: number;
+  readonly chunkBlocks: number;
+  readonly blockCount: number;
+  map: Uint32Array;
+  gen: Uint32Array;
+  /** Handles open on this core (any mode), and how many of them may write. */
+  handles = 0;
+  writers = 0;
+  private dirty = new Map<number, number>();
+  private volatileFrees: number[] = [];
+  private cow = new Map<number, Promise<void>>();
+  private inflight = 0;
+  private drainWaiters: (() => void)[] = [];
+  private gate: Promise<void> | null = null;
+  private flushing: Promise<void> | null = null;
+  private nextFlush: Promise<void> | null = null;
+
+  constructor(
+    private readonly meta: Metadata,
+    private readonly space: SegmentSpace,
+    /** The writable layer (a disk's top), or the layer viewed read-only. */
+    public top: number,
+    readonly sizeBytes: number,
+    readonly writable: boolean,
+  ) {
+    this.chunkBytes = space.chunkBytes;
+    this.chunkBlocks = this.chunkBytes / BLOCK;
+    this.blockCount = Math.floor(sizeBytes / BLOCK);
+    const chunks = Math.ceil(sizeBytes / this.chunkBytes);
+    this.map = new Uint32Array(chunks);
+    this.gen = new Uint32Array(chunks);
+    // Apply the chain root first so upper layers override lower ones.
+    const chain = meta.chain(top).reverse();
+    for (const layer of chain) {
+      for (const [l, p] of meta.q.extentsOf.raw(true).iterate(layer) as Iterable<[number, number]>) {
+        if (l >= chunks) continue;
+        this.map[l] = p < 0 ? 0 : p + 1;
+        this.gen[l] = layer;
+      }
+    }
+    meta.q.extentsOf.raw(false);
+  }
+
+  /** Reads blocks [lba, lba+blocks). Adjacent chunks that are adjacent on disk become one pread. */
+  async read(lba: number, blocks: number): Promise<Buffer> {
+    const len = blocks * BLOCK;
+    const out = Buffer.allocUnsafe(len);
+    const cb = this.chunkBytes;
+    let byte = lba * BLOCK;
+    const end = byte + len;
+    let o = 0;
+    let runFd = -1;
+    let runPos = 0;
+    let runOff = 0;
+    let runLen = 0;
+    let first: Promise<void> | null = null;
+    let more: Promise<void>[] | null = null;
+    const issue = () => {
+      const p = preadFull(runFd, out, runOff, runLen, runPos);
+      if (first === null) first = p;
+      else (more ??= [first]).push(p);
+      runFd = -1;
+    };
+    while (byte < end) {
+      const l = Math.floor(byte / cb);
+      const inChunk = byte - l * cb;
+      const n = Math.min(cb - inChunk, end - byte);
+      const v = this.map[l];
+      if (v === 0) {
+        if (runFd >= 0) issue();
+        out.fill(0, o, o + n);
+      } else {
+        const fd = this.space.fdOf(v - 1);
+        const pos = this.space.posOf(v - 1) + inChunk;
+        if (runFd === fd && pos === runPos + runLen) {
+          runLen += n;
+        } else {
+          if (runFd >= 0) issue();
+          runFd = fd;
+          runPos = pos;
+          runOff = o;
+          runLen = n;
+        }
+      }
+      byte += n;
+      o += n;
+    }
+    if (runFd >= 0) issue();
+    try {
+      if (more) await Promise.all(more);
+      else if (first) await first;
+    } catch (err) {
+      throw new VolumeError('IO', `read failed: ${(err as Error).message}`);
+    }
+    return out;
+  }
+
+  /** Writes data at lba; chunks the disk owns are overwritten in place, others copied on write. */
+  async write(lba: number, data: Buffer): Promise<void> {
+    while (this.gate) await this.gate;
+    this.inflight++;
+    try {
+      const cb = this.chunkBytes;
+      let byte = lba * BLOCK;
+      const end = byte + data.length;
+      let o = 0;
+      let single: Promise<void> | null = null;
+      let many: Promise<void>[] | null = null;
+      while (byte < end) {
+        const l = Math.floor(byte / cb);
+        const inChunk = byte - l * cb;
+        const n = Math.min(cb - inChunk, end - byte);
+        const p = this.writeChunk(l, inChunk, data, o, n);
+        if (single === null) single = p;
+        else (many ??= [single]).push(p);
+        byte += n;
+        o += n;
+      }
+      if (many) await Promise.all(many);
+      else if (single) await single;
+    } catch (err) {
+      if (err instanceof VolumeError) throw err;
+      if (err instanceof StoreError && err.code === 'NO_SPACE') throw new VolumeError('NO_SPACE', err.message);
+      throw new VolumeError('IO', `write failed: ${(err as Error).message}`);
+    } finally {
+      if (--this.inflight === 0 && this.drainWaiters.length > 0) {
+        for (const w of this.drainWaiters.splice(0)) w();
+      }
+    }
+  }
+
+  private async writeChunk(l: number, inChunk: number, data: Buffer, o: number, n: number): Promise<void> {
+    for (;;) {
+      const pending = this.cow.get(l);
+      if (pending) {
+        await pending.catch(() => {});
+        continue;
+      }
+      const v = this.map[l];
+      if (v !== 0 && this.gen[l] === this.top) {
+        const p = v - 1;
+        this.space.markDirty(p);
+        return pwriteFull(this.space.fdOf(p), data, o, n, this.space.posOf(p) + inChunk);
+      }
+      const job = this.copyOnWrite(l, inChunk, data, o, n);
+      this.cow.set(l, job);
+      try {
+        await job;
+      } finally {
+        this.cow.delete(l);
+      }
+      return;
+    }
+  }
+
+  /** Gives chunk l a private copy in the top layer holding the old contents merged with data. */
+  private async copyOnWrite(l: number, inChunk: number, data: Buffer, o: number, n: number): Promise<void> {
+    const cb = this.chunkBytes;
+    const full = inChunk === 0 && n === cb;
+    if (full && isZero(data, o, n)) {
+      this.setEntry(l, ZERO_EXTENT);
+      return;
+    }
+    let p = this.space.tryAlloc();
+    if (p < 0) p = await this.space.alloc();
+    try {
+      let buf = data;
+      let bo = o;
+      if (!full) {
+        buf = Buffer.allocUnsafe(cb);
+        bo = 0;
+        const old = this.map[l];
+        if (old === 0) buf.fill(0);
+        else await preadFull(this.space.fdOf(old - 1), buf, 0, cb, this.space.posOf(old - 1));
+        data.copy(buf, inChunk, o, o + n);
+      }
+      this.space.markDirty(p);
+      await pwriteFull(this.space.fdOf(p), buf, bo, cb, this.space.posOf(p));
+    } catch (err) {
+      this.space.release([p]);
+      throw err;
+    }
+    this.setEntry(l, p);
+  }
+
+  /** Points chunk l of the top layer at p (or ZERO_EXTENT), remembering it for the next commit. */
+  private setEntry(l: number, p: number): void {
+    const old = this.map[l];
+    // A chunk allocated since the last commit is referenced by nothing durable: it can go back
+    // to the pool after that commit. A durable one is found and freed by the commit itself.
+    if (old !== 0 && this.gen[l] === this.top && this.dirty.get(l) === old - 1) this.volatileFrees.push(old - 1);
+    this.map[l] = p < 0 ? 0 : p + 1;
+    this.gen[l] = this.top;
+    this.dirty.set(l, p);
+  }
+
+  /** Deallocates whole chunks in the range (they read as zeros); zero-fills partial edges. */
+  async unmap(lba: number, blocks: number): Promise<void> {
+    await this.exclusive(async () => {
+      const cb = this.chunkBytes;
+      let byte = lba * BLOCK;
+      const end = byte + blocks * BLOCK;
+      while (byte < end) {
+        const l = Math.floor(byte / cb);
+        const inChunk = byte - l * cb;
+        const n = Math.min(cb - inChunk, end - byte);
+        const lastPartial = (l + 1) * cb > this.blockCount * BLOCK && inChunk === 0 && byte + n === this.blockCount * BLOCK;
+        if ((n === cb || lastPartial) && inChunk === 0) {
+          if (this.map[l] !== 0) this.setEntry(l, ZERO_EXTENT);
+        } else if (this.map[l] !== 0) {
+          await this.writeChunk(l, inChunk, Buffer.alloc(n), 0, n);
+        }
+        byte += n;
+      }
+    }, false);
+  }
+
+  /** Runs of mapped (allocated, non-zero) chunks, for GET LBA STATUS. */
+  mapping(lba: number, blocks: number): { lba: number; blocks: number; mapped: boolean }[] {
+    const out: { lba: number; blocks: number; mapped: boolean }[] = [];
+    let b = lba;
+    const end = lba + blocks;
+    while (b < end) {
+      const l = Math.floor(b / this.chunkBlocks);
+      const n = Math.min((l + 1) * this.chunkBlocks, end) - b;
+      const mapped = this.map[l] !== 0;
+      const last = out[out.length - 1];
+      if (last && last.mapped === mapped) last.blocks += n;
+      else out.push({ lba: b, blocks: n, mapped });
+      b += n;
+    }
+    return out;
+  }
+
+  /** Makes every write that resolved before this call durable. Concurrent calls are grouped. */
+  flush(): Promise<void> {
+    if (!this.flushing) {
+      this.flushing = this.runFlush().finally(() => {
+        this.flushing = null;
+      });
+      return this.flushing;
+    }
+    if (!this.nextFlush) {
+      this.nextFlush = this.flushing
+        .catch(() => {})
+        .then(() => {
+          this.nextFlush = null;
+          return this.flush();
+        });
+    }
+    return this.nextFlush;
+  }
+
+  private async runFlush(): Promise<void> {
+    const entries = [...this.dirty];
+    this.dirty.clear();
+    const volatile = this.volatileFrees;
+    this.volatileFrees = [];
+    const freed: number[] = [];
+    try {
+      await this.space.syncDirty();
+      if (entries.length > 0) {
+        const top = this.top;
+        const q = this.meta.q;
+        this.meta.db.transaction(() => {
+          for (const [l, p] of entries) {
+            const old = q.extent.get(top, l) as { pchunk: number } | undefined;
+            if (old && old.pchunk >= 0 && old.pchunk !== p) freed.push(old.pchunk);
+            q.upsertExtent.run(top, l, p);
+          }
+        })();
+      }
+    } catch (err) {
+      // Put back what was not committed (newer entries win) so a later flush retries it.
+      for (const [l, p] of entries) if (!this.dirty.has(l)) this.dirty.set(l, p);
+      this.volatileFrees.push(...volatile);
+      throw new VolumeError('IO', `flush failed: ${(err as Error).message}`);
+    }
+    this.space.release(freed);
+    this.space.release(volatile);
+  }
+
+  /** True when writes are waiting for a flush (for status and tests). */
+  get dirtyChunks(): number {
+    return this.dirty.size;
+  }
+
+  /**
+   * Runs fn with writes held back and none in flight, after a flush when `flushFirst`: what a
+   * snapshot of a live disk needs so that the snapshot holds every write acknowledged before it.
+   */
+  async exclusive<T>(fn: () => T | Promise<T>, flushFirst: boolean): Promise<T> {
+    while (this.gate) await this.gate;
+    let open!: () => void;
+    this.gate = new Promise<void>((r) => (open = r));
+    try {
+      if (this.inflight > 0) await new Promise<void>((r) => this.drainWaiters.push(r));
+      if (flushFirst) await this.flush();
+      return await fn();
+    } finally {
+      this.gate = null;
+      open();
+    }
+  }
+
+  /** After layer `from` was merged into `into`: entries it owned now belong to `into`. */
+  onMerged(from: number, into: number): void {
+    const g = this.gen;
+    for (let i = 0; i < g.length; i++) if (g[i] === from) g[i] = into;
+    if (this.top === from) this.top = into;
+  }
+}

@@ -1,0 +1,76 @@
+import { VolumeError, type BlockVolume, type ThinProvisioning } from './block-volume';
+import type { VolumeCore } from './volume-core';
+
+/**
+ * One handle on an open view, as returned by ImageStore.openVolume. Handles on the same disk
+ * share one VolumeCore (one map, one write cache), so two sessions see each other's writes.
+ * close() flushes (when writable) and releases the handle; afterwards every call throws CLOSED.
+ */
+export class StoreVolume implements BlockVolume {
+  readonly blockSize = 512;
+  readonly blockCount: number;
+  readonly thin: ThinProvisioning;
+  private closed = false;
+
+  constructor(
+    readonly id: string,
+    private readonly core: VolumeCore,
+    readonly readOnly: boolean,
+    private readonly onClose: (v: StoreVolume) => void,
+  ) {
+    this.blockCount = core.blockCount;
+    // Unmapped chunks read as zeros (README.md "UNMAP"): the target may report LBPRZ=1.
+    this.thin = { provisioned: !readOnly, unmappedReads: 'zero', granularityBlocks: core.chunkBlocks };
+  }
+
+  private check(lba: number, blocks: number): void {
+    if (this.closed) throw new VolumeError('CLOSED', `volume ${this.id} is closed`);
+    if (!Number.isInteger(lba) || !Number.isInteger(blocks) || lba < 0 || blocks < 0 || lba + blocks > this.blockCount) {
+      throw new VolumeError('OUT_OF_RANGE', `blocks ${lba}+${blocks} outside 0..${this.blockCount}`);
+    }
+  }
+
+  read(lba: number, blocks: number): Promise<Buffer> {
+    this.check(lba, blocks);
+    return this.core.read(lba, blocks);
+  }
+
+  async write(lba: number, data: Buffer, opts?: { fua?: boolean }): Promise<void> {
+    if (data.length % this.blockSize !== 0) throw new VolumeError('OUT_OF_RANGE', 'write length is not a multiple of the block size');
+    this.check(lba, data.length / this.blockSize);
+    if (this.readOnly) throw new VolumeError('READ_ONLY', `volume ${this.id} is read-only`);
+    await this.core.write(lba, data);
+    if (opts?.fua) await this.core.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.closed) throw new VolumeError('CLOSED', `volume ${this.id} is closed`);
+    if (!this.readOnly) await this.core.flush();
+  }
+
+  async unmap(lba: number, blocks: number): Promise<void> {
+    this.check(lba, blocks);
+    if (this.readOnly) throw new VolumeError('READ_ONLY', `volume ${this.id} is read-only`);
+    await this.core.unmap(lba, blocks);
+  }
+
+  async mapping(lba: number, blocks: number): Promise<{ lba: number; blocks: number; mapped: boolean }[]> {
+    this.check(lba, blocks);
+    return this.core.mapping(lba, blocks);
+  }
+
+  /** Flushes (writable handles) and releases the handle. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    try {
+      if (!this.readOnly) await this.core.flush();
+    } finally {
+      this.closed = true;
+      this.onClose(this);
+    }
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+}

@@ -1,0 +1,46 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { FakeClock } from '../../appliance/core/clock';
+import { silentLogger } from '../../appliance/core/log';
+import { ImageStore } from '../../image-store/store';
+
+/** A fresh temporary directory, removed by the returned cleanup. */
+export function tempDir(tag: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `nb-store-${tag}-`));
+}
+
+/** Opens a small-geometry store (1 MiB segments, 4 KiB chunks unless given) for tests. */
+export function openStore(dir: string, opts: { chunkKiB?: number; segmentMiB?: number; capacityBytes?: number } = {}): ImageStore {
+  return ImageStore.open({ dir, clock: new FakeClock(), log: silentLogger(), segmentMiB: opts.segmentMiB ?? 1, chunkKiB: opts.chunkKiB ?? 4, reserveMiB: 0, capacityBytes: opts.capacityBytes });
+}
+
+/** Deterministic PRNG (mulberry32) so a failing run can be replayed from its seed. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A buffer of `len` bytes filled with a pattern derived from tag (cheap, distinct per tag). */
+export function pattern(len: number, tag: number): Buffer {
+  const b = Buffer.allocUnsafe(len);
+  for (let i = 0; i < len; i += 4) b.writeUInt32LE((Math.imul(tag, 2654435761) + i) >>> 0, i);
+  return b;
+}
+
+/** True when the qemu-img binary is runnable. */
+export function haveQemuImg(): boolean {
+  try {
+    execFileSync('qemu-img', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
