@@ -143,6 +143,13 @@ export class ImageStore {
       });
     }
     fs.rmSync(path.join(this.dir, 'tmp'), { recursive: true, force: true });
+    // A crash while growing leaves a segment file that was never recorded: nothing points into it.
+    for (const f of fs.readdirSync(this.dir)) {
+      if (/^seg-\d+\.dat$/.test(f) && Number(f.slice(4, -4)) >= this.space.segmentCount) {
+        this.log.warn({ file: f }, 'removing a segment file a crash left unrecorded');
+        fs.rmSync(path.join(this.dir, f), { force: true });
+      }
+    }
   }
 
   /** Runs fn in one transaction, then releases what it freed and tells open views about merges. */

@@ -1,0 +1,45 @@
+/**
+ * Child process for crash.test.ts: opens the store, runs crashOps(seed) on disk "d" and prints
+ * "F <k>" after each flush completes, where every write with idx < k resolved before that flush
+ * was called. The parent SIGKILLs it at a random moment.
+ */
+import { systemClock } from '../../appliance/core/clock';
+import { silentLogger } from '../../appliance/core/log';
+import { ImageStore } from '../../image-store/store';
+import { crashBlock, crashOps } from './crash-workload';
+
+async function main(): Promise<void> {
+  const [dir, runArg, seedArg] = process.argv.slice(2);
+  const run = Number(runArg);
+  const store = ImageStore.open({ dir, clock: systemClock, log: silentLogger(), segmentMiB: 1, chunkKiB: 4, reserveMiB: 0 });
+  const vol = store.openVolume('d');
+  process.stdout.write('READY\n');
+  let issued = 0;
+  let batch: Promise<void>[] = [];
+  const snaps: number[] = [];
+  for (const op of crashOps(Number(seedArg), vol.blockCount)) {
+    if (op.kind === 'write') {
+      const data = Buffer.concat(Array.from({ length: op.blocks }, (_, i) => crashBlock(run, op.idx, op.lba + i)));
+      batch.push(vol.write(op.lba, data));
+      issued = op.idx + 1;
+    } else if (op.kind === 'batch-end') {
+      await Promise.all(batch);
+      batch = [];
+    } else if (op.kind === 'flush') {
+      const k = issued;
+      await vol.flush();
+      process.stdout.write(`F ${k}\n`);
+    } else if (op.kind === 'snapshot') {
+      const k = issued;
+      snaps.push((await store.createSnapshot('d', `r${run}-${k}`)).id);
+      process.stdout.write(`F ${k}\n`);
+    } else if (op.kind === 'delete-snapshot' && snaps.length > 2) {
+      await store.deleteSnapshot('d', snaps.shift()!);
+    }
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`${(err as Error).stack}\n`);
+  process.exit(1);
+});
