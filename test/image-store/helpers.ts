@@ -12,8 +12,8 @@ export function tempDir(tag: string): string {
 }
 
 /** Opens a small-geometry store (1 MiB segments, 4 KiB chunks unless given) for tests. */
-export function openStore(dir: string, opts: { chunkKiB?: number; segmentMiB?: number; capacityBytes?: number } = {}): ImageStore {
-  return ImageStore.open({ dir, clock: new FakeClock(), log: silentLogger(), segmentMiB: opts.segmentMiB ?? 1, chunkKiB: opts.chunkKiB ?? 4, reserveMiB: 0, capacityBytes: opts.capacityBytes });
+export function openStore(dir: string, opts: { chunkKiB?: number; segmentMiB?: number; capacityBytes?: number; reserveMiB?: number } = {}): ImageStore {
+  return ImageStore.open({ dir, clock: new FakeClock(), log: silentLogger(), segmentMiB: opts.segmentMiB ?? 1, chunkKiB: opts.chunkKiB ?? 4, reserveMiB: opts.reserveMiB ?? 0, capacityBytes: opts.capacityBytes });
 }
 
 /** Deterministic PRNG (mulberry32) so a failing run can be replayed from its seed. */
