@@ -61,6 +61,8 @@ export const configSchema = strict({
     leaseSeconds: z.number().int().min(60).max(30 * 86400).default(3600),
     /** Full mode listens this long for another DHCP server before serving (and refuses if one answers). */
     conflictProbeSeconds: z.number().min(0).max(60).default(3),
+    /** Full mode: static per-MAC addresses besides the clients' own `ip` (best outside `range`). */
+    reservations: z.array(strict({ mac: z.string().regex(/^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$/).transform((m) => m.toLowerCase().replace(/-/g, ':')), ip: ipv4 })).default([]),
   }).prefault({}),
   boot: strict({
     /** Where undionly.kpxe, ipxe.efi, snponly.efi are (Debian package `ipxe`). */
@@ -68,6 +70,8 @@ export const configSchema = strict({
     /** What an unknown MAC gets: nothing, a menu script, or a new client disk of enrollImage. */
     unknownClients: z.enum(['ignore', 'menu', 'enroll']).default('ignore'),
     enrollImage: z.string().default(''),
+    /** UEFI x64 iPXE build: ipxe.efi (own NIC drivers) or snponly.efi (the firmware's driver, for odd NICs). */
+    efiBinary: z.enum(['ipxe.efi', 'snponly.efi']).default('ipxe.efi'),
   }).prefault({}),
   mdns: strict({
     enabled: z.boolean().default(true),

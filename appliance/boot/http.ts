@@ -1,0 +1,99 @@
+/**
+ * The HTTP side of booting, framework-free so the integrator can mount it on fastify:
+ *   GET /boot/:file  ->  file ends in .ipxe ? bootScriptFor(file, ctx) : bootBinaryPath(file, binaries)
+ * Every script served is recorded as a `script-fetched` boot event.
+ */
+import { join } from 'node:path';
+import type { Logger } from '../core/log';
+import { normaliseMac, type BootEventSink, type ClientDirectory, type ClientRecord } from '../core/model';
+import type { IpxeBinaries } from './binaries';
+import { renderIpxeScript, renderMenuScript } from './ipxe-script';
+import { scriptUrl } from './policy';
+
+/** Everything bootScriptFor needs. */
+export interface BootScriptContext {
+  clients: ClientDirectory;
+  serverAddress: string;
+  httpPort: number;
+  iscsiPort: number;
+  unknownClients: 'ignore' | 'menu' | 'enroll';
+  /** Creates a client (clone of boot.enrollImage) for an unknown MAC; needed for 'enroll'. */
+  enroll?: (mac: string, arch: number | undefined) => Promise<ClientRecord>;
+  /** The client's architecture from its last DHCP request (BootPolicy.archOf / DhcpServer.archOf). */
+  archOf?: (mac: string) => number | undefined;
+  events?: BootEventSink;
+  log?: Logger;
+}
+
+/** An HTTP answer: iPXE runs a body only with status 200. */
+export interface BootHttpResponse {
+  status: number;
+  contentType: string;
+  body: string;
+}
+
+const TEXT = 'text/plain; charset=utf-8';
+/** In-flight enrolments per enroll callback, so two fetches of one MAC create one client. */
+const pending = new WeakMap<object, Map<string, Promise<ClientRecord>>>();
+
+/**
+ * The script for `file` ("aa-bb-cc-dd-ee-ff.ipxe", any MAC spelling normaliseMac accepts):
+ * the sanboot script for a registered client; for an unknown one the menu, an enrolment (then
+ * its sanboot script), or 404 when unknownClients is "ignore". 400 for a name that is not a MAC.
+ * Async because enrolment clones a disk.
+ */
+export async function bootScriptFor(file: string, ctx: BootScriptContext): Promise<BootHttpResponse> {
+  const stem = file.replace(/\.ipxe$/i, '');
+  const mac = normaliseMac(stem);
+  if (!mac) return { status: 400, contentType: TEXT, body: `not a MAC address: ${stem}\n` };
+  const url = scriptUrl(mac, ctx.serverAddress, ctx.httpPort);
+  const opts = { serverAddress: ctx.serverAddress, iscsiPort: ctx.iscsiPort };
+  const known = ctx.clients.byMac(mac);
+  if (known) {
+    ctx.events?.record({ mac, stage: 'script-fetched', detail: { kind: 'sanboot', target: known.target } });
+    return { status: 200, contentType: TEXT, body: renderIpxeScript(known, opts) };
+  }
+  switch (ctx.unknownClients) {
+    case 'ignore':
+      return { status: 404, contentType: TEXT, body: `unknown client ${mac}\n` };
+    case 'menu':
+      ctx.events?.record({ mac, stage: 'script-fetched', detail: { kind: 'menu' } });
+      return { status: 200, contentType: TEXT, body: renderMenuScript(mac, { scriptUrl: url }) };
+    case 'enroll': {
+      if (!ctx.enroll) {
+        ctx.log?.error({ mac }, 'boot.unknownClients is "enroll" but no enroll callback is wired');
+        return { status: 200, contentType: TEXT, body: renderMenuScript(mac, { scriptUrl: url, message: 'enrolment is not available' }) };
+      }
+      let inflight = pending.get(ctx.enroll);
+      if (!inflight) pending.set(ctx.enroll, (inflight = new Map()));
+      let job = inflight.get(mac);
+      if (!job) {
+        job = ctx.enroll(mac, ctx.archOf?.(mac));
+        inflight.set(mac, job);
+        void job.finally(() => inflight.delete(mac)).catch(() => undefined);
+      }
+      try {
+        const client = await job;
+        ctx.log?.info({ mac, client: client.name, disk: client.disk }, 'enrolled unknown client');
+        ctx.events?.record({ mac, stage: 'script-fetched', detail: { kind: 'enrolled', target: client.target } });
+        return { status: 200, contentType: TEXT, body: renderIpxeScript(client, opts) };
+      } catch (err) {
+        ctx.log?.error({ mac, err }, 'enrolment failed');
+        ctx.events?.record({ mac, stage: 'script-fetched', detail: { kind: 'menu', reason: 'enrol-failed' } });
+        const why = err instanceof Error ? err.message : String(err);
+        return { status: 200, contentType: TEXT, body: renderMenuScript(mac, { scriptUrl: url, message: `enrolment failed: ${why}` }) };
+      }
+    }
+  }
+}
+
+/**
+ * The absolute path of an iPXE binary served over HTTP (UEFI HTTP boot fetches ipxe.efi this
+ * way), or undefined when `file` is not one of the binaries found. Only known names are served,
+ * so no path from the URL ever reaches the file system.
+ */
+export function bootBinaryPath(file: string, binaries: IpxeBinaries): string | undefined {
+  const known = [binaries.bios, binaries.efiX64, binaries.efiIa32, binaries.efiArm64, binaries.efiArm32].filter(Boolean) as string[];
+  const hit = known.find((k) => k === file || k.replace(/\//g, '-') === file);
+  return hit ? join(binaries.dir, hit) : undefined;
+}

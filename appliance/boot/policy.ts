@@ -1,0 +1,135 @@
+/**
+ * Who boots what: a pure decision from what a DHCP request says about the client (architecture,
+ * vendor/user class, iPXE's option 175) plus the client registry and config, to the boot answer
+ * the DHCP server encodes. No sockets, no clock, no file system (binaries are looked up once by
+ * binaries.ts and passed in).
+ *
+ * The chain (notes/netboot.md): firmware PXE -> TFTP an iPXE binary -> iPXE DHCPs again and gets
+ * a per-client script URL -> the script sanboots the client's iSCSI disk. An iPXE client is never
+ * handed an iPXE binary again: that is the classic chainload loop.
+ */
+import type { ClientDirectory, ClientRecord } from '../core/model';
+import { archFamily, isHttpBootFamily, type ArchFamily } from './arch';
+import type { IpxeBinaries } from './binaries';
+
+/** What the policy reads from a DHCP request. */
+export interface BootRequest {
+  /** Normalised MAC (aa:bb:cc:dd:ee:ff). */
+  mac: string;
+  /** Option 93, first entry. */
+  arch: number | undefined;
+  /** Option 60. */
+  vendorClass: string | undefined;
+  /** Option 77 (iPXE sends "iPXE"). */
+  userClass: string | undefined;
+  /** Option 175 sub-options (present only when iPXE is asking). */
+  ipxe: ReadonlyMap<number, Buffer> | undefined;
+}
+
+/** The settings the decision depends on. */
+export interface BootPolicyContext {
+  clients: ClientDirectory;
+  /** Address clients reach the appliance at (TFTP next-server, HTTP and iSCSI host). */
+  serverAddress: string;
+  httpPort: number;
+  iscsiPort: number;
+  unknownClients: 'ignore' | 'menu' | 'enroll';
+  binaries: IpxeBinaries;
+}
+
+/** The answer for one request. The DHCP server turns it into options; `ignore` means no boot options. */
+export type BootAnswer =
+  | { kind: 'ignore'; reason: string }
+  /** Firmware PXE: TFTP this iPXE binary (siaddr + file, options 66/67, option 60 PXEClient). */
+  | { kind: 'chainload'; family: ArchFamily; file: string }
+  /** UEFI HTTP boot: option 60 HTTPClient and this URL as the boot file. */
+  | { kind: 'http-boot'; family: ArchFamily; url: string }
+  /**
+   * iPXE: fetch this script (url undefined when the build lacks HTTP); for a known client also
+   * option 17 root-path and option 203 initiator name, so a plain iPXE with no script still boots.
+   */
+  | { kind: 'ipxe'; url: string | undefined; client: ClientRecord | undefined; rootPath: string | undefined; initiatorName: string | undefined }
+  /** Firmware we should chainload, but its iPXE binary is not installed: nothing to offer. */
+  | { kind: 'missing-binary'; family: ArchFamily; reason: string };
+
+/** iPXE feature sub-option 0x13 (HTTP) in option 175; see options.ts IpxeFeature. */
+const IPXE_FEATURE_HTTP = 0x13;
+
+/** True when the request comes from iPXE (user class "iPXE", or its option 175). */
+export function isIpxe(req: Pick<BootRequest, 'userClass' | 'ipxe'>): boolean {
+  return req.ipxe !== undefined || (req.userClass ?? '').includes('iPXE');
+}
+
+/** True when the request is a network-boot request at all (PXE ROM, HTTP boot firmware, or iPXE). */
+export function isBootClient(req: Pick<BootRequest, 'vendorClass' | 'userClass' | 'ipxe'>): boolean {
+  const vc = req.vendorClass ?? '';
+  return vc.startsWith('PXEClient') || vc.startsWith('HTTPClient') || isIpxe(req);
+}
+
+/** The per-client script's path on the appliance's HTTP server: /boot/aa-bb-cc-dd-ee-ff.ipxe. */
+export function scriptPath(mac: string): string {
+  return `/boot/${mac.replace(/:/g, '-')}.ipxe`;
+}
+
+/** `http://server:port/boot/aa-bb-...ipxe`. */
+export function scriptUrl(mac: string, serverAddress: string, httpPort: number): string {
+  return `http://${serverAddress}:${httpPort}${scriptPath(mac)}`;
+}
+
+/**
+ * RFC 4173 iSCSI root path: iscsi:<server>:<protocol>:<port>:<LUN>:<targetname> (protocol empty
+ * = TCP). iPXE parses the same syntax for sanboot.
+ */
+export function iscsiRootPath(client: Pick<ClientRecord, 'target' | 'lun'>, serverAddress: string, iscsiPort: number): string {
+  return `iscsi:${serverAddress}::${iscsiPort}:${client.lun}:${client.target}`;
+}
+
+/** The one decision. Pure: the same inputs give the same answer. */
+export function decideBoot(req: BootRequest, ctx: BootPolicyContext): BootAnswer {
+  if (!isBootClient(req)) return { kind: 'ignore', reason: 'not a network-boot client (no PXEClient/HTTPClient/iPXE)' };
+  const client = ctx.clients.byMac(req.mac);
+  if (!client && ctx.unknownClients === 'ignore') {
+    return { kind: 'ignore', reason: 'unknown client and boot.unknownClients is "ignore"' };
+  }
+
+  if (isIpxe(req)) {
+    // iPXE builds without HTTP announce it by leaving out feature 0x13; they still sanboot root-path.
+    const hasHttp = req.ipxe === undefined || req.ipxe.has(IPXE_FEATURE_HTTP);
+    const url = hasHttp ? scriptUrl(req.mac, ctx.serverAddress, ctx.httpPort) : undefined;
+    if (client) {
+      return { kind: 'ipxe', url, client, rootPath: iscsiRootPath(client, ctx.serverAddress, ctx.iscsiPort), initiatorName: client.initiatorName };
+    }
+    if (!url) return { kind: 'ignore', reason: 'unknown client on an iPXE without HTTP: no menu possible' };
+    return { kind: 'ipxe', url, client: undefined, rootPath: undefined, initiatorName: undefined };
+  }
+
+  const family = archFamily(req.arch);
+  const file = binaryFor(family, ctx.binaries);
+  if (!file) {
+    return { kind: 'missing-binary', family, reason: `no iPXE binary for ${family} (arch ${req.arch ?? 'absent'}) in ${ctx.binaries.dir}` };
+  }
+  if (isHttpBootFamily(family) || (req.vendorClass ?? '').startsWith('HTTPClient')) {
+    return { kind: 'http-boot', family, url: `http://${ctx.serverAddress}:${ctx.httpPort}/boot/${file.replace(/\//g, '-')}` };
+  }
+  return { kind: 'chainload', family, file };
+}
+
+/** The iPXE binary (path relative to ipxeDir, as TFTP serves it) for a firmware family. */
+export function binaryFor(family: ArchFamily, b: IpxeBinaries): string | undefined {
+  switch (family) {
+    case 'bios':
+      return b.bios;
+    case 'efi-x64':
+    case 'http-x64':
+      return b.efiX64;
+    case 'efi-ia32':
+      return b.efiIa32;
+    case 'efi-arm64':
+    case 'http-arm64':
+      return b.efiArm64;
+    case 'efi-arm32':
+      return b.efiArm32;
+    default:
+      return undefined;
+  }
+}

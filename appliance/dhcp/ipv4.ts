@@ -1,0 +1,34 @@
+/** IPv4 address arithmetic on unsigned 32-bit integers. Pure. */
+
+/** '198.18.0.1' -> 0xc6120001; throws RangeError on a malformed address. */
+export function ipToInt(ip: string): number {
+  const p = ip.split('.');
+  if (p.length !== 4 || p.some((x) => !/^\d{1,3}$/.test(x) || Number(x) > 255)) throw new RangeError(`not an IPv4 address: ${ip}`);
+  return ((Number(p[0]) << 24) | (Number(p[1]) << 16) | (Number(p[2]) << 8) | Number(p[3])) >>> 0;
+}
+
+/** 0xc6120001 -> '198.18.0.1'. */
+export function intToIp(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}
+
+/** True when a and b are in the same subnet under mask. */
+export function sameSubnet(a: string, b: string, mask: string): boolean {
+  const m = ipToInt(mask);
+  return ((ipToInt(a) & m) >>> 0) === ((ipToInt(b) & m) >>> 0);
+}
+
+/** The subnet's directed broadcast address (option 28). */
+export function broadcastOf(ip: string, mask: string): string {
+  return intToIp((ipToInt(ip) | ~ipToInt(mask)) >>> 0);
+}
+
+/** True for the all-zero and all-one host parts of the subnet (never handed out). */
+export function isNetworkOrBroadcast(ip: string, mask: string): boolean {
+  const m = ipToInt(mask);
+  const host = (ipToInt(ip) & ~m) >>> 0;
+  return host === 0 || host === (~m >>> 0);
+}
+
+export const ZERO = '0.0.0.0';
+export const LIMITED_BROADCAST = '255.255.255.255';

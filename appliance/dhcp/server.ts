@@ -1,0 +1,301 @@
+/**
+ * The DHCP service: sockets around the proxy or full responder.
+ *
+ * Sockets (Node's dgram has neither SO_BINDTODEVICE nor IP_PKTINFO):
+ *  - `rx`: 0.0.0.0:67. On Linux only a wildcard socket receives broadcasts, so every request that
+ *    was broadcast arrives here (from any interface: see docs/decisions-dhcp.md).
+ *  - `tx`: <serverAddress>:67. Receives unicasts to us (that is how RENEWING is told apart from
+ *    REBINDING) and sends every reply: Linux routes a limited broadcast out of the interface that
+ *    owns the bound source address, so replies leave through dhcp.interface with its address.
+ *  - `pxe`: 0.0.0.0:4011 in proxy mode, for PXE boot server requests.
+ * Both port-67 sockets set SO_REUSEADDR to coexist, so start() first binds 67 exclusively for a
+ * moment: that fails with EADDRINUSE when another local server (dnsmasq, ...) holds the port.
+ */
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { networkInterfaces } from 'node:os';
+import type Database from 'better-sqlite3';
+import type { Config } from '../core/config';
+import type { Clock } from '../core/clock';
+import type { Logger } from '../core/log';
+import type { BootEventSink, ClientDirectory } from '../core/model';
+import { bindError, FatalError, type Service, type ServiceStatus, type ServiceState } from '../core/service';
+import { probeForDhcpServers } from './conflict-probe';
+import { newCounters, type PolicyPort, type Responder, type ResponderContext, type Via } from './engine';
+import { FullResponder } from './full';
+import { sameSubnet } from './ipv4';
+import { LeaseStore } from './leases';
+import { readRequest } from './options';
+import { decodePacket, DecodeError, encodePacket, hardwareAddress } from './packet';
+import { ProxyResponder } from './proxy';
+
+/** Constructor arguments of DhcpServer. */
+export interface DhcpServerOptions {
+  config: Readonly<Config['dhcp']>;
+  /** The address clients reach us at, or 'auto' (dhcp.interface's first IPv4 address). */
+  serverAddress: string;
+  /** TFTP port the iPXE binaries are served on; PXE ROMs can only use 69 (warned otherwise). */
+  tftpPort?: number;
+  clients: ClientDirectory;
+  /** Boot decisions (a BootPolicy from appliance/boot/boot-policy.ts). */
+  policy: PolicyPort & { archOf?(mac: string): number | undefined };
+  db: Database.Database;
+  clock: Clock;
+  log: Logger;
+  events?: BootEventSink;
+  /** The port clients listen on (68; tests may change it together with config.port). */
+  clientPort?: number;
+}
+
+interface IfaceInfo {
+  name: string;
+  address: string;
+  netmask: string;
+  mac: string;
+}
+
+/** Finds the interface to serve on and our address on it. Throws FatalError with the reason. */
+function resolveInterface(name: string, configured: string, needInterface: boolean): IfaceInfo | undefined {
+  const all = networkInterfaces();
+  const candidates = name
+    ? (all[name] ?? []).map((a) => ({ ...a, iface: name }))
+    : Object.entries(all).flatMap(([n, list]) => (list ?? []).filter((a) => !a.internal).map((a) => ({ ...a, iface: n })));
+  if (name && !all[name]) throw new FatalError(`dhcp.interface "${name}" does not exist (interfaces: ${Object.keys(all).join(', ')})`);
+  const v4 = candidates.filter((a) => a.family === 'IPv4');
+  if (name && v4.length === 0) throw new FatalError(`dhcp.interface "${name}" has no IPv4 address`);
+  const pick = configured !== 'auto' ? v4.find((a) => a.address === configured) : v4[0];
+  if (!pick) {
+    if (needInterface) {
+      throw new FatalError(configured !== 'auto'
+        ? `serverAddress ${configured} is not an address of ${name || 'any interface'}`
+        : 'full DHCP needs dhcp.interface (no IPv4 interface found)');
+    }
+    return undefined;
+  }
+  const ifaces = new Set(v4.map((a) => a.iface));
+  if (needInterface && !name && ifaces.size > 1) {
+    throw new FatalError(`full DHCP needs dhcp.interface: this machine has several interfaces (${[...ifaces].join(', ')})`);
+  }
+  return { name: pick.iface, address: pick.address, netmask: pick.netmask, mac: pick.mac };
+}
+
+function bindSocket(sock: Socket, port: number, address: string, exclusive = false): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onErr = (err: Error) => reject(bindError('udp', address, port, err));
+    sock.once('error', onErr);
+    sock.bind({ port, address, exclusive }, () => {
+      sock.off('error', onErr);
+      resolve();
+    });
+  });
+}
+
+/** The DHCP service (proxy or full per config.mode; 'off' = disabled). */
+export class DhcpServer implements Service {
+  readonly name = 'dhcp';
+  private state: ServiceState = 'stopped';
+  private detail: string | undefined;
+  private readonly counters = newCounters();
+  private sockets: { sock: Socket; via: Via }[] = [];
+  private tx: Socket | undefined;
+  private responder: Responder | undefined;
+  private leases: LeaseStore | undefined;
+  private address = '';
+  private readonly listen: string[] = [];
+  /** ip -> mac from ciaddr/requested addresses seen, bounded. */
+  private readonly addressOwners = new Map<string, string>();
+  private cancelProbe: (() => void) | undefined;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: DhcpServerOptions) {
+    this.log = opts.log.child({ service: 'dhcp' });
+  }
+
+  async start(): Promise<void> {
+    const cfg = this.opts.config;
+    if (cfg.mode === 'off') {
+      this.state = 'disabled';
+      this.detail = 'dhcp.mode is "off"';
+      return;
+    }
+    this.state = 'starting';
+    try {
+      await this.startMode(cfg);
+      this.state = 'running';
+    } catch (err) {
+      this.state = 'failed';
+      this.detail = (err as Error).message;
+      await this.closeSockets();
+      throw err;
+    }
+  }
+
+  private async startMode(cfg: Readonly<Config['dhcp']>): Promise<void> {
+    const full = cfg.mode === 'full';
+    const iface = resolveInterface(cfg.interface, this.opts.serverAddress, full);
+    this.address = iface?.address ?? this.opts.serverAddress;
+    if (this.address === 'auto') throw new FatalError('proxy DHCP found no IPv4 address to announce: set serverAddress or dhcp.interface');
+    if (full && cfg.range.length === 2 && !sameSubnet(this.address, cfg.range[0], cfg.netmask)) {
+      throw new FatalError(`dhcp.range ${cfg.range[0]}-${cfg.range[1]} is not in the subnet of ${iface!.name} (${this.address}/${cfg.netmask})`);
+    }
+    if (this.opts.tftpPort !== undefined && this.opts.tftpPort !== 69) {
+      this.log.warn({ tftpPort: this.opts.tftpPort }, 'PXE firmware fetches iPXE from TFTP port 69 only: set tftp.port to 69 or firmware clients will not boot');
+    }
+
+    // Port 67 held by another local server? (our own sockets share it with SO_REUSEADDR)
+    const probe = createSocket('udp4');
+    await bindSocket(probe, cfg.port, '0.0.0.0', true);
+    await new Promise<void>((r) => probe.close(() => r()));
+
+    const ctx: ResponderContext = {
+      serverAddress: this.address,
+      serverPort: cfg.port,
+      clientPort: this.opts.clientPort ?? 68,
+      policy: this.opts.policy,
+      clock: this.opts.clock,
+      log: this.log,
+      events: this.opts.events,
+      counters: this.counters,
+      noteAddress: (ip, mac) => this.noteAddress(ip, mac),
+    };
+    if (full) {
+      if (cfg.conflictProbeSeconds > 0) {
+        this.log.info({ interface: iface!.name, seconds: cfg.conflictProbeSeconds }, 'listening for another DHCP server before serving');
+        const heard = await probeForDhcpServers(
+          { address: this.address, mac: iface!.mac, seconds: cfg.conflictProbeSeconds, clock: this.opts.clock, log: this.log, serverPort: cfg.port, clientPort: ctx.clientPort },
+          (cancel) => (this.cancelProbe = cancel),
+        );
+        this.cancelProbe = undefined;
+        if (this.state !== 'starting') throw new FatalError('DHCP start cancelled');
+        if (heard.length > 0) {
+          const who = heard.map((h) => (h.from === h.serverId ? h.serverId : `${h.serverId} (from ${h.from})`)).join(', ');
+          throw new FatalError(`another DHCP server answers on ${iface!.name}: ${who}. Full DHCP refuses to run on a network that has one (nothing was sent to clients); use dhcp.mode "proxy" or an isolated network`);
+        }
+      } else {
+        this.log.warn('dhcp.conflictProbeSeconds is 0: not checking for another DHCP server');
+      }
+      this.leases = new LeaseStore(this.opts.db);
+      this.responder = new FullResponder(ctx, { ...cfg, reservations: cfg.reservations }, this.leases, this.opts.clients);
+    } else {
+      this.responder = new ProxyResponder(ctx);
+    }
+
+    const rx = createSocket({ type: 'udp4', reuseAddr: true });
+    this.sockets.push({ sock: rx, via: 'broadcast' });
+    await bindSocket(rx, cfg.port, '0.0.0.0');
+    rx.setBroadcast(true);
+    this.listen.push(`udp 0.0.0.0:${cfg.port}`);
+    if (iface) {
+      const tx = createSocket({ type: 'udp4', reuseAddr: true });
+      this.sockets.push({ sock: tx, via: 'unicast' });
+      await bindSocket(tx, cfg.port, this.address);
+      tx.setBroadcast(true);
+      this.tx = tx;
+      this.listen.push(`udp ${this.address}:${cfg.port}`);
+    } else {
+      // serverAddress is not local (e.g. behind NAT): replies leave by the routing table.
+      this.tx = rx;
+    }
+    if (!full) {
+      const pxe = createSocket({ type: 'udp4', reuseAddr: true });
+      this.sockets.push({ sock: pxe, via: 'pxe' });
+      await bindSocket(pxe, cfg.proxyPort, '0.0.0.0');
+      this.listen.push(`udp 0.0.0.0:${cfg.proxyPort}`);
+    }
+    for (const { sock, via } of this.sockets) {
+      sock.on('message', (msg, rinfo) => this.onMessage(msg, rinfo, via, sock));
+      sock.on('error', (err) => this.log.error({ err, via }, 'socket error'));
+    }
+    this.log.info({ mode: cfg.mode, interface: iface?.name ?? '(all)', address: this.address, listen: this.listen }, 'DHCP serving');
+  }
+
+  private onMessage(msg: Buffer, rinfo: RemoteInfo, via: Via, sock: Socket): void {
+    const from = { address: rinfo.address, port: rinfo.port };
+    let outs;
+    try {
+      const packet = decodePacket(msg);
+      if (packet.op !== 'request') return; // another server's reply relayed to us, or our own
+      if (packet.htype !== 1 || packet.hlen !== 6) {
+        this.counters.ignored += 1;
+        this.log.debug({ from, htype: packet.htype, hlen: packet.hlen }, 'dropped: not Ethernet');
+        return;
+      }
+      const info = readRequest(packet, hardwareAddress(packet));
+      if (!info.type) {
+        this.counters.ignored += 1;
+        this.log.debug({ from, mac: info.mac }, 'dropped: BOOTP request (not served)');
+        return;
+      }
+      outs = this.responder!.handle({ packet, info, via, from });
+    } catch (err) {
+      if (err instanceof DecodeError) {
+        this.counters.dropped += 1;
+        this.log.debug({ from, reason: err.message, bytes: msg.length }, 'dropped malformed packet');
+        return;
+      }
+      this.log.error({ err, from }, 'failed to handle a DHCP packet');
+      return;
+    }
+    for (const out of outs) {
+      // The PXE port answers from the socket the request came in on (source port 4011).
+      const s = via === 'pxe' ? sock : this.tx!;
+      s.send(encodePacket(out.packet), out.to.port, out.to.address, (err) => {
+        if (err) this.log.warn({ err, to: out.to }, 'sending a DHCP reply failed');
+      });
+    }
+  }
+
+  private noteAddress(ip: string, mac: string): void {
+    if (this.addressOwners.size > 65_536) this.addressOwners.clear();
+    this.addressOwners.delete(ip);
+    this.addressOwners.set(ip, mac);
+  }
+
+  /** The MAC behind an address (its lease, else the last client seen using or requesting it), for TFTP attribution. */
+  macForAddress(ip: string): string | undefined {
+    const l = this.leases?.byIp(ip);
+    if (l && l.mac && (l.state === 'bound' || l.state === 'offered')) return l.mac;
+    return this.addressOwners.get(ip) ?? (l?.mac || undefined);
+  }
+
+  /** The address announced to clients (resolved from dhcp.interface when configured 'auto'); '' before start(). */
+  get serverAddress(): string {
+    return this.address;
+  }
+
+  /** Option 93 from the MAC's latest request, when the policy remembers it (for enrolment). */
+  archOf(mac: string): number | undefined {
+    return this.opts.policy.archOf?.(mac);
+  }
+
+  private async closeSockets(): Promise<void> {
+    this.cancelProbe?.();
+    this.cancelProbe = undefined;
+    await Promise.all(this.sockets.map(({ sock }) => new Promise<void>((r) => {
+      try {
+        sock.close(() => r());
+      } catch {
+        r();
+      }
+    })));
+    this.sockets = [];
+    this.tx = undefined;
+    this.listen.length = 0;
+  }
+
+  async stop(): Promise<void> {
+    if (this.state === 'disabled') return;
+    this.state = 'stopping';
+    await this.closeSockets();
+    this.state = 'stopped';
+  }
+
+  status(): ServiceStatus {
+    return {
+      state: this.state,
+      listen: [...this.listen],
+      counters: { ...this.counters },
+      gauges: this.leases ? { leases: this.leases.activeCount(this.opts.clock.now()) } : undefined,
+      detail: this.detail,
+    };
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * Runs the DHCP service (and optionally a minimal HTTP server for /boot/) in its own process, so
+ * a test can start it inside a network namespace: `ip netns exec NS npx tsx runner.ts spec.json`.
+ * Prints one line per happening on stdout: `READY {...}`, `EVENT {...}` (BootEventSink),
+ * `HTTP {...}` (script fetches), `FATAL message` (then exits 3). Stops cleanly on SIGTERM.
+ */
+import { createServer } from 'node:http';
+import { readFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { parseConfig } from '../../../appliance/core/config';
+import { systemClock } from '../../../appliance/core/clock';
+import { createLogger } from '../../../appliance/core/log';
+import type { ClientRecord } from '../../../appliance/core/model';
+import { FatalError } from '../../../appliance/core/service';
+import { BootPolicy } from '../../../appliance/boot/boot-policy';
+import { bootScriptFor } from '../../../appliance/boot/http';
+import { DhcpServer } from '../../../appliance/dhcp/server';
+
+interface RunnerSpec {
+  /** A partial appliance config (dhcp, boot, http, iscsi sections). */
+  config: unknown;
+  serverAddress: string;
+  dbFile: string;
+  clients: ClientRecord[];
+  /** Serve /boot/<mac>.ipxe on config.http.port. */
+  http?: boolean;
+  logLevel?: string;
+}
+
+const spec = JSON.parse(readFileSync(process.argv[2], 'utf8')) as RunnerSpec;
+const cfg = parseConfig(spec.config);
+const log = createLogger({ level: spec.logLevel ?? 'warn', format: 'json' });
+const byMac = new Map(spec.clients.map((c) => [c.mac, c]));
+const clients = { byMac: (m: string) => byMac.get(m) };
+const events = { record: (e: unknown) => console.log(`EVENT ${JSON.stringify(e)}`) };
+const db = new Database(spec.dbFile);
+db.pragma('journal_mode = WAL');
+const policy = new BootPolicy({ boot: cfg.boot, clients, httpPort: cfg.http.port, iscsiPort: cfg.iscsi.port, log, clock: systemClock });
+const server = new DhcpServer({ config: cfg.dhcp, serverAddress: spec.serverAddress, clients, policy, db, clock: systemClock, log, events, tftpPort: 69 });
+
+const http = spec.http
+  ? createServer((req, res) => {
+      const m = /^\/boot\/([^/?]+)$/.exec(req.url ?? '');
+      if (!m) {
+        res.writeHead(404).end();
+        return;
+      }
+      void bootScriptFor(m[1], {
+        clients, serverAddress: server.serverAddress, httpPort: cfg.http.port, iscsiPort: cfg.iscsi.port,
+        unknownClients: cfg.boot.unknownClients, archOf: (mac) => server.archOf(mac), events, log,
+      }).then((r) => {
+        console.log(`HTTP ${JSON.stringify({ url: req.url, status: r.status })}`);
+        res.writeHead(r.status, { 'content-type': r.contentType }).end(r.body);
+      });
+    })
+  : undefined;
+
+async function main(): Promise<void> {
+  try {
+    await server.start();
+  } catch (err) {
+    console.log(`FATAL ${(err as Error).message}`);
+    db.close();
+    process.exit(err instanceof FatalError ? 3 : 4);
+  }
+  if (http) await new Promise<void>((r) => http.listen(cfg.http.port, server.serverAddress, () => r()));
+  console.log(`READY ${JSON.stringify(server.status())}`);
+}
+
+process.on('SIGTERM', () => {
+  void (async () => {
+    await server.stop();
+    http?.close();
+    console.log(`STOPPED ${JSON.stringify(server.status().counters)}`);
+    db.close();
+    process.exit(0);
+  })();
+});
+void main();
