@@ -1,0 +1,920 @@
+import type { Socket } from 'node:net';
+import type { Clock } from '../core/clock';
+import type { Logger } from '../core/log';
+import { BHS_LENGTH, LoginStatus, LogoutReason, LogoutResponseCode, RejectReason, RESERVED_TAG, Stage, TmfFunction, TmfResponse } from './constants';
+import { crc32c } from './crc32c';
+import { PduFramer, type FramedPdu } from './framer';
+import { LoginNegotiation, type AdmitRequest, type LoginOutcome } from './login';
+import {
+  decodePdu, DecodeError, encodeLoginResponse, encodeLogoutResponse, encodeNopIn, encodeR2T, encodeReject,
+  encodeScsiResponse, encodeTaskMgmtResponse, encodeTextResponse, padded, writeDataIn,
+  type DataOut, type InitiatorPdu, type LoginRequest, type LogoutRequest, type NopOut, type ScsiCommand,
+  type TaskMgmtRequest, type TextRequest,
+} from './pdu';
+import type { SessionParams, TargetLimits } from './params';
+import { LogicalUnit, noSuchLun, reportLuns, type ScsiResult } from './scsi/logical-unit';
+import type { LuShared } from './scsi/logical-unit';
+import { Status } from './scsi/sense';
+import type { TargetDirectory, TargetEntry } from './target-directory';
+import { decodeText, encodeText, type TextPair } from './text';
+
+/**
+ * One TCP connection: login, then the full feature phase of its session (RFC 7143 §4).
+ * Sessions have exactly one connection (MaxConnections=1), so the connection also holds
+ * the session state: CmdSN window, tasks, opened logical units. It only talks to disks
+ * through LogicalUnit and never blocks other connections: every volume call is async,
+ * output is bounded by pausing the socket when the peer stops reading.
+ */
+
+/** Commands the initiator may have outstanding (MaxCmdSN - ExpCmdSN + 1, §4.2.2.1). */
+export const QUEUE_DEPTH = 128;
+/** Stop reading from a peer that does not read its responses past this many queued bytes. */
+const MAX_PENDING_OUTPUT = 16 * 1024 * 1024;
+/** Write data allocated for in-flight commands before R2Ts wait (per connection). */
+const MAX_WRITE_BUFFERED = 64 * 1024 * 1024;
+/** Largest EDTL accepted for a command carrying data: bounds what one command may make us allocate. */
+const MAX_EDTL = 16 * 1024 * 1024;
+
+/** What a connection needs from the server. */
+export interface ConnectionContext {
+  clock: Clock;
+  log: Logger;
+  directory: TargetDirectory;
+  limits: TargetLimits;
+  portalGroupTag: number;
+  /** "address:port,tpgt" for SendTargets. */
+  portal: string;
+  nopInIntervalMs: number;
+  admit(conn: IscsiConnection, req: AdmitRequest): { status: number; reason?: string };
+  /** Called once the login succeeds; returns the TSIH of the (new) session. */
+  sessionStarted(conn: IscsiConnection, outcome: LoginOutcome): number;
+  sessionEnded(conn: IscsiConnection): void;
+  luShared(target: string, lun: number): LuShared;
+  loginRefused(conn: IscsiConnection, target: TargetEntry | null, initiator: string, reason: string, status: number): void;
+  count(name: 'pdusIn' | 'pdusOut' | 'bytesIn' | 'bytesOut' | 'commands' | 'errors' | 'rejects', n?: number): void;
+}
+
+interface Task {
+  itt: number;
+  cmd: ScsiCommand;
+  lu: LogicalUnit | null;
+  /** Write data (EDTL bytes) being assembled. */
+  buf: Buffer | null;
+  received: number;
+  /** End of the unsolicited region (immediate + unsolicited Data-Out), §13.13-13.14. */
+  unsolicitedEnd: number;
+  /** Next offset to ask for with an R2T. */
+  nextR2T: number;
+  outstandingR2T: number;
+  r2tSN: number;
+  /** Expected DataSN of the next Data-Out in the current sequence, by TTT. */
+  dataSN: Map<number, number>;
+  /** Delivered in CmdSN order (for non-immediate commands). */
+  ordered: boolean;
+  executing: boolean;
+  aborted: boolean;
+  reservedBytes: number;
+}
+
+type Phase = 'login' | 'full' | 'logout' | 'closed';
+
+/** Per-session counters for GET /api/sessions. */
+export interface SessionStats {
+  readBytes: number;
+  writtenBytes: number;
+  readCommands: number;
+  writeCommands: number;
+}
+
+/** Serial number arithmetic (RFC 1982) on 32-bit sequence numbers: a - b as a signed delta. */
+function snDiff(a: number, b: number): number {
+  return (a - b) | 0;
+}
+
+/** A connection and its (single-connection) session. */
+export class IscsiConnection {
+  phase: Phase = 'login';
+  readonly since: number;
+  readonly stats: SessionStats = { readBytes: 0, writtenBytes: 0, readCommands: 0, writeCommands: 0 };
+  outcome: LoginOutcome | null = null;
+  tsih = 0;
+  /** Set once the first READ completed (boot telemetry: iscsi-first-read). */
+  firstReadDone = false;
+  /** "initiator,i,0xISID": the I_T nexus name (§4.4.3). */
+  nexus = '';
+
+  private readonly framer: PduFramer;
+  private readonly login: LoginNegotiation;
+  private params: SessionParams | null = null;
+  private statSN: number;
+  private expCmdSN = 0;
+  private readonly tasks = new Map<number, Task>();
+  private readonly waitingCmdSN = new Map<number, InitiatorPdu>();
+  private readonly luns = new Map<number, LogicalUnit>();
+  private lunsOpening: Promise<void> | null = null;
+  private writeBuffered = 0;
+  private readonly r2tWaiters: Task[] = [];
+  private nextTtt = 1;
+  private corked = false;
+  private cancelNop: (() => void) | null = null;
+  private lastRx: number;
+  private nopOutstanding: number | null = null;
+  private answersPings = false;
+  private inFlight = 0;
+  private idleWaiters: (() => void)[] = [];
+  private closedPromise: Promise<void>;
+  private resolveClosed!: () => void;
+  private readonly log: Logger;
+
+  constructor(readonly socket: Socket, readonly address: string, private readonly ctx: ConnectionContext) {
+    this.since = ctx.clock.now();
+    this.lastRx = this.since;
+    this.statSN = (Math.random() * 0x7fffffff) >>> 0;
+    this.log = ctx.log.child({ peer: address });
+    this.closedPromise = new Promise((r) => (this.resolveClosed = r));
+    this.framer = new PduFramer(Math.max(ctx.limits.maxRecvDataSegmentLength, 8192), (p) => this.onFramed(p));
+    this.login = new LoginNegotiation({
+      directory: ctx.directory,
+      limits: ctx.limits,
+      portalGroupTag: ctx.portalGroupTag,
+      admit: (req) => ctx.admit(this, req),
+    });
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 30_000);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
+    socket.on('close', () => this.onClose());
+    socket.on('drain', () => {
+      if (this.phase !== 'closed' && socket.isPaused()) socket.resume();
+    });
+    this.armNop();
+  }
+
+  /** The initiator name (known after the first login PDU). */
+  get initiatorName(): string {
+    return this.outcome?.initiatorName ?? this.login.initiator;
+  }
+
+  /** The target of a normal session. */
+  get target(): TargetEntry | null {
+    return this.outcome?.target ?? this.login.targetEntry;
+  }
+
+  /** Resolves once the socket is closed and volumes are released. */
+  get closed(): Promise<void> {
+    return this.closedPromise;
+  }
+
+  /** True when this session holds a LUN read-write (exclusive-writer policy). */
+  get holdsWritable(): boolean {
+    return this.phase !== 'closed' && (this.outcome?.target?.luns.some((l) => !l.readOnly) ?? false);
+  }
+
+  private onData(chunk: Buffer): void {
+    this.ctx.count('bytesIn', chunk.length);
+    this.lastRx = this.ctx.clock.now();
+    try {
+      this.framer.push(chunk);
+    } catch (err) {
+      this.protocolError(err instanceof DecodeError ? err.reason : String(err));
+    }
+    if (this.socket.writableLength > MAX_PENDING_OUTPUT && !this.socket.isPaused()) this.socket.pause();
+  }
+
+  /** Drops the connection for a protocol violation (ERL 0: no recovery within the connection, §7.1.1). */
+  protocolError(reason: string): void {
+    if (this.phase === 'closed') return;
+    this.ctx.count('errors');
+    this.log.debug({ reason, initiator: this.initiatorName }, 'protocol error, dropping connection');
+    this.destroy();
+  }
+
+  private onFramed(f: FramedPdu): void {
+    if (this.phase === 'closed') return;
+    this.ctx.count('pdusIn');
+    let pdu: InitiatorPdu;
+    try {
+      pdu = decodePdu(f.header, f.data);
+    } catch (err) {
+      this.protocolError(err instanceof DecodeError ? err.reason : String(err));
+      return;
+    }
+    if (f.dataDigestError) {
+      // §7.8: discard the PDU and say so; the initiator retries the command (ERL 0 may drop).
+      this.reject(RejectReason.DataDigestError, f.header);
+      if (pdu.op === 'dataOut') this.protocolError('data digest error in Data-Out');
+      return;
+    }
+    if (this.phase === 'login') {
+      if (pdu.op !== 'loginRequest') return this.protocolError(`${pdu.op} before login completed`);
+      return this.onLogin(pdu);
+    }
+    if (this.phase !== 'full') return;
+    switch (pdu.op) {
+      case 'scsiCommand': return this.ordered(pdu, () => this.onCommand(pdu));
+      case 'dataOut': return this.onDataOut(pdu);
+      case 'nopOut': return this.onNopOut(pdu);
+      case 'taskMgmt': return this.ordered(pdu, () => this.onTaskMgmt(pdu));
+      case 'textRequest': return this.ordered(pdu, () => this.onText(pdu));
+      case 'logoutRequest': return this.ordered(pdu, () => void this.onLogout(pdu));
+      case 'loginRequest': return this.protocolError('login request in full feature phase');
+      case 'snack': return this.reject(RejectReason.CommandNotSupported, f.header); // ERL 0: no SNACK (§7.1)
+      default: return this.reject(RejectReason.CommandNotSupported, f.header);
+    }
+  }
+
+  // ---- login ------------------------------------------------------------------------------
+
+  private onLogin(req: LoginRequest): void {
+    const step = this.login.handle(req);
+    // CmdSN during login: the login request is immediate; the initiator's CmdSN is the first one.
+    this.expCmdSN = req.cmdSN;
+    let tsih = 0;
+    if (step.kind === 'complete') {
+      this.outcome = step.outcome;
+      this.params = step.outcome.params;
+      this.nexus = `${step.outcome.initiatorName},i,0x${step.outcome.isid}`;
+      tsih = this.ctx.sessionStarted(this, step.outcome);
+      this.tsih = tsih;
+    }
+    const data = encodeText(step.reply.pairs);
+    const hdr = encodeLoginResponse({
+      transit: step.reply.transit, cont: step.reply.cont, csg: step.reply.csg, nsg: step.reply.nsg,
+      versionMax: 0, versionActive: 0, isid: req.isid, tsih, itt: req.itt, status: step.reply.status,
+      dataLength: data.length, statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN(),
+    });
+    // StatSN advances with every response once the connection has one (§11.13.4).
+    this.statSN = (this.statSN + 1) >>> 0;
+    this.send(hdr, data);
+    if (step.kind === 'fail') {
+      this.ctx.loginRefused(this, this.login.targetEntry, this.login.initiator, step.reason, step.reply.status);
+      this.log.info({ initiator: this.login.initiator, reason: step.reason, status: step.reply.status.toString(16) }, 'login refused');
+      this.flushAndEnd();
+      return;
+    }
+    if (step.kind === 'complete') {
+      this.phase = 'full';
+      // Digests start with the first PDU after the final Login Response (§13.1).
+      this.framer.headerDigest = this.params!.headerDigest;
+      this.framer.dataDigest = this.params!.dataDigest;
+      this.framer.maxDataSegment = this.params!.targetMaxRecvDataSegmentLength;
+      if (step.outcome.sessionType === 'Normal') this.lunsOpening = this.openLuns();
+      this.log.info({ initiator: step.outcome.initiatorName, target: step.outcome.target?.name, type: step.outcome.sessionType, tsih }, 'login');
+    }
+  }
+
+  private async openLuns(): Promise<void> {
+    const target = this.outcome!.target!;
+    for (const l of target.luns) {
+      try {
+        const volume = await l.open();
+        this.luns.set(l.lun, new LogicalUnit(l.lun, volume, l.readOnly, this.ctx.luShared(target.name, l.lun), target.name));
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message, lun: l.lun, target: target.name }, 'cannot open volume');
+      }
+    }
+    if (this.phase === 'closed') await this.closeLuns();
+  }
+
+  // ---- CmdSN ordering ---------------------------------------------------------------------
+
+  private maxCmdSN(): number {
+    return (this.expCmdSN + QUEUE_DEPTH - 1) >>> 0;
+  }
+
+  /**
+   * Delivers a command in CmdSN order (§4.2.2.1). Immediate PDUs go straight through;
+   * CmdSNs outside [ExpCmdSN, MaxCmdSN] are silently dropped (§4.2.2.1: "MUST silently
+   * ignore"); early ones wait for the gap to fill.
+   */
+  private ordered(pdu: ScsiCommand | TaskMgmtRequest | TextRequest | LogoutRequest, deliver: () => void): void {
+    if (pdu.immediate) return deliver();
+    const d = snDiff(pdu.cmdSN, this.expCmdSN);
+    if (d < 0 || d >= QUEUE_DEPTH) {
+      this.log.debug({ cmdSN: pdu.cmdSN, expCmdSN: this.expCmdSN }, 'CmdSN outside the window, ignored');
+      return;
+    }
+    if (d > 0) {
+      if (pdu.op === 'scsiCommand') this.registerTask(pdu, false);
+      this.waitingCmdSN.set(pdu.cmdSN, pdu);
+      return;
+    }
+    this.expCmdSN = (this.expCmdSN + 1) >>> 0;
+    deliver();
+    for (let next = this.waitingCmdSN.get(this.expCmdSN); next; next = this.waitingCmdSN.get(this.expCmdSN)) {
+      this.waitingCmdSN.delete(this.expCmdSN);
+      this.expCmdSN = (this.expCmdSN + 1) >>> 0;
+      this.deliverQueued(next);
+    }
+  }
+
+  private deliverQueued(pdu: InitiatorPdu): void {
+    switch (pdu.op) {
+      case 'scsiCommand': {
+        const t = this.tasks.get(pdu.itt);
+        if (t) {
+          t.ordered = true;
+          this.maybeExecute(t);
+        }
+        return;
+      }
+      case 'taskMgmt': return this.onTaskMgmt(pdu);
+      case 'textRequest': return this.onText(pdu);
+      case 'logoutRequest': return void this.onLogout(pdu);
+      default: return;
+    }
+  }
+
+  // ---- SCSI commands ----------------------------------------------------------------------
+
+  private onCommand(cmd: ScsiCommand): void {
+    const existing = this.tasks.get(cmd.itt);
+    if (existing && existing.cmd === cmd) {
+      existing.ordered = true;
+      this.maybeExecute(existing);
+      return;
+    }
+    this.registerTask(cmd, true);
+  }
+
+  private registerTask(cmd: ScsiCommand, ordered: boolean): void {
+    this.ctx.count('commands');
+    if (this.tasks.has(cmd.itt)) {
+      // §11.2.1.7: ITTs are unique among outstanding tasks.
+      this.reject(RejectReason.TaskInProgress, cmd.header);
+      return;
+    }
+    const p = this.params!;
+    const task: Task = {
+      itt: cmd.itt, cmd, lu: this.luns.get(cmd.lun) ?? null, buf: null, received: 0, unsolicitedEnd: 0, nextR2T: 0,
+      outstandingR2T: 0, r2tSN: 0, dataSN: new Map(), ordered, executing: false, aborted: false, reservedBytes: 0,
+    };
+    this.tasks.set(cmd.itt, task);
+    if (cmd.write && cmd.edtl > 0) {
+      if (cmd.edtl > MAX_EDTL) {
+        // Answer at once; Data-Out for this ITT will find no task and be dropped.
+        this.tasks.delete(cmd.itt);
+        this.inFlight++;
+        this.complete(task, { status: Status.CheckCondition, sense: senseInvalidField(), dataIn: null, dataOutWanted: 0 });
+        return;
+      }
+      const imm = cmd.data.length;
+      if (imm > 0 && (!p.immediateData || imm > p.firstBurstLength || imm > cmd.edtl)) {
+        this.tasks.delete(cmd.itt);
+        this.protocolError('immediate data not allowed or too long');
+        return;
+      }
+      task.received = imm;
+      task.unsolicitedEnd = p.initialR2T ? imm : Math.min(cmd.edtl, p.firstBurstLength);
+      // Unsolicited Data-Out is only sent when F is clear on the command (§11.3.1).
+      if (cmd.final && !p.initialR2T) task.unsolicitedEnd = imm;
+      task.nextR2T = task.unsolicitedEnd;
+      if (task.unsolicitedEnd > imm) task.dataSN.set(RESERVED_TAG, 0);
+      if (imm === cmd.edtl) {
+        task.buf = cmd.data; // the whole write came as immediate data: no copy
+      } else if (task.unsolicitedEnd === 0 && this.writeBuffered + cmd.edtl > MAX_WRITE_BUFFERED) {
+        // Too much write data buffered already: ask for this one's data once others finish.
+        this.r2tWaiters.push(task);
+        return;
+      } else {
+        this.allocateWrite(task);
+      }
+      this.issueR2Ts(task);
+    }
+    this.maybeExecute(task);
+  }
+
+  private allocateWrite(task: Task): void {
+    const cmd = task.cmd;
+    task.buf = Buffer.allocUnsafe(cmd.edtl);
+    this.writeBuffered += cmd.edtl;
+    task.reservedBytes = cmd.edtl;
+    if (cmd.data.length) cmd.data.copy(task.buf, 0);
+  }
+
+  /** Starts writes that waited for buffer space. */
+  private drainR2tWaiters(): void {
+    while (this.r2tWaiters.length) {
+      const task = this.r2tWaiters[0];
+      if (task.aborted || this.phase === 'closed') {
+        this.r2tWaiters.shift();
+        continue;
+      }
+      if (this.writeBuffered > 0 && this.writeBuffered + task.cmd.edtl > MAX_WRITE_BUFFERED) return;
+      this.r2tWaiters.shift();
+      this.allocateWrite(task);
+      this.issueR2Ts(task);
+    }
+  }
+
+  /** Sends R2Ts for the task, up to MaxOutstandingR2T, each at most MaxBurstLength (§13.13-13.15). */
+  private issueR2Ts(task: Task): void {
+    const p = this.params!;
+    const edtl = task.cmd.edtl;
+    while (task.nextR2T < edtl && task.outstandingR2T < p.maxOutstandingR2T && !task.aborted) {
+      const len = Math.min(p.maxBurstLength, edtl - task.nextR2T);
+      const ttt = this.nextTtt;
+      this.nextTtt = (this.nextTtt + 1) & 0x7fffffff || 1;
+      task.dataSN.set(ttt, 0);
+      const hdr = encodeR2T({
+        lun: task.cmd.lun, itt: task.itt, ttt, r2tSN: task.r2tSN++, bufferOffset: task.nextR2T, length: len,
+        statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN(),
+      });
+      task.nextR2T += len;
+      task.outstandingR2T++;
+      this.send(hdr, null);
+    }
+  }
+
+  private onDataOut(d: DataOut): void {
+    const task = this.tasks.get(d.itt);
+    if (!task || !task.buf || task.executing) {
+      // Data for an aborted or answered task: nothing to do with it (§7.1.1, ERL 0).
+      this.log.debug({ itt: d.itt }, 'Data-Out for no pending task, dropped');
+      return;
+    }
+    if (task.aborted) return;
+    const expected = task.dataSN.get(d.ttt);
+    if (expected === undefined) return this.protocolError(`Data-Out with unknown TTT ${d.ttt}`);
+    if (d.dataSN !== expected) return this.protocolError(`Data-Out DataSN ${d.dataSN}, expected ${expected}`);
+    task.dataSN.set(d.ttt, expected + 1);
+    const len = d.data.length;
+    if (d.bufferOffset + len > task.cmd.edtl) return this.protocolError('Data-Out beyond the expected data transfer length');
+    if (len > 0) d.data.copy(task.buf, d.bufferOffset);
+    task.received += len;
+    if (d.final && d.ttt !== RESERVED_TAG) {
+      task.dataSN.delete(d.ttt);
+      task.outstandingR2T--;
+      this.issueR2Ts(task);
+    }
+    this.maybeExecute(task);
+  }
+
+  private maybeExecute(task: Task): void {
+    if (!task.ordered || task.executing || task.aborted) return;
+    if (task.cmd.write && task.cmd.edtl > 0 && task.received < task.cmd.edtl) return;
+    task.executing = true;
+    this.inFlight++;
+    void this.execute(task);
+  }
+
+  private async execute(task: Task): Promise<void> {
+    const cmd = task.cmd;
+    if (this.lunsOpening) await this.lunsOpening;
+    let result: ScsiResult;
+    const lu = task.lu ?? this.luns.get(cmd.lun) ?? null;
+    if (cmd.cdb[0] === 0xa0) {
+      try {
+        result = { status: Status.Good, sense: null, dataIn: reportLuns(cmd.cdb, [...this.luns.keys()]), dataOutWanted: 0 };
+      } catch {
+        result = { status: Status.CheckCondition, sense: senseInvalidField(), dataIn: null, dataOutWanted: 0 };
+      }
+    } else if (!lu) {
+      result = noSuchLun(cmd.cdb);
+    } else {
+      result = await lu.execute({ cdb: cmd.cdb, dataOut: task.buf, edtl: cmd.edtl, nexus: this.nexus });
+      const op = cmd.cdb[0];
+      if (result.status === Status.Good) {
+        if (result.dataIn && isRead(op)) {
+          this.stats.readBytes += result.dataIn.length;
+          this.stats.readCommands++;
+          if (!this.firstReadDone) {
+            this.firstReadDone = true;
+            this.onFirstRead?.();
+          }
+        } else if (result.dataOutWanted > 0 && isWrite(op)) {
+          this.stats.writtenBytes += Math.min(result.dataOutWanted, task.received);
+          this.stats.writeCommands++;
+        }
+      }
+    }
+    this.complete(task, result);
+  }
+
+  /** Hook for boot telemetry (set by the server). */
+  onFirstRead?: () => void;
+
+  /** Sends Data-In and status for a finished task (§10.4, §11.7: status in the last Data-In when possible). */
+  private complete(task: Task, r: ScsiResult): void {
+    this.tasks.delete(task.itt);
+    if (task.reservedBytes) {
+      this.writeBuffered -= task.reservedBytes;
+      task.reservedBytes = 0;
+      this.drainR2tWaiters();
+    }
+    this.inFlight--;
+    if (this.inFlight === 0 && this.idleWaiters.length) for (const w of this.idleWaiters.splice(0)) w();
+    if (task.aborted || this.phase === 'closed') return;
+    const cmd = task.cmd;
+    const edtl = cmd.edtl;
+    let underflow = false;
+    let overflow = false;
+    let residual = 0;
+    let dataIn = r.dataIn;
+    if (dataIn && dataIn.length > 0 && cmd.read) {
+      if (dataIn.length > edtl) {
+        overflow = true;
+        residual = dataIn.length - edtl;
+        dataIn = dataIn.subarray(0, edtl);
+      } else if (dataIn.length < edtl) {
+        underflow = true;
+        residual = edtl - dataIn.length;
+      }
+    } else if (cmd.write && r.dataOutWanted !== edtl && (r.dataOutWanted > 0 || edtl > 0)) {
+      if (r.dataOutWanted > edtl) {
+        overflow = true;
+        residual = r.dataOutWanted - edtl;
+      } else {
+        underflow = true;
+        residual = edtl - r.dataOutWanted;
+      }
+    } else if (dataIn && dataIn.length > 0 && !cmd.read) {
+      // Data-In for a command sent without the R bit: the initiator expects none (overflow).
+      overflow = true;
+      residual = dataIn.length;
+      dataIn = null;
+    } else if (edtl > 0) {
+      underflow = true;
+      residual = edtl;
+    }
+    if (dataIn && dataIn.length > 0) {
+      this.sendDataIn(task, dataIn, r, underflow, overflow, residual);
+      if (r.sense === null) return;
+    }
+    const sense = r.sense;
+    let data: Buffer | null = null;
+    if (sense) {
+      data = Buffer.allocUnsafe(2 + sense.length);
+      data.writeUInt16BE(sense.length, 0);
+      sense.copy(data, 2);
+    }
+    const hdr = encodeScsiResponse({
+      itt: task.itt, status: r.status, response: 0, underflow, overflow, residual,
+      expDataSN: 0, dataLength: data ? data.length : 0,
+      statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN(),
+    });
+    this.statSN = (this.statSN + 1) >>> 0;
+    this.send(hdr, data);
+  }
+
+  /**
+   * Splits read data into Data-In PDUs of at most the initiator's MaxRecvDataSegmentLength,
+   * F at each MaxBurstLength boundary, status (S bit) in the last one when there is no sense
+   * (§11.7.4). All headers share one allocation; the payload is sent as slices, not copied.
+   */
+  private sendDataIn(task: Task, data: Buffer, r: ScsiResult, underflow: boolean, overflow: boolean, residual: number): void {
+    const p = this.params!;
+    const seg = p.initiatorMaxRecvDataSegmentLength;
+    const burst = p.maxBurstLength;
+    const count = Math.ceil(data.length / seg) + Math.ceil(data.length / burst);
+    const hdrLen = BHS_LENGTH + (p.headerDigest ? 4 : 0);
+    const headers = Buffer.allocUnsafe(hdrLen * count);
+    const withStatus = r.sense === null;
+    let off = 0;
+    let dataSN = 0;
+    let burstLeft = burst;
+    let h = 0;
+    this.cork();
+    while (off < data.length) {
+      const len = Math.min(seg, data.length - off, burstLeft);
+      const last = off + len >= data.length;
+      burstLeft -= len;
+      const endOfBurst = burstLeft === 0 || last;
+      const statusHere = last && withStatus;
+      writeDataIn(headers, h, {
+        final: endOfBurst, statusFlag: statusHere, status: r.status, underflow, overflow, residual,
+        lun: task.cmd.lun, itt: task.itt, dataSN: dataSN++, bufferOffset: off, dataLength: len,
+        statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN(),
+      });
+      if (statusHere) this.statSN = (this.statSN + 1) >>> 0;
+      this.sendSlices(headers.subarray(h, h + BHS_LENGTH), data.subarray(off, off + len), headers, h);
+      h += hdrLen;
+      off += len;
+      if (burstLeft === 0) burstLeft = burst;
+    }
+  }
+
+  // ---- other requests ---------------------------------------------------------------------
+
+  private onNopOut(n: NopOut): void {
+    if (n.itt === RESERVED_TAG) {
+      // The answer to our ping (§11.18.4): no response; it proves the initiator answers pings.
+      if (n.ttt !== RESERVED_TAG && n.ttt === this.nopOutstanding) {
+        this.nopOutstanding = null;
+        this.answersPings = true;
+      }
+      return;
+    }
+    if (!n.immediate) {
+      const d = snDiff(n.cmdSN, this.expCmdSN);
+      if (d === 0) this.expCmdSN = (this.expCmdSN + 1) >>> 0;
+    }
+    // A ping from the initiator: echo its data (§11.19), answered at once (iscsid's 5 s timeout).
+    const data = n.data.length ? Buffer.from(n.data.subarray(0, this.params!.initiatorMaxRecvDataSegmentLength)) : null;
+    const hdr = encodeNopIn({
+      lun: Math.max(0, n.lun), itt: n.itt, ttt: RESERVED_TAG, dataLength: data ? data.length : 0,
+      statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN(),
+    });
+    this.statSN = (this.statSN + 1) >>> 0;
+    this.send(hdr, data);
+  }
+
+  private onTaskMgmt(t: TaskMgmtRequest): void {
+    let response: number = TmfResponse.Complete;
+    const abortWhere = (pred: (task: Task) => boolean): void => {
+      for (const task of this.tasks.values()) {
+        if (task.itt !== t.itt && pred(task)) this.abortTask(task);
+      }
+    };
+    switch (t.fn) {
+      case TmfFunction.AbortTask: {
+        const task = this.tasks.get(t.refTaskTag);
+        if (task && task.cmd.lun === t.lun) this.abortTask(task);
+        else response = TmfResponse.TaskDoesNotExist;
+        break;
+      }
+      case TmfFunction.AbortTaskSet:
+      case TmfFunction.ClearTaskSet:
+        if (!this.outcome?.target?.luns.some((l) => l.lun === t.lun)) response = TmfResponse.LunDoesNotExist;
+        else abortWhere((task) => task.cmd.lun === t.lun);
+        break;
+      case TmfFunction.LogicalUnitReset: {
+        const lu = this.luns.get(t.lun);
+        if (!lu) response = TmfResponse.LunDoesNotExist;
+        else {
+          abortWhere((task) => task.cmd.lun === t.lun);
+          lu.shared.reservations.reset();
+        }
+        break;
+      }
+      case TmfFunction.TargetWarmReset:
+      case TmfFunction.TargetColdReset:
+        abortWhere(() => true);
+        for (const lu of this.luns.values()) lu.shared.reservations.reset();
+        break;
+      case TmfFunction.ClearAca:
+        break;
+      case TmfFunction.TaskReassign:
+        response = TmfResponse.ReassignNotSupported; // ERL 0 (§11.5.1)
+        break;
+      default:
+        response = TmfResponse.NotSupported;
+    }
+    const hdr = encodeTaskMgmtResponse({
+      itt: t.itt, response, statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN(),
+    });
+    this.statSN = (this.statSN + 1) >>> 0;
+    this.send(hdr, null);
+    // A cold reset ends every connection (§11.5.1).
+    if (t.fn === TmfFunction.TargetColdReset && response === TmfResponse.Complete) this.flushAndEnd();
+  }
+
+  private abortTask(task: Task): void {
+    task.aborted = true;
+    if (!task.executing) {
+      // Never started: forget it now (release its write buffer).
+      this.tasks.delete(task.itt);
+      if (task.reservedBytes) this.writeBuffered -= task.reservedBytes;
+      task.reservedBytes = 0;
+    }
+  }
+
+  private onText(t: TextRequest): void {
+    let pairs: TextPair[];
+    try {
+      pairs = decodeText(t.data);
+    } catch {
+      this.reject(RejectReason.ProtocolError, t.header);
+      return;
+    }
+    const answer: TextPair[] = [];
+    for (const [key, value] of pairs) {
+      if (key === 'SendTargets') {
+        const discovery = this.outcome?.sessionType === 'Discovery';
+        // In a normal session SendTargets may only describe the session's own target (§12.3).
+        const names = discovery && value === 'All'
+          ? this.ctx.directory.list(this.initiatorName).map((e) => e.name)
+          : value === 'All' || value === '' ? (this.outcome?.target ? [this.outcome.target.name] : [])
+          : this.ctx.directory.list(this.initiatorName).map((e) => e.name).filter((n) => n === value.toLowerCase());
+        for (const name of names) answer.push(['TargetName', name], ['TargetAddress', this.ctx.portal]);
+      } else {
+        answer.push([key, 'NotUnderstood']);
+      }
+    }
+    let data = encodeText(answer);
+    const max = this.params!.initiatorMaxRecvDataSegmentLength;
+    if (data.length > max) data = data.subarray(0, max); // (long listings: trimmed at a pair boundary below)
+    if (data.length === max) {
+      const cut = data.lastIndexOf(0);
+      data = data.subarray(0, cut + 1);
+    }
+    const hdr = encodeTextResponse({
+      final: true, cont: false, lun: 0, itt: t.itt, ttt: RESERVED_TAG, dataLength: data.length,
+      statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN(),
+    });
+    this.statSN = (this.statSN + 1) >>> 0;
+    this.send(hdr, data);
+  }
+
+  private async onLogout(l: LogoutRequest): Promise<void> {
+    this.phase = 'logout';
+    // Let in-flight commands finish and reach the initiator before the Logout Response (§11.14).
+    await this.whenIdle();
+    let response: number = LogoutResponseCode.Success;
+    if (l.reason === LogoutReason.RemoveForRecovery) response = LogoutResponseCode.RecoveryNotSupported;
+    else if (l.reason === LogoutReason.CloseConnection && l.cid !== this.outcome?.cid) response = LogoutResponseCode.CidNotFound;
+    if ((this.phase as Phase) === 'closed') return;
+    const hdr = encodeLogoutResponse({ itt: l.itt, response, statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN() });
+    this.statSN = (this.statSN + 1) >>> 0;
+    this.send(hdr, null);
+    this.loggedOut = true;
+    this.flushAndEnd();
+  }
+
+  /** True once a Logout completed (telemetry: iscsi-logout rather than iscsi-disconnect). */
+  loggedOut = false;
+
+  /** Resolves when no command is executing. */
+  whenIdle(): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  private reject(reason: number, header: Buffer): void {
+    this.ctx.count('rejects');
+    const bhs = header.subarray(0, BHS_LENGTH);
+    const hdr = encodeReject({ reason, dataLength: bhs.length, statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN() });
+    this.statSN = (this.statSN + 1) >>> 0;
+    this.send(hdr, Buffer.from(bhs));
+  }
+
+  // ---- NOP-In pings -----------------------------------------------------------------------
+
+  private armNop(): void {
+    if (this.ctx.nopInIntervalMs <= 0) return;
+    this.cancelNop = this.ctx.clock.setTimeout(() => this.nopTick(), this.ctx.nopInIntervalMs);
+  }
+
+  /**
+   * Pings an idle full-feature connection. Only initiators that have answered a ping before
+   * are dropped for missing one: iPXE never answers NOP-In (it ignores pings with a TTT), and
+   * an idle iPXE session during the OS handoff must survive. Dead peers that never answered
+   * are found by TCP keepalive instead.
+   */
+  private nopTick(): void {
+    this.cancelNop = null;
+    if (this.phase === 'closed') return;
+    const now = this.ctx.clock.now();
+    if (this.phase === 'full' && now - this.lastRx >= this.ctx.nopInIntervalMs) {
+      if (this.nopOutstanding !== null && this.answersPings) {
+        this.log.info({ initiator: this.initiatorName }, 'NOP-In ping unanswered, dropping connection');
+        this.destroy();
+        return;
+      }
+      const ttt = this.nextTtt;
+      this.nextTtt = (this.nextTtt + 1) & 0x7fffffff || 1;
+      this.nopOutstanding = ttt;
+      const hdr = encodeNopIn({ lun: 0, itt: RESERVED_TAG, ttt, dataLength: 0, statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN() });
+      // A ping does not advance StatSN (§11.19.2).
+      this.send(hdr, null);
+    } else if (this.phase === 'login' && now - this.since >= Math.max(this.ctx.nopInIntervalMs, 30_000)) {
+      // A login that stalls holds a slot: give it up.
+      this.destroy();
+      return;
+    }
+    this.armNop();
+  }
+
+  // ---- output -----------------------------------------------------------------------------
+
+  private cork(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.socket.cork();
+    // Uncork once the current batch of completions has run: one writev for many PDUs.
+    process.nextTick(() => {
+      this.corked = false;
+      this.socket.uncork();
+    });
+  }
+
+  /** Queues one PDU: header (digest appended when negotiated) and padded data segment. */
+  private send(header: Buffer, data: Buffer | null): void {
+    if (this.phase === 'closed' || this.socket.destroyed) return;
+    this.cork();
+    this.sendSlices(header, data, null, 0);
+  }
+
+  private sendSlices(header: Buffer, data: Buffer | null, slab: Buffer | null, slabOff: number): void {
+    if (this.socket.destroyed) return;
+    const p = this.phase === 'full' || this.phase === 'logout' ? this.params : null;
+    this.ctx.count('pdusOut');
+    if (p?.headerDigest) {
+      let hd: Buffer;
+      if (slab) {
+        hd = slab.subarray(slabOff, slabOff + BHS_LENGTH + 4);
+      } else {
+        hd = Buffer.allocUnsafe(BHS_LENGTH + 4);
+        header.copy(hd, 0);
+      }
+      hd.writeUInt32LE(crc32c(header), BHS_LENGTH);
+      this.socket.write(hd);
+      this.ctx.count('bytesOut', hd.length);
+    } else {
+      this.socket.write(header);
+      this.ctx.count('bytesOut', header.length);
+    }
+    if (!data || data.length === 0) return;
+    this.socket.write(data);
+    const pad = padded(data.length) - data.length;
+    if (pad) this.socket.write(PAD[pad]);
+    let n = data.length + pad;
+    if (p?.dataDigest) {
+      let crc = crc32c(data);
+      if (pad) crc = crc32c(PAD[pad], crc);
+      const dd = Buffer.allocUnsafe(4);
+      dd.writeUInt32LE(crc, 0);
+      this.socket.write(dd);
+      n += 4;
+    }
+    this.ctx.count('bytesOut', n);
+  }
+
+  private flushAndEnd(): void {
+    this.socket.end();
+    const t = this.ctx.clock.setTimeout(() => this.destroy(), 5000);
+    this.socket.once('close', t);
+  }
+
+  /** Closes the socket at once. */
+  destroy(): void {
+    this.socket.destroy();
+    this.onClose();
+  }
+
+  /** Asks the connection to finish: stop taking commands, let in-flight ones complete, then close. */
+  async shutdown(): Promise<void> {
+    if (this.phase === 'closed') return;
+    if (this.phase === 'login') {
+      this.destroy();
+      return this.closed;
+    }
+    this.phase = 'logout';
+    await Promise.race([this.whenIdle(), new Promise<void>((r) => this.ctx.clock.setTimeout(r, 10_000))]);
+    this.flushAndEnd();
+    return this.closed;
+  }
+
+  private onClose(): void {
+    if (this.phase === 'closed') return;
+    this.phase = 'closed';
+    this.cancelNop?.();
+    this.cancelNop = null;
+    for (const task of this.tasks.values()) task.aborted = true;
+    this.ctx.sessionEnded(this);
+    void (async () => {
+      if (this.lunsOpening) await this.lunsOpening.catch(() => undefined);
+      // Writes already handed to the volume finish before we flush and close it.
+      await Promise.race([this.whenIdle(), new Promise<void>((r) => this.ctx.clock.setTimeout(r, 30_000))]);
+      await this.closeLuns();
+      this.resolveClosed();
+    })();
+  }
+
+  private async closeLuns(): Promise<void> {
+    for (const lu of this.luns.values()) {
+      lu.shared.reservations.nexusLost(this.nexus);
+      try {
+        await lu.volume.flush();
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message, lun: lu.lun }, 'flush on close failed');
+      }
+      const closable = lu.volume as unknown as { close?: () => unknown };
+      try {
+        await closable.close?.();
+      } catch { /* already closed */ }
+    }
+    this.luns.clear();
+  }
+}
+
+const PAD: Buffer[] = [Buffer.alloc(0), Buffer.alloc(1), Buffer.alloc(2), Buffer.alloc(3)];
+
+function senseInvalidField(): Buffer {
+  const b = Buffer.alloc(18);
+  b[0] = 0x70;
+  b[2] = 0x05;
+  b[7] = 10;
+  b[12] = 0x24;
+  return b;
+}
+
+function isRead(op: number): boolean {
+  return op === 0x08 || op === 0x28 || op === 0xa8 || op === 0x88;
+}
+
+function isWrite(op: number): boolean {
+  return op === 0x0a || op === 0x2a || op === 0xaa || op === 0x8a || op === 0x2e || op === 0xae || op === 0x8e;
+}
+
+export { LoginStatus, Stage };

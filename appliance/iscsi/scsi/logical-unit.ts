@@ -1,0 +1,591 @@
+import { VolumeError, type BlockVolume } from '../../../image-store/block-volume';
+import { BLOCK_LIMITS, luIdentity, standardInquiry, vpdPage, type LuIdentity } from './inquiry';
+import { modeSelect, modeSense } from './mode-pages';
+import { COMMANDS, hasServiceAction, Opcode, ServiceAction } from './opcodes';
+import { LuReservations, ReservationConflict, type AccessKind } from './reservations';
+import { Asc, encodeSense, invalidCdb, invalidParam, lbaOutOfRange, ScsiError, SenseKey, Status } from './sense';
+
+/**
+ * The SCSI block command set (SPC-4 + SBC-3) over one BlockVolume, for one session. The
+ * iSCSI layer gathers the Data-Out bytes and calls execute(); this class never sees PDUs.
+ * State shared between sessions of the same LU (reservations, COMPARE AND WRITE atomicity)
+ * lives in LuShared.
+ */
+
+/** One SCSI command as the transport hands it over. */
+export interface ScsiRequest {
+  cdb: Buffer;
+  /** Data-Out bytes received (EDTL of them; may be fewer or more than the CDB asks for). */
+  dataOut: Buffer | null;
+  /** Expected Data Transfer Length from the transport (allocation lengths are in the CDB). */
+  edtl: number;
+  /** I_T nexus name, for reservations. */
+  nexus: string;
+}
+
+/** What the command produced. */
+export interface ScsiResult {
+  status: number;
+  /** Sense data for CHECK CONDITION. */
+  sense: Buffer | null;
+  /** Data-In (already truncated to the CDB's allocation length). */
+  dataIn: Buffer | null;
+  /** Bytes of Data-Out the CDB called for (for write residuals). */
+  dataOutWanted: number;
+}
+
+/** State of one LU shared by every session that opens it. */
+export class LuShared {
+  readonly reservations = new LuReservations();
+  private chain: Promise<unknown> = Promise.resolve();
+
+  /** Runs fn with exclusive access (COMPARE AND WRITE, ORWRITE are atomic per SBC-3 §5.2). */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+}
+
+const GOOD: Omit<ScsiResult, 'dataOutWanted'> = { status: Status.Good, sense: null, dataIn: null };
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+interface Io {
+  lba: number;
+  blocks: number;
+}
+
+/** Reads LBA and length of the READ/WRITE/VERIFY families (6/10/12/16-byte CDBs). */
+function decodeIo(cdb: Buffer): Io {
+  // The opcode's group code (top three bits) fixes the CDB layout (SPC-4 §4.2.5.1).
+  const group = cdb[0] >> 5;
+  switch (group === 0 ? 6 : group === 4 ? 16 : group === 5 ? 12 : 10) {
+    case 6: {
+      const n = cdb[4];
+      return { lba: ((cdb[1] & 0x1f) << 16) | (cdb[2] << 8) | cdb[3], blocks: n === 0 ? 256 : n };
+    }
+    case 10:
+      return { lba: cdb.readUInt32BE(2), blocks: cdb.readUInt16BE(7) };
+    case 12:
+      return { lba: cdb.readUInt32BE(2), blocks: cdb.readUInt32BE(6) };
+    default: {
+      const big = cdb.readBigUInt64BE(2);
+      return { lba: big > MAX_SAFE ? Number.MAX_SAFE_INTEGER : Number(big), blocks: cdb.readUInt32BE(10) };
+    }
+  }
+}
+
+function volumeSense(err: unknown, writing: boolean): ScsiError {
+  if (err instanceof ScsiError) return err;
+  if (err instanceof VolumeError) {
+    switch (err.code) {
+      case 'NO_SPACE': return new ScsiError(SenseKey.DataProtect, Asc.SpaceAllocationFailedWriteProtect);
+      case 'READ_ONLY': return new ScsiError(SenseKey.DataProtect, Asc.WriteProtected);
+      case 'OUT_OF_RANGE': return lbaOutOfRange();
+      case 'CLOSED': return new ScsiError(SenseKey.NotReady, [0x04, 0x00]);
+      default: break;
+    }
+  }
+  return new ScsiError(writing ? SenseKey.MediumError : SenseKey.MediumError, writing ? Asc.WriteError : Asc.UnrecoveredReadError);
+}
+
+/** Allocation-length truncation (SPC-4 §4.2.5.6). */
+function truncate(b: Buffer, alloc: number): Buffer {
+  return b.length > alloc ? b.subarray(0, alloc) : b;
+}
+
+/** A logical unit as one session sees it. */
+export class LogicalUnit {
+  readonly identity: LuIdentity;
+  readonly blockSize: number;
+  readonly blockCount: number;
+  readonly writeProtected: boolean;
+
+  constructor(
+    readonly lun: number,
+    readonly volume: BlockVolume,
+    readOnly: boolean,
+    readonly shared: LuShared,
+    private readonly targetName: string,
+  ) {
+    this.identity = luIdentity(volume.id);
+    this.blockSize = volume.blockSize;
+    this.blockCount = volume.blockCount;
+    this.writeProtected = readOnly || volume.readOnly;
+  }
+
+  /** Runs one command to completion; never throws (errors become CHECK CONDITION). */
+  async execute(req: ScsiRequest): Promise<ScsiResult> {
+    const cdb = req.cdb;
+    let wanted = 0;
+    try {
+      wanted = this.dataOutLength(cdb);
+      this.shared.reservations.check(req.nexus, accessKind(cdb[0]), cdb[0]);
+      const out = await this.dispatch(req, wanted);
+      return { ...GOOD, ...out, dataOutWanted: wanted };
+    } catch (err) {
+      if (err instanceof ReservationConflict) return { status: Status.ReservationConflict, sense: null, dataIn: null, dataOutWanted: wanted };
+      const e = volumeSense(err, accessKind(cdb[0]) === 'write');
+      return { status: Status.CheckCondition, sense: encodeSense(e), dataIn: null, dataOutWanted: wanted };
+    }
+  }
+
+  /** How many Data-Out bytes the CDB asks for (0 for reads and non-data commands). */
+  dataOutLength(cdb: Buffer): number {
+    const bs = this.blockSize;
+    switch (cdb[0]) {
+      case Opcode.Write6: case Opcode.Write10: case Opcode.Write12: case Opcode.Write16:
+      case Opcode.WriteVerify10: case Opcode.WriteVerify12: case Opcode.WriteVerify16: case Opcode.OrWrite16:
+        return decodeIo(cdb).blocks * bs;
+      case Opcode.Verify10: case Opcode.Verify12: case Opcode.Verify16:
+        return ((cdb[1] >> 1) & 3) === 1 ? decodeIo(cdb).blocks * bs : ((cdb[1] >> 1) & 3) === 3 ? bs : 0;
+      case Opcode.CompareAndWrite: return 2 * cdb[13] * bs;
+      case Opcode.WriteSame10: case Opcode.WriteSame16: return (cdb[1] & 0x01) && cdb[0] === Opcode.WriteSame16 ? 0 : bs;
+      case Opcode.Unmap: return cdb.readUInt16BE(7);
+      case Opcode.ModeSelect6: return cdb[4];
+      case Opcode.ModeSelect10: return cdb.readUInt16BE(7);
+      case Opcode.PersistentReserveOut: return cdb.readUInt32BE(5);
+      default: return 0;
+    }
+  }
+
+  private checkRange(lba: number, blocks: number): void {
+    // Zero blocks at an LBA past the end is still out of range (SBC-3 §4.5).
+    if (lba + blocks > this.blockCount || (blocks === 0 && lba >= this.blockCount)) throw lbaOutOfRange();
+  }
+
+  private checkWritable(): void {
+    if (this.writeProtected) throw new ScsiError(SenseKey.DataProtect, Asc.WriteProtected);
+  }
+
+  private async dispatch(req: ScsiRequest, wanted: number): Promise<Partial<ScsiResult>> {
+    const cdb = req.cdb;
+    const op = cdb[0];
+    switch (op) {
+      case Opcode.TestUnitReady:
+        return {};
+      case Opcode.RequestSense: {
+        // Autosense delivers every error with its status, so nothing is pending (NO SENSE).
+        const desc = (cdb[1] & 0x01) !== 0;
+        return { dataIn: truncate(encodeSense(new ScsiError(SenseKey.NoSense, Asc.NoAdditionalSense), desc), cdb[4]) };
+      }
+      case Opcode.Inquiry:
+        return { dataIn: this.inquiry(cdb) };
+      case Opcode.ReportLuns:
+        throw new Error('REPORT LUNS is answered by the session');
+      case Opcode.ReadCapacity10: {
+        if (cdb[8] & 0x01) { /* PMI: obsolete; same answer */ }
+        const b = Buffer.alloc(8);
+        b.writeUInt32BE(Math.min(this.blockCount - 1, 0xffffffff), 0);
+        b.writeUInt32BE(this.blockSize, 4);
+        return { dataIn: b };
+      }
+      case Opcode.ServiceActionIn16:
+        switch (cdb[1] & 0x1f) {
+          case ServiceAction.ReadCapacity16: return { dataIn: truncate(this.readCapacity16(), cdb.readUInt32BE(10)) };
+          case ServiceAction.GetLbaStatus: return { dataIn: await this.getLbaStatus(cdb) };
+          default: throw invalidCdb(1, 4);
+        }
+      case Opcode.MaintenanceIn:
+        switch (cdb[1] & 0x1f) {
+          case ServiceAction.ReportSupportedOpcodes: return { dataIn: truncate(reportOpcodes(cdb), cdb.readUInt32BE(6)) };
+          case ServiceAction.ReportSupportedTmfs: {
+            const b = Buffer.alloc(cdb[2] & 0x80 ? 16 : 4);
+            b[0] = 0x80 | 0x40 | 0x20 | 0x10 | 0x08; // ABORT TASK, ABORT TASK SET, CLEAR ACA, CLEAR TASK SET, LU RESET
+            b[1] = 0x00;
+            if (b.length === 16) b[3] = 0x0c;
+            return { dataIn: truncate(b, cdb.readUInt32BE(6)) };
+          }
+          default: throw invalidCdb(1, 4);
+        }
+      case Opcode.ModeSense6:
+      case Opcode.ModeSense10: {
+        const alloc = op === Opcode.ModeSense6 ? cdb[4] : cdb.readUInt16BE(7);
+        return { dataIn: truncate(modeSense(cdb, this.modeContext()), alloc) };
+      }
+      case Opcode.ModeSelect6:
+      case Opcode.ModeSelect10:
+        if ((req.dataOut?.length ?? 0) < wanted) throw new ScsiError(SenseKey.IllegalRequest, Asc.ParameterListLengthError);
+        modeSelect(cdb, (req.dataOut ?? Buffer.alloc(0)).subarray(0, wanted), this.modeContext());
+        return {};
+      case Opcode.StartStopUnit:
+        // A fixed disk: power conditions and START are accepted; LOEJ cannot eject (no medium changer).
+        if ((cdb[4] & 0x02) && !(cdb[4] & 0x01) && (cdb[4] >> 4) === 0) throw invalidCdb(4, 1);
+        return {};
+      case Opcode.PreventAllow:
+        if ((cdb[4] & 0x03) > 1) throw invalidCdb(4, 0);
+        return {};
+      case Opcode.Reserve6:
+        if (cdb[1] & 0x01) throw invalidCdb(1, 0); // third-party / extents (obsolete)
+        this.shared.reservations.reserve6(req.nexus);
+        return {};
+      case Opcode.Release6:
+        this.shared.reservations.release6(req.nexus);
+        return {};
+      case Opcode.PersistentReserveIn:
+        return { dataIn: truncate(this.shared.reservations.prIn(cdb), cdb.readUInt16BE(7)) };
+      case Opcode.PersistentReserveOut:
+        this.shared.reservations.prOut(cdb, req.dataOut ?? Buffer.alloc(0), req.nexus);
+        return {};
+      case Opcode.ReadDefectData10: {
+        const b = Buffer.alloc(4);
+        b[1] = cdb[2] & 0x1f;
+        return { dataIn: truncate(b, cdb.readUInt16BE(7)) };
+      }
+      case Opcode.ReadDefectData12: {
+        const b = Buffer.alloc(8);
+        b[1] = cdb[1] & 0x1f;
+        return { dataIn: truncate(b, cdb.readUInt32BE(6)) };
+      }
+      case Opcode.Read6: case Opcode.Read10: case Opcode.Read12: case Opcode.Read16:
+        return { dataIn: await this.read(cdb) };
+      case Opcode.Write6: case Opcode.Write10: case Opcode.Write12: case Opcode.Write16:
+      case Opcode.WriteVerify10: case Opcode.WriteVerify12: case Opcode.WriteVerify16:
+        await this.write(cdb, req.dataOut, wanted);
+        return {};
+      case Opcode.Verify10: case Opcode.Verify12: case Opcode.Verify16:
+        await this.verify(cdb, req.dataOut);
+        return {};
+      case Opcode.Prefetch10: case Opcode.Prefetch16: {
+        const io = decodeIo(cdb);
+        this.checkRange(io.lba, io.blocks);
+        return {};
+      }
+      case Opcode.SyncCache10: case Opcode.SyncCache16: {
+        const io = decodeIo(cdb);
+        this.checkRange(io.lba, io.blocks);
+        await this.volume.flush();
+        return {};
+      }
+      case Opcode.WriteSame10: case Opcode.WriteSame16:
+        await this.writeSame(cdb, req.dataOut);
+        return {};
+      case Opcode.Unmap:
+        await this.unmap(cdb, req.dataOut);
+        return {};
+      case Opcode.CompareAndWrite:
+        await this.compareAndWrite(cdb, req.dataOut);
+        return {};
+      case Opcode.OrWrite16:
+        await this.orWrite(cdb, req.dataOut, wanted);
+        return {};
+      default:
+        throw new ScsiError(SenseKey.IllegalRequest, Asc.InvalidOpcode, { inCdb: true, byte: 0 });
+    }
+  }
+
+  private modeContext() {
+    return { blockCount: this.blockCount, blockSize: this.blockSize, writeProtected: this.writeProtected };
+  }
+
+  private inquiry(cdb: Buffer): Buffer {
+    const evpd = (cdb[1] & 0x01) !== 0;
+    if (cdb[1] & 0x02) throw invalidCdb(1, 1); // CMDDT (obsolete)
+    const alloc = cdb.readUInt16BE(3);
+    if (!evpd) {
+      if (cdb[2] !== 0) throw invalidCdb(2);
+      return truncate(standardInquiry(true), alloc);
+    }
+    return truncate(vpdPage(cdb[2], this.volume, this.identity, this.targetName), alloc);
+  }
+
+  private readCapacity16(): Buffer {
+    const b = Buffer.alloc(32);
+    b.writeBigUInt64BE(BigInt(this.blockCount - 1), 0);
+    b.writeUInt32BE(this.blockSize, 8);
+    b[13] = 0; // LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT
+    if (this.volume.thin.provisioned) {
+      b[14] = 0x80 | (this.volume.thin.unmappedReads === 'zero' ? 0x40 : 0); // LBPME, LBPRZ
+    }
+    return b;
+  }
+
+  private checkProtect(cdb: Buffer): void {
+    // RDPROTECT/WRPROTECT/VRPROTECT/ORPROTECT: no protection information on this LU.
+    if (cdb.length >= 10 && cdb[0] !== Opcode.Read6 && cdb[0] !== Opcode.Write6 && (cdb[1] & 0xe0)) throw invalidCdb(1, 5);
+  }
+
+  private checkLength(blocks: number): void {
+    if (blocks > BLOCK_LIMITS.maxTransferBlocks) throw invalidCdb(cdbLengthByte(blocks));
+  }
+
+  private async read(cdb: Buffer): Promise<Buffer | null> {
+    const io = decodeIo(cdb);
+    this.checkProtect(cdb);
+    this.checkRange(io.lba, io.blocks);
+    if (io.blocks === 0) return null;
+    this.checkLength(io.blocks);
+    return this.volume.read(io.lba, io.blocks);
+  }
+
+  private async write(cdb: Buffer, data: Buffer | null, wanted: number): Promise<void> {
+    const io = decodeIo(cdb);
+    this.checkProtect(cdb);
+    this.checkRange(io.lba, io.blocks);
+    this.checkWritable();
+    if (io.blocks === 0) return;
+    this.checkLength(io.blocks);
+    const fua = (cdb[0] !== Opcode.Write6 && (cdb[1] & 0x08) !== 0) || cdb[0] === Opcode.WriteVerify10
+      || cdb[0] === Opcode.WriteVerify12 || cdb[0] === Opcode.WriteVerify16;
+    const got = data?.length ?? 0;
+    if (got >= wanted) {
+      await this.volume.write(io.lba, got === wanted ? data! : data!.subarray(0, wanted), { fua });
+      return;
+    }
+    // EDTL < transfer length: write only what arrived (FCP-4 §9.4.2, as libiscsi expects):
+    // whole blocks directly, a trailing partial block merged with what is on the medium.
+    if (got === 0) return;
+    const whole = Math.floor(got / this.blockSize);
+    const rest = got - whole * this.blockSize;
+    if (whole > 0) await this.volume.write(io.lba, data!.subarray(0, whole * this.blockSize), { fua });
+    if (rest > 0) {
+      const last = Buffer.from(await this.volume.read(io.lba + whole, 1));
+      data!.copy(last, 0, whole * this.blockSize, got);
+      await this.volume.write(io.lba + whole, last, { fua });
+    }
+  }
+
+  private async verify(cdb: Buffer, data: Buffer | null): Promise<void> {
+    const io = decodeIo(cdb);
+    this.checkProtect(cdb);
+    const bytchk = (cdb[1] >> 1) & 3;
+    if (bytchk === 2) throw invalidCdb(1, 2);
+    this.checkRange(io.lba, io.blocks);
+    if (io.blocks === 0 || bytchk === 0) return;
+    this.checkLength(io.blocks);
+    const medium = await this.volume.read(io.lba, io.blocks);
+    const bs = this.blockSize;
+    for (let i = 0; i < medium.length; i++) {
+      const expect = bytchk === 3 ? data?.[i % bs] : data?.[i];
+      if (expect === undefined || medium[i] !== expect) {
+        throw new ScsiError(SenseKey.Miscompare, Asc.MiscompareDuringVerify, undefined, i);
+      }
+    }
+  }
+
+  private async writeSame(cdb: Buffer, data: Buffer | null): Promise<void> {
+    const sixteen = cdb[0] === Opcode.WriteSame16;
+    const lba = sixteen ? Number(cdb.readBigUInt64BE(2) > MAX_SAFE ? MAX_SAFE : cdb.readBigUInt64BE(2)) : cdb.readUInt32BE(2);
+    let blocks = sixteen ? cdb.readUInt32BE(10) : cdb.readUInt16BE(7);
+    const unmap = (cdb[1] & 0x08) !== 0;
+    const anchor = (cdb[1] & 0x10) !== 0;
+    const ndob = sixteen && (cdb[1] & 0x01) !== 0;
+    this.checkProtect(cdb);
+    if (anchor) throw invalidCdb(1, 4); // ANC_SUP=0
+    if (lba > this.blockCount || (lba === this.blockCount && blocks > 0)) throw lbaOutOfRange();
+    if (lba + blocks > this.blockCount) throw lbaOutOfRange();
+    // WSNZ=0: zero blocks means "from LBA to the end", bounded by MAXIMUM WRITE SAME LENGTH.
+    if (blocks === 0) blocks = this.blockCount - lba;
+    if (blocks > BLOCK_LIMITS.maxWriteSameBlocks) throw invalidCdb(sixteen ? 10 : 7);
+    this.checkWritable();
+    if (blocks === 0) return;
+    const bs = this.blockSize;
+    const pattern = ndob ? Buffer.alloc(bs) : data;
+    if (!pattern || pattern.length < bs) throw new ScsiError(SenseKey.IllegalRequest, Asc.InvalidFieldInCdb, { inCdb: true, byte: 1 });
+    const zero = isZero(pattern, bs);
+    if (unmap && this.volume.thin.provisioned && (zero || this.volume.thin.unmappedReads !== 'zero')) {
+      if (zero && this.volume.thin.unmappedReads === 'zero') {
+        await this.volume.unmap(lba, blocks);
+        return;
+      }
+    }
+    // Write the pattern in chunks of at most 1 MiB so a large WRITE SAME needs bounded memory.
+    const chunkBlocks = Math.max(1, Math.min(blocks, Math.floor((1 << 20) / bs)));
+    const chunk = Buffer.allocUnsafe(chunkBlocks * bs);
+    for (let i = 0; i < chunkBlocks; i++) pattern.copy(chunk, i * bs, 0, bs);
+    for (let done = 0; done < blocks; done += chunkBlocks) {
+      const n = Math.min(chunkBlocks, blocks - done);
+      await this.volume.write(lba + done, n === chunkBlocks ? chunk : chunk.subarray(0, n * bs));
+    }
+  }
+
+  private async unmap(cdb: Buffer, data: Buffer | null): Promise<void> {
+    if (cdb[1] & 0x01) throw invalidCdb(1, 0); // ANCHOR: ANC_SUP=0
+    if (!this.volume.thin.provisioned) throw new ScsiError(SenseKey.IllegalRequest, Asc.InvalidOpcode, { inCdb: true, byte: 0 });
+    const listLength = cdb.readUInt16BE(7);
+    this.checkWritable();
+    if (listLength === 0) return;
+    const d = data ?? Buffer.alloc(0);
+    if (listLength < 8 || d.length < 8) throw new ScsiError(SenseKey.IllegalRequest, Asc.ParameterListLengthError);
+    const descLen = Math.min(d.readUInt16BE(2), d.length - 8);
+    const count = Math.floor(descLen / 16);
+    if (count > BLOCK_LIMITS.maxUnmapDescriptors) throw invalidParam(2);
+    const ranges: Io[] = [];
+    for (let i = 0; i < count; i++) {
+      const off = 8 + i * 16;
+      const big = d.readBigUInt64BE(off);
+      const blocks = d.readUInt32BE(off + 8);
+      const lba = big > MAX_SAFE ? Number.MAX_SAFE_INTEGER : Number(big);
+      if (lba + blocks > this.blockCount) throw lbaOutOfRange();
+      if (blocks > BLOCK_LIMITS.maxUnmapBlocks) throw invalidParam(off + 8);
+      ranges.push({ lba, blocks });
+    }
+    for (const r of ranges) if (r.blocks > 0) await this.volume.unmap(r.lba, r.blocks);
+  }
+
+  private async getLbaStatus(cdb: Buffer): Promise<Buffer> {
+    const big = cdb.readBigUInt64BE(2);
+    const alloc = cdb.readUInt32BE(10);
+    if (big >= BigInt(this.blockCount)) throw lbaOutOfRange();
+    const lba = Number(big);
+    const span = Math.min(this.blockCount - lba, 0x100000);
+    const runs = this.volume.mapping ? await this.volume.mapping(lba, span) : [{ lba, blocks: span, mapped: true }];
+    const maxDesc = Math.max(1, Math.min(runs.length, Math.floor((Math.max(alloc, 24) - 8) / 16)));
+    const b = Buffer.alloc(8 + 16 * maxDesc);
+    b.writeUInt32BE(4 + 16 * maxDesc, 0);
+    for (let i = 0; i < maxDesc; i++) {
+      const r = runs[i] ?? { lba, blocks: span, mapped: true };
+      const off = 8 + 16 * i;
+      b.writeBigUInt64BE(BigInt(r.lba), off);
+      b.writeUInt32BE(r.blocks, off + 8);
+      b[off + 12] = r.mapped ? 0 : 1; // 0 mapped, 1 deallocated
+    }
+    return truncate(b, alloc);
+  }
+
+  private async compareAndWrite(cdb: Buffer, data: Buffer | null): Promise<void> {
+    const lbaBig = cdb.readBigUInt64BE(2);
+    const blocks = cdb[13];
+    this.checkProtect(cdb);
+    const lba = lbaBig > MAX_SAFE ? Number.MAX_SAFE_INTEGER : Number(lbaBig);
+    if (blocks > BLOCK_LIMITS.maxCompareAndWriteBlocks) throw invalidCdb(13);
+    this.checkRange(lba, blocks);
+    this.checkWritable();
+    if (blocks === 0) return;
+    const bs = this.blockSize;
+    const n = blocks * bs;
+    if (!data || data.length < 2 * n) throw new ScsiError(SenseKey.IllegalRequest, Asc.InvalidFieldInInformationUnit);
+    await this.shared.exclusive(async () => {
+      const medium = await this.volume.read(lba, blocks);
+      for (let i = 0; i < n; i++) {
+        if (medium[i] !== data[i]) throw new ScsiError(SenseKey.Miscompare, Asc.MiscompareDuringVerify, undefined, i);
+      }
+      await this.volume.write(lba, data.subarray(n, 2 * n), { fua: (cdb[1] & 0x08) !== 0 });
+    });
+  }
+
+  private async orWrite(cdb: Buffer, data: Buffer | null, wanted: number): Promise<void> {
+    const io = decodeIo(cdb);
+    this.checkProtect(cdb);
+    this.checkRange(io.lba, io.blocks);
+    this.checkWritable();
+    if (io.blocks === 0) return;
+    this.checkLength(io.blocks);
+    if (!data || data.length < wanted) throw new ScsiError(SenseKey.IllegalRequest, Asc.InvalidFieldInInformationUnit);
+    await this.shared.exclusive(async () => {
+      const medium = Buffer.from(await this.volume.read(io.lba, io.blocks));
+      for (let i = 0; i < wanted; i++) medium[i] |= data[i];
+      await this.volume.write(io.lba, medium, { fua: (cdb[1] & 0x08) !== 0 });
+    });
+  }
+}
+
+function cdbLengthByte(_blocks: number): number {
+  return 7;
+}
+
+function isZero(b: Buffer, len: number): boolean {
+  for (let i = 0; i < len; i++) if (b[i] !== 0) return false;
+  return true;
+}
+
+/** Which reservation rules apply to an opcode (SPC-4 Table 76, simplified to read/write). */
+export function accessKind(op: number): AccessKind {
+  switch (op) {
+    case Opcode.Read6: case Opcode.Read10: case Opcode.Read12: case Opcode.Read16:
+    case Opcode.Verify10: case Opcode.Verify12: case Opcode.Verify16:
+    case Opcode.Prefetch10: case Opcode.Prefetch16:
+      return 'read';
+    case Opcode.Write6: case Opcode.Write10: case Opcode.Write12: case Opcode.Write16:
+    case Opcode.WriteVerify10: case Opcode.WriteVerify12: case Opcode.WriteVerify16:
+    case Opcode.WriteSame10: case Opcode.WriteSame16: case Opcode.Unmap: case Opcode.CompareAndWrite:
+    case Opcode.OrWrite16: case Opcode.SyncCache10: case Opcode.SyncCache16: case Opcode.ModeSelect6:
+    case Opcode.ModeSelect10:
+      return 'write';
+    default:
+      return 'none';
+  }
+}
+
+/** REPORT SUPPORTED OPERATION CODES (SPC-4 §6.35). */
+export function reportOpcodes(cdb: Buffer): Buffer {
+  const rctd = (cdb[2] & 0x80) !== 0;
+  const option = cdb[2] & 0x07;
+  const reqOp = cdb[3];
+  const reqSa = cdb.readUInt16BE(4);
+  const timeouts = (): Buffer => {
+    const t = Buffer.alloc(12);
+    t.writeUInt16BE(10, 0);
+    return t;
+  };
+  if (option === 0) {
+    const parts: Buffer[] = [];
+    for (const c of COMMANDS) {
+      const d = Buffer.alloc(8);
+      d[0] = c.opcode;
+      if (c.sa !== undefined) d.writeUInt16BE(c.sa, 2);
+      d[5] = (c.sa !== undefined ? 0x01 : 0) | (rctd ? 0x02 : 0);
+      d.writeUInt16BE(c.usage.length, 6);
+      parts.push(d);
+      if (rctd) parts.push(timeouts());
+    }
+    const body = Buffer.concat(parts);
+    const h = Buffer.alloc(4);
+    h.writeUInt32BE(body.length, 0);
+    return Buffer.concat([h, body]);
+  }
+  let cmd;
+  if (option === 1) {
+    if (hasServiceAction(reqOp)) throw invalidCdb(3);
+    cmd = COMMANDS.find((c) => c.opcode === reqOp);
+  } else if (option === 2) {
+    if (!hasServiceAction(reqOp) && COMMANDS.some((c) => c.opcode === reqOp)) throw invalidCdb(3);
+    cmd = COMMANDS.find((c) => c.opcode === reqOp && c.sa === reqSa);
+  } else if (option === 3) {
+    cmd = COMMANDS.find((c) => c.opcode === reqOp && (c.sa === undefined || c.sa === reqSa));
+  } else {
+    throw invalidCdb(2, 0);
+  }
+  if (!cmd) {
+    const b = Buffer.alloc(4);
+    b[1] = 0x01; // not supported
+    return b;
+  }
+  const b = Buffer.alloc(4 + cmd.usage.length);
+  b[1] = (rctd ? 0x80 : 0) | 0x03; // CTDP, SUPPORT = supported per standard
+  b.writeUInt16BE(cmd.usage.length, 2);
+  Buffer.from(cmd.usage).copy(b, 4);
+  if (cmd.sa !== undefined) b[5] = (b[5] & 0xe0) | 0x1f;
+  return rctd ? Buffer.concat([b, timeouts()]) : b;
+}
+
+/** REPORT LUNS data (SPC-4 §6.33) for the LUN numbers a session sees. */
+export function reportLuns(cdb: Buffer, luns: number[]): Buffer {
+  const alloc = cdb.readUInt32BE(6);
+  const select = cdb[2];
+  if (alloc < 16) throw invalidCdb(6);
+  if (select > 2 && select !== 0x10 && select !== 0x11 && select !== 0x12) throw invalidCdb(2);
+  const list = select === 1 ? [] : [...luns].sort((a, b) => a - b);
+  const b = Buffer.alloc(8 + 8 * list.length);
+  b.writeUInt32BE(8 * list.length, 0);
+  list.forEach((l, i) => {
+    const off = 8 + i * 8;
+    if (l < 256) b[off + 1] = l;
+    else {
+      b[off] = 0x40 | (l >> 8);
+      b[off + 1] = l & 0xff;
+    }
+  });
+  return truncate(b, alloc);
+}
+
+/** The answer for a LUN nobody configured: INQUIRY says "no device", others LOGICAL UNIT NOT SUPPORTED (SPC-4 §5.8.2). */
+export function noSuchLun(cdb: Buffer): ScsiResult {
+  if (cdb[0] === Opcode.Inquiry && !(cdb[1] & 0x01) && cdb[2] === 0) {
+    return { status: Status.Good, sense: null, dataIn: truncate(standardInquiry(false), cdb.readUInt16BE(3)), dataOutWanted: 0 };
+  }
+  if (cdb[0] === Opcode.RequestSense) {
+    return { status: Status.Good, sense: null, dataIn: truncate(encodeSense(new ScsiError(SenseKey.IllegalRequest, Asc.LunNotSupported)), cdb[4]), dataOutWanted: 0 };
+  }
+  return { status: Status.CheckCondition, sense: encodeSense(new ScsiError(SenseKey.IllegalRequest, Asc.LunNotSupported)), dataIn: null, dataOutWanted: 0 };
+}

@@ -1,0 +1,246 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Clock } from '../core/clock';
+import type { Logger } from '../core/log';
+import type { BootEventSink } from '../core/model';
+import { bindError, type Service, type ServiceState, type ServiceStatus } from '../core/service';
+import { IscsiConnection, type ConnectionContext } from './connection';
+import { LoginStatus } from './constants';
+import type { AdmitRequest, LoginOutcome } from './login';
+import { DEFAULT_LIMITS, type TargetLimits } from './params';
+import { LuShared } from './scsi/logical-unit';
+import type { TargetDirectory, TargetEntry } from './target-directory';
+
+/** Options of the iSCSI target service. */
+export interface IscsiServerOptions {
+  host: string;
+  port: number;
+  directory: TargetDirectory;
+  clock: Clock;
+  log: Logger;
+  events?: BootEventSink;
+  maxConnections: number;
+  /** NOP-In ping interval (0 = off); never used to drop initiators that do not answer pings (iPXE). */
+  nopInIntervalSeconds: number;
+  /** The address initiators reach us at, for SendTargets' TargetAddress (e.g. the server address). */
+  portalAddress: string;
+  /** Negotiation limits (tests shrink them). */
+  limits?: Partial<TargetLimits>;
+}
+
+/** One row of GET /api/sessions. */
+export interface IscsiSessionInfo {
+  id: number;
+  initiatorName: string;
+  address: string;
+  target: string | null;
+  since: number;
+  readBytes: number;
+  writtenBytes: number;
+  readCommands: number;
+  writeCommands: number;
+}
+
+/** The portal group every portal of this target belongs to (one portal group, §13.9). */
+const PORTAL_GROUP_TAG = 1;
+
+/**
+ * The iSCSI target (RFC 7143) as an appliance service: accepts connections, runs logins
+ * against the TargetDirectory, keeps the session table (TSIH, reinstatement, exclusive
+ * writers), shares per-LU state between sessions, reports telemetry and counters.
+ */
+export class IscsiServer implements Service {
+  readonly name = 'iscsi';
+  private server: Server | null = null;
+  private state: ServiceState = 'stopped';
+  private readonly conns = new Set<IscsiConnection>();
+  private readonly sessionsByTsih = new Map<number, IscsiConnection>();
+  private readonly shared = new Map<string, LuShared>();
+  private nextTsih = 1;
+  private boundPort = 0;
+  private readonly log: Logger;
+  private readonly limits: TargetLimits;
+  private readonly counters = {
+    connections: 0, logins: 0, loginFailures: 0, pdusIn: 0, pdusOut: 0, bytesIn: 0, bytesOut: 0,
+    commands: 0, errors: 0, rejects: 0, connectionsRefused: 0,
+  };
+
+  constructor(private readonly opts: IscsiServerOptions) {
+    this.log = opts.log.child({ service: 'iscsi' });
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+  }
+
+  /** The port actually bound (useful with port 0). */
+  get port(): number {
+    return this.boundPort;
+  }
+
+  async start(): Promise<void> {
+    this.state = 'starting';
+    const server = createServer({ noDelay: true }, (s) => this.onConnection(s));
+    server.maxConnections = this.opts.maxConnections;
+    server.on('drop', () => this.counters.connectionsRefused++);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(this.opts.port, this.opts.host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      this.state = 'failed';
+      throw bindError('tcp', this.opts.host, this.opts.port, err);
+    }
+    server.on('error', (err) => this.log.error({ err }, 'listener error'));
+    this.server = server;
+    const addr = server.address();
+    this.boundPort = typeof addr === 'object' && addr ? addr.port : this.opts.port;
+    this.state = 'running';
+    this.log.info({ host: this.opts.host, port: this.boundPort }, 'iSCSI target listening');
+  }
+
+  /** Stops accepting, lets in-flight commands finish, flushes and closes volumes, closes sockets. */
+  async stop(): Promise<void> {
+    if (this.state === 'stopped') return;
+    this.state = 'stopping';
+    const server = this.server;
+    this.server = null;
+    const closed = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
+    await Promise.all([...this.conns].map((c) => c.shutdown()));
+    await closed;
+    this.state = 'stopped';
+  }
+
+  status(): ServiceStatus {
+    let sessions = 0;
+    for (const c of this.conns) if (c.phase === 'full') sessions++;
+    return {
+      state: this.state,
+      listen: this.state === 'running' ? [`tcp ${this.opts.host}:${this.boundPort}`] : [],
+      counters: { ...this.counters },
+      gauges: { connections: this.conns.size, sessions },
+    };
+  }
+
+  /** Live normal sessions, for GET /api/sessions. */
+  sessions(): IscsiSessionInfo[] {
+    const out: IscsiSessionInfo[] = [];
+    for (const c of this.conns) {
+      if (c.phase !== 'full' || !c.outcome || c.outcome.sessionType !== 'Normal') continue;
+      out.push({
+        id: c.tsih, initiatorName: c.outcome.initiatorName, address: c.address, target: c.outcome.target?.name ?? null,
+        since: c.since, ...c.stats,
+      });
+    }
+    return out;
+  }
+
+  private onConnection(socket: Socket): void {
+    if (this.state !== 'running') {
+      socket.destroy();
+      return;
+    }
+    this.counters.connections++;
+    const address = `${socket.remoteAddress}:${socket.remotePort}`;
+    const conn = new IscsiConnection(socket, address, this.context());
+    this.conns.add(conn);
+    conn.onFirstRead = () => this.record(conn.target, 'iscsi-first-read', { initiator: conn.initiatorName });
+    void conn.closed.then(() => this.conns.delete(conn));
+  }
+
+  private ctxCache: ConnectionContext | null = null;
+
+  private context(): ConnectionContext {
+    if (this.ctxCache) return this.ctxCache;
+    const counters = this.counters;
+    this.ctxCache = {
+      clock: this.opts.clock,
+      log: this.log,
+      directory: this.opts.directory,
+      limits: this.limits,
+      portalGroupTag: PORTAL_GROUP_TAG,
+      portal: `${this.opts.portalAddress}:${this.boundPort},${PORTAL_GROUP_TAG}`,
+      nopInIntervalMs: this.opts.nopInIntervalSeconds * 1000,
+      admit: (conn, req) => this.admit(conn, req),
+      sessionStarted: (conn, outcome) => this.sessionStarted(conn, outcome),
+      sessionEnded: (conn) => this.sessionEnded(conn),
+      luShared: (target, lun) => {
+        const key = `${target}\0${lun}`;
+        let s = this.shared.get(key);
+        if (!s) this.shared.set(key, (s = new LuShared()));
+        return s;
+      },
+      loginRefused: (_conn, target, initiator, reason, status) => {
+        counters.loginFailures++;
+        this.record(target, 'iscsi-login-refused', { initiator, reason, status: `0x${status.toString(16).padStart(4, '0')}` });
+      },
+      count: (name, n = 1) => {
+        counters[name] += n;
+      },
+    };
+    return this.ctxCache;
+  }
+
+  /** Session-level admission (RFC 7143 §6.3.1, §11.12.3): TSIH rules and exclusive writers. */
+  private admit(conn: IscsiConnection, req: AdmitRequest): { status: number; reason?: string } {
+    if (req.tsih !== 0) {
+      // Adding a connection to an existing session: MaxConnections is 1.
+      const s = this.sessionsByTsih.get(req.tsih);
+      if (!s) return { status: LoginStatus.SessionDoesNotExist, reason: `no session with TSIH ${req.tsih}` };
+      return { status: LoginStatus.TooManyConnections, reason: 'MaxConnections=1' };
+    }
+    const target = req.target;
+    if (target?.exclusiveWriter && target.luns.some((l) => !l.readOnly)) {
+      for (const other of this.conns) {
+        if (other === conn || !other.holdsWritable || other.outcome?.target?.name !== target.name) continue;
+        if (other.outcome.initiatorName !== req.initiatorName) {
+          return { status: LoginStatus.ServiceUnavailable, reason: `disk in use by ${other.outcome.initiatorName}` };
+        }
+      }
+    }
+    return { status: LoginStatus.Success };
+  }
+
+  private sessionStarted(conn: IscsiConnection, outcome: LoginOutcome): number {
+    // Session reinstatement (§6.3.5): same initiator + ISID with TSIH 0 replaces the old session.
+    // An exclusive writer's own initiator also takes over its older session (iPXE → OS handoff).
+    for (const other of this.conns) {
+      if (other === conn || other.phase === 'closed' || !other.outcome) continue;
+      const sameInitiator = other.outcome.initiatorName === outcome.initiatorName;
+      const sameIsid = other.outcome.isid === outcome.isid;
+      const sameTarget = other.outcome.target?.name === outcome.target?.name;
+      if (sameInitiator && sameTarget && (sameIsid || (outcome.target?.exclusiveWriter && other.holdsWritable))) {
+        this.log.info({ initiator: outcome.initiatorName, isid: outcome.isid, old: other.tsih }, 'session reinstated, closing the old one');
+        other.destroy();
+      }
+    }
+    let tsih = this.nextTsih;
+    while (tsih === 0 || this.sessionsByTsih.has(tsih)) tsih = (tsih + 1) & 0xffff;
+    this.nextTsih = (tsih + 1) & 0xffff || 1;
+    this.sessionsByTsih.set(tsih, conn);
+    this.counters.logins++;
+    if (outcome.sessionType === 'Normal') {
+      this.record(outcome.target, 'iscsi-login', { initiator: outcome.initiatorName, address: conn.address });
+    }
+    return tsih;
+  }
+
+  private sessionEnded(conn: IscsiConnection): void {
+    if (conn.tsih && this.sessionsByTsih.get(conn.tsih) === conn) this.sessionsByTsih.delete(conn.tsih);
+    if (conn.outcome?.sessionType === 'Normal') {
+      this.record(conn.outcome.target, conn.loggedOut ? 'iscsi-logout' : 'iscsi-disconnect', {
+        initiator: conn.outcome.initiatorName, readBytes: conn.stats.readBytes, writtenBytes: conn.stats.writtenBytes,
+      });
+    }
+  }
+
+  private record(target: TargetEntry | null, stage: 'iscsi-login' | 'iscsi-login-refused' | 'iscsi-first-read' | 'iscsi-logout' | 'iscsi-disconnect',
+    detail: Record<string, string | number | boolean>): void {
+    if (!this.opts.events || !target?.clientMac) return;
+    try {
+      this.opts.events.record({ mac: target.clientMac, stage, detail: { target: target.name, ...detail } });
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'boot event not recorded');
+    }
+  }
+}
