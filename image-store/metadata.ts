@@ -108,6 +108,13 @@ export class Metadata {
       insertExtentIfAbsent: db.prepare('INSERT INTO extents (layer, lchunk, pchunk) VALUES (?, ?, ?) ON CONFLICT (layer, lchunk) DO NOTHING'),
       deleteExtents: db.prepare('DELETE FROM extents WHERE layer = ?'),
       realChunksOf: db.prepare('SELECT pchunk FROM extents WHERE layer = ? AND pchunk >= 0'),
+      countAll: db.prepare('SELECT count(*) AS n FROM extents WHERE layer = ?'),
+      repoint: [
+        db.prepare('UPDATE layers SET parent = @to WHERE parent = @from'),
+        db.prepare('UPDATE disks SET layer = @to WHERE layer = @from'),
+        db.prepare('UPDATE snapshots SET layer = @to WHERE layer = @from'),
+        db.prepare('UPDATE images SET layer = @to WHERE layer = @from'),
+      ],
       countReal: db.prepare('SELECT count(*) AS n FROM extents WHERE layer = ? AND pchunk >= 0'),
       allReal: db.prepare('SELECT pchunk FROM extents WHERE pchunk >= 0'),
       segments: db.prepare('SELECT id, bytes FROM segments ORDER BY id'),
@@ -187,9 +194,9 @@ export class Metadata {
         out.deleted.push(cur);
         cur = row.parent;
       } else if (kids.length === 1) {
-        this.merge(cur, kids[0].id, row.parent, out);
-        // The parent's child count is unchanged (the child took our place): stop here.
-        break;
+        // The survivor takes our place (the parent's child count is unchanged), but it may be
+        // garbage itself (deleteDisk drops several names at once): look at it again.
+        cur = this.merge(cur, kids[0].id, row.parent, out);
       } else {
         break;
       }
@@ -197,8 +204,27 @@ export class Metadata {
     return out;
   }
 
-  /** Folds layer `from` into its only child `into`, which takes `from`'s place in the tree. */
-  private merge(from: number, into: number, parent: number | null, out: GcResult): void {
+  /**
+   * Folds layer `from` into its only child `into`. Costs O(smaller layer): when the child holds
+   * fewer extents (the usual case: a snapshot deleted right under a fresh disk top) the child's
+   * extents move down instead and the parent takes over the child's id-bearing references.
+   */
+  private merge(from: number, into: number, parent: number | null, out: GcResult): number {
+    const nFrom = (this.q.countAll.get(from) as { n: number }).n;
+    const nInto = (this.q.countAll.get(into) as { n: number }).n;
+    if (nInto < nFrom && !this.pinned.has(into)) {
+      for (const e of this.q.extentsOf.all(into) as { lchunk: number; pchunk: number }[]) {
+        const old = this.q.extent.get(from, e.lchunk) as { pchunk: number } | undefined;
+        if (old && old.pchunk >= 0 && old.pchunk !== e.pchunk) out.freed.push(old.pchunk);
+        this.q.upsertExtent.run(from, e.lchunk, e.pchunk);
+      }
+      this.q.deleteExtents.run(into);
+      for (const st of this.q.repoint) st.run({ from: into, to: from });
+      this.q.deleteLayer.run(into);
+      // Open views: entries of `into` now belong to `from`, and a view whose top was `into` now has `from`.
+      out.merged.push({ from: into, into: from });
+      return from;
+    }
     for (const e of this.q.extentsOf.all(from) as { lchunk: number; pchunk: number }[]) {
       const moved = this.q.insertExtentIfAbsent.run(into, e.lchunk, e.pchunk).changes === 1;
       if (!moved && e.pchunk >= 0) out.freed.push(e.pchunk);
@@ -207,5 +233,6 @@ export class Metadata {
     this.q.setParent.run(parent, into);
     this.q.deleteLayer.run(from);
     out.merged.push({ from, into });
+    return into;
   }
 }

@@ -54,7 +54,7 @@ describe('crash safety with real processes killed by SIGKILL', () => {
     store.createDisk('d', 'g');
     await store.close();
 
-    let baseline = golden;
+    let baseline: Buffer = golden;
     const blocks = golden.length / 512;
     const master = Number(process.env.STORE_SEED ?? Date.now() % 100000);
     const rnd = prng(master);

@@ -147,6 +147,10 @@ async function runModel(seed: number, steps: number): Promise<void> {
         const rep = store.check();
         expect(rep.problems, JSON.stringify(rep.problems)).toEqual([]);
       }
+      if (process.env.STORE_CHECK_EVERY) {
+        const rep = store.check();
+        expect(rep.problems, `after op r=${r.toFixed(3)} on ${name}: ${JSON.stringify(rep.problems)}`).toEqual([]);
+      }
     }
     await verifyAll();
     for (const n of disks.keys()) await closeVol(n);

@@ -1,0 +1,197 @@
+/**
+ * Image store vs qemu-img/qcow2, side by side in one run (npx tsx bench/store-snapshots.ts):
+ * 1. snapshot create / restore / clone / delete on a 4 GiB disk with ~384 MiB written, against
+ *    `qemu-img snapshot -c/-a/-d` and `qemu-img create -b` (clone) on a qcow2 of the same content;
+ * 2. random 4 KiB reads and writes at queue depth 32 through a client disk with 20 snapshots,
+ *    one with none, and a plain raw file read/written with the same fs.read/fs.write calls.
+ * Env: BENCH_SECONDS (per throughput cell, default 3), BENCH_DIR (default os.tmpdir()).
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { systemClock } from '../appliance/core/clock';
+import { silentLogger } from '../appliance/core/log';
+import { ImageStore } from '../image-store/store';
+import { preadFull, pwriteFull } from '../image-store/io';
+
+const GiB = 1 << 30;
+const MiB = 1 << 20;
+const DISK = 4 * GiB;
+const WRITTEN = 384 * MiB;
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
+const fmt = (x: number, d = 2) => x.toFixed(d);
+
+function qemu(...args: string[]): number {
+  const t0 = process.hrtime.bigint();
+  execFileSync('qemu-img', args, { stdio: 'ignore' });
+  return ms(t0);
+}
+
+/** Runs `op` from `depth` concurrent workers for SECONDS; returns ops per second. */
+async function iops(depth: number, op: (rnd: () => number) => Promise<void>): Promise<number> {
+  const end = Date.now() + SECONDS * 1000;
+  let n = 0;
+  await Promise.all(
+    Array.from({ length: depth }, async (_, w) => {
+      let s = (w + 1) * 7919;
+      const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) / 4294967296);
+      while (Date.now() < end) {
+        await op(rnd);
+        n++;
+      }
+    }),
+  );
+  return n / SECONDS;
+}
+
+async function main(): Promise<void> {
+  const work = fs.mkdtempSync(path.join(process.env.BENCH_DIR ?? os.tmpdir(), 'nb-store-bench-'));
+  try {
+    console.log(`# image store bench in ${work} (node ${process.version}, ${os.cpus().length} cpus)`);
+    // Golden: a 4 GiB qcow2 with 64 MiB of data, imported natively.
+    const goldenQ = path.join(work, 'golden.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', goldenQ, String(DISK)]);
+    execFileSync('qemu-io', ['-f', 'qcow2', '-c', `write -P 0x5a ${GiB} 64M`, goldenQ], { stdio: 'ignore' });
+    const store = ImageStore.open({ dir: path.join(work, 'store'), clock: systemClock, log: silentLogger(), reserveMiB: 256 });
+    let t0 = process.hrtime.bigint();
+    await store.importImage('golden', goldenQ);
+    console.log(`import of the 4 GiB golden qcow2 (64 MiB data): ${fmt(ms(t0), 0)} ms`);
+
+    // Disk A: 384 MiB written sequentially in 1 MiB writes, flushed.
+    store.createDisk('a', 'golden');
+    const a = store.openVolume('a');
+    const buf = Buffer.alloc(MiB);
+    for (let off = 0; off < WRITTEN; off += MiB) {
+      buf.fill((off / MiB) & 0xff);
+      buf.writeUInt32LE(off, 0);
+      await a.write(off / 512, buf);
+    }
+    await a.flush();
+    await a.close();
+    const qA = path.join(work, 'a.qcow2');
+    await store.exportToFile('a', qA, { format: 'qcow2' });
+
+    // ---- 1. snapshot operations ----
+    const N = 15;
+    const ours = { create: [] as number[], restore: [] as number[], clone: [] as number[], del: [] as number[], createLive: [] as number[] };
+    for (let i = 0; i < N; i++) {
+      t0 = process.hrtime.bigint();
+      const s = await store.createSnapshot('a', `s${i}`);
+      ours.create.push(ms(t0));
+      t0 = process.hrtime.bigint();
+      await store.restoreSnapshot('a', s.id);
+      ours.restore.push(ms(t0));
+      t0 = process.hrtime.bigint();
+      await store.copyDisk('a', `clone${i}`, { snapshot: s.id });
+      ours.clone.push(ms(t0));
+      store.deleteDisk(`clone${i}`);
+      t0 = process.hrtime.bigint();
+      await store.deleteSnapshot('a', s.id);
+      ours.del.push(ms(t0));
+    }
+    // Snapshot of a live disk with 4 MiB of unflushed writes (includes that flush).
+    const live = store.openVolume('a');
+    for (let i = 0; i < N; i++) {
+      for (let k = 0; k < 64; k++) await live.write(Math.floor(Math.random() * (WRITTEN / 512 - 128)), buf.subarray(0, 65536));
+      t0 = process.hrtime.bigint();
+      const s = await store.createSnapshot('a', `live${i}`);
+      ours.createLive.push(ms(t0));
+      await store.deleteSnapshot('a', s.id);
+    }
+    await live.close();
+    const theirs = { create: [] as number[], restore: [] as number[], clone: [] as number[], del: [] as number[], spawn: [] as number[] };
+    for (let i = 0; i < N; i++) {
+      theirs.spawn.push(qemu('--version'));
+      theirs.create.push(qemu('snapshot', '-c', `s${i}`, qA));
+      theirs.restore.push(qemu('snapshot', '-a', `s${i}`, qA));
+      const clone = path.join(work, `clone${i}.qcow2`);
+      theirs.clone.push(qemu('create', '-q', '-f', 'qcow2', '-b', qA, '-F', 'qcow2', clone));
+      fs.rmSync(clone);
+      theirs.del.push(qemu('snapshot', '-d', `s${i}`, qA));
+    }
+    console.log('\n## snapshot operations, 4 GiB disk, 384 MiB written (median of %d, ms)', N);
+    console.log('| operation | image store | qemu-img (qcow2) | qemu-img minus spawn | ratio qemu/ours |');
+    console.log('|---|---|---|---|---|');
+    const spawn = median(theirs.spawn);
+    for (const [label, o, t] of [
+      ['snapshot create', ours.create, theirs.create],
+      ['restore (apply)', ours.restore, theirs.restore],
+      ['clone (new disk from snapshot)', ours.clone, theirs.clone],
+      ['snapshot delete', ours.del, theirs.del],
+    ] as const) {
+      const mo = median(o);
+      const mt = median(t);
+      console.log(`| ${label} | ${fmt(mo, 3)} | ${fmt(mt)} | ${fmt(Math.max(0, mt - spawn))} | ${fmt(mt / mo, 0)}x |`);
+    }
+    console.log(`| snapshot create, live disk with 4 MiB unflushed (includes the flush) | ${fmt(median(ours.createLive), 3)} | - | - | - |`);
+    console.log(`(qemu-img process spawn alone: ${fmt(spawn)} ms)`);
+
+    // ---- 2. random 4 KiB I/O ----
+    // Disk B: same content as A, then 20 snapshots each followed by 8 MiB of random 4 KiB writes.
+    // (Written afresh, not copyDisk: a copy freezes a's layer and a's next writes would all copy.)
+    store.createDisk('b', 'golden');
+    const b = store.openVolume('b');
+    for (let off = 0; off < WRITTEN; off += MiB) {
+      buf.fill((off / MiB) & 0xff);
+      buf.writeUInt32LE(off, 0);
+      await b.write(off / 512, buf);
+    }
+    const blk = Buffer.alloc(4096, 0x77);
+    for (let s = 0; s < 20; s++) {
+      await store.createSnapshot('b', `p${s}`);
+      for (let k = 0; k < 2048; k++) await b.write(Math.floor(Math.random() * (WRITTEN / 4096)) * 8, blk);
+      await b.flush();
+    }
+    await b.flush();
+    const a2 = store.openVolume('a');
+    // Raw file with the same 384 MiB written (page cache warm, like the store's segments).
+    const rawFile = path.join(work, 'a.raw');
+    const rfd = fs.openSync(rawFile, 'w+');
+    for (let off = 0; off < WRITTEN; off += MiB) fs.writeSync(rfd, buf, 0, MiB, off);
+    fs.ftruncateSync(rfd, DISK);
+    const span = WRITTEN / 4096;
+    const QD = 32;
+    const rows: [string, number, number, number][] = [];
+    for (const [label, rw] of [['read', false], ['write', true]] as const) {
+      const raw = await iops(QD, async (rnd) => {
+        const pos = Math.floor(rnd() * span) * 4096;
+        if (rw) await pwriteFull(rfd, blk, 0, 4096, pos);
+        else await preadFull(rfd, Buffer.allocUnsafe(4096), 0, 4096, pos);
+      });
+      const none = await iops(QD, async (rnd) => {
+        const lba = Math.floor(rnd() * span) * 8;
+        if (rw) await a2.write(lba, blk);
+        else await a2.read(lba, 8);
+      });
+      const snaps = await iops(QD, async (rnd) => {
+        const lba = Math.floor(rnd() * span) * 8;
+        if (rw) await b.write(lba, blk);
+        else await b.read(lba, 8);
+      });
+      rows.push([label, raw, none, snaps]);
+    }
+    await a2.close();
+    await b.close();
+    fs.closeSync(rfd);
+    console.log(`\n## random 4 KiB I/O, QD${QD}, ${SECONDS} s per cell, over the 384 MiB written (IOPS)`);
+    console.log('| op | raw file (fs) | clone, 0 snapshots | clone, 20 snapshots | 0 snaps / raw | 20 snaps / 0 snaps |');
+    console.log('|---|---|---|---|---|---|');
+    for (const [label, raw, none, snaps] of rows) {
+      console.log(`| ${label} | ${fmt(raw, 0)} | ${fmt(none, 0)} | ${fmt(snaps, 0)} | ${fmt(none / raw)} | ${fmt(snaps / none)} |`);
+    }
+    const rep = store.check();
+    console.log(`\ncheck after the bench: ${rep.ok ? 'clean' : JSON.stringify(rep.problems)}`);
+    await store.close();
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
