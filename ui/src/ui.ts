@@ -212,5 +212,9 @@ export function ActionButton(props: { onClick: () => Promise<unknown>; class?: s
   }, busy ? h('span', { class: 'spinner', 'aria-hidden': 'true' }) : null, props.children);
 }
 
+/** The column titles above a list of rows (wide screens only; phones label each cell). */
+export const HeadRow = (props: { class: string; cols: string[] }) =>
+  h('div', { class: `row head ${props.class}`, 'aria-hidden': 'true' }, props.cols.map((c, i) => h('div', { key: i, class: 'cell' }, c)));
+
 /** Navigates inside the app (hash routes keep the server to a single page). */
 export const link = (path: string) => `#${path}`;

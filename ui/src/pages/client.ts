@@ -25,6 +25,15 @@ function detailText(d: BootEvent['detail']): string {
   return Object.entries(d).map(([k, v]) => `${k} ${v}`).join(' · ');
 }
 
+/** Seconds since the boot's first event: "+2.4 s" (how long each step took is what one debugs). */
+function offset(from: BootEvent['at'], at: BootEvent['at']): string {
+  const a = toMs(from);
+  const b = toMs(at);
+  if (a === undefined || b === undefined) return '';
+  const s = (b - a) / 1000;
+  return s < 60 ? `+${s.toFixed(1)} s` : `+${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+}
+
 function BootTimeline(props: { events: BootEvent[] | undefined; error?: string }): El {
   const [showAll, setShowAll] = useState(false);
   const boots = groupBoots(props.events ?? []);
@@ -35,12 +44,12 @@ function BootTimeline(props: { events: BootEvent[] | undefined; error?: string }
     shown.map((boot, i) =>
       h('div', { key: i, class: 'boot' },
         h('div', { class: 'boot-head' }, i === 0 ? 'Latest boot' : 'Earlier boot', h('span', { class: 'muted' }, ` · ${when(boot[0].at)}`)),
-        h('ol', { class: 'timeline' }, boot.map((e) =>
+        h('ol', { class: 'timeline' }, boot.map((e, j) =>
           h('li', { key: String(e.id), class: isBadStage(e.stage) ? 'bad' : '' },
             h('span', { class: 'tl-dot', 'aria-hidden': 'true' }),
             h('div', { class: 'tl-body' },
               h('div', null, h('strong', null, stageLabel(e.stage)), e.count && e.count > 1 ? h('span', { class: 'count' }, `×${e.count}`) : null,
-                h('span', { class: 'muted tl-time', title: when(e.at) }, ago(e.at))),
+                h('span', { class: 'muted tl-time', title: when(e.at) }, j === 0 ? ago(e.at) : offset(boot[0].at, e.at))),
               detailText(e.detail) ? h('div', { class: 'sub mono' }, detailText(e.detail)) : null),
           ))),
       )),

@@ -2,7 +2,7 @@
 import { useRef, useState } from 'preact/hooks';
 import { api, type Client, type Image, type IscsiSession, type Status } from '../api';
 import { ago, bytes, duration, isBadStage, normaliseMac, rate, stageLabel, toMs, when } from '../format';
-import { ActionButton, Card, Dot, Empty, h, link, toast, toastError, usePoll, type El } from '../ui';
+import { ActionButton, Card, Dot, Empty, HeadRow, h, link, toast, toastError, usePoll, type El } from '../ui';
 
 export function ServicesStrip(props: { status: Status | undefined }): El | null {
   const s = props.status;
@@ -20,7 +20,7 @@ function ClientRow(props: { c: Client }): El {
   const ev = c.lastEvent;
   return h('a', { class: 'row client-row', href: link(`/clients/${c.mac}`), 'data-mac': c.mac },
     h('div', { class: 'cell main' },
-      h('div', { class: 'title' }, c.name || c.mac),
+      c.name ? h('div', { class: 'title' }, c.name) : h('div', { class: 'title muted' }, 'unnamed'),
       h('div', { class: 'sub mono' }, c.mac)),
     h('div', { class: 'cell' }, h('span', { class: 'label' }, 'image'), h('span', { class: 'tag' }, c.image)),
     h('div', { class: 'cell' }, h(Dot, { state: c.online ? 'ok' : 'off', text: c.online ? 'online' : 'offline' })),
@@ -101,12 +101,12 @@ export function SessionsCard(props: { sessions: IscsiSession[] | undefined; clie
     props.error ? h('p', { class: 'error' }, props.error) : null,
     rows.length === 0
       ? h(Empty, null, 'No initiator is logged in.')
-      : h('div', { class: 'rows' }, rows.map((s) => {
+      : h('div', { class: 'rows' }, h(HeadRow, { class: 'session-row', cols: ['Initiator', 'From', 'Connected', 'Read', 'Write'] }), rows.map((s) => {
         const c = s.clientMac ? byMac.get(s.clientMac) : undefined;
         return h('div', { key: String(s.id), class: 'row session-row' },
           h('div', { class: 'cell main' },
             h('div', { class: 'title' }, c ? h('a', { href: link(`/clients/${c.mac}`) }, c.name || c.mac) : s.address),
-            h('div', { class: 'sub mono', title: s.target }, s.initiatorName)),
+            h('div', { class: 'sub mono ellipsis', title: `${s.initiatorName} → ${s.target}` }, s.initiatorName)),
           h('div', { class: 'cell' }, h('span', { class: 'label' }, 'from'), h('span', { class: 'mono' }, s.address)),
           h('div', { class: 'cell', title: when(s.since) }, h('span', { class: 'label' }, 'since'), toMs(s.since) ? ago(s.since).replace(' ago', '') : '—'),
           h('div', { class: 'cell num' }, h('span', { class: 'label' }, 'read'), h('span', { class: 'rate' }, '↓ ', rate(s.readRate)), h('span', { class: 'sub' }, bytes(s.readBytes))),
@@ -134,7 +134,7 @@ export function DashboardPage(props: { status: Status | undefined }): El {
     clients.error ? h('p', { class: 'error' }, clients.error) : null,
     clients.data === undefined && !clients.error ? h('p', { class: 'muted' }, 'Loading…')
       : list.length === 0 ? h(Empty, null, 'No clients yet. Add one with its MAC address and a golden image.')
-        : h('div', { class: 'rows' }, list.map((c) => h(ClientRow, { key: c.mac, c })))),
+        : h('div', { class: 'rows' }, h(HeadRow, { class: 'client-row', cols: ['Client', 'Image', 'State', 'Last boot', 'Disk written'] }), list.map((c) => h(ClientRow, { key: c.mac, c })))),
     h(SessionsCard, { sessions: sessions.data, clients: clients.data, error: sessions.error }),
   );
 }

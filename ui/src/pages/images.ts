@@ -2,7 +2,7 @@
 import { useRef, useState } from 'preact/hooks';
 import { api, seg, uploadImage, type Image } from '../api';
 import { ago, bytes, fraction, rate, when } from '../format';
-import { ActionButton, Card, Dot, Empty, Progress, confirmAction, h, toast, toastError, usePoll, type El } from '../ui';
+import { ActionButton, Card, Dot, Empty, HeadRow, Progress, confirmAction, h, toast, toastError, usePoll, type El } from '../ui';
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$/;
 
@@ -135,6 +135,6 @@ export function ImagesPage(): El {
       images.error ? h('p', { class: 'error' }, images.error) : null,
       images.data === undefined && !images.error ? h('p', { class: 'muted' }, 'Loading…')
         : list.length === 0 ? h(Empty, null, 'No images yet. Upload a raw or qcow2 disk image of an installed system.')
-          : h('div', { class: 'rows' }, list.map((img) => h(ImageRow, { key: img.name, img, changed: images.reload })))),
+          : h('div', { class: 'rows' }, h(HeadRow, { class: 'image-row', cols: ['Image', 'State', 'Size', 'Stored', 'Clients', ''] }), list.map((img) => h(ImageRow, { key: img.name, img, changed: images.reload })))),
   );
 }
