@@ -128,16 +128,28 @@ async function main(): Promise<void> {
           }],
         }));
         a.get('/api/storage', async () => ({
-          dataDir: '/srv/netboot',
-          disks: [
-            { device: '/dev/sda', model: 'SanDisk Extreme', transport: 'usb', sizeBytes: 500 * GiB, holdsDataDir: true, smart: 'ok' },
-            { device: '/dev/mmcblk0', model: 'SD card', transport: 'mmc', sizeBytes: 32 * GiB, holdsDataDir: false, smart: 'n/a' },
-          ],
-          filesystems: [{ mount: '/srv/netboot', device: '/dev/sda1', type: 'ext4', totalBytes: 465 * GiB, usedBytes: 65 * GiB }],
+        dataDir: { path: '/srv/netboot', realPath: '/srv/netboot', mount: '/srv/netboot', source: '/dev/sda1', fsType: 'ext4', sizeBytes: 465 * GiB, freeBytes: 400 * GiB, disk: '/dev/sda', onRootFilesystem: false, state: 'ok' },
+        disks: [
+          { device: '/dev/sda', name: 'sda', model: 'SanDisk Extreme 55AE', serial: 'X', sizeBytes: 500 * GiB, removable: false, usb: true, transport: 'usb', system: false, inUse: true, holdsDataDir: true,
+            partitions: [{ device: '/dev/sda1', fsType: 'ext4', label: 'NETBOOT', uuid: 'u', sizeBytes: 465 * GiB, mount: '/srv/netboot', usedBytes: 65 * GiB, freeBytes: 400 * GiB, holdsDataDir: true }] },
+          { device: '/dev/mmcblk0', name: 'mmcblk0', model: 'SD card', serial: '', sizeBytes: 32 * GiB, removable: true, usb: false, transport: 'mmc', system: true, inUse: true, holdsDataDir: false,
+            partitions: [
+              { device: '/dev/mmcblk0p1', fsType: 'vfat', label: 'bootfs', uuid: 'a', sizeBytes: 512 * 1024 ** 2, mount: '/boot/firmware', usedBytes: 70 * 1024 ** 2, freeBytes: 442 * 1024 ** 2, holdsDataDir: false },
+              { device: '/dev/mmcblk0p2', fsType: 'ext4', label: 'rootfs', uuid: 'b', sizeBytes: 31 * GiB, mount: '/', usedBytes: 4 * GiB, freeBytes: 27 * GiB, holdsDataDir: false },
+            ] },
+        ],
+        warnings: [],
+        health: {
+          cpu: { count: 4, percent: 7, loadAvg: [0.31, 0.28, 0.22], temperatureC: 51.2 },
+          memory: { totalBytes: 4 * GiB, availableBytes: 3.3 * GiB, usedPercent: 18 },
+          uptimeSeconds: 93_000,
+          interfaces: [{ name: 'eth0', mac: 'dc:a6:32:00:00:01', up: true, type: 'wired', speedMbps: 1000, mtu: 1500, defaultRoute: true, addresses: [{ family: 'IPv4', address: '192.168.1.10', netmask: '255.255.255.0' }] }],
           warnings: [],
-          health: { cpuTemperature: 51, load: 0.4, memoryUsedBytes: 620 * 1024 ** 2, memoryTotalBytes: 4 * GiB },
-        }));
-        a.get('/api/settings', async () => settings);
+          collectedAt: Date.now(),
+        },
+        collectedAt: Date.now() - 4000,
+      }));
+      a.get('/api/settings', async () => settings);
         a.patch<{ Body: { dhcp: { mode: string } } }>('/api/settings', async (req) => (settings = { dhcp: { ...settings.dhcp, ...req.body.dhcp } }));
       },
     ],
