@@ -97,16 +97,17 @@ function ImageRow(props: { img: Image; changed: () => void }): El {
   const { img } = props;
   const users = Array.isArray(img.clients) ? img.clients.length : img.clients;
   const f = fraction(img.progress);
+  const verb = img.state === 'importing' ? 'Cancel' : img.state === 'failed' ? 'Dismiss' : 'Delete';
   const remove = async () => {
-    const ok = await confirmAction({
-      title: `Delete image “${img.name}”?`,
-      body: h('p', null, 'The golden image is deleted from the store. Clients based on it must be switched or deleted first.'),
-      confirmLabel: 'Delete image', danger: true,
-    });
-    if (!ok) return;
+    if (img.state !== 'failed') {
+      const ok = await confirmAction(img.state === 'importing'
+        ? { title: `Cancel the import of “${img.name}”?`, body: h('p', null, 'The partly imported image is discarded.'), confirmLabel: 'Cancel import', danger: true }
+        : { title: `Delete image “${img.name}”?`, body: h('p', null, 'The golden image is deleted from the store. Clients based on it must be switched or deleted first.'), confirmLabel: 'Delete image', danger: true });
+      if (!ok) return;
+    }
     try {
       await api('DELETE', `/api/images/${seg(img.name)}`);
-      toast(`Deleted “${img.name}”`);
+      toast(img.state === 'ready' ? `Deleted “${img.name}”` : img.state === 'importing' ? `Import of “${img.name}” cancelled` : `Dismissed “${img.name}”`);
       props.changed();
     } catch (err) {
       toastError('Delete failed', err);
@@ -122,7 +123,7 @@ function ImageRow(props: { img: Image; changed: () => void }): El {
     h('div', { class: 'cell num' }, h('span', { class: 'label' }, 'size'), bytes(img.sizeBytes)),
     h('div', { class: 'cell num' }, h('span', { class: 'label' }, 'stored'), bytes(img.usedBytes)),
     h('div', { class: 'cell num' }, h('span', { class: 'label' }, 'clients'), String(users ?? 0)),
-    h('div', { class: 'cell end' }, h(ActionButton, { class: 'small ghost-danger', disabled: img.state === 'importing', onClick: remove }, 'Delete')),
+    h('div', { class: 'cell end' }, h(ActionButton, { class: 'small ghost-danger', onClick: remove }, verb)),
   );
 }
 
