@@ -74,6 +74,8 @@ interface Task {
   executing: boolean;
   aborted: boolean;
   reservedBytes: number;
+  /** A Data-Out arrived out of sequence: the command fails once its data is in. */
+  dataError: boolean;
 }
 
 type Phase = 'login' | 'full' | 'logout' | 'closed';
@@ -339,6 +341,7 @@ export class IscsiConnection {
 
   private registerTask(cmd: ScsiCommand, ordered: boolean): void {
     this.ctx.count('commands');
+    this.log.trace({ itt: cmd.itt, op: cmd.cdb[0], edtl: cmd.edtl, imm: cmd.data.length, final: cmd.final, cmdSN: cmd.cmdSN }, 'SCSI command');
     if (this.tasks.has(cmd.itt)) {
       // §11.2.1.7: ITTs are unique among outstanding tasks.
       this.reject(RejectReason.TaskInProgress, cmd.header);
@@ -348,6 +351,7 @@ export class IscsiConnection {
     const task: Task = {
       itt: cmd.itt, cmd, lu: this.luns.get(cmd.lun) ?? null, buf: null, received: 0, unsolicitedEnd: 0, nextR2T: 0,
       outstandingR2T: 0, r2tSN: 0, dataSN: new Map(), ordered, executing: false, aborted: false, reservedBytes: 0,
+      dataError: false,
     };
     this.tasks.set(cmd.itt, task);
     if (cmd.write && cmd.edtl > 0) {
@@ -435,9 +439,15 @@ export class IscsiConnection {
     }
     if (task.aborted) return;
     const expected = task.dataSN.get(d.ttt);
+    this.log.trace({ itt: d.itt, ttt: d.ttt, dataSN: d.dataSN, expected, offset: d.bufferOffset, len: d.data.length, final: d.final }, 'Data-Out');
     if (expected === undefined) return this.protocolError(`Data-Out with unknown TTT ${d.ttt}`);
-    if (d.dataSN !== expected) return this.protocolError(`Data-Out DataSN ${d.dataSN}, expected ${expected}`);
-    task.dataSN.set(d.ttt, expected + 1);
+    if (d.dataSN !== expected && !task.dataError) {
+      // A DataSN gap at ERL 0 cannot be recovered (§7.1): keep the connection, take in the rest of
+      // the data, and fail the command (ABORTED COMMAND / DATA PHASE ERROR) instead of writing it.
+      this.log.debug({ itt: d.itt, dataSN: d.dataSN, expected }, 'Data-Out out of sequence, failing the command');
+      task.dataError = true;
+    }
+    task.dataSN.set(d.ttt, d.dataSN + 1);
     const len = d.data.length;
     if (d.bufferOffset + len > task.cmd.edtl) return this.protocolError('Data-Out beyond the expected data transfer length');
     if (len > 0) d.data.copy(task.buf, d.bufferOffset);
@@ -455,6 +465,10 @@ export class IscsiConnection {
     if (task.cmd.write && task.cmd.edtl > 0 && task.received < task.cmd.edtl) return;
     task.executing = true;
     this.inFlight++;
+    if (task.dataError) {
+      this.complete(task, { status: Status.CheckCondition, sense: dataPhaseError(), dataIn: null, dataOutWanted: task.cmd.edtl });
+      return;
+    }
     void this.execute(task);
   }
 
@@ -906,6 +920,16 @@ function senseInvalidField(): Buffer {
   b[2] = 0x05;
   b[7] = 10;
   b[12] = 0x24;
+  return b;
+}
+
+/** ABORTED COMMAND / DATA PHASE ERROR (SPC-4 Table 48: 0x4B/0x00), fixed format. */
+function dataPhaseError(): Buffer {
+  const b = Buffer.alloc(18);
+  b[0] = 0x70;
+  b[2] = 0x0b;
+  b[7] = 10;
+  b[12] = 0x4b;
   return b;
 }
 

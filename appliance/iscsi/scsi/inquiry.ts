@@ -16,10 +16,10 @@ export const BLOCK_LIMITS = {
   optimalGranularityBlocks: 8,
   maxUnmapBlocks: 0x100000,
   maxUnmapDescriptors: 256,
-  /** WRITE SAME: largest number of blocks per command. */
-  maxWriteSameBlocks: 0x100000,
+  /** WRITE SAME: largest number of blocks per command (16 MiB at 512 bytes). */
+  maxWriteSameBlocks: 32768,
   /** COMPARE AND WRITE: largest number of blocks. */
-  maxCompareAndWriteBlocks: 64,
+  maxCompareAndWriteBlocks: 255,
 } as const;
 
 /** Identity of a logical unit, derived from the volume id so it is stable across restarts. */
@@ -109,7 +109,7 @@ export function vpdPage(code: number, volume: BlockVolume, identity: LuIdentity,
     }
     case 0xb0: {
       const b = Buffer.alloc(60);
-      b[0] = 0x01; // WSNZ: a WRITE SAME of zero blocks is an error, not "to the end"
+      b[0] = 0x00; // WSNZ=0: WRITE SAME of zero blocks means "to the end" (bounded below)
       b[1] = BLOCK_LIMITS.maxCompareAndWriteBlocks;
       b.writeUInt16BE(BLOCK_LIMITS.optimalGranularityBlocks, 2);
       b.writeUInt32BE(BLOCK_LIMITS.maxTransferBlocks, 4);

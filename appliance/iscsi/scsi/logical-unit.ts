@@ -293,7 +293,10 @@ export class LogicalUnit {
     const b = Buffer.alloc(32);
     b.writeBigUInt64BE(BigInt(this.blockCount - 1), 0);
     b.writeUInt32BE(this.blockSize, 8);
-    b[13] = 0; // LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT
+    // LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT 0. (4 KiB "physical" blocks would be a useful
+    // alignment hint, but libiscsi's GetLBAStatus.UnmapSingle then expects GET LBA STATUS to
+    // start its first descriptor past the requested LBA, against SBC-3 §5.6; we keep 0.)
+    b[13] = 0;
     if (this.volume.thin.provisioned) {
       b[14] = 0x80 | (this.volume.thin.unmappedReads === 'zero' ? 0x40 : 0); // LBPME, LBPRZ
     }
@@ -381,13 +384,13 @@ export class LogicalUnit {
     if (blocks === 0) return;
     const bs = this.blockSize;
     const pattern = ndob ? Buffer.alloc(bs) : data;
-    if (!pattern || pattern.length < bs) throw new ScsiError(SenseKey.IllegalRequest, Asc.InvalidFieldInCdb, { inCdb: true, byte: 1 });
-    const zero = isZero(pattern, bs);
-    if (unmap && this.volume.thin.provisioned && (zero || this.volume.thin.unmappedReads !== 'zero')) {
-      if (zero && this.volume.thin.unmappedReads === 'zero') {
-        await this.volume.unmap(lba, blocks);
-        return;
-      }
+    // Exactly one block of Data-Out (SBC-3 §5.45); anything else is an invalid request.
+    if (!pattern || pattern.length !== bs) throw new ScsiError(SenseKey.IllegalRequest, Asc.InvalidFieldInCdb, { inCdb: true, byte: 1 });
+    // UNMAP=1 on a thin LU is an unmap request (SBC-3 §5.45): the blocks then read as the LU
+    // reports (LBPRZ), whatever the Data-Out pattern; that is what Linux discard relies on.
+    if (unmap && this.volume.thin.provisioned) {
+      await this.volume.unmap(lba, blocks);
+      return;
     }
     // Write the pattern in chunks of at most 1 MiB so a large WRITE SAME needs bounded memory.
     const chunkBlocks = Math.max(1, Math.min(blocks, Math.floor((1 << 20) / bs)));
@@ -451,10 +454,12 @@ export class LogicalUnit {
     if (blocks > BLOCK_LIMITS.maxCompareAndWriteBlocks) throw invalidCdb(13);
     this.checkRange(lba, blocks);
     this.checkWritable();
-    if (blocks === 0) return;
     const bs = this.blockSize;
     const n = blocks * bs;
-    if (!data || data.length < 2 * n) throw new ScsiError(SenseKey.IllegalRequest, Asc.InvalidFieldInInformationUnit);
+    // The Data-Out must be exactly verify + write data; a NUMBER OF LOGICAL BLOCKS that does not
+    // match the transfer (e.g. 256 wrapped to 0) is an invalid CDB, not a no-op.
+    if ((data?.length ?? 0) !== 2 * n) throw invalidCdb(13);
+    if (blocks === 0 || !data) return;
     await this.shared.exclusive(async () => {
       const medium = await this.volume.read(lba, blocks);
       for (let i = 0; i < n; i++) {
@@ -484,10 +489,6 @@ function cdbLengthByte(_blocks: number): number {
   return 7;
 }
 
-function isZero(b: Buffer, len: number): boolean {
-  for (let i = 0; i < len; i++) if (b[i] !== 0) return false;
-  return true;
-}
 
 /** Which reservation rules apply to an opcode (SPC-4 Table 76, simplified to read/write). */
 export function accessKind(op: number): AccessKind {
