@@ -45,6 +45,7 @@ export async function importFile(store: ImageStore, name: string, file: string, 
   const uncommitted: number[] = [];
   try {
     if (src.size === 0 || src.size % 512 !== 0) throw new StoreError('BAD_IMAGE', `${path.basename(file)}: size ${src.size} is not a positive multiple of 512 bytes`);
+    if (meta.q.imageByName.get(name)) throw new StoreError('IMAGE_EXISTS', `${name} already exists`);
     store.commit(() => {
       layer = meta.newLayer(null, opts.now);
       imageId = Number(meta.q.insertImage.run(name, layer, src.size, opts.now, 'importing', path.basename(file)).lastInsertRowid);

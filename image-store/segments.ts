@@ -22,6 +22,8 @@ export class SegmentSpace {
   private cursor = 0;
   private growing: Promise<void> | null = null;
   private dirty = new Set<number>();
+  private lastSync: Promise<unknown> = Promise.resolve();
+  private lowChecks = 0;
 
   constructor(
     private readonly dir: string,
@@ -88,7 +90,11 @@ export class SegmentSpace {
     for (;;) {
       const p = this.tryAlloc();
       if (p >= 0) {
-        if (this.freeCount < this.chunksPerSegment / 4 && !this.growing && this.canGrow()) void this.grow().catch(() => {});
+        // Grow ahead of need so writes rarely wait for a segment to be zero-filled; statfs at
+        // most once per 256 allocations while space is low.
+        if (this.freeCount < this.chunksPerSegment / 4 && !this.growing && (this.lowChecks++ & 255) === 0 && this.canGrow()) {
+          void this.grow().catch(() => {});
+        }
         return p;
       }
       if (this.growing) {
@@ -184,10 +190,19 @@ export class SegmentSpace {
 
   /** fdatasyncs every segment written since the last call (one sync per segment per flush). */
   async syncDirty(): Promise<void> {
-    if (this.dirty.size === 0) return;
+    // A sync already running may cover data another flush relies on (it took those segments
+    // off the dirty set): wait for it too, or that flush could commit before its data is durable.
     const segs = [...this.dirty];
     this.dirty.clear();
-    await Promise.all(segs.map((s) => new Promise<void>((res, rej) => fs.fdatasync(this.fds[s], (e) => (e ? rej(e) : res())))));
+    const mine = Promise.all(segs.map((s) => new Promise<void>((res, rej) => fs.fdatasync(this.fds[s], (e) => (e ? rej(e) : res())))));
+    const all = Promise.all([this.lastSync, mine]);
+    this.lastSync = all.catch(() => {});
+    try {
+      await all;
+    } catch (err) {
+      for (const s of segs) this.dirty.add(s);
+      throw err;
+    }
   }
 
   /** Whether physical chunk p is allocated in memory (for check). */

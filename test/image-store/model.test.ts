@@ -176,6 +176,30 @@ describe('image store against an in-memory model', () => {
     });
   }
 
+  it('a snapshot of a live disk holds exactly the writes issued before it was called', async () => {
+    const dir = tempDir('live');
+    dirs.push(dir);
+    const raw = path.join(dir, 'g.raw');
+    fs.writeFileSync(raw, Buffer.alloc(1 << 20));
+    const store = openStore(path.join(dir, 'store'));
+    await store.importImage('g', raw);
+    store.createDisk('d', 'g');
+    const v = store.openVolume('d');
+    const before = Array.from({ length: 50 }, (_, i) => v.write(i * 40, pattern(BS * 3, i)));
+    const snap = store.createSnapshot('d', 'live');
+    const after = Array.from({ length: 50 }, (_, i) => v.write(i * 40, pattern(BS * 3, 500 + i)));
+    await Promise.all([...before, snap, ...after]);
+    const sv = store.openVolume('d', { snapshot: (await snap).id });
+    for (let i = 0; i < 50; i++) {
+      expect((await sv.read(i * 40, 3)).equals(pattern(BS * 3, i)), `snapshot block ${i}`).toBe(true);
+      expect((await v.read(i * 40, 3)).equals(pattern(BS * 3, 500 + i)), `disk block ${i}`).toBe(true);
+    }
+    await sv.close();
+    await v.close();
+    expect(store.check().problems).toEqual([]);
+    await store.close();
+  });
+
   it('concurrent writes to one chunk during copy-on-write all land', async () => {
     const dir = tempDir('cow');
     dirs.push(dir);
