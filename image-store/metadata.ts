@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { nativeBindingPath } from '../appliance/core/db';
 
 /**
  * The store's SQLite metadata: segments, layers and their extents, and the names that hold
@@ -57,7 +58,8 @@ export interface GcResult {
 
 /** Opens (creating when absent) the metadata database and checks its format. */
 export function openDatabase(file: string, params: { chunkBytes: number; segmentBytes: number }): Database.Database {
-  const db = new Database(file);
+  // nativeBinding: in the single-file bundle the addon ships beside dist/appliance.cjs.
+  const db = new Database(file, { nativeBinding: nativeBindingPath() });
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
   db.pragma('foreign_keys = OFF');
