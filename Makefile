@@ -18,7 +18,6 @@ system-deps:
 	bash .ci/install-deps
 
 build: $(NODE_MODULES)
-	@if [ -f ui/build.mjs ]; then node ui/build.mjs; fi
 	node appliance/build.mjs
 
 # Runs the appliance on its embedded defaults: UI/API on http://localhost:8080, state in ./var.

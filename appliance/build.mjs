@@ -4,12 +4,16 @@ import { build } from 'esbuild';
 import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { buildUi } from '../ui/build.mjs';
 
 const root = join(dirname(new URL(import.meta.url).pathname), '..');
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const require = createRequire(import.meta.url);
 const out = join(root, 'dist');
 mkdirSync(out, { recursive: true });
+
+// The web UI: one self-contained HTML page, embedded in the bundle as a string.
+const { html: uiHtml } = await buildUi({ write: true });
 
 await build({
   entryPoints: [join(root, 'appliance/core/main.ts')],
@@ -22,7 +26,7 @@ await build({
   sourcemap: false,
   legalComments: 'none',
   banner: { js: '#!/usr/bin/env node' },
-  define: { __BUNDLE__: 'true', __VERSION__: JSON.stringify(pkg.version) },
+  define: { __BUNDLE__: 'true', __VERSION__: JSON.stringify(pkg.version), __UI_HTML__: JSON.stringify(uiHtml) },
   loader: { '.html': 'text', '.css': 'text', '.svg': 'text' },
   logLevel: 'warning',
 });

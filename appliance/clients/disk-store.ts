@@ -33,7 +33,8 @@ export interface ImageSummary {
 
 export interface DiskSummary {
   name: string;
-  image: string;
+  /** The golden image it descends from (null once that image was deleted after a re-base). */
+  image: string | null;
   sizeBytes: number;
   usedBytes?: number;
   createdAt: number;

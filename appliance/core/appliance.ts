@@ -1,12 +1,31 @@
 import type Database from 'better-sqlite3';
 import type { FastifyInstance } from 'fastify';
 import { mkdirSync, statfsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
+import { BootPolicy } from '../boot/boot-policy';
+import type { BootScriptContext } from '../boot/http';
+import { ClientRegistry } from '../clients/registry';
+import { ClientTargets } from '../clients/targets';
+import { DhcpServer } from '../dhcp/server';
 import { buildHttpApp, type RoutePlugin } from '../http/app';
+import { bootRoutes } from '../http/routes/boot';
+import { clientRoutes, type SessionView } from '../http/routes/clients';
+import { imageRoutes } from '../http/routes/images';
 import { metricsRoutes } from '../http/routes/metrics';
 import { statusRoutes, type StorageUsage } from '../http/routes/status';
+import { systemRoutes } from '../http/routes/system';
+import { uiRoutes } from '../http/routes/ui';
 import { HttpService } from '../http/service';
+import { uiAuth } from '../http/ui-auth';
+import { ImportJobs } from '../images/import-jobs';
+import { IscsiServer } from '../iscsi/server';
+import { MdnsAdvertiser } from '../mdns/advertiser';
+import { readRuntimeSettings, writeRuntimeSettings } from '../settings/runtime-settings';
+import { SystemCollector } from '../storage/collector';
 import { BootEventStore } from '../telemetry/boot-events';
+import { DirectoryFileSource, defaultTftpRoots } from '../tftp/file-source';
+import { TftpServer } from '../tftp/server';
+import { ImageStore } from '../../image-store/store';
 import { ensureAdminToken } from './admin-token';
 import type { Clock } from './clock';
 import type { Config } from './config';
@@ -24,6 +43,8 @@ export interface Appliance {
   readonly token: string;
   readonly serverAddress: string;
   readonly db: Database.Database;
+  readonly store: ImageStore;
+  readonly clients: ClientRegistry;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -35,57 +56,187 @@ export interface ApplianceDeps {
 }
 
 /**
- * Builds every part from the config: the database and stores first, then the protocol
- * services in the order a boot uses them, the HTTP API last so it reports on all of them.
- * Nothing listens until start().
+ * Builds every part from the config: the databases and stores first, then the protocol
+ * services in the order a boot uses them (TFTP, iSCSI, DHCP), the HTTP API after them so it
+ * reports on all of them, mDNS last (announce only what already answers). Nothing listens
+ * until start().
  */
 export async function createAppliance(config: Readonly<Config>, deps: ApplianceDeps): Promise<Appliance> {
   const { log, clock } = deps;
   const dataDir = resolve(config.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o750 });
   const token = ensureAdminToken(dataDir);
-  const db = openDatabase(resolve(dataDir, 'appliance.db'));
+  const db = openDatabase(join(dataDir, 'appliance.db'));
   const events = new BootEventStore(db, clock);
   const serverAddress = resolveServerAddress(config.serverAddress, config.dhcp.interface);
   const startedAt = clock.now();
+  const child = (service: string) => log.child({ service });
 
-  const services: Service[] = [];
-  const routes: RoutePlugin[] = [];
+  const store = ImageStore.open({
+    dir: join(dataDir, 'store'),
+    clock,
+    log: child('store'),
+    segmentMiB: config.store.segmentMiB,
+    chunkKiB: config.store.chunkKiB,
+    reserveMiB: config.store.reserveMiB,
+  });
+  const clients = new ClientRegistry(db, store, { iqnPrefix: config.iscsi.iqnPrefix, clock });
 
+  // --- protocol services -------------------------------------------------------------------
+  const tftp = new TftpServer({
+    host: config.tftp.host,
+    port: config.tftp.port,
+    files: new DirectoryFileSource(defaultTftpRoots({ ...config, dataDir })),
+    clock,
+    log: child('tftp'),
+    timeoutSeconds: config.tftp.timeoutSeconds,
+    retries: config.tftp.retries,
+    maxTransfers: config.tftp.maxTransfers,
+    events,
+    macForAddress: (ip) => dhcp.macForAddress(ip),
+  });
+  const iscsi = new IscsiServer({
+    host: config.iscsi.host,
+    port: config.iscsi.port,
+    directory: new ClientTargets(clients, store),
+    clock,
+    log,
+    events,
+    maxConnections: config.iscsi.maxConnections,
+    nopInIntervalSeconds: config.iscsi.nopInIntervalSeconds,
+    portalAddress: serverAddress,
+  });
+  const policy = new BootPolicy({
+    boot: config.boot,
+    clients,
+    httpPort: config.http.port,
+    iscsiPort: config.iscsi.port,
+    log: child('boot'),
+    clock,
+  });
+  const settings = readRuntimeSettings(dataDir);
+  let dhcpMode = settings.dhcp?.mode ?? config.dhcp.mode;
+  const makeDhcp = (mode: Config['dhcp']['mode']) =>
+    new DhcpServer({
+      config: { ...config.dhcp, mode },
+      serverAddress: config.serverAddress === 'auto' ? 'auto' : serverAddress,
+      tftpPort: config.tftp.port,
+      clients,
+      policy,
+      db,
+      clock,
+      log,
+      events,
+    });
+  let dhcp = makeDhcp(dhcpMode);
+
+  const enroll = async (mac: string) => clients.create(mac, config.boot.enrollImage, { name: `auto-${mac.replace(/:/g, '')}` });
+  const bootCtx = (): BootScriptContext => ({
+    clients,
+    serverAddress: dhcp.serverAddress || serverAddress,
+    httpPort: config.http.port,
+    iscsiPort: config.iscsi.port,
+    unknownClients: config.boot.unknownClients,
+    enroll: config.boot.unknownClients === 'enroll' ? enroll : undefined,
+    archOf: (mac) => dhcp.archOf(mac),
+    events,
+    log: child('boot'),
+  });
+
+  // --- HTTP: API, boot scripts, UI -----------------------------------------------------------
+  const sessions = (): SessionView[] =>
+    iscsi
+      .sessions()
+      .filter((s) => s.target !== null)
+      .map((s) => ({ ...s, id: String(s.id), target: s.target! }));
+  const system = new SystemCollector();
   const storage = async (): Promise<StorageUsage> => {
     const fs = statfsSync(dataDir);
+    const u = store.usage();
     return {
       dataDir,
       filesystem: { totalBytes: fs.blocks * fs.bsize, freeBytes: fs.bfree * fs.bsize, availableBytes: fs.bavail * fs.bsize },
+      store: { capacityBytes: u.capacityBytes, usedBytes: u.usedBytes, freeBytes: u.freeBytes },
     };
   };
+  const jobs = new ImportJobs(store, clock, child('images'));
+  const ui = uiAuth({ db, dataDir, clock, token, log: child('http') });
 
-  let allServices: Service[] = [];
-  routes.push(
-    statusRoutes({ version: deps.version, startedAt, now: () => clock.now(), serverAddress, services: () => allServices, storage }),
-    metricsRoutes(() => allServices),
-  );
-  void events;
-
-  const http = await buildHttpApp({ log: log.child({ service: 'http' }), token, routes });
+  let services: Service[] = [];
+  const routes: RoutePlugin[] = [
+    statusRoutes({ version: deps.version, startedAt, now: () => clock.now(), serverAddress, services: () => services, storage }),
+    metricsRoutes(() => services),
+    imageRoutes({ store, clients, jobs, uploadDir: join(dataDir, 'uploads') }),
+    clientRoutes({ clients, store, events, sessions, serverAddress, iscsiPort: config.iscsi.port }),
+    systemRoutes({
+      storage: () => system.storage(dataDir),
+      health: () => system.health(),
+      storeUsage: () => store.usage(),
+      settings: () => ({ dhcp: { mode: dhcpMode, interface: config.dhcp.interface, canServeFull: config.dhcp.range.length === 2 } }),
+      setDhcpMode: async (mode) => {
+        if (mode === dhcpMode) return;
+        const old = dhcp;
+        await old.stop();
+        const next = makeDhcp(mode);
+        try {
+          await next.start();
+        } catch (err) {
+          dhcp = makeDhcp(dhcpMode);
+          services = services.map((s) => (s === old ? dhcp : s));
+          await dhcp.start().catch((e) => log.error({ err: e }, 'could not restart DHCP in its previous mode'));
+          throw err;
+        }
+        dhcp = next;
+        services = services.map((s) => (s === old ? next : s));
+        dhcpMode = mode;
+        writeRuntimeSettings(dataDir, { ...readRuntimeSettings(dataDir), dhcp: { mode } });
+        log.info({ mode }, 'DHCP mode changed');
+      },
+    }),
+    bootRoutes(bootCtx, () => policy.binaries),
+    ui.routes,
+    uiRoutes(),
+  ];
+  const http = await buildHttpApp({ log: child('http'), token, routes, authenticators: [ui.authenticator], publicPaths: ui.publicPaths });
   const httpService = new HttpService(http, config.http.host, config.http.port);
-  allServices = [...services, httpService];
+  const mdns = config.mdns.enabled
+    ? new MdnsAdvertiser({ name: config.mdns.name, httpPort: config.http.port, version: deps.version, interface: config.dhcp.interface || undefined, log: child('mdns'), clock })
+    : undefined;
+
+  const enabled = <T>(on: boolean, s: T) => (on ? [s] : []);
+  services = [
+    ...enabled(config.tftp.enabled, tftp),
+    ...enabled(config.iscsi.enabled, iscsi),
+    dhcp,
+    httpService,
+    ...(mdns ? [mdns] : []),
+  ];
 
   let started = false;
+  let closed = false;
   return {
-    services: allServices,
+    get services() {
+      return services;
+    },
     http,
     httpService,
     token,
     serverAddress,
     db,
+    store,
+    clients,
     async start() {
-      await startAll(allServices, log);
+      await startAll(services, log);
       started = true;
     },
     async stop() {
-      if (started) await stopAll(allServices, log);
-      started = false;
+      if (closed) return;
+      closed = true;
+      jobs.stopAll();
+      // Services stop in reverse: mDNS and HTTP first (no new work), iSCSI flushes and closes
+      // every volume, then the store makes everything durable and closes its database.
+      if (started) await stopAll(services, log);
+      await store.close();
       db.close();
     },
   };
