@@ -46,7 +46,7 @@ const NAV: { page: Route['page']; path: string; label: string }[] = [
   { page: 'settings', path: '/settings', label: 'Settings' },
 ];
 
-function Shell(props: { session: SessionInfo; onLogout: () => void }): El {
+function Shell(props: { session: SessionInfo; onLogout: () => void; refresh: () => void }): El {
   const route = useRoute();
   const status = usePoll(() => api<Status>('GET', '/api/status'));
   const active = route.page === 'client' ? 'dashboard' : route.page;
@@ -63,7 +63,7 @@ function Shell(props: { session: SessionInfo; onLogout: () => void }): El {
         : route.page === 'client' ? h(ClientPage, { key: route.mac, mac: route.mac })
           : route.page === 'images' ? h(ImagesPage, null)
             : route.page === 'storage' ? h(StoragePage, { status: status.data })
-              : h(SettingsPage, { session: props.session, onLogout: props.onLogout })),
+              : h(SettingsPage, { session: props.session, onLogout: props.onLogout, refresh: props.refresh })),
   );
 }
 
@@ -82,7 +82,8 @@ function App(): El {
     }
   };
   useEffect(() => {
-    configureApi({ unauthorized: () => setSession((s) => (s?.authenticated ? { authenticated: false, passwordSet: s.passwordSet } : s)) });
+    // The session ended (expired, signed out elsewhere, appliance restarted): ask again what login offers.
+    configureApi({ unauthorized: () => void check() });
     void check();
   }, []);
 
@@ -90,6 +91,7 @@ function App(): El {
   if (!session) body = h('main', { class: 'login' }, h('p', { class: 'muted' }, error ? `Cannot reach the appliance: ${error}` : 'Loading…'));
   else if (!session.authenticated) {
     body = h(LoginPage, {
+      key: String(session.passwordSet),
       passwordSet: session.passwordSet,
       onLogin: (s) => {
         configureApi({ csrf: s.csrfToken ?? '' });
@@ -101,8 +103,9 @@ function App(): El {
       session,
       onLogout: () => {
         configureApi({ csrf: '' });
-        setSession({ authenticated: false, passwordSet: session.passwordSet });
+        void check();
       },
+      refresh: () => void check(),
     });
   }
   return h('div', null, body, h(ConfirmHost, null), h(ToastHost, null));

@@ -99,8 +99,8 @@ export function SessionsCard(props: { sessions: IscsiSession[] | undefined; clie
   const byMac = new Map((props.clients ?? []).map((c) => [c.mac, c]));
   return h(Card, { title: h('span', null, 'Live iSCSI sessions ', h('span', { class: 'count' }, String(rows.length))) },
     props.error ? h('p', { class: 'error' }, props.error) : null,
-    rows.length === 0
-      ? h(Empty, null, 'No initiator is logged in.')
+    props.sessions === undefined ? (props.error ? null : h('p', { class: 'muted' }, 'Loading…'))
+      : rows.length === 0 ? h(Empty, null, 'No initiator is logged in.')
       : h('div', { class: 'rows' }, h(HeadRow, { class: 'session-row', cols: ['Initiator', 'From', 'Connected', 'Read', 'Write'] }), rows.map((s) => {
         const c = s.clientMac ? byMac.get(s.clientMac) : undefined;
         return h('div', { key: String(s.id), class: 'row session-row' },
@@ -132,7 +132,7 @@ export function DashboardPage(props: { status: Status | undefined }): El {
     },
     adding ? h(AddClient, { images: images.data ?? [], onCancel: () => setAdding(false), onAdded: () => { setAdding(false); clients.reload(); } }) : null,
     clients.error ? h('p', { class: 'error' }, clients.error) : null,
-    clients.data === undefined && !clients.error ? h('p', { class: 'muted' }, 'Loading…')
+    clients.data === undefined ? (clients.error ? null : h('p', { class: 'muted' }, 'Loading…'))
       : list.length === 0 ? h(Empty, null, 'No clients yet. Add one with its MAC address and a golden image.')
         : h('div', { class: 'rows' }, h(HeadRow, { class: 'client-row', cols: ['Client', 'Image', 'State', 'Last boot', 'Disk written'] }), list.map((c) => h(ClientRow, { key: c.mac, c })))),
     h(SessionsCard, { sessions: sessions.data, clients: clients.data, error: sessions.error }),

@@ -134,7 +134,7 @@ export function ImagesPage(): El {
     h(Card, { title: 'Import a golden image' }, h(ImportForm, { onStarted: images.reload })),
     h(Card, { title: h('span', null, 'Golden images ', h('span', { class: 'count' }, list.length ? String(list.length) : '')) },
       images.error ? h('p', { class: 'error' }, images.error) : null,
-      images.data === undefined && !images.error ? h('p', { class: 'muted' }, 'Loading…')
+      images.data === undefined ? (images.error ? null : h('p', { class: 'muted' }, 'Loading…'))
         : list.length === 0 ? h(Empty, null, 'No images yet. Upload a raw or qcow2 disk image of an installed system.')
           : h('div', { class: 'rows' }, h(HeadRow, { class: 'image-row', cols: ['Image', 'State', 'Size', 'Stored', 'Clients', ''] }), list.map((img) => h(ImageRow, { key: img.name, img, changed: images.reload })))),
   );

@@ -39,7 +39,7 @@ function DhcpSettings(): El {
   );
 }
 
-function PasswordSettings(props: { session: SessionInfo }): El {
+function PasswordSettings(props: { session: SessionInfo; saved: () => void }): El {
   const [pw, setPw] = useState('');
   const [pw2, setPw2] = useState('');
   const [current, setCurrent] = useState('');
@@ -63,6 +63,7 @@ function PasswordSettings(props: { session: SessionInfo }): El {
             await api('POST', '/api/password', needCurrent ? { password: pw, currentPassword: current } : { password: pw });
             setPw(''); setPw2(''); setCurrent('');
             toast('Password saved');
+            props.saved();
           } catch (err) {
             toastError('Could not set the password', err);
           }
@@ -71,10 +72,10 @@ function PasswordSettings(props: { session: SessionInfo }): El {
   );
 }
 
-export function SettingsPage(props: { session: SessionInfo; onLogout: () => void }): El {
+export function SettingsPage(props: { session: SessionInfo; onLogout: () => void; refresh: () => void }): El {
   return h('div', { class: 'page' },
     h(DhcpSettings, null),
-    h(PasswordSettings, { session: props.session }),
+    h(PasswordSettings, { session: props.session, saved: props.refresh }),
     h(Card, { title: 'Session' },
       h('p', { class: 'sub' }, `Signed in with the ${props.session.method === 'password' ? 'password' : 'admin token'}. Sessions end after 12 hours without activity.`),
       h(ActionButton, {
