@@ -17,6 +17,12 @@ export interface NegotiationLimits {
   maxBlksize: number;
   /** Upper bound for windowsize: a window's blocks are kept in memory for retransmission. */
   maxWindowsize: number;
+  /**
+   * Upper bound for windowsize x blksize. A window arrives as one burst: beyond the receiver's
+   * socket buffer (Linux's default is 208 KiB; firmware has far less) its tail is dropped and
+   * costs a timeout. Measured with atftp on loopback: blksize 8192 x 16 loses blocks, x 8 does not.
+   */
+  maxWindowBytes: number;
   /** Retransmission timeout when the client does not ask for one. */
   defaultTimeoutMs: number;
 }
@@ -96,6 +102,13 @@ export function negotiate(
       default:
         break; // unknown option: ignored, not acknowledged
     }
+  }
+  // blksize may come after windowsize in the request: cap the window's bytes once both are known.
+  const byBytes = Math.max(1, Math.floor(limits.maxWindowBytes / result.blksize));
+  if (result.windowsize > byBytes) {
+    result.windowsize = byBytes;
+    const w = result.oack.find((o) => o.name.toLowerCase() === 'windowsize');
+    if (w) w.value = String(byBytes);
   }
   return result;
 }
