@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { ChapCredentials } from '../../appliance/core/model';
 import { chapResponse, decodeChapBinary } from '../../appliance/iscsi/chap';
 import { LoginStatus } from '../../appliance/iscsi/constants';
 import { LoginNegotiation, type LoginStep } from '../../appliance/iscsi/login';
@@ -17,7 +18,7 @@ function req(csg: number, nsg: number, transit: boolean, pairs: TextPair[]): Log
   };
 }
 
-function negotiation(chap: Parameters<typeof target>[2]['chap'] = null) {
+function negotiation(chap: ChapCredentials | null = null) {
   const dir = new StaticDirectory([target(T, [lun], { chap })]);
   return new LoginNegotiation({
     directory: dir, limits: DEFAULT_LIMITS, portalGroupTag: 1, admit: () => ({ status: LoginStatus.Success }),

@@ -1,0 +1,194 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { IscsiServer } from '../../appliance/iscsi/server';
+import type { BootEvent } from '../../appliance/core/model';
+import { IQN_INITIATOR, IQN_INITIATOR2, startTarget, target } from './harness';
+import { TestInitiator } from './initiator';
+import { MemoryDisk } from './volumes';
+
+const T = 'iqn.2026-11.local.netboot:session';
+const T_EXCL = 'iqn.2026-11.local.netboot:exclusive';
+const T_RO = 'iqn.2026-11.local.netboot:readonly';
+const T_FULL = 'iqn.2026-11.local.netboot:full';
+
+describe('iSCSI sessions against the running target (test initiator)', () => {
+  const disk = new MemoryDisk('session-disk', 8192);
+  const exclDisk = new MemoryDisk('excl-disk', 2048);
+  const roDisk = new MemoryDisk('ro-disk', 2048);
+  const fullDisk = new MemoryDisk('full-disk', 2048);
+  fullDisk.spaceLimitBlocks = 16;
+  let server: IscsiServer;
+  let port: number;
+  let events: BootEvent[];
+  const open: TestInitiator[] = [];
+
+  beforeAll(async () => {
+    const r = await startTarget([
+      target(T, [{ lun: 0, open: () => disk.open(), readOnly: false }, { lun: 1, open: () => roDisk.open(), readOnly: true }], { mac: '52:54:00:aa:00:01' }),
+      target(T_EXCL, [{ lun: 0, open: () => exclDisk.open(), readOnly: false }], { exclusiveWriter: true }),
+      target(T_RO, [{ lun: 0, open: () => roDisk.open(), readOnly: true }], { allowed: [IQN_INITIATOR] }),
+      target(T_FULL, [{ lun: 0, open: () => fullDisk.open(), readOnly: false }]),
+    ], { nopInIntervalSeconds: 1 });
+    ({ server, port, events } = r);
+  });
+
+  afterAll(async () => {
+    for (const i of open) i.destroy();
+    await server.stop();
+  });
+
+  async function session(opts: Partial<Parameters<TestInitiator['login']>[0]> = {}): Promise<TestInitiator> {
+    const i = await TestInitiator.connect(port);
+    open.push(i);
+    const status = await i.login({ initiatorName: IQN_INITIATOR, targetName: T, ...opts });
+    expect(status).toBe(0);
+    return i;
+  }
+
+  it('writes through R2Ts and reads back through split Data-In, many commands in flight', async () => {
+    const i = await session();
+    const data = randomBytes(1 << 20); // 1 MiB: 16 R2Ts of 64 KiB, 128 Data-In PDUs of 8 KiB back
+    const cdb = Buffer.alloc(16);
+    cdb[0] = 0x8a;
+    cdb.writeUInt32BE(2048 * 1, 10);
+    cdb.writeUInt32BE(100, 6);
+    const w = await i.command(cdb, { dataOut: data });
+    expect(w.status).toBe(0);
+    expect(disk.data.subarray(100 * 512, 100 * 512 + data.length).equals(data)).toBe(true);
+    const reads = await Promise.all(Array.from({ length: 64 }, (_, k) => i.read10(100 + k * 32, 32)));
+    for (let k = 0; k < 64; k++) {
+      expect(reads[k].status).toBe(0);
+      expect(reads[k].data.equals(data.subarray(k * 32 * 512, (k + 1) * 32 * 512))).toBe(true);
+    }
+    const writes = await Promise.all(Array.from({ length: 32 }, (_, k) => i.write10(4000 + k * 8, Buffer.alloc(4096, k + 1))));
+    expect(writes.every((r) => r.status === 0)).toBe(true);
+    for (let k = 0; k < 32; k++) expect(disk.data[(4000 + k * 8) * 512 + 17]).toBe(k + 1);
+  });
+
+  it('negotiates CRC32C digests and still moves data', async () => {
+    const i = await session({ digests: true, isid: '400001370001' });
+    expect(i.negotiated.get('HeaderDigest')).toBe('CRC32C');
+    const data = randomBytes(8192 * 3 + 512);
+    expect((await i.write10(300, data)).status).toBe(0);
+    const r = await i.read10(300, data.length / 512);
+    expect(r.data.equals(data)).toBe(true);
+    expect((await i.nop(Buffer.from('ping'))).toString()).toBe('ping');
+  });
+
+  it('reports underflow residuals and sense data for bad LBAs, unknown LUNs, read-only LUNs and a full store', async () => {
+    const i = await session({ isid: '400001370002' });
+    const cdb = Buffer.alloc(10);
+    cdb[0] = 0x28;
+    cdb.writeUInt16BE(1, 7);
+    const under = await i.command(cdb, { edtl: 10000 });
+    expect(under.status).toBe(0);
+    expect(under.underflow).toBe(true);
+    expect(under.residual).toBe(10000 - 512);
+    const oob = await i.read10(8192, 1);
+    expect(oob.status).toBe(2);
+    expect([oob.sense![2] & 0x0f, oob.sense![12], oob.sense![13]]).toEqual([0x05, 0x21, 0x00]);
+    const tur = Buffer.alloc(6);
+    const nolun = await i.command(tur, { lun: 5 });
+    expect([nolun.status, nolun.sense![2] & 0x0f, nolun.sense![12]]).toEqual([2, 0x05, 0x25]);
+    const ro = await i.command(Buffer.from('2a000000000000000100', 'hex'), { dataOut: Buffer.alloc(512), lun: 1 });
+    expect([ro.status, ro.sense![2] & 0x0f, ro.sense![12], ro.sense![13]]).toEqual([2, 0x07, 0x27, 0x00]);
+    const inq = await i.command(Buffer.from('120000006000', 'hex'), { edtl: 96, lun: 1 });
+    expect(inq.status).toBe(0);
+
+    const f = await session({ targetName: T_FULL, isid: '400001370003' });
+    expect((await f.write10(0, Buffer.alloc(16 * 512, 1))).status).toBe(0);
+    const full = await f.write10(100, Buffer.alloc(512, 1));
+    expect([full.status, full.sense![2] & 0x0f, full.sense![12], full.sense![13]]).toEqual([2, 0x07, 0x27, 0x07]);
+  });
+
+  it('gives each disk its own stable NAA identifier in VPD 0x83', async () => {
+    const i = await session({ isid: '400001370004' });
+    const vpd = async (lun: number) => (await i.command(Buffer.from('12018300ff00', 'hex'), { edtl: 255, lun })).data;
+    const a = await vpd(0);
+    const b = await vpd(1);
+    const naa = (p: Buffer) => p.subarray(8, 16).toString('hex');
+    expect(a[4] & 0x0f).toBe(1); // binary
+    expect(a[5] & 0x0f).toBe(3); // NAA
+    expect(naa(a)[0]).toBe('3');
+    expect(naa(a)).not.toBe(naa(b));
+    const again = await session({ isid: '400001370005' });
+    const a2 = (await again.command(Buffer.from('12018300ff00', 'hex'), { edtl: 255 })).data;
+    expect(naa(a2)).toBe(naa(a));
+  });
+
+  it('lists sessions with counters and records boot events; logout ends the session', async () => {
+    const i = await session({ isid: '400001370006' });
+    await i.write10(10, Buffer.alloc(1024, 9));
+    await i.read10(10, 2);
+    const row = server.sessions().find((s) => s.id === i.tsih)!;
+    expect(row).toMatchObject({ initiatorName: IQN_INITIATOR, target: T, readBytes: 1024, writtenBytes: 1024, readCommands: 1, writeCommands: 1 });
+    expect(row.address).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(await i.logout()).toBe(0);
+    await i.whenClosed();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(server.sessions().some((s) => s.id === i.tsih)).toBe(false);
+    const mine = events.filter((e) => e.mac === '52:54:00:aa:00:01').map((e) => e.stage);
+    expect(mine).toContain('iscsi-login');
+    expect(mine).toContain('iscsi-first-read');
+    expect(mine).toContain('iscsi-logout');
+    const st = server.status();
+    expect(st.counters.logins).toBeGreaterThan(0);
+    expect(st.counters.pdusIn).toBeGreaterThan(0);
+  });
+
+  it('reinstates a session that logs in again with the same ISID (TSIH 0)', async () => {
+    const a = await session({ isid: '400001370007' });
+    const b = await session({ isid: '400001370007' });
+    await a.whenClosed();
+    expect((await b.read10(0, 1)).status).toBe(0);
+    expect(events.some((e) => e.stage === 'iscsi-disconnect')).toBe(true);
+  });
+
+  it('refuses a second read-write initiator on an exclusive target, lets the same initiator take over', async () => {
+    const a = await session({ targetName: T_EXCL, isid: '400001370008' });
+    const other = await TestInitiator.connect(port);
+    open.push(other);
+    expect(await other.login({ initiatorName: IQN_INITIATOR2, targetName: T_EXCL })).toBe(0x0301);
+    expect(events.some((e) => e.stage === 'iscsi-login-refused' && String(e.detail?.reason).includes('in use'))).toBe(true);
+    // iPXE never logs out: the OS's login (same IQN from the iBFT, new ISID) replaces it.
+    const b = await session({ targetName: T_EXCL, isid: '400001370009' });
+    await a.whenClosed();
+    expect((await b.read10(0, 1)).status).toBe(0);
+  });
+
+  it('refuses unlisted initiators and unknown targets; discovery lists only permitted targets', async () => {
+    const x = await TestInitiator.connect(port);
+    open.push(x);
+    expect(await x.login({ initiatorName: IQN_INITIATOR2, targetName: T_RO })).toBe(0x0202);
+    const y = await TestInitiator.connect(port);
+    open.push(y);
+    expect(await y.login({ initiatorName: IQN_INITIATOR, targetName: 'iqn.2026-11.local.netboot:nope' })).toBe(0x0203);
+    const d = await TestInitiator.connect(port);
+    open.push(d);
+    expect(await d.login({ initiatorName: IQN_INITIATOR2, sessionType: 'Discovery' })).toBe(0);
+    const names = (await d.text([['SendTargets', 'All']])).filter(([k]) => k === 'TargetName').map(([, v]) => v);
+    expect(names).toContain(T);
+    expect(names).not.toContain(T_RO);
+  });
+
+  it('keeps an idle session that never answers NOP-In pings (iPXE)', async () => {
+    const i = await session({ isid: '40000137000a', answerPings: false });
+    await new Promise((r) => setTimeout(r, 3500));
+    expect(i.pingsSeen).toBeGreaterThan(0);
+    expect(i.closed).toBe(false);
+    expect((await i.read10(0, 1)).status).toBe(0);
+  });
+
+  it('ignores commands outside the CmdSN window and goes on', async () => {
+    const i = await session({ isid: '40000137000b' });
+    const saved = i.cmdSN;
+    i.cmdSN = (i.maxCmdSN + 1) >>> 0;
+    const ignored = i.read10(0, 1);
+    let answered = false;
+    void ignored.then(() => (answered = true), () => undefined);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(answered).toBe(false);
+    i.cmdSN = saved;
+    expect((await i.read10(0, 1)).status).toBe(0);
+  });
+});
