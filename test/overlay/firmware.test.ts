@@ -82,6 +82,14 @@ describe.skipIf(skipReason)('firmware.sh: the arm64 release tarball', () => {
     }
   });
 
+  it('needs no newer glibc than Debian 12 / Raspberry Pi OS bookworm ships (2.36)', () => {
+    if (!has('aarch64-linux-gnu-objdump')) return;
+    const syms = spawnSync('aarch64-linux-gnu-objdump', ['-T', join(extracted, name, 'better_sqlite3.node')], { encoding: 'utf8' }).stdout;
+    const versions = [...syms.matchAll(/\bGLIBC_(\d+)\.(\d+)/g)].map((m) => Number(m[1]) * 1000 + Number(m[2]));
+    expect(versions.length).toBeGreaterThan(0);
+    expect(Math.max(...versions)).toBeLessThanOrEqual(2036);
+  });
+
   it('VERSION names the version, the Node ABI the addon needs and the better-sqlite3 version', () => {
     const v = Object.fromEntries(readFileSync(join(extracted, name, 'VERSION'), 'utf8').trim().split('\n').map((l) => l.split('=') as [string, string]));
     const bsq = JSON.parse(readFileSync(join(ROOT, 'node_modules/better-sqlite3/package.json'), 'utf8')).version;
