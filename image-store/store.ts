@@ -500,6 +500,7 @@ export class ImageStore {
     if (this.closed) return;
     for (const core of this.diskCores.values()) await core.flush();
     this.closed = true;
+    for (const core of [...this.diskCores.values(), ...this.roCores]) core.closed = true;
     this.space.close();
     this.db.close();
   }

@@ -34,6 +34,11 @@ export class VolumeCore {
   private drainWaiters: (() => void)[] = [];
   private gate: Promise<void> | null = null;
   private flushing: Promise<void> | null = null;
+  /** Reads in flight, and chunks whose release waits for them (a read must never see reused space). */
+  private reading = 0;
+  private heldFrees: number[] = [];
+  /** Set by ImageStore.close(): every later call fails with CLOSED instead of touching closed fds. */
+  closed = false;
   private nextFlush: Promise<void> | null = null;
 
   constructor(
@@ -64,6 +69,16 @@ export class VolumeCore {
 
   /** Reads blocks [lba, lba+blocks). Adjacent chunks that are adjacent on disk become one pread. */
   async read(lba: number, blocks: number): Promise<Buffer> {
+    if (this.closed) throw new VolumeError('CLOSED', 'the image store is closed');
+    this.reading++;
+    try {
+      return await this.readMapped(lba, blocks);
+    } finally {
+      if (--this.reading === 0 && this.heldFrees.length > 0) this.space.release(this.heldFrees.splice(0));
+    }
+  }
+
+  private async readMapped(lba: number, blocks: number): Promise<Buffer> {
     const len = blocks * BLOCK;
     const out = Buffer.allocUnsafe(len);
     const cb = this.chunkBytes;
@@ -118,6 +133,7 @@ export class VolumeCore {
 
   /** Writes data at lba; chunks the disk owns are overwritten in place, others copied on write. */
   async write(lba: number, data: Buffer): Promise<void> {
+    if (this.closed) throw new VolumeError('CLOSED', 'the image store is closed');
     while (this.gate) await this.gate;
     this.inflight++;
     try {
@@ -255,6 +271,7 @@ export class VolumeCore {
 
   /** Makes every write that resolved before this call durable. Concurrent calls are grouped. */
   flush(): Promise<void> {
+    if (this.closed) return Promise.reject(new VolumeError('CLOSED', 'the image store is closed'));
     if (!this.flushing) {
       this.flushing = this.runFlush().finally(() => {
         this.flushing = null;
@@ -297,8 +314,15 @@ export class VolumeCore {
       this.volatileFrees.push(...volatile);
       throw new VolumeError('IO', `flush failed: ${(err as Error).message}`);
     }
-    this.space.release(freed);
-    this.space.release(volatile);
+    this.releaseWhenUnread(freed);
+    this.releaseWhenUnread(volatile);
+  }
+
+  /** Frees chunks now, or once the reads in flight (which may still be reading them) finish. */
+  private releaseWhenUnread(chunks: number[]): void {
+    if (chunks.length === 0) return;
+    if (this.reading === 0) this.space.release(chunks);
+    else this.heldFrees.push(...chunks);
   }
 
   /** True when writes are waiting for a flush (for status and tests). */

@@ -63,7 +63,8 @@ export class StoreVolume implements BlockVolume {
   async close(): Promise<void> {
     if (this.closed) return;
     try {
-      if (!this.readOnly) await this.core.flush();
+      // After ImageStore.close() the store already flushed everything.
+      if (!this.readOnly && !this.core.closed) await this.core.flush();
     } finally {
       this.closed = true;
       this.onClose(this);

@@ -1,7 +1,8 @@
 /**
  * Child process for crash.test.ts: opens the store, runs crashOps(seed) on disk "d" and prints
  * "F <k>" after each flush completes, where every write with idx < k resolved before that flush
- * was called. The parent SIGKILLs it at a random moment.
+ * was called, and "I <n>" before issuing write n-1 (so the parent knows which writes may have
+ * landed). The parent SIGKILLs it at a random moment.
  */
 import { systemClock } from '../../appliance/core/clock';
 import { silentLogger } from '../../appliance/core/log';
@@ -20,6 +21,8 @@ async function main(): Promise<void> {
   for (const op of crashOps(Number(seedArg), vol.blockCount)) {
     if (op.kind === 'write') {
       const data = Buffer.concat(Array.from({ length: op.blocks }, (_, i) => crashBlock(run, op.idx, op.lba + i)));
+      // Pipes are synchronous on Linux: the parent sees this line even if we die right after.
+      process.stdout.write(`I ${op.idx + 1}\n`);
       batch.push(vol.write(op.lba, data));
       issued = op.idx + 1;
     } else if (op.kind === 'batch-end') {
