@@ -147,9 +147,10 @@ export class LoginNegotiation {
         if (!targetName) return fail(LoginStatus.MissingParameter, 'no TargetName');
         const target = this.opts.directory.resolve(targetName.toLowerCase());
         if (!target) return fail(LoginStatus.NotFound, 'unknown target');
+        // Known before the ACL check so a refusal is reported against the client it concerns.
+        this.target = target;
         const allowed = target.allowedInitiators.some((i) => i.toLowerCase() === this.initiatorName);
         if (!allowed) return fail(LoginStatus.AuthorizationFailure, 'initiator not allowed');
-        this.target = target;
         this.chap = target.chap;
         answer.push(['TargetPortalGroupTag', String(this.opts.portalGroupTag)]);
       }
