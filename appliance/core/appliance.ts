@@ -134,8 +134,8 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
   const bootCtx = (): BootScriptContext => ({
     clients,
     serverAddress: dhcp.serverAddress || serverAddress,
-    httpPort: config.http.port,
-    iscsiPort: config.iscsi.port,
+    httpPort: httpService.boundPort,
+    iscsiPort: iscsi.port || config.iscsi.port,
     unknownClients: config.boot.unknownClients,
     enroll: config.boot.unknownClients === 'enroll' ? enroll : undefined,
     archOf: (mac) => dhcp.archOf(mac),
@@ -167,7 +167,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
     statusRoutes({ version: deps.version, startedAt, now: () => clock.now(), serverAddress, services: () => services, storage }),
     metricsRoutes(() => services),
     imageRoutes({ store, clients, jobs, uploadDir: join(dataDir, 'uploads') }),
-    clientRoutes({ clients, store, events, sessions, serverAddress, iscsiPort: config.iscsi.port }),
+    clientRoutes({ clients, store, events, sessions, serverAddress, iscsiPort: () => iscsi.port || config.iscsi.port }),
     systemRoutes({
       storage: () => system.storage(dataDir),
       health: () => system.health(),

@@ -4,7 +4,6 @@ import { apiVerbs } from '../cli/verbs';
 import { CliError } from '../cli/api-client';
 import { adminTokenPath } from './admin-token';
 import { removeRuntimeInfo, writeRuntimeInfo } from './runtime-info';
-import { createAppliance } from './appliance';
 import { systemClock } from './clock';
 import { ConfigError, loadConfig, type Config } from './config';
 import { createLogger } from './log';
@@ -39,6 +38,8 @@ function configOrExit(file: string | undefined): Readonly<Config> {
 
 async function serve(config: Readonly<Config>): Promise<void> {
   const log = createLogger(config.log);
+  // Loaded lazily so the CLI verbs start fast (the bundle evaluates a module on first use).
+  const { createAppliance } = await import('./appliance');
   const appliance = await createAppliance(config, { log, clock: systemClock, version: applianceVersion() });
   let stopping = false;
   const shutdown = async (why: string, code: number) => {

@@ -24,7 +24,8 @@ export interface ClientRouteDeps {
   events: BootEventStore;
   sessions: () => SessionView[];
   serverAddress: string;
-  iscsiPort: number;
+  /** The iSCSI port clients are told (the bound one when configured as 0). */
+  iscsiPort: () => number;
   /** Called after a client is removed (e.g. to drop DHCP reservations). */
   onDeleted?: (mac: string) => void;
 }
@@ -61,7 +62,7 @@ export function clientRoutes(deps: ClientRouteDeps) {
       disk: c.disk,
       target: c.target,
       lun: c.lun,
-      rootPath: rootPath(c, deps.serverAddress, deps.iscsiPort),
+      rootPath: rootPath(c, deps.serverAddress, deps.iscsiPort()),
       initiatorName: c.initiatorName,
       initiators: c.initiators,
       chap: c.chap ? { user: c.chap.user, mutual: !!c.chap.targetUser } : null,
