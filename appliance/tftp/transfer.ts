@@ -79,6 +79,8 @@ export class ReadTransfer {
   /** Retransmissions at the full timeout since the last progress (bounded by retries). */
   private attempts = 0;
   private deadline = 0;
+  /** When the armed timer fires (it may be later than deadline after the timeout shrank). */
+  private timerAt = 0;
   /**
    * Current retransmission interval. Adaptive (RFC 6298-style estimate, Karn's rule, doubling on
    * each expiry up to timeoutMs) unless the client negotiated a timeout (RFC 2349), which is then
@@ -262,8 +264,16 @@ export class ReadTransfer {
 
   /** Pushes the retransmission deadline out; keeps at most one timer armed (no timer churn per ACK). */
   private touch(): void {
-    this.deadline = this.o.clock.now() + this.rto;
-    if (!this.cancelTimer) this.cancelTimer = this.o.clock.setTimeout(() => this.onTimer(), this.rto);
+    const now = this.o.clock.now();
+    this.deadline = now + this.rto;
+    if (this.cancelTimer && this.timerAt <= this.deadline) return; // it fires first and re-arms
+    this.arm(now, this.rto);
+  }
+
+  private arm(now: number, ms: number): void {
+    this.cancelTimer?.();
+    this.timerAt = now + ms;
+    this.cancelTimer = this.o.clock.setTimeout(() => this.onTimer(), ms);
   }
 
   private onTimer(): void {
@@ -271,7 +281,7 @@ export class ReadTransfer {
     if (this.phase === 'ended') return;
     const now = this.o.clock.now();
     if (now < this.deadline) {
-      this.cancelTimer = this.o.clock.setTimeout(() => this.onTimer(), this.deadline - now);
+      this.arm(now, this.deadline - now);
       return;
     }
     this.sampleBlock = -1;
