@@ -9,7 +9,22 @@ import { existsSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../appliance/core/config';
 import { prepareDisk } from '../../appliance/storage/prepare-disk';
+import { prepareDiskVerb } from '../../appliance/storage/prepare-disk-verb';
+
+/** Runs a CLI verb and returns what it printed. */
+async function capture(fn: () => Promise<void>): Promise<string> {
+  const write = process.stdout.write.bind(process.stdout);
+  let out = '';
+  process.stdout.write = ((chunk: string | Uint8Array) => { out += String(chunk); return true; }) as typeof process.stdout.write;
+  try {
+    await fn();
+  } finally {
+    process.stdout.write = write;
+  }
+  return out;
+}
 
 const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const missing = ['losetup', 'sfdisk', 'mkfs.ext4', 'wipefs', 'blkid', 'lsblk', 'findmnt', 'debugfs', 'mount'].filter((c) => !has(c));
@@ -90,5 +105,15 @@ describe.skipIf(skipReason)('prepareDisk on a loop device', () => {
   it('can prepare the same disk again (idempotent for the user)', async () => {
     const again = await prepareDisk({ device: loop, confirm: name() });
     expect(again.label).toBe('NETBOOT');
+  });
+
+  it('`netboot prepare-disk` lists the disk, and erases it when given its name', async () => {
+    const config = parseConfig({ dataDir: dir });
+    const listed = JSON.parse(await capture(() => prepareDiskVerb.run([], config, { json: true }))) as { device: string; partitions: { device: string }[] }[];
+    // (Labels come from udev's database, which this CI has not got: check the partition itself.)
+    expect(listed.find((d) => d.device === loop)?.partitions.map((p) => p.device)).toEqual([partNode]);
+    await expect(prepareDiskVerb.run([loop, 'nope'], config, { json: true })).rejects.toThrow(/Type the disk's name/);
+    const out = JSON.parse(await capture(() => prepareDiskVerb.run([loop, name()], config, { json: true })));
+    expect(out).toMatchObject({ device: loop, label: 'NETBOOT', fsType: 'ext4' });
   });
 });
