@@ -24,6 +24,7 @@ export class SegmentSpace {
   private dirty = new Set<number>();
   private lastSync: Promise<unknown> = Promise.resolve();
   private lowChecks = 0;
+  private lastDirty = -1;
 
   constructor(
     private readonly dir: string,
@@ -185,7 +186,11 @@ export class SegmentSpace {
 
   /** Notes that a segment was written since the last sync. */
   markDirty(p: number): void {
-    this.dirty.add(Math.floor(p / this.chunksPerSegment));
+    const seg = Math.floor(p / this.chunksPerSegment);
+    if (seg !== this.lastDirty || !this.dirty.has(seg)) {
+      this.dirty.add(seg);
+      this.lastDirty = seg;
+    }
   }
 
   /** fdatasyncs every segment written since the last call (one sync per segment per flush). */

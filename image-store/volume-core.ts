@@ -70,15 +70,6 @@ export class VolumeCore {
   /** Reads blocks [lba, lba+blocks). Adjacent chunks that are adjacent on disk become one pread. */
   async read(lba: number, blocks: number): Promise<Buffer> {
     if (this.closed) throw new VolumeError('CLOSED', 'the image store is closed');
-    this.reading++;
-    try {
-      return await this.readMapped(lba, blocks);
-    } finally {
-      if (--this.reading === 0 && this.heldFrees.length > 0) this.space.release(this.heldFrees.splice(0));
-    }
-  }
-
-  private async readMapped(lba: number, blocks: number): Promise<Buffer> {
     const len = blocks * BLOCK;
     const out = Buffer.allocUnsafe(len);
     const cb = this.chunkBytes;
@@ -122,11 +113,15 @@ export class VolumeCore {
       o += n;
     }
     if (runFd >= 0) issue();
+    if (first === null) return out;
+    this.reading++;
     try {
       if (more) await Promise.all(more);
-      else if (first) await first;
+      else await first;
     } catch (err) {
       throw new VolumeError('IO', `read failed: ${(err as Error).message}`);
+    } finally {
+      if (--this.reading === 0 && this.heldFrees.length > 0) this.space.release(this.heldFrees.splice(0));
     }
     return out;
   }
@@ -166,7 +161,18 @@ export class VolumeCore {
     }
   }
 
-  private async writeChunk(l: number, inChunk: number, data: Buffer, o: number, n: number): Promise<void> {
+  /** Fast path without an async frame: an owned chunk with no copy in progress is one pwrite. */
+  private writeChunk(l: number, inChunk: number, data: Buffer, o: number, n: number): Promise<void> {
+    const v = this.map[l];
+    if (v !== 0 && this.gen[l] === this.top && (this.cow.size === 0 || !this.cow.has(l))) {
+      const p = v - 1;
+      this.space.markDirty(p);
+      return pwriteFull(this.space.fdOf(p), data, o, n, this.space.posOf(p) + inChunk);
+    }
+    return this.writeChunkSlow(l, inChunk, data, o, n);
+  }
+
+  private async writeChunkSlow(l: number, inChunk: number, data: Buffer, o: number, n: number): Promise<void> {
     for (;;) {
       const pending = this.cow.get(l);
       if (pending) {
