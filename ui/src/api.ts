@@ -93,7 +93,7 @@ export interface Status {
 }
 
 export interface Settings {
-  dhcp?: { mode?: 'off' | 'proxy' | 'full'; [k: string]: unknown };
+  dhcp?: { mode?: 'off' | 'proxy' | 'full'; interface?: string; canServeFull?: boolean };
   [k: string]: unknown;
 }
 

@@ -140,8 +140,8 @@ export function toastError(what: string, err: unknown): void {
 export function ToastHost(): El {
   const [items, setItems] = useState<Toast[]>([]);
   pushToast = (t) => {
-    setItems((xs) => [...xs.slice(-3), t]);
-    window.setTimeout(() => setItems((xs) => xs.filter((x) => x.id !== t.id)), t.kind === 'error' ? 8000 : 3500);
+    setItems((xs) => [...xs.slice(-1), t]);
+    window.setTimeout(() => setItems((xs) => xs.filter((x) => x.id !== t.id)), t.kind === 'error' ? 8000 : 3000);
   };
   return h('div', { class: 'toasts', role: 'status', 'aria-live': 'polite' },
     items.map((t) => h('div', { key: t.id, class: `toast ${t.kind}` }, t.text)),

@@ -19,10 +19,14 @@ function groupBoots(events: BootEvent[]): BootEvent[][] {
   return boots.reverse();
 }
 
-function detailText(d: BootEvent['detail']): string {
+/** An event's details in a line, without what the page already shows (this client's target and initiator). */
+function detailText(d: BootEvent['detail'], client: Client): string {
   if (!d) return '';
   if (typeof d === 'string') return d;
-  return Object.entries(d).map(([k, v]) => `${k} ${v}`).join(' · ');
+  return Object.entries(d)
+    .filter(([, v]) => v !== client.target && v !== client.initiatorName && v !== client.mac && v !== '' && v !== null)
+    .map(([k, v]) => (typeof v === 'number' && /bytes$/i.test(k) ? `${k.replace(/Bytes$/, '')} ${bytes(v)}` : `${k} ${v}`))
+    .join(' · ');
 }
 
 /** Seconds since the boot's first event: "+2.4 s" (how long each step took is what one debugs). */
@@ -34,7 +38,7 @@ function offset(from: BootEvent['at'], at: BootEvent['at']): string {
   return s < 60 ? `+${s.toFixed(1)} s` : `+${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
 }
 
-function BootTimeline(props: { events: BootEvent[] | undefined; error?: string }): El {
+function BootTimeline(props: { client: Client; events: BootEvent[] | undefined; error?: string }): El {
   const [showAll, setShowAll] = useState(false);
   const boots = groupBoots(props.events ?? []);
   const shown = showAll ? boots : boots.slice(0, 1);
@@ -50,7 +54,7 @@ function BootTimeline(props: { events: BootEvent[] | undefined; error?: string }
             h('div', { class: 'tl-body' },
               h('div', null, h('strong', null, stageLabel(e.stage)), e.count && e.count > 1 ? h('span', { class: 'count' }, `×${e.count}`) : null,
                 h('span', { class: 'muted tl-time', title: when(e.at) }, j === 0 ? ago(e.at) : offset(boot[0].at, e.at))),
-              detailText(e.detail) ? h('div', { class: 'sub mono' }, detailText(e.detail)) : null),
+              detailText(e.detail, props.client) ? h('div', { class: 'sub mono wrap' }, detailText(e.detail, props.client)) : null),
           ))),
       )),
     boots.length > 1 ? h('button', { class: 'linkish', onClick: () => setShowAll(!showAll) }, showAll ? 'Show only the latest boot' : `Show ${boots.length - 1} earlier boot${boots.length > 2 ? 's' : ''}`) : null,
@@ -230,7 +234,7 @@ export function ClientPage(props: { mac: string }): El {
         h(Snapshots, { client: c, snapshots: snaps.data, error: snaps.error, changed }),
         h(ImageAssign, { client: c, changed })),
       h('div', { class: 'col' },
-        h(BootTimeline, { events: events.data, error: events.error }),
+        h(BootTimeline, { client: c, events: events.data, error: events.error }),
         h(Card, { title: 'Disk and target' },
           h('dl', { class: 'facts' },
             h('dt', null, 'Disk used'), h('dd', null, bytes(c.diskUsedBytes)),

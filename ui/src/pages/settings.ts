@@ -11,9 +11,12 @@ const MODES: { mode: 'off' | 'proxy' | 'full'; title: string; text: string }[] =
 
 function DhcpSettings(): El {
   const settings = usePoll(() => api<Settings>('GET', '/api/settings'), [], 5000);
+  const [switching, setSwitching] = useState<string | undefined>(undefined);
   const current = settings.data?.dhcp?.mode;
+  const canServeFull = settings.data?.dhcp?.canServeFull !== false;
+  const iface = typeof settings.data?.dhcp?.interface === 'string' ? settings.data.dhcp.interface : '';
   const set = async (mode: 'off' | 'proxy' | 'full') => {
-    if (mode === current) return;
+    if (mode === current || switching) return;
     if (mode === 'full') {
       const ok = await confirmAction({
         title: 'Serve full DHCP?',
@@ -22,20 +25,30 @@ function DhcpSettings(): El {
       });
       if (!ok) return;
     }
+    // Switching is live and can take seconds (full DHCP first listens for another server).
+    setSwitching(mode);
     try {
       await api('PATCH', '/api/settings', { dhcp: { mode } });
-      toast(`DHCP mode: ${mode}`);
-      settings.reload();
+      toast(`DHCP mode: ${MODES.find((m) => m.mode === mode)?.title ?? mode}`);
     } catch (err) {
       toastError('Could not change the DHCP mode', err);
+    } finally {
+      setSwitching(undefined);
+      settings.reload();
     }
   };
   return h(Card, { title: 'DHCP' },
     settings.error ? h('p', { class: 'error' }, settings.error) : null,
-    h('div', { class: 'choices', role: 'radiogroup', 'aria-label': 'DHCP mode' }, MODES.map((m) =>
-      h('label', { key: m.mode, class: `choice${current === m.mode ? ' on' : ''}` },
-        h('input', { type: 'radio', name: 'dhcp-mode', value: m.mode, checked: current === m.mode, disabled: settings.data === undefined, onChange: () => void set(m.mode) }),
-        h('div', null, h('strong', null, m.title), h('p', { class: 'sub' }, m.text))))),
+    h('p', { class: 'sub' }, iface ? `Serving on ${iface}.` : 'Serving on every interface.'),
+    h('div', { class: 'choices', role: 'radiogroup', 'aria-label': 'DHCP mode', 'aria-busy': switching ? 'true' : undefined }, MODES.map((m) => {
+      const unavailable = m.mode === 'full' && !canServeFull;
+      return h('label', { key: m.mode, class: `choice${current === m.mode ? ' on' : ''}${unavailable ? ' unavailable' : ''}` },
+        h('input', { type: 'radio', name: 'dhcp-mode', value: m.mode, checked: current === m.mode, disabled: settings.data === undefined || !!switching || unavailable, onChange: () => void set(m.mode) }),
+        h('div', null,
+          h('strong', null, m.title, switching === m.mode ? h('span', { class: 'spinner inline', 'aria-label': 'switching' }) : null),
+          h('p', { class: 'sub' }, m.text),
+          unavailable ? h('p', { class: 'sub' }, 'Needs an address range: set dhcp.range (and dhcp.interface) in the config file.') : null));
+    })),
   );
 }
 

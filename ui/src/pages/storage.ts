@@ -19,7 +19,8 @@ interface Health {
   interfaces?: Iface[];
   warnings?: Warning[];
 }
-interface StorageReport { dataDir?: DataDir; disks?: Disk[]; warnings?: Warning[]; health?: Health; collectedAt?: number; [k: string]: unknown }
+interface StoreUsage { capacityBytes: number; usedBytes: number; freeBytes: number; allocatedBytes?: number; segments?: number; segmentBytes?: number; chunkBytes?: number }
+interface StorageReport { dataDir?: DataDir; disks?: Disk[]; warnings?: Warning[]; health?: Health; store?: StoreUsage; collectedAt?: number; [k: string]: unknown }
 
 function Usage(props: { used: number | null | undefined; total: number | null | undefined }): El | null {
   const { used, total } = props;
@@ -34,14 +35,14 @@ function Warnings(props: { list: Warning[] }): El | null {
     h('div', { key: w.code ?? i, class: `notice ${w.level ?? 'warning'}`, role: w.level === 'critical' ? 'alert' : 'status' }, w.message)));
 }
 
-function DataDirCard(props: { d: DataDir; status: Status | undefined }): El {
-  const { d } = props;
-  const store = props.status?.storage?.store;
+function DataDirCard(props: { d: DataDir; store: StoreUsage | undefined }): El {
+  const { d, store } = props;
   const used = d.sizeBytes !== null && d.freeBytes !== null ? d.sizeBytes - d.freeBytes : null;
   return h(Card, { title: 'Where state lives', actions: h(Dot, { state: d.state === 'ok' ? 'ok' : d.state === 'low' ? 'warn' : 'bad', text: d.state === 'ok' ? 'healthy' : d.state === 'low' ? 'low on space' : 'missing' }) },
     h('p', { class: 'mono wrap big-path' }, d.realPath ?? d.path),
     h(Usage, { used, total: d.sizeBytes }),
-    store ? h('div', null, h('h3', null, 'image store'), h(Usage, { used: store.usedBytes, total: store.capacityBytes })) : null,
+    store ? h('div', null, h('h3', null, 'image store'), h(Usage, { used: store.usedBytes, total: store.capacityBytes }),
+      store.segments !== undefined ? h('p', { class: 'sub' }, `${bytes(store.allocatedBytes)} preallocated in ${store.segments} segment file${store.segments === 1 ? '' : 's'} of ${bytes(store.segmentBytes)} · copy-on-write chunks of ${bytes(store.chunkBytes)}`) : null) : null,
     h('dl', { class: 'facts' },
       h('dt', null, 'Filesystem'), h('dd', { class: 'mono' }, [d.source, d.fsType].filter(Boolean).join(' · ') || '—'),
       h('dt', null, 'Mounted at'), h('dd', { class: 'mono' }, d.mount ?? '—'),
@@ -114,12 +115,12 @@ function ServicesCard(props: { status: Status | undefined }): El {
 export function StoragePage(props: { status: Status | undefined }): El {
   const storage = usePoll(() => api<StorageReport>('GET', '/api/storage'), [], 5000);
   const r = storage.data;
-  const { dataDir, disks, warnings, health, collectedAt, ...extra } = r ?? {};
+  const { dataDir, disks, warnings, health, store, collectedAt, ...extra } = r ?? {};
   return h('div', { class: 'page' },
     storage.error ? h('p', { class: 'error' }, storage.error) : null,
     r === undefined && !storage.error ? h('p', { class: 'muted' }, 'Loading…') : null,
     h(Warnings, { list: warnings ?? [] }),
-    dataDir ? h(DataDirCard, { d: dataDir, status: props.status }) : null,
+    dataDir ? h(DataDirCard, { d: dataDir, store: store ?? props.status?.storage?.store }) : null,
     disks ? h(Card, { title: 'Disks', actions: collectedAt ? h('span', { class: 'sub' }, `checked ${ago(collectedAt)}`) : null },
       disks.length ? h('div', { class: 'stack' }, disks.map((d) => h(DiskCard, { key: d.device, disk: d }))) : h(Empty, null, 'No disks found.')) : null,
     health ? h(HealthCard, { health }) : null,
