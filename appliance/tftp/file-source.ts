@@ -77,15 +77,31 @@ function within(root: string, candidate: string): boolean {
   return candidate.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
 }
 
+/** One served directory. */
+export interface TftpRoot {
+  dir: string;
+  /**
+   * Follow symlinks that leave the directory. Only for directories a package manager owns:
+   * Debian's /usr/lib/ipxe/ipxe.efi is a symlink to /boot/ipxe.efi. Client names are still
+   * refused when they contain '..' or start with '/', so a client reaches only what the
+   * directory's own symlinks point at.
+   */
+  trustSymlinks?: boolean;
+}
+
 /**
  * Serves regular files from a list of directories, first match wins. A name is looked up in each
  * root in turn; the found path is resolved with realpath and must still lie inside that root's
  * realpath, so a symlink pointing out of the root is refused (access violation) instead of
- * followed. Roots that do not exist are skipped (ipxeDir is absent when the ipxe package is not
- * installed). Files are opened O_RDONLY|O_NOFOLLOW on the resolved path and checked to be regular.
+ * followed (unless the root trusts its symlinks). Roots that do not exist are skipped (ipxeDir
+ * is absent when the ipxe package is not installed). Files are opened O_RDONLY|O_NOFOLLOW on the
+ * resolved path and checked to be regular.
  */
 export class DirectoryFileSource implements FileSource {
-  constructor(private readonly roots: readonly string[]) {}
+  private readonly roots: TftpRoot[];
+  constructor(roots: readonly (string | TftpRoot)[]) {
+    this.roots = roots.map((r) => (typeof r === 'string' ? { dir: r } : r));
+  }
 
   async resolve(filename: string): Promise<TftpFile | FileRefusal> {
     const segments = safeSegments(filename);
@@ -93,7 +109,7 @@ export class DirectoryFileSource implements FileSource {
     for (const root of this.roots) {
       let realRoot: string;
       try {
-        realRoot = await realpath(root);
+        realRoot = await realpath(root.dir);
       } catch {
         continue;
       }
@@ -107,7 +123,7 @@ export class DirectoryFileSource implements FileSource {
         if (code === 'ELOOP') return { refused: 'accessViolation', message: 'symlink loop' };
         throw err;
       }
-      if (!within(realRoot, real)) return { refused: 'accessViolation', message: 'path leaves the served directory' };
+      if (!root.trustSymlinks && !within(realRoot, real)) return { refused: 'accessViolation', message: 'path leaves the served directory' };
       let fh: FileHandle;
       try {
         fh = await open(real, fsc.O_RDONLY | fsc.O_NOFOLLOW);
@@ -128,10 +144,11 @@ export class DirectoryFileSource implements FileSource {
 }
 
 /**
- * The roots the appliance serves: the extra directory (config tftp.root, '' = <dataDir>/tftp) and
- * the iPXE binaries (config boot.ipxeDir). The extra root comes first so an admin can drop in a
- * custom iPXE build (e.g. one with an embedded script) under the packaged binary's name.
+ * The roots the appliance serves: the extra directory (config tftp.root, '' = <dataDir>/tftp),
+ * strictly contained, and the iPXE binaries (config boot.ipxeDir), whose package symlinks are
+ * followed. The extra root comes first so an admin can drop in a custom iPXE build (e.g. one
+ * with an embedded script) under the packaged binary's name.
  */
-export function defaultTftpRoots(cfg: { dataDir: string; boot: { ipxeDir: string }; tftp: { root: string } }): string[] {
-  return [cfg.tftp.root || path.join(cfg.dataDir, 'tftp'), cfg.boot.ipxeDir];
+export function defaultTftpRoots(cfg: { dataDir: string; boot: { ipxeDir: string }; tftp: { root: string } }): TftpRoot[] {
+  return [{ dir: cfg.tftp.root || path.join(cfg.dataDir, 'tftp') }, { dir: cfg.boot.ipxeDir, trustSymlinks: true }];
 }

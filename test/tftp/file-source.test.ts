@@ -75,6 +75,15 @@ describe('DirectoryFileSource', () => {
   });
 });
 
+describe('a root that trusts its symlinks (the packaged iPXE directory)', () => {
+  it("follows the package's symlinks out (Debian: ipxe.efi -> /boot/ipxe.efi) but still refuses '..' and absolute names", async () => {
+    const src = new DirectoryFileSource([{ dir: a, trustSymlinks: true }]);
+    expect(await text((await src.resolve('link-out')) as TftpFile)).toBe('outside');
+    expect(await src.resolve('../secret.txt')).toMatchObject({ refused: 'accessViolation' });
+    expect(await src.resolve(path.join(dir, 'secret.txt'))).toMatchObject({ refused: 'accessViolation' });
+  });
+});
+
 describe('helpers', () => {
   it('safeSegments drops "." and empty segments', () => {
     expect(safeSegments('./a//b/./c')).toEqual(['a', 'b', 'c']);
@@ -91,7 +100,7 @@ describe('helpers', () => {
 
   it('defaultTftpRoots: the extra root (default <dataDir>/tftp) first, then the iPXE directory', () => {
     expect(defaultTftpRoots({ dataDir: '/var/lib/nb', boot: { ipxeDir: '/usr/lib/ipxe' }, tftp: { root: '' } }))
-      .toEqual(['/var/lib/nb/tftp', '/usr/lib/ipxe']);
-    expect(defaultTftpRoots({ dataDir: '/x', boot: { ipxeDir: '/i' }, tftp: { root: '/srv/tftp' } })).toEqual(['/srv/tftp', '/i']);
+      .toEqual([{ dir: '/var/lib/nb/tftp' }, { dir: '/usr/lib/ipxe', trustSymlinks: true }]);
+    expect(defaultTftpRoots({ dataDir: '/x', boot: { ipxeDir: '/i' }, tftp: { root: '/srv/tftp' } })[0]).toEqual({ dir: '/srv/tftp' });
   });
 });
