@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { encodeQcow2Header, encodeQcow2Metadata, planQcow2 } from './qcow2';
+import { encodeQcow2Header, encodeQcow2Metadata, planQcow2, type Qcow2Plan } from './qcow2';
 import type { StoreVolume } from './volume';
 
 export type ExportFormat = 'raw' | 'qcow2';
@@ -12,9 +12,20 @@ const QCOW2_CLUSTER_BITS = 16;
  * destroyed (an aborted HTTP download), which releases the pin on the snapshot's layer.
  * qcow2: clusters holding mapped chunks are written (unmapped ones stay unallocated, reading as
  * zeros), so the file is about as large as the data, and is laid out in one forward pass.
+ * The layout is fixed when the stream is made, so `size` is exact (a live disk's export reads
+ * its current data; export a snapshot for a point-in-time copy).
  */
-export function exportStream(vol: StoreVolume, format: ExportFormat): Readable {
-  const gen = format === 'raw' ? rawChunks(vol) : qcow2Chunks(vol);
+export function exportStream(vol: StoreVolume, format: ExportFormat): ExportStream {
+  let gen: AsyncGenerator<Buffer>;
+  let size: number;
+  if (format === 'raw') {
+    gen = rawChunks(vol);
+    size = vol.blockCount * 512;
+  } else {
+    const plan = planFor(vol);
+    gen = qcow2Chunks(vol, plan);
+    size = plan.totalClusters * 2 ** plan.clusterBits;
+  }
   const wrapped = (async function* () {
     try {
       yield* gen;
@@ -22,8 +33,11 @@ export function exportStream(vol: StoreVolume, format: ExportFormat): Readable {
       await vol.close();
     }
   })();
-  return Readable.from(wrapped, { objectMode: false, highWaterMark: 4 << 20 });
+  return Object.assign(Readable.from(wrapped, { objectMode: false, highWaterMark: 4 << 20 }), { size });
 }
+
+/** An export: a byte stream whose total length is known up front (HTTP Content-Length). */
+export type ExportStream = Readable & { size: number };
 
 async function* rawChunks(vol: StoreVolume): AsyncGenerator<Buffer> {
   for (let lba = 0; lba < vol.blockCount; lba += RAW_PIECE_BLOCKS) {
@@ -31,19 +45,23 @@ async function* rawChunks(vol: StoreVolume): AsyncGenerator<Buffer> {
   }
 }
 
-async function* qcow2Chunks(vol: StoreVolume): AsyncGenerator<Buffer> {
-  const cs = 2 ** QCOW2_CLUSTER_BITS;
-  const clusterBlocks = cs / 512;
-  const size = vol.blockCount * 512;
+/** The qcow2 layout for the volume as it is now: one data cluster per cluster holding mapped chunks. */
+function planFor(vol: StoreVolume): Qcow2Plan {
+  const clusterBlocks = 2 ** QCOW2_CLUSTER_BITS / 512;
   const clusters: number[] = [];
-  const runs = await vol.mapping(0, vol.blockCount);
-  for (const r of runs) {
+  for (const r of vol.mappedRuns()) {
     if (!r.mapped) continue;
     const first = Math.floor(r.lba / clusterBlocks);
     const last = Math.floor((r.lba + r.blocks - 1) / clusterBlocks);
     for (let c = first; c <= last; c++) if (clusters[clusters.length - 1] !== c) clusters.push(c);
   }
-  const plan = planQcow2(size, clusters, QCOW2_CLUSTER_BITS);
+  return planQcow2(vol.blockCount * 512, clusters, QCOW2_CLUSTER_BITS);
+}
+
+async function* qcow2Chunks(vol: StoreVolume, plan: Qcow2Plan): AsyncGenerator<Buffer> {
+  const cs = 2 ** QCOW2_CLUSTER_BITS;
+  const clusterBlocks = cs / 512;
+  const clusters = plan.dataClusters;
   yield encodeQcow2Header(plan);
   yield* encodeQcow2Metadata(plan);
   for (const c of clusters) {

@@ -4,4 +4,4 @@ export { StoreError, type StoreErrorCode } from './errors';
 export { StoreVolume } from './volume';
 export { VolumeError, type BlockVolume, type ThinProvisioning, type VolumeErrorCode } from './block-volume';
 export type { CheckReport, CheckProblem } from './check';
-export type { ExportFormat } from './export';
+export type { ExportFormat, ExportStream } from './export';

@@ -1,6 +1,5 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type Database from 'better-sqlite3';
 import type { Clock } from '../appliance/core/clock';
@@ -11,7 +10,7 @@ import { SegmentSpace } from './segments';
 import { VolumeCore } from './volume-core';
 import { StoreVolume } from './volume';
 import { importFile } from './import';
-import { exportStream, type ExportFormat } from './export';
+import { exportStream, type ExportFormat, type ExportStream } from './export';
 import { checkStore, type CheckReport } from './check';
 
 /** A golden image (read-only). */
@@ -463,8 +462,11 @@ export class ImageStore {
 
   // ---- export, check, usage ----
 
-  /** Streams a disk, image or snapshot as raw or qcow2 (for HTTP download). */
-  exportVolume(name: string, opts: { snapshot?: number; format: ExportFormat }): Readable {
+  /**
+   * Streams a disk, image or snapshot as raw or qcow2 (for HTTP download); `.size` is the exact
+   * byte length. Holds a read-only handle until the stream ends or is destroyed.
+   */
+  exportVolume(name: string, opts: { snapshot?: number; format: ExportFormat }): ExportStream {
     this.assertOpen();
     const vol = this.openVolume(name, { readOnly: true, snapshot: opts.snapshot });
     return exportStream(vol, opts.format);

@@ -59,6 +59,11 @@ export class StoreVolume implements BlockVolume {
     return this.core.mapping(lba, blocks);
   }
 
+  /** @internal Synchronous mapping of the whole volume (export plans its qcow2 layout from it). */
+  mappedRuns(): { lba: number; blocks: number; mapped: boolean }[] {
+    return this.core.mapping(0, this.blockCount);
+  }
+
   /** Flushes (writable handles) and releases the handle. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;

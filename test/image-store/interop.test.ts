@@ -1,6 +1,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ImageStore } from '../../image-store/store';
 import { haveQemuImg, openStore, pattern, prng, tempDir } from './helpers';
@@ -104,8 +105,12 @@ describe.skipIf(!qemu)('import/export interop with qemu-img (skipped: qemu-img n
     ] as const) {
       const q = path.join(work, `export-${label}.qcow2`);
       const r = path.join(work, `export-${label}.raw`);
-      await store.exportToFile('client', q, { ...opts, format: 'qcow2' });
-      await store.exportToFile('client', r, { ...opts, format: 'raw' });
+      const qs = store.exportVolume('client', { ...opts, format: 'qcow2' });
+      const rs = store.exportVolume('client', { ...opts, format: 'raw' });
+      await pipeline(qs, fs.createWriteStream(q));
+      await pipeline(rs, fs.createWriteStream(r));
+      expect(fs.statSync(q).size, 'qcow2 export size announced up front').toBe(qs.size);
+      expect(fs.statSync(r).size).toBe(rs.size);
       const check = qemuImg('check', q);
       expect(check.status, check.out).toBe(0);
       expect(qemuImg('compare', '-f', 'raw', '-F', 'qcow2', want, q).status, `${label} qcow2`).toBe(0);
