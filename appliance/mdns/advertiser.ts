@@ -150,7 +150,8 @@ export class MdnsAdvertiser implements Service {
       type: 'netboot',
       hostname: names.apiHost,
       port: this.opts.httpPort,
-      txt: { version: this.opts.version, api: API_PATH },
+      // txtvers first (RFC 6763 §6.7) so clients can tell future TXT layouts apart.
+      txt: { txtvers: '1', version: this.opts.version, api: API_PATH },
     });
     this.services = [http, api];
     for (const svc of this.services) {

@@ -156,7 +156,10 @@ describe.skipIf(skipReason)('mDNS advertiser seen by avahi across a veth pair', 
     const http = await browse('_http._tcp', (l) => l.some((x) => x.includes(';netboot;')));
     expect(http).toContain(`=;${IF_B};IPv4;netboot;_http._tcp;local;netboot.local;${ADDR_A};8080;"path=/"`);
     const api = await browse('_netboot._tcp', (l) => l.some((x) => x.includes(';netboot;')));
-    expect(api).toContain(`=;${IF_B};IPv4;netboot;_netboot._tcp;local;netboot-api.local;${ADDR_A};8080;"api=/api" "version=9.8.7"`);
+    const line = api.find((l) => l.split(';')[3] === 'netboot')!;
+    expect(line.split(';').slice(0, 9).join(';')).toBe(`=;${IF_B};IPv4;netboot;_netboot._tcp;local;netboot-api.local;${ADDR_A};8080`);
+    // avahi prints TXT strings in its own order: compare them as a set.
+    expect(new Set(line.split(';')[9]!.match(/"[^"]*"/g))).toEqual(new Set(['"txtvers=1"', '"version=9.8.7"', '"api=/api"']));
   });
 
   it('a second appliance on the link probes, loses, and takes netboot-2 for every name', async () => {
@@ -173,6 +176,27 @@ describe.skipIf(skipReason)('mDNS advertiser seen by avahi across a veth pair', 
     // ciao's own rename ("netboot (2)", "netboot-(2).local") must never have been announced.
     expect(api.join('\n')).not.toContain('(2)');
     expect(api.find((l) => l.split(';')[3] === 'netboot-2')).toContain(`;netboot-2-api.local;${ADDR_A};8081;`);
+
+    // A third one skips both taken names.
+    const third = await startRunner('netboot', 8083);
+    expect(third.result.names.host).toBe('netboot-3.local');
+    expect(third.result.status.counters.conflicts).toBeGreaterThanOrEqual(2);
+    await stopProc(third.proc);
+  });
+
+  it('yields to another responder (avahi) that owns the host name: lab.local → lab-2.local', async () => {
+    // avahi-publish -a claims lab.local → ADDR_B from the resolver's side of the link.
+    const pub = spawn('nsenter', ['-t', String(avahi!.pid), '-m', '-n', 'avahi-publish', '-a', '-R', 'lab.local', ADDR_B], { stdio: 'ignore' });
+    runners.push(pub);
+    for (let i = 0; i < 20 && !inResolver(['avahi-resolve', '-4', '-n', 'lab.local'], 3_000).out.includes(ADDR_B); i++) {
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const lab = await startRunner('lab', 8082);
+    expect(lab.result.names.host).toBe('lab-2.local');
+    expect(inResolver(['avahi-resolve', '-4', '-n', 'lab-2.local']).out.trim()).toBe(`lab-2.local\t${ADDR_A}`);
+    expect(inResolver(['avahi-resolve', '-4', '-n', 'lab.local']).out.trim()).toBe(`lab.local\t${ADDR_B}`);
+    await stopProc(lab.proc);
+    await stopProc(pub);
   });
 
   it('stop() sends goodbyes: the first appliance disappears from the resolver', async () => {
