@@ -72,7 +72,9 @@ function startRunner(name: string, port: number): Promise<{ proc: ChildProcess; 
       const nl = out.indexOf('\n');
       if (nl >= 0) {
         clearTimeout(timer);
-        resolve({ proc, result: JSON.parse(out.slice(0, nl)) });
+        const result = JSON.parse(out.slice(0, nl));
+        console.log(`mdns ${name}:${port} → ${result.names?.host} in ${result.ms} ms (probe + announce start)`);
+        resolve({ proc, result });
       }
     });
     proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`runner exited ${code}: ${err}`)); });
