@@ -116,6 +116,8 @@ export function checkStore(store: ImageStore, opts: { repair?: boolean }): Check
     if (!layers.has(s.layer)) add('dangling-ref', `snapshot ${s.id} points at missing layer ${s.layer}`, false);
     roots.push(s.layer);
   }
+  // An open read-only view (an export of a deleted snapshot) keeps its layer until it closes.
+  roots.push(...meta.pinnedLayers());
   const reachable = new Set<number>();
   for (const r of roots) {
     let cur: number | null | undefined = r;

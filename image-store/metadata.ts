@@ -167,6 +167,11 @@ export class Metadata {
     this.pinned.set(layer, (this.pinned.get(layer) ?? 0) + 1);
   }
 
+  /** Layers pinned by open read-only views (check counts them as referenced). */
+  pinnedLayers(): number[] {
+    return [...this.pinned.keys()];
+  }
+
   /** Releases a pin; returns true when the layer may now be collectable. */
   unpin(layer: number): boolean {
     const n = (this.pinned.get(layer) ?? 0) - 1;

@@ -117,3 +117,36 @@ describe('unmap', () => {
     await store.close();
   });
 });
+
+describe('read-only views', () => {
+  it('an export of a snapshot deleted meanwhile keeps reading the snapshot, and its space is freed after', async () => {
+    const dir = tempDir('pin');
+    dirs.push(dir);
+    const raw = path.join(dir, 'g.raw');
+    fs.writeFileSync(raw, pattern(1 << 20, 4));
+    const store = openStore(path.join(dir, 'store'));
+    await store.importImage('g', raw);
+    store.createDisk('d', 'g');
+    const v = store.openVolume('d');
+    await v.write(0, pattern(256 * 1024, 5));
+    const snap = await store.createSnapshot('d', 's');
+    await v.write(0, pattern(256 * 1024, 6));
+    await v.flush();
+    const sv = store.openVolume('d', { snapshot: snap.id });
+    await store.deleteSnapshot('d', snap.id);
+    expect(store.check().problems).toEqual([]);
+    // Churn the disk so freed chunks would be reused if the pinned layer had been collected.
+    for (let i = 0; i < 4; i++) {
+      await store.createSnapshot('d', `c${i}`);
+      await v.write(0, pattern(256 * 1024, 10 + i));
+      await v.flush();
+    }
+    expect((await sv.read(0, 512)).equals(pattern(256 * 1024, 5))).toBe(true);
+    const used = store.usage().usedBytes;
+    await sv.close();
+    expect(store.usage().usedBytes).toBeLessThan(used);
+    await v.close();
+    expect(store.check().problems).toEqual([]);
+    await store.close();
+  });
+});
