@@ -52,7 +52,7 @@ fi
 # Node cannot load it, and better-sqlite3 would fail at start with a confusing message.
 if [ "$root" = "" ] && [ -f "$payload/VERSION" ]; then
   want=$(sed -n 's/^node_module_version=//p' "$payload/VERSION")
-  have=$(node -p process.versions.modules 2>/dev/null || echo none)
+  have=$(/usr/bin/node -p process.versions.modules 2>/dev/null || echo none)
   [ -z "$want" ] || [ "$want" = "$have" ] || die "this build needs Node.js ABI $want ($(sed -n 's/^node=//p' "$payload/VERSION")), /usr/bin/node has ABI $have: install Node.js 20 (docs/raspberry-pi.md)"
 fi
 

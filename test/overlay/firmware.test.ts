@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
-const missing = ['aarch64-linux-gnu-g++', 'aarch64-linux-gnu-strip', 'make', 'tar', 'sha256sum'].filter((c) => !has(c));
+const missing = ['aarch64-linux-gnu-g++', 'aarch64-linux-gnu-strip', 'make', 'python3', 'tar', 'sha256sum'].filter((c) => !has(c));
 const skipReason = missing.length ? `missing tools: ${missing.join(', ')} (apt-get install g++-aarch64-linux-gnu make)` : '';
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
 const name = `netboot-appliance-${pkg.version}-arm64`;
