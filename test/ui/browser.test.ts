@@ -198,6 +198,19 @@ async function flow(): Promise<void> {
     expect(client.body).toMatchObject({ mac: MAC, name: 'ui-test-pc', image: 'golden', online: false });
     await shot('dashboard');
 
+    // No reloads: a client added elsewhere (the CLI, another browser) shows up by polling.
+    const OTHER = '52:54:00:0e:17:02';
+    expect((await api('POST', '/api/clients', { mac: OTHER, image: 'golden', name: 'added-elsewhere' })).status).toBe(201);
+    await page.waitForSelector(`a.client-row[data-mac="${OTHER}"]`, { timeout: 8000 });
+    // ...and deleting it from its page asks first, then the API no longer has it.
+    await page.click(`a.client-row[data-mac="${OTHER}"]`);
+    await page.click('text=Delete client');
+    await page.waitForSelector('.dialog >> text=Delete added-elsewhere?');
+    await page.click('.dialog .btn.danger');
+    await page.waitForSelector(`a.client-row[data-mac="${MAC}"]`);
+    expect((await api('GET', `/api/clients/${OTHER}`)).status).toBe(404);
+    await page.waitForSelector(`a.client-row[data-mac="${OTHER}"]`, { state: 'detached' });
+
     // Client page: take a snapshot.
     await page.click(`a.client-row[data-mac="${MAC}"]`);
     await page.waitForSelector('h1 >> text=ui-test-pc');
