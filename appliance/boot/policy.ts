@@ -46,7 +46,8 @@ export type BootAnswer =
   | { kind: 'http-boot'; family: ArchFamily; url: string }
   /**
    * iPXE: fetch this script (url undefined when the build lacks HTTP); for a known client also
-   * option 17 root-path and option 203 initiator name, so a plain iPXE with no script still boots.
+   * option 203 (initiator name), and option 17 (root-path) when there is no script, so an iPXE
+   * without HTTP still sanboots.
    */
   | { kind: 'ipxe'; url: string | undefined; client: ClientRecord | undefined; rootPath: string | undefined; initiatorName: string | undefined }
   /** Firmware we should chainload, but its iPXE binary is not installed: nothing to offer. */
@@ -97,7 +98,11 @@ export function decideBoot(req: BootRequest, ctx: BootPolicyContext): BootAnswer
     const hasHttp = req.ipxe === undefined || req.ipxe.has(IPXE_FEATURE_HTTP);
     const url = hasHttp ? scriptUrl(req.mac, ctx.serverAddress, ctx.httpPort) : undefined;
     if (client) {
-      return { kind: 'ipxe', url, client, rootPath: iscsiRootPath(client, ctx.serverAddress, ctx.iscsiPort), initiatorName: client.initiatorName };
+      // Root-path only without a script: iPXE treats root-path + filename as "hook this SAN, then
+      // run the file" and aborts when the hook fails (seen with Debian's iPXE 1.0.0+git-20190125:
+      // "Could not open SAN device"); with a script, the script's sanboot does it with error handling.
+      const rootPath = url ? undefined : iscsiRootPath(client, ctx.serverAddress, ctx.iscsiPort);
+      return { kind: 'ipxe', url, client, rootPath, initiatorName: client.initiatorName };
     }
     if (!url) return { kind: 'ignore', reason: 'unknown client on an iPXE without HTTP: no menu possible' };
     return { kind: 'ipxe', url, client: undefined, rootPath: undefined, initiatorName: undefined };

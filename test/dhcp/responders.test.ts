@@ -94,13 +94,19 @@ describe('proxy responder', () => {
     expect(getOption(out.packet, Opt.vendorSpecific)).toBeUndefined();
   });
 
-  it('never hands iPXE an iPXE binary: it gets the script URL, root-path and initiator name', () => {
+  it('never hands iPXE an iPXE binary: it gets the script URL and initiator name (root-path only without HTTP)', () => {
     const c = clientRecord('52:54:00:12:34:56');
     const { ctx } = setup([c]);
     const [out] = new ProxyResponder(ctx).handle(inbound(request(c.mac, 'discover', ipxe)));
     expect(out.packet.file).toBe(`http://${SERVER}:8080/boot/52-54-00-12-34-56.ipxe`);
-    expect(getString(out.packet, Opt.rootPath)).toBe(`iscsi:${SERVER}::3260:0:${c.target}`);
-    expect(getString(out.packet, Opt.iscsiInitiatorName)).toBe(c.initiatorName);
+    expect(getOption(out.packet, Opt.rootPath)).toBeUndefined();
+    const noHttp = [...pxeBios, build.text(Opt.userClass, 'iPXE'), { code: Opt.ipxeEncap, data: Buffer.from([0x11, 1, 1]) }];
+    const [plain] = new ProxyResponder(ctx).handle(inbound(request(c.mac, 'discover', noHttp)));
+    expect(plain.packet.file).toBe('');
+    expect(getString(plain.packet, Opt.rootPath)).toBe(`iscsi:${SERVER}::3260:0:${c.target}`);
+    expect(getString(plain.packet, Opt.iscsiInitiatorName)).toBe(c.initiatorName);
+    const [again] = new ProxyResponder(ctx).handle(inbound(request(c.mac, 'discover', ipxe)));
+    expect(getString(again.packet, Opt.iscsiInitiatorName)).toBe(c.initiatorName);
     expect(getString(out.packet, Opt.vendorClass)).toBe('PXEClient');
   });
 
