@@ -14,7 +14,9 @@ export interface DiskStore {
   createDisk(name: string, image: string): DiskSummary;
   getDisk(name: string): DiskSummary | undefined;
   deleteDisk(name: string): void;
-  openVolume(name: string, opts?: { readOnly?: boolean }): BlockVolume & { close(): Promise<void> | void };
+  openVolume(name: string, opts?: { readOnly?: boolean; snapshot?: number }): BlockVolume & { close(): Promise<void> | void };
+  copyDisk(from: string, to: string, opts?: { snapshot?: number }): Promise<DiskSummary>;
+  promoteSnapshot(disk: string, id: number, imageName: string): ImageSummary;
   isOpen(name: string): boolean;
   createSnapshot(disk: string, name: string): Promise<SnapshotSummary>;
   listSnapshots(disk: string): SnapshotSummary[];

@@ -1,7 +1,14 @@
 import type Database from 'better-sqlite3';
 import type { Clock } from '../core/clock';
 import { ApiError, badRequest, conflict, notFound } from '../core/errors';
-import { normaliseMac, type ChapCredentials, type ClientDirectory, type ClientRecord } from '../core/model';
+import {
+  normaliseMac,
+  type ChapCredentials,
+  type ClientDirectory,
+  type ClientRecord,
+  type NextBoot,
+  type SnapshotSchedule,
+} from '../core/model';
 import type { DiskStore } from './disk-store';
 
 /** What a caller may set when adding or changing a client. */
@@ -12,19 +19,51 @@ export interface ClientInput {
   ip?: string | null;
 }
 
+/** One of a client's named disks. */
+export interface ClientDisk {
+  name: string;
+  /** The disk's name in the image store. */
+  disk: string;
+  /** Its iSCSI target (LUN 0). */
+  target: string;
+  image: string;
+  /** Throw-away clones made for one boot (one-shot image, rescue); replaced at each use. */
+  throwaway: boolean;
+  createdAt: number;
+}
+
+/** What a boot that starts now gets: the record as the script sees it. */
+export interface BootSelection {
+  client: ClientRecord;
+  /** Why this disk: 'default' | 'next-boot' | 'rescue'. */
+  reason: 'default' | 'next-boot' | 'rescue';
+}
+
 interface Row {
   mac: string;
   name: string;
-  image: string;
-  disk: string;
   lun: number;
   initiators: string;
   chap: string | null;
   ip: string | null;
   created_at: number;
+  boot_disk: string;
+  next_boot: string | null;
+  schedule: string | null;
+}
+
+interface DiskRow {
+  mac: string;
+  name: string;
+  image: string;
+  throwaway: number;
+  created_at: number;
 }
 
 const IQN = /^(iqn\.\d{4}-\d{2}\.[^\s]+|eui\.[0-9a-fA-F]{16}|naa\.[0-9a-fA-F]{16,32})$/;
+/** Named disks: lower-case (they become part of an IQN, RFC 3722 normalises to lower case). */
+const DISK_NAME = /^[a-z0-9][a-z0-9-]{0,31}$/;
+const THROWAWAY = { oneshot: 'oneshot', rescue: 'rescue' } as const;
 
 /** Parses a MAC from user input or throws 400 BAD_MAC. */
 export function macOrThrow(input: string): string {
@@ -33,11 +72,14 @@ export function macOrThrow(input: string): string {
   return mac;
 }
 
+const hex = (mac: string) => mac.replace(/:/g, '');
+
 /**
- * The clients: who they are (MAC), which golden image their own copy-on-write disk came from,
- * and who may reach that disk over iSCSI. Rows live in the appliance database; disks in the
- * image store. A disk is created before its row and deleted after it, so a crash leaves at
- * worst an unreferenced disk (reported by the store's check), never a client without a disk.
+ * The clients: who they are (MAC), their named copy-on-write disks (one boots by default), a
+ * one-shot next-boot choice, scheduled snapshots, and who may reach their disks over iSCSI.
+ * Rows live in the appliance database, disks in the image store. A disk is created before its
+ * row and deleted after it, so a crash leaves at worst an unreferenced disk (which the next
+ * create of the same name replaces), never a row without a disk.
  */
 export class ClientRegistry implements ClientDirectory {
   private cache = new Map<string, ClientRecord>();
@@ -48,37 +90,76 @@ export class ClientRegistry implements ClientDirectory {
     private readonly opts: { iqnPrefix: string; clock: Clock },
   ) {
     db.exec(`CREATE TABLE IF NOT EXISTS clients (
-      mac TEXT PRIMARY KEY, name TEXT NOT NULL, image TEXT NOT NULL, disk TEXT NOT NULL UNIQUE,
-      lun INTEGER NOT NULL DEFAULT 0, initiators TEXT NOT NULL DEFAULT '[]', chap TEXT, ip TEXT UNIQUE,
-      created_at INTEGER NOT NULL)`);
+        mac TEXT PRIMARY KEY, name TEXT NOT NULL, lun INTEGER NOT NULL DEFAULT 0,
+        initiators TEXT NOT NULL DEFAULT '[]', chap TEXT, ip TEXT UNIQUE, created_at INTEGER NOT NULL,
+        boot_disk TEXT NOT NULL DEFAULT 'default', next_boot TEXT, schedule TEXT);
+      CREATE TABLE IF NOT EXISTS client_disks (
+        mac TEXT NOT NULL REFERENCES clients(mac) ON DELETE CASCADE, name TEXT NOT NULL, image TEXT NOT NULL,
+        throwaway INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL, PRIMARY KEY (mac, name));`);
     for (const r of db.prepare('SELECT * FROM clients').all() as Row[]) this.cache.set(r.mac, this.fromRow(r));
   }
 
-  /** `iqn...:client-525400123456`: the target serving this client's disk. */
-  targetName(mac: string): string {
-    return `${this.opts.iqnPrefix}:client-${mac.replace(/:/g, '')}`;
+  // ---- names ------------------------------------------------------------------------------
+
+  /** The store name of a client's named disk: `client-<mac>` for 'default', else `client-<mac>.<name>`. */
+  storeDiskName(mac: string, name: string): string {
+    return name === 'default' ? `client-${hex(mac)}` : `client-${hex(mac)}.${name}`;
   }
 
-  /** `iqn...:initiator-525400123456`: the name iPXE is told to use (and passes on in the iBFT). */
+  /** The target serving one named disk: `<prefix>:client-<mac>` for 'default', else `...client-<mac>.<name>`. */
+  targetName(mac: string, disk = 'default'): string {
+    return `${this.opts.iqnPrefix}:${this.storeDiskName(mac, disk)}`;
+  }
+
+  /** `<prefix>:initiator-<mac>`: the name iPXE is told to use (and passes on in the iBFT). */
   initiatorName(mac: string): string {
-    return `${this.opts.iqnPrefix}:initiator-${mac.replace(/:/g, '')}`;
+    return `${this.opts.iqnPrefix}:initiator-${hex(mac)}`;
+  }
+
+  /** The client and named disk a target name stands for. */
+  parseTarget(target: string): { client: ClientRecord; disk: string } | undefined {
+    const prefix = this.opts.iqnPrefix + ':client-';
+    if (!target.startsWith(prefix)) return undefined;
+    const m = /^([0-9a-f]{12})(?:\.([a-z0-9-]+))?$/.exec(target.slice(prefix.length));
+    if (!m) return undefined;
+    const client = this.cache.get(m[1].match(/../g)!.join(':'));
+    const disk = m[2] ?? 'default';
+    if (!client || !this.diskRow(client.mac, disk)) return undefined;
+    return { client, disk };
+  }
+
+  private diskRow(mac: string, name: string): DiskRow | undefined {
+    return this.db.prepare('SELECT * FROM client_disks WHERE mac = ? AND name = ?').get(mac, name) as DiskRow | undefined;
   }
 
   private fromRow(r: Row): ClientRecord {
+    const boot = this.diskRow(r.mac, r.boot_disk);
     return {
       mac: r.mac,
       name: r.name,
-      image: r.image,
-      disk: r.disk,
-      target: this.targetName(r.mac),
+      image: boot?.image ?? '',
+      disk: this.storeDiskName(r.mac, r.boot_disk),
+      target: this.targetName(r.mac, r.boot_disk),
       lun: r.lun,
       initiatorName: this.initiatorName(r.mac),
       initiators: JSON.parse(r.initiators) as string[],
       chap: r.chap ? (JSON.parse(r.chap) as ChapCredentials) : null,
       ip: r.ip,
       createdAt: r.created_at,
+      bootDisk: r.boot_disk,
+      nextBoot: r.next_boot ? (JSON.parse(r.next_boot) as NextBoot) : null,
+      schedule: r.schedule ? (JSON.parse(r.schedule) as SnapshotSchedule) : null,
     };
   }
+
+  private reload(mac: string): ClientRecord {
+    const row = this.db.prepare('SELECT * FROM clients WHERE mac = ?').get(mac) as Row;
+    const c = this.fromRow(row);
+    this.cache.set(mac, c);
+    return c;
+  }
+
+  // ---- clients ----------------------------------------------------------------------------
 
   list(): ClientRecord[] {
     return [...this.cache.values()].sort((a, b) => a.name.localeCompare(b.name) || a.mac.localeCompare(b.mac));
@@ -96,11 +177,9 @@ export class ClientRegistry implements ClientDirectory {
     return c;
   }
 
-  /** The client whose target this is (iSCSI login), if any. */
+  /** The client whose target this is (any of its disks), if any. */
   byTarget(target: string): ClientRecord | undefined {
-    const m = /:client-([0-9a-f]{12})$/.exec(target);
-    if (!m || !target.startsWith(this.opts.iqnPrefix + ':')) return undefined;
-    return this.cache.get(m[1].match(/../g)!.join(':'));
+    return this.parseTarget(target)?.client;
   }
 
   private validate(input: ClientInput): void {
@@ -109,7 +188,7 @@ export class ClientRegistry implements ClientDirectory {
     }
     const chap = input.chap;
     if (chap) {
-      // RFC 7143 §12.1.3: secrets of at least 96 bits; iPXE and open-iscsi limit them to 16 bytes+.
+      // RFC 7143 §12.1.3 wants secrets of at least 96 bits.
       if (chap.secret.length < 12 || chap.secret.length > 255) throw badRequest('BAD_CHAP', 'CHAP secret must be 12 to 255 characters');
       if (!chap.user) throw badRequest('BAD_CHAP', 'CHAP user must not be empty');
       if ((chap.targetUser === undefined) !== (chap.targetSecret === undefined)) throw badRequest('BAD_CHAP', 'mutual CHAP needs both targetUser and targetSecret');
@@ -123,24 +202,41 @@ export class ClientRegistry implements ClientDirectory {
     }
   }
 
-  /** Adds a client with a new copy-on-write disk of `image`. */
+  private requireImage(image: string): void {
+    if (!this.store.getImage(image)) throw notFound('IMAGE_NOT_FOUND', `no golden image "${image}"`);
+  }
+
+  /** Makes a fresh store disk, replacing one left behind by a crash. */
+  private freshDisk(storeName: string, make: () => unknown): void {
+    if (this.store.getDisk(storeName)) this.store.deleteDisk(storeName);
+    make();
+  }
+
+  /** Adds a client whose 'default' disk is a new copy-on-write clone of `image`. */
   create(macInput: string, image: string, input: ClientInput = {}): ClientRecord {
     const mac = macOrThrow(macInput);
     if (this.cache.has(mac)) throw conflict('CLIENT_EXISTS', `client ${mac} already exists`);
-    if (!this.store.getImage(image)) throw notFound('IMAGE_NOT_FOUND', `no golden image "${image}"`);
+    this.requireImage(image);
     this.validate(input);
-    const disk = `client-${mac.replace(/:/g, '')}`;
-    if (this.store.getDisk(disk)) this.store.deleteDisk(disk); // left by a crash between the two steps below
-    this.store.createDisk(disk, image);
+    const disk = this.storeDiskName(mac, 'default');
+    this.freshDisk(disk, () => this.store.createDisk(disk, image));
     try {
-      this.db
-        .prepare('INSERT INTO clients (mac, name, image, disk, lun, initiators, chap, ip, created_at) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?)')
-        .run(mac, input.name?.trim() || mac, image, disk, JSON.stringify(input.initiators ?? []), input.chap ? JSON.stringify(input.chap) : null, input.ip ?? null, this.opts.clock.now());
+      this.insertClient(mac, image, input);
     } catch (err) {
       this.store.deleteDisk(disk);
       throw err;
     }
     return this.reload(mac);
+  }
+
+  private insertClient(mac: string, image: string, input: ClientInput): void {
+    const now = this.opts.clock.now();
+    this.db.transaction(() => {
+      this.db
+        .prepare('INSERT INTO clients (mac, name, initiators, chap, ip, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(mac, input.name?.trim() || mac, JSON.stringify(input.initiators ?? []), input.chap ? JSON.stringify(input.chap) : null, input.ip ?? null, now);
+      this.db.prepare("INSERT INTO client_disks (mac, name, image, created_at) VALUES (?, 'default', ?, ?)").run(mac, image, now);
+    })();
   }
 
   /** Changes name, extra initiators, CHAP or IP reservation. */
@@ -159,26 +255,179 @@ export class ClientRegistry implements ClientDirectory {
     return this.reload(c.mac);
   }
 
-  /** Records that the client's disk now descends from another image (reset/re-base). */
-  setImage(mac: string, image: string): ClientRecord {
-    this.db.prepare('UPDATE clients SET image = ? WHERE mac = ?').run(image, mac);
-    return this.reload(mac);
+  /** Records that a named disk now descends from another image (reset / re-base). */
+  setImage(mac: string, image: string, disk?: string): ClientRecord {
+    const c = this.get(mac);
+    this.db.prepare('UPDATE client_disks SET image = ? WHERE mac = ? AND name = ?').run(image, c.mac, disk ?? c.bootDisk);
+    return this.reload(c.mac);
   }
 
-  /** Deletes the client and its disk; refused while an initiator holds the disk. */
+  private refuseInUse(c: ClientRecord, storeDisk: string, what: string): void {
+    if (this.store.isOpen(storeDisk)) throw new ApiError('DISK_IN_USE', 409, `cannot ${what}: disk ${storeDisk} of ${c.mac} is in use by an iSCSI session; shut the client down first`);
+  }
+
+  /** Deletes the client and all its disks; refused while an initiator holds any of them. */
   delete(macInput: string): void {
     const c = this.get(macInput);
-    if (this.store.isOpen(c.disk)) throw new ApiError('DISK_IN_USE', 409, `the disk of ${c.mac} is in use by an iSCSI session; shut the client down first`);
+    const disks = this.disks(c.mac);
+    for (const d of disks) this.refuseInUse(c, d.disk, 'delete the client');
     this.db.prepare('DELETE FROM clients WHERE mac = ?').run(c.mac);
     this.cache.delete(c.mac);
-    this.store.deleteDisk(c.disk);
+    for (const d of disks) if (this.store.getDisk(d.disk)) this.store.deleteDisk(d.disk);
   }
 
-  private reload(mac: string): ClientRecord {
-    const row = this.db.prepare('SELECT * FROM clients WHERE mac = ?').get(mac) as Row;
-    const c = this.fromRow(row);
-    this.cache.set(mac, c);
-    return c;
+  // ---- named disks ------------------------------------------------------------------------
+
+  /** The client's disks, boot disk first. */
+  disks(macInput: string): ClientDisk[] {
+    const c = this.get(macInput);
+    const rows = this.db.prepare('SELECT * FROM client_disks WHERE mac = ? ORDER BY created_at, name').all(c.mac) as DiskRow[];
+    return rows
+      .map((r) => ({
+        name: r.name,
+        disk: this.storeDiskName(c.mac, r.name),
+        target: this.targetName(c.mac, r.name),
+        image: r.image,
+        throwaway: r.throwaway === 1,
+        createdAt: r.created_at,
+      }))
+      .sort((a, b) => Number(b.name === c.bootDisk) - Number(a.name === c.bootDisk));
+  }
+
+  /** One named disk or 404 DISK_NOT_FOUND. */
+  disk(macInput: string, name: string): ClientDisk {
+    const d = this.disks(macInput).find((x) => x.name === name);
+    if (!d) throw notFound('DISK_NOT_FOUND', `client ${this.get(macInput).mac} has no disk "${name}"`);
+    return d;
+  }
+
+  private checkDiskName(name: string): void {
+    if (!DISK_NAME.test(name)) throw badRequest('BAD_DISK_NAME', 'disk names are 1-32 lower-case letters, digits or "-"');
+    if (name === THROWAWAY.oneshot || name === THROWAWAY.rescue) throw badRequest('BAD_DISK_NAME', `"${name}" is reserved for throw-away boot disks`);
+  }
+
+  /** Adds a named disk: a new clone of `image`, or an O(1) copy of another disk (or one of its snapshots). */
+  async addDisk(macInput: string, name: string, from: { image: string } | { copyOf: string; snapshot?: number }): Promise<ClientDisk> {
+    const c = this.get(macInput);
+    this.checkDiskName(name);
+    if (this.diskRow(c.mac, name)) throw conflict('DISK_EXISTS', `client ${c.mac} already has a disk "${name}"`);
+    const storeName = this.storeDiskName(c.mac, name);
+    let image: string;
+    if ('image' in from) {
+      this.requireImage(from.image);
+      image = from.image;
+      this.freshDisk(storeName, () => this.store.createDisk(storeName, from.image));
+    } else {
+      const src = this.disk(c.mac, from.copyOf);
+      image = src.image;
+      if (this.store.getDisk(storeName)) this.store.deleteDisk(storeName);
+      await this.copyStoreDisk(src.disk, storeName, from.snapshot);
+    }
+    this.db.prepare('INSERT INTO client_disks (mac, name, image, created_at) VALUES (?, ?, ?, ?)').run(c.mac, name, image, this.opts.clock.now());
+    return this.disk(c.mac, name);
+  }
+
+  private async copyStoreDisk(from: string, to: string, snapshot?: number): Promise<void> {
+    await this.store.copyDisk(from, to, { snapshot });
+  }
+
+  /** Deletes a named disk (never the boot disk; never one in use). */
+  removeDisk(macInput: string, name: string): void {
+    const c = this.get(macInput);
+    const d = this.disk(c.mac, name);
+    if (name === c.bootDisk) throw conflict('DISK_IS_BOOT_DISK', `"${name}" is the boot disk of ${c.mac}: choose another boot disk first`);
+    if (c.nextBoot?.kind === 'disk' && c.nextBoot.disk === name) throw conflict('DISK_IS_NEXT_BOOT', `"${name}" is the next boot of ${c.mac}`);
+    this.refuseInUse(c, d.disk, 'delete the disk');
+    this.db.prepare('DELETE FROM client_disks WHERE mac = ? AND name = ?').run(c.mac, name);
+    if (this.store.getDisk(d.disk)) this.store.deleteDisk(d.disk);
+  }
+
+  /** Chooses which named disk boots by default. */
+  setBootDisk(macInput: string, name: string): ClientRecord {
+    const c = this.get(macInput);
+    const d = this.disk(c.mac, name);
+    if (d.throwaway) throw badRequest('BAD_DISK_NAME', 'a throw-away disk cannot be the boot disk');
+    this.db.prepare('UPDATE clients SET boot_disk = ? WHERE mac = ?').run(name, c.mac);
+    return this.reload(c.mac);
+  }
+
+  // ---- next boot, schedule ----------------------------------------------------------------
+
+  /** Sets (or clears, with null) the one-shot choice for the next boot. */
+  setNextBoot(macInput: string, next: NextBoot | null): ClientRecord {
+    const c = this.get(macInput);
+    if (next?.kind === 'image' || next?.kind === 'rescue') this.requireImage(next.image);
+    if (next?.kind === 'disk') {
+      const d = this.disk(c.mac, next.disk);
+      if (d.throwaway) throw badRequest('BAD_DISK_NAME', 'a throw-away disk cannot be chosen for the next boot');
+    }
+    this.db.prepare('UPDATE clients SET next_boot = ? WHERE mac = ?').run(next ? JSON.stringify(next) : null, c.mac);
+    return this.reload(c.mac);
+  }
+
+  /** Sets (or clears) scheduled snapshots. */
+  setSchedule(macInput: string, schedule: SnapshotSchedule | null): ClientRecord {
+    const c = this.get(macInput);
+    if (schedule && (schedule.everyMinutes < 1 || schedule.keep < 1)) throw badRequest('BAD_SCHEDULE', 'everyMinutes and keep must be at least 1');
+    this.db.prepare('UPDATE clients SET schedule = ? WHERE mac = ?').run(schedule ? JSON.stringify(schedule) : null, c.mac);
+    return this.reload(c.mac);
+  }
+
+  /**
+   * A boot starts (iPXE fetched the client's script): consumes the one-shot next-boot choice
+   * and answers which disk this boot uses. A throw-away disk is made afresh for each such boot.
+   * The choice is made once per boot, here: the iBFT then carries that target to the OS, so the
+   * initramfs re-login reaches the same disk.
+   */
+  async beginBoot(macInput: string): Promise<BootSelection> {
+    const c = this.get(macInput);
+    const next = c.nextBoot;
+    if (!next) return { client: c, reason: 'default' };
+    this.db.prepare('UPDATE clients SET next_boot = NULL WHERE mac = ?').run(c.mac);
+    const base = this.reload(c.mac);
+    if (next.kind === 'disk') {
+      if (!this.diskRow(c.mac, next.disk)) return { client: base, reason: 'default' };
+      return { client: this.asBooting(base, next.disk), reason: 'next-boot' };
+    }
+    const name = next.kind === 'rescue' ? THROWAWAY.rescue : THROWAWAY.oneshot;
+    const storeName = this.storeDiskName(c.mac, name);
+    this.refuseInUse(c, storeName, 'replace the throw-away disk');
+    this.db.prepare('DELETE FROM client_disks WHERE mac = ? AND name = ?').run(c.mac, name);
+    this.freshDisk(storeName, () => this.store.createDisk(storeName, next.image));
+    this.db.prepare('INSERT INTO client_disks (mac, name, image, throwaway, created_at) VALUES (?, ?, ?, 1, ?)').run(c.mac, name, next.image, this.opts.clock.now());
+    return { client: this.asBooting(base, name), reason: next.kind === 'rescue' ? 'rescue' : 'next-boot' };
+  }
+
+  private asBooting(c: ClientRecord, disk: string): ClientRecord {
+    const row = this.diskRow(c.mac, disk)!;
+    return { ...c, disk: this.storeDiskName(c.mac, disk), target: this.targetName(c.mac, disk), image: row.image };
+  }
+
+  // ---- moving disks -----------------------------------------------------------------------
+
+  /**
+   * Gives a client's boot disk (its current state or a snapshot) to another MAC, as that
+   * client's 'default' disk: `copy` keeps the original, otherwise the old client loses it (and
+   * with it any access: its targets are gone). The new MAC must not be a client yet. O(1).
+   */
+  async moveDisk(fromMac: string, toMacInput: string, opts: { copy: boolean; snapshot?: number; name?: string }): Promise<ClientRecord> {
+    const from = this.get(fromMac);
+    const to = macOrThrow(toMacInput);
+    if (to === from.mac) throw badRequest('SAME_CLIENT', 'source and destination MAC are the same');
+    if (this.cache.has(to)) throw conflict('CLIENT_EXISTS', `client ${to} already exists: delete it first or choose a new MAC`);
+    const src = this.disk(from.mac, from.bootDisk ?? 'default');
+    if (!opts.copy) this.refuseInUse(from, src.disk, 'move the disk');
+    const dest = this.storeDiskName(to, 'default');
+    if (this.store.getDisk(dest)) this.store.deleteDisk(dest);
+    await this.copyStoreDisk(src.disk, dest, opts.snapshot);
+    try {
+      this.insertClient(to, src.image, { name: opts.name, initiators: from.initiators, chap: from.chap });
+    } catch (err) {
+      this.store.deleteDisk(dest);
+      throw err;
+    }
+    if (!opts.copy) this.delete(from.mac);
+    return this.reload(to);
   }
 }
 

@@ -18,6 +18,9 @@ import { uiRoutes } from '../http/routes/ui';
 import { HttpService } from '../http/service';
 import { uiAuth } from '../http/ui-auth';
 import { ImportJobs } from '../images/import-jobs';
+import { ImageFlagStore } from '../images/image-flags';
+import { SnapshotScheduler } from '../backups/snapshot-scheduler';
+import { clientUseRoutes } from '../http/routes/client-uses';
 import { IscsiServer } from '../iscsi/server';
 import { MdnsAdvertiser } from '../mdns/advertiser';
 import { readRuntimeSettings, writeRuntimeSettings } from '../settings/runtime-settings';
@@ -160,13 +163,16 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
     };
   };
   const jobs = new ImportJobs(store, clock, child('images'));
+  const flags = new ImageFlagStore(db);
+  const scheduler = new SnapshotScheduler(clients, store, clock, child('scheduler'));
   const ui = uiAuth({ db, dataDir, clock, token, log: child('http') });
 
   let services: Service[] = [];
   const routes: RoutePlugin[] = [
     statusRoutes({ version: deps.version, startedAt, now: () => clock.now(), serverAddress, services: () => services, storage }),
     metricsRoutes(() => services),
-    imageRoutes({ store, clients, jobs, uploadDir: join(dataDir, 'uploads') }),
+    imageRoutes({ store, clients, jobs, flags, uploadDir: join(dataDir, 'uploads') }),
+    clientUseRoutes({ clients, store, flags, scheduler }),
     clientRoutes({ clients, store, events, sessions, serverAddress, iscsiPort: () => iscsi.port || config.iscsi.port }),
     systemRoutes({
       storage: () => system.storage(dataDir),
@@ -193,7 +199,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
         log.info({ mode }, 'DHCP mode changed');
       },
     }),
-    bootRoutes(bootCtx, () => policy.binaries),
+    bootRoutes(bootCtx, () => policy.binaries, clients),
     ui.routes,
     uiRoutes(),
   ];
@@ -208,6 +214,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
     ...enabled(config.tftp.enabled, tftp),
     ...enabled(config.iscsi.enabled, iscsi),
     dhcp,
+    scheduler,
     httpService,
     ...(mdns ? [mdns] : []),
   ];

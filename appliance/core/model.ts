@@ -24,6 +24,27 @@ export interface ClientRecord {
   /** Full-DHCP reservation (optional). */
   ip: string | null;
   createdAt: number;
+  /** Which of the client's named disks boots by default ('default' = the disk made at enrolment). */
+  bootDisk?: string;
+  /** A one-shot choice for the next boot only, consumed when iPXE fetches its script. */
+  nextBoot?: NextBoot | null;
+  /** Scheduled snapshots of the boot disk. */
+  schedule?: SnapshotSchedule | null;
+}
+
+/**
+ * What the next boot (only) runs: a golden image on a throw-away clone, another named disk of
+ * the client, or a rescue image (throw-away clone) with the client's own disk attached as LUN 1.
+ */
+export type NextBoot =
+  | { kind: 'image'; image: string }
+  | { kind: 'disk'; disk: string }
+  | { kind: 'rescue'; image: string };
+
+/** Take a snapshot every `everyMinutes`, keeping the newest `keep` scheduled ones. */
+export interface SnapshotSchedule {
+  everyMinutes: number;
+  keep: number;
 }
 
 export interface ChapCredentials {

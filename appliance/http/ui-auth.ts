@@ -46,6 +46,8 @@ export interface UiAuthDeps {
   /** Failed logins per address per window before 429 (default 5 per 60 s). */
   maxFailures?: number;
   windowMs?: number;
+  /** Open sessions kept (default 1000): past it, expired ones go, then the least recently used. */
+  maxSessions?: number;
 }
 
 /** What uiAuth gives the core: its routes, the cookie authenticator and the public paths. */
@@ -228,6 +230,7 @@ export function uiAuth(deps: UiAuthDeps): UiAuth {
   const maxAgeMs = deps.maxAgeMs ?? 7 * 24 * 3600_000;
   const limiter = new LoginLimiter(clock, deps.maxFailures ?? 5, deps.windowMs ?? 60_000);
   const passwords = new PasswordStore(deps.dataDir);
+  const maxSessions = deps.maxSessions ?? 1000;
   /** Keyed by SHA-256 of the cookie value. */
   const sessions = new Map<string, Session>();
   /** The session each authenticated request used, for the routes below. */
@@ -245,6 +248,17 @@ export function uiAuth(deps: UiAuthDeps): UiAuth {
       return undefined;
     }
     return { key, session };
+  };
+
+  const evictSessions = (now: number) => {
+    for (const [k, s] of sessions) if (now - s.lastSeen > idleMs || now - s.createdAt > maxAgeMs) sessions.delete(k);
+    while (sessions.size >= maxSessions) {
+      let oldest: string | undefined;
+      let seen = Infinity;
+      for (const [k, s] of sessions) if (s.lastSeen < seen) [oldest, seen] = [k, s.lastSeen];
+      if (oldest === undefined) break;
+      sessions.delete(oldest);
+    }
   };
 
   const cookie = (request: FastifyRequest, value: string, expire = false): string => {
@@ -310,6 +324,7 @@ export function uiAuth(deps: UiAuthDeps): UiAuth {
       const raw = randomBytes(32).toString('base64url');
       const now = clock.now();
       const session: Session = { method, csrfToken: randomBytes(32).toString('base64url'), createdAt: now, lastSeen: now };
+      if (sessions.size >= maxSessions) evictSessions(now);
       sessions.set(sha256(raw), session);
       log.info({ address, method }, 'ui login');
       reply.header('Set-Cookie', cookie(request, raw));

@@ -4,6 +4,7 @@ import { rootPath, type ClientInput, type ClientRegistry } from '../../clients/r
 import { ApiError, notFound } from '../../core/errors';
 import type { ClientRecord } from '../../core/model';
 import type { BootEventStore } from '../../telemetry/boot-events';
+import { parseByteRange, volumeByteStream } from '../volume-range';
 
 /** One live iSCSI session, as GET /api/sessions shows it. */
 export interface SessionView {
@@ -52,7 +53,8 @@ const clientProps = {
 /** Clients: CRUD, boot timeline, snapshots, reset. CHAP secrets are accepted, never returned. */
 export function clientRoutes(deps: ClientRouteDeps) {
   const view = (c: ClientRecord) => {
-    const sessions = deps.sessions().filter((s) => s.target === c.target);
+    const targets = new Set(deps.clients.disks(c.mac).map((d) => d.target));
+    const sessions = deps.sessions().filter((s) => targets.has(s.target));
     const last = deps.events.latestByClient().get(c.mac);
     const disk = deps.store.getDisk(c.disk);
     return {
@@ -73,6 +75,12 @@ export function clientRoutes(deps: ClientRouteDeps) {
       lastEvent: last ? { stage: last.stage, at: last.at } : null,
       diskUsedBytes: disk?.usedBytes ?? 0,
       diskSizeBytes: disk?.sizeBytes ?? 0,
+      bootDisk: c.bootDisk ?? 'default',
+      nextBoot: c.nextBoot ?? null,
+      schedule: c.schedule ?? null,
+      disks: deps.clients.disks(c.mac).map((d) => ({ name: d.name, image: d.image, target: d.target, throwaway: d.throwaway, inUse: deps.store.isOpen(d.disk) })),
+      // Who holds the disk now (the UI shows it; a second read-write login is refused).
+      holders: sessions.map((s) => ({ initiatorName: s.initiatorName, address: s.address, since: s.since })),
     };
   };
 
@@ -186,6 +194,8 @@ export function clientRoutes(deps: ClientRouteDeps) {
       },
     );
 
+    // Export a disk (or one of its snapshots). Raw downloads are resumable (Range, RFC 9110 §14);
+    // qcow2 is generated as a stream and is sent whole.
     app.get<{ Params: { mac: string }; Querystring: { format?: 'raw' | 'qcow2'; snapshot?: number } }>(
       '/api/clients/:mac/export',
       {
@@ -197,10 +207,23 @@ export function clientRoutes(deps: ClientRouteDeps) {
       async (req, reply) => {
         const c = deps.clients.get(req.params.mac);
         const format = req.query.format ?? 'raw';
-        if (req.query.snapshot !== undefined) snapshotOf(c, req.query.snapshot);
+        const snapshot = req.query.snapshot;
+        if (snapshot !== undefined) snapshotOf(c, snapshot);
         reply.header('Content-Type', 'application/octet-stream');
-        reply.header('Content-Disposition', `attachment; filename="${c.disk}${req.query.snapshot !== undefined ? `-snap${req.query.snapshot}` : ''}.${format === 'raw' ? 'img' : 'qcow2'}"`);
-        return reply.send(deps.store.exportVolume(c.disk, { format, snapshot: req.query.snapshot }));
+        reply.header('Content-Disposition', `attachment; filename="${c.disk}${snapshot !== undefined ? `-snap${snapshot}` : ''}.${format === 'raw' ? 'img' : 'qcow2'}"`);
+        if (format === 'qcow2') return reply.send(deps.store.exportVolume(c.disk, { format, snapshot }));
+        const vol = deps.store.openVolume(c.disk, { readOnly: true, ...(snapshot !== undefined ? { snapshot } : {}) });
+        const size = vol.blockCount * vol.blockSize;
+        reply.header('Accept-Ranges', 'bytes');
+        const range = parseByteRange(req.headers.range, size);
+        if (range === 'unsatisfiable') {
+          await vol.close?.();
+          return reply.status(416).header('Content-Range', `bytes */${size}`).send();
+        }
+        const { start, end } = range ?? { start: 0, end: size - 1 };
+        if (range) reply.status(206).header('Content-Range', `bytes ${start}-${end}/${size}`);
+        reply.header('Content-Length', end - start + 1);
+        return reply.send(volumeByteStream(vol, start, end));
       },
     );
 

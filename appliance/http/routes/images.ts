@@ -8,11 +8,13 @@ import type { ClientRegistry } from '../../clients/registry';
 import type { DiskStore } from '../../clients/disk-store';
 import { badRequest, conflict, notFound } from '../../core/errors';
 import { checkImageName, type ImportJobs } from '../../images/import-jobs';
+import type { ImageFlagStore } from '../../images/image-flags';
 
 export interface ImageRouteDeps {
   store: DiskStore;
   clients: ClientRegistry;
   jobs: ImportJobs;
+  flags: ImageFlagStore;
   uploadDir: string;
 }
 
@@ -23,7 +25,7 @@ export function imageRoutes(deps: ImageRouteDeps) {
   const view = (name: string) => {
     const img = deps.store.getImage(name);
     const job = deps.jobs.get(name);
-    if (img) return { ...img, state: 'ready' as const, clients: deps.clients.list().filter((c) => c.image === name).length };
+    if (img) return { ...img, ...deps.flags.get(name), state: 'ready' as const, clients: deps.clients.list().filter((c) => c.image === name).length };
     if (job) return { name, state: job.state, progress: job.progress, sizeBytes: job.totalBytes, error: job.error, createdAt: job.startedAt, clients: 0 };
     return undefined;
   };
@@ -95,6 +97,7 @@ export function imageRoutes(deps: ImageRouteDeps) {
       const users = deps.clients.list().filter((c) => c.image === name);
       if (users.length) throw conflict('IMAGE_IN_USE', `image "${name}" is the base of ${users.length} client disk(s): ${users.map((c) => c.mac).join(', ')}`);
       deps.store.deleteImage(name);
+      deps.flags.forget(name);
       return reply.status(204).send();
     });
   };
