@@ -5,6 +5,8 @@ import { ZERO_EXTENT, type Metadata } from './metadata';
 import type { SegmentSpace } from './segments';
 
 const BLOCK = 512;
+/** Uncommitted new mappings that trigger a background flush (1 GiB at 64 KiB chunks). */
+const DESTAGE_ENTRIES = 16384;
 
 /**
  * The live state of one open view (a disk, or a read-only image/snapshot), shared by all its
@@ -235,6 +237,9 @@ export class VolumeCore {
     this.map[l] = p < 0 ? 0 : p + 1;
     this.gen[l] = this.top;
     this.dirty.set(l, p);
+    // An initiator that never flushes must not grow the uncommitted set without bound: destage
+    // in the background, like a disk emptying its write cache.
+    if (this.dirty.size >= DESTAGE_ENTRIES && !this.flushing) this.flush().catch(() => {});
   }
 
   /** Deallocates whole chunks in the range (they read as zeros); zero-fills partial edges. */

@@ -10,7 +10,7 @@ import { ImageStore } from '../../image-store/store';
 import { crashBlock, crashOps } from './crash-workload';
 
 async function main(): Promise<void> {
-  const [dir, runArg, seedArg] = process.argv.slice(2);
+  const [dir, runArg, seedArg, importFile] = process.argv.slice(2);
   const run = Number(runArg);
   const store = ImageStore.open({ dir, clock: systemClock, log: silentLogger(), segmentMiB: 1, chunkKiB: 4, reserveMiB: 0 });
   const vol = store.openVolume('d');
@@ -36,6 +36,9 @@ async function main(): Promise<void> {
       const k = issued;
       snaps.push((await store.createSnapshot('d', `r${run}-${k}`)).id);
       process.stdout.write(`F ${k}\n`);
+    } else if (op.kind === 'import') {
+      // A crash mid-import must leave either the whole image or nothing.
+      await store.importImage(`imp-${run}-${issued}`, importFile);
     } else if (op.kind === 'delete-snapshot' && snaps.length > 2) {
       await store.deleteSnapshot('d', snaps.shift()!);
     }

@@ -6,7 +6,8 @@ export type CrashOp =
   | { kind: 'batch-end' }
   | { kind: 'flush' }
   | { kind: 'snapshot' }
-  | { kind: 'delete-snapshot' };
+  | { kind: 'delete-snapshot' }
+  | { kind: 'import' };
 
 /** The deterministic op sequence for (seed, blockCount): the child runs it, the parent replays it. */
 export function* crashOps(seed: number, blockCount: number): Generator<CrashOp> {
@@ -27,6 +28,7 @@ export function* crashOps(seed: number, blockCount: number): Generator<CrashOp> 
     if (r < 0.25) yield { kind: 'flush' };
     else if (r < 0.28) yield { kind: 'snapshot' };
     else if (r < 0.3) yield { kind: 'delete-snapshot' };
+    else if (r < 0.31) yield { kind: 'import' };
   }
 }
 

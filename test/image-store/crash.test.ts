@@ -13,7 +13,7 @@ afterAll(() => {
 
 /** Runs the child until it has printed `READY` and then for `ms`, then SIGKILLs it. Returns the last "F k". */
 async function runAndKill(script: string, dir: string, run: number, seed: number, ms: number): Promise<{ flushed: number; issued: number; stderr: string }> {
-  const child = spawn(process.execPath, [script, dir, String(run), String(seed)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [script, dir, String(run), String(seed), path.join(path.dirname(dir), 'imp.raw')], { stdio: ['ignore', 'pipe', 'pipe'] });
   let flushed = 0;
   let issued = 0;
   let out = '';
@@ -51,6 +51,9 @@ describe('crash safety with real processes killed by SIGKILL', () => {
     const golden = Buffer.alloc(4 << 20);
     pattern(64 * 1024, 5).copy(golden, 1 << 20);
     fs.writeFileSync(path.join(work, 'g.raw'), golden);
+    const imp = pattern(2 << 20, 77);
+    fs.writeFileSync(path.join(work, 'imp.raw'), imp);
+    let imports = 0;
     let store = openStore(dir);
     await store.importImage('g', path.join(work, 'g.raw'));
     store.createDisk('d', 'g');
@@ -77,6 +80,14 @@ describe('crash safety with real processes killed by SIGKILL', () => {
       const vol = store.openVolume('d', { readOnly: true });
       const now = await vol.read(0, blocks);
       await vol.close();
+      // Imports the child finished are whole; unfinished ones are gone (open() removed them).
+      for (const img of store.listImages().filter((i) => i.name.startsWith('imp-'))) {
+        const iv = store.openVolume(img.name);
+        expect((await iv.read(0, imp.length / 512)).equals(imp), `image ${img.name} incomplete (master seed ${master})`).toBe(true);
+        await iv.close();
+        store.deleteImage(img.name);
+        imports++;
+      }
       await store.close();
 
       // Replay the workload: for each block, the last write before `flushed` must be there,
@@ -108,7 +119,7 @@ describe('crash safety with real processes killed by SIGKILL', () => {
       }
       baseline = now;
     }
-    console.log(`crash test: ${runs} kills, ${flushedTotal} writes acknowledged by flushes`);
+    console.log(`crash test: ${runs} kills, ${flushedTotal} writes acknowledged by flushes, ${imports} imports completed`);
     expect(runs).toBeGreaterThanOrEqual(5);
     expect(flushedTotal, 'children flushed nothing: the kills came too early to test anything').toBeGreaterThan(0);
   }, 120_000);
