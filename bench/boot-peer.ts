@@ -4,7 +4,7 @@
  *   sudo npx tsx bench/boot-peer.ts [--boots N] [--uefi]
  */
 import { buildTestDisk } from '../test/e2e/build-disk';
-import { formatBoot, labUnavailableReason } from '../test/e2e/lab';
+import { formatBoot, formatTimeline, labUnavailableReason } from '../test/e2e/lab';
 import { bootWithPeer } from '../test/e2e/peer-boot';
 import { PEER_TOOLS } from '../test/e2e/peer-stack';
 
@@ -20,7 +20,7 @@ async function main(): Promise<number> {
   }
   const disk = buildTestDisk({ log: (m) => console.log(m) });
   const report = await bootWithPeer({ disk, firmware, boots });
-  for (const b of report.boots) console.log(formatBoot(b));
+  for (const b of report.boots) console.log(`${formatBoot(b)}\n    ${formatTimeline(b)}`);
   console.log(`boot-log.txt on tgt's backing file:\n  ${report.bootLog.join('\n  ')}`);
   console.log(`logs: ${report.workDir}`);
   return report.boots.every((b) => b.rootMountedMs !== undefined) ? 0 : 1;

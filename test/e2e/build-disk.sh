@@ -90,7 +90,7 @@ TIMEOUT 0
 LABEL e2e
   KERNEL /vmlinuz
   INITRD /initrd.gz
-  APPEND console=ttyS0,115200 panic=-1 rdinit=/init
+  APPEND console=ttyS0,115200 quiet panic=-1 rdinit=/init
 CFG
 BOOT=$WORK/boot.part
 mkfs.vfat -n E2EBOOT -C "$BOOT" $((BOOT_MIB * 1024)) >/dev/null

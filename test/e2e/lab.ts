@@ -228,7 +228,8 @@ export interface QemuOptions {
 
 /** One marker the initramfs printed, with when it appeared (ms after qemu started). */
 export interface SerialMarker {
-  kind: 'STAGE' | 'FAIL' | 'DHCP' | 'IBFT' | 'WARN';
+  /** STAGE/FAIL/DHCP/IBFT/WARN come from the initramfs; FW from firmware/kernel milestones. */
+  kind: 'STAGE' | 'FAIL' | 'DHCP' | 'IBFT' | 'WARN' | 'FW';
   text: string;
   atMs: number;
 }
@@ -255,11 +256,24 @@ export interface BootResult {
 
 const MARKER = /E2E-(STAGE|FAIL|DHCP|IBFT|WARN): ([^\r\n]*)/g;
 
+/** Firmware and kernel milestones before the initramfs runs, for the per-boot time breakdown. */
+const MILESTONES: Array<[RegExp, string]> = [
+  [/iPXE initialising devices/, 'ipxe-start'],
+  [/Configuring \(net0/, 'ipxe-dhcp'],
+  [/Registered SAN device/, 'san-registered'],
+  [/Booting from SAN device/, 'sanboot'],
+  // syslinux prints this after reading vmlinuz and initrd.gz through iPXE's INT13/EFI disk;
+  // with `quiet` the kernel itself prints nothing until the initramfs's markers.
+  [/Probing EDD/, 'kernel-loaded'],
+  [/Linux version \d/, 'kernel-start'],
+];
+
 /**
- * Firmware messages after which nothing more can happen: SeaBIOS has run out of boot devices
- * (after iPXE's sanboot failed). Ending qemu there turns a 3-minute time-out into a fast failure.
+ * Firmware messages after which the boot under test has failed: iPXE's sanboot could not open
+ * the disk (a retry would only hide the first failure), SeaBIOS ran out of boot devices, the
+ * kernel panicked. Ending qemu there turns a 3-minute time-out into a fast, explained failure.
  */
-const DEAD_END = /No bootable device|Boot failed: not a bootable disk|Kernel panic - not syncing/;
+const DEAD_END = /No bootable device|Boot failed: not a bootable disk|Kernel panic - not syncing|Could not open SAN device/;
 
 /**
  * One qemu process: TCG (KVM makes iPXE hang on these nested machines, lab.md), e1000 with the
@@ -331,6 +345,11 @@ export class QemuRun {
     if (end < this.scanned) return;
     const text = this.buffer.slice(this.scanned, end + 1);
     this.scanned = end + 1;
+    for (const [re, name] of MILESTONES) {
+      if (re.test(text) && !this.markers.some((m) => m.kind === 'FW' && m.text === name)) {
+        this.markers.push({ kind: 'FW', text: name, atMs: Date.now() - this.started });
+      }
+    }
     for (const m of text.matchAll(MARKER)) {
       this.markers.push({ kind: m[1] as SerialMarker['kind'], text: m[2]!.trim(), atMs: Date.now() - this.started });
     }
@@ -415,6 +434,14 @@ export class QemuRun {
 export function formatBoot(r: BootResult): string {
   const s = (ms?: number) => (ms === undefined ? '   -   ' : `${(ms / 1000).toFixed(1).padStart(5)} s`);
   return `${r.name.padEnd(28)} ${r.firmware.padEnd(4)}  root-mounted ${s(r.rootMountedMs)}  total ${s(r.totalMs)}${r.timedOut ? '  (TIMED OUT)' : ''}${r.deadEnd ? `  (${r.deadEnd})` : ''}`;
+}
+
+/** `stage@seconds` for every FW and STAGE marker: where a boot spent its time. */
+export function formatTimeline(r: BootResult): string {
+  return r.markers
+    .filter((m) => m.kind === 'FW' || m.kind === 'STAGE')
+    .map((m) => `${m.text.split(' ')[0]}@${(m.atMs / 1000).toFixed(1)}`)
+    .join(' ');
 }
 
 /** A locally administered unicast MAC (52:54:00 is qemu's prefix) derived from a small number. */
