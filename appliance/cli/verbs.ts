@@ -69,7 +69,7 @@ const image: Verb = {
 
 const client: Verb = {
   name: 'client',
-  usage: 'client list | add MAC IMAGE [NAME] | show MAC | rm MAC',
+  usage: 'client list | add MAC IMAGE [NAME] | show MAC | rm MAC | disks MAC | next-boot MAC (image|disk|rescue) NAME | next-boot MAC clear | move MAC NEWMAC [copy]',
   summary: 'clients: each MAC boots its own copy-on-write disk of a golden image',
   async run(args, config, { json }) {
     const api = new ApiClient(config);
@@ -93,13 +93,35 @@ const client: Verb = {
       await api.call('DELETE', `/api/clients/${encodeURIComponent(rest[0])}`);
       return print(json, { deleted: rest[0] }, () => `deleted ${rest[0]} and its disk`);
     }
+    const mac = encodeURIComponent(rest[0] ?? '');
+    if (sub === 'disks') {
+      need(rest, 1, this.usage);
+      const d = await api.call<{ bootDisk: string; disks: Record<string, unknown>[] }>('GET', `/api/clients/${mac}/disks`);
+      return print(json, d, () => table(d.disks.map((x) => ({ ...x, boot: x.name === d.bootDisk ? '*' : '' })), ['boot', 'name', 'image', 'target', 'inUse']));
+    }
+    if (sub === 'next-boot') {
+      need(rest, 2, this.usage);
+      if (rest[1] === 'clear') {
+        await api.call('DELETE', `/api/clients/${mac}/next-boot`);
+        return print(json, { nextBoot: null }, () => 'next boot: the default disk');
+      }
+      need(rest, 3, this.usage);
+      if (!['image', 'disk', 'rescue'].includes(rest[1])) throw new CliError(`usage: appliance ${this.usage}`, 2);
+      const r = await api.call<{ nextBoot: unknown }>('PUT', `/api/clients/${mac}/next-boot`, { [rest[1]]: rest[2] });
+      return print(json, r, () => `next boot of ${rest[0]}: ${rest[1]} ${rest[2]} (once)`);
+    }
+    if (sub === 'move') {
+      need(rest, 2, this.usage);
+      const r = await api.call<Record<string, unknown>>('POST', `/api/clients/${mac}/move`, { to: rest[1], copy: rest[2] === 'copy' });
+      return print(json, r, () => `${rest[2] === 'copy' ? 'copied' : 'moved'} the disk of ${rest[0]} to ${r.mac} (target ${r.target})`);
+    }
     throw new CliError(`usage: appliance ${this.usage}`, 2);
   },
 };
 
 const snapshot: Verb = {
   name: 'snapshot',
-  usage: 'snapshot create MAC NAME | list MAC | restore MAC ID | rm MAC ID',
+  usage: 'snapshot create MAC NAME | list MAC | restore MAC ID | rm MAC ID | schedule MAC MINUTES KEEP | schedule MAC off',
   summary: "a client disk's snapshots: instant create, restore, delete",
   async run(args, config, { json }) {
     const api = new ApiClient(config);
@@ -111,6 +133,15 @@ const snapshot: Verb = {
       return print(json, list, () => table(list.snapshots, ['id', 'name', 'createdAt']));
     }
     if (!arg) throw new CliError(`usage: appliance ${this.usage}`, 2);
+    if (sub === 'schedule') {
+      if (arg === 'off') {
+        await api.call('DELETE', `/api/clients/${encodeURIComponent(mac)}/schedule`);
+        return print(json, { schedule: null }, () => `no scheduled snapshots for ${mac}`);
+      }
+      const keep = Number(args[3]);
+      const r = await api.call('PUT', `/api/clients/${encodeURIComponent(mac)}/schedule`, { everyMinutes: Number(arg), keep });
+      return print(json, r, () => `${mac}: a snapshot every ${arg} minutes, keeping ${keep}`);
+    }
     if (sub === 'create') {
       const s = await api.call<Record<string, unknown>>('POST', base, { name: arg });
       return print(json, s, () => `snapshot ${s.id} "${s.name}" taken`);

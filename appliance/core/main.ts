@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { apiVerbs } from '../cli/verbs';
+import { localVerbs } from '../cli/local-verbs';
 import { CliError } from '../cli/api-client';
 import { adminTokenPath } from './admin-token';
 import { removeRuntimeInfo, writeRuntimeInfo } from './runtime-info';
@@ -16,7 +17,7 @@ usage: appliance <verb> [--config FILE] [--json]
 
 verbs:
   serve                 run the appliance (DHCP/proxyDHCP, TFTP, iPXE scripts, iSCSI, web UI and API)
-${apiVerbs.map((v) => `  ${v.usage.padEnd(22)}${v.usage.length > 21 ? '\n' + ' '.repeat(24) : ''}${v.summary}`).join('\n')}
+${[...apiVerbs, ...localVerbs].map((v) => `  ${v.usage.padEnd(22)}${v.usage.length > 21 ? '\n' + ' '.repeat(24) : ''}${v.summary}`).join('\n')}
 
 options:
   --config FILE         JSON configuration (default: embedded defaults, state in ./var)
@@ -100,7 +101,7 @@ export async function main(argv: string[]): Promise<void> {
   if (values.help || !verb || verb === 'help') return void process.stdout.write(HELP);
   const config = configOrExit(values.config);
   if (verb === 'serve') return serve(config);
-  const v = apiVerbs.find((x) => x.name === verb);
+  const v = [...apiVerbs, ...localVerbs].find((x) => x.name === verb);
   if (!v) {
     process.stderr.write(`unknown verb "${verb}"\n\n${HELP}`);
     process.exit(2);

@@ -130,5 +130,18 @@ describe.skipIf(!hasQemuIo)('images, clients and snapshots through the bundled a
     const missing = cli('snapshot', 'restore', '525400aabb03', '4242');
     expect(missing.status).toBe(1);
     expect(missing.stderr).toContain('SNAPSHOT_NOT_FOUND');
+    expect(cli('client', 'next-boot', '525400aabb03', 'image', 'cli-img').stdout).toContain('next boot of 525400aabb03: image cli-img (once)');
+    expect(cli('client', 'next-boot', '525400aabb03', 'image', 'missing').stderr).toContain('IMAGE_NOT_FOUND');
+    const busy = cli('check');
+    expect(busy.status).toBe(2);
+    expect(busy.stderr).toMatch(/is running .*stop it first/);
+  });
+
+  it('`appliance check` finds the store clean after a graceful stop', async () => {
+    expect((await app.stop()).code).toBe(0);
+    const r = spawnSync('node', [BUNDLE, 'check', '--config', app.configFile], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^clean: \d+ image\(s\), \d+ disk\(s\)/);
   });
 });
