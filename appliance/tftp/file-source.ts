@@ -33,6 +33,23 @@ export function isRefusal(r: TftpFile | FileRefusal): r is FileRefusal {
   return (r as FileRefusal).refused !== undefined;
 }
 
+/**
+ * Tries sources in order; the first answer other than "not found" wins. Lets boot policy put
+ * generated files in front of the directories: chainFileSources(generated, directories).
+ */
+export function chainFileSources(...sources: FileSource[]): FileSource {
+  return {
+    async resolve(filename) {
+      let last: TftpFile | FileRefusal = { refused: 'notFound', message: 'file not found' };
+      for (const src of sources) {
+        last = await src.resolve(filename);
+        if (!isRefusal(last) || last.refused !== 'notFound') return last;
+      }
+      return last;
+    },
+  };
+}
+
 /** A TftpFile over bytes in memory (generated files). */
 export function memoryFile(data: Buffer): TftpFile {
   return {

@@ -264,6 +264,8 @@ export class TftpServer implements Service {
     if (r.ok) {
       log.info({ bytes: r.bytes, ms: r.ms, retransmits: r.retransmits }, 'transfer done');
       this.record(ip, 'tftp-done', { file, bytes: r.bytes, ms: r.ms });
+    } else if (r.probe) {
+      log.debug({ reason: r.reason }, 'client aborted after the OACK (size probe)');
     } else {
       this.counters.errors++;
       log.info({ reason: r.reason, code: r.code, bytes: r.bytes, ms: r.ms, retransmits: r.retransmits }, 'transfer failed');

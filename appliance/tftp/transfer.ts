@@ -21,6 +21,11 @@ export type TransferResult =
       reason: string;
       /** The ERROR code we sent the client, or undefined when we sent none (it sent one, or vanished). */
       code?: number;
+      /**
+       * The client ended the transfer with an ERROR right after our OACK. PXE ROMs do this to
+       * learn a file's size (RRQ with tsize, read the OACK, abort, request again): not a failure.
+       */
+      probe?: boolean;
       bytes: number;
       ms: number;
       retransmits: number;
@@ -161,7 +166,8 @@ export class ReadTransfer {
     if (p.op === 'error') {
       // A client ERROR ends the transfer; it is not answered (RFC 1350 section 7).
       // ERROR 8 here is the client refusing our OACK (RFC 2347).
-      this.end({ ok: false, reason: `client sent ERROR ${p.code}: ${p.message}` });
+      const probe = this.phase === 'oack';
+      this.end({ ok: false, reason: `client sent ERROR ${p.code}: ${p.message}`, ...(probe ? { probe } : {}) });
       return undefined;
     }
     return `unexpected ${p.op.toUpperCase()} during a read transfer`;
@@ -308,7 +314,7 @@ export class ReadTransfer {
     this.end({ ok: false, reason: message, code });
   }
 
-  private end(r: { ok: true } | { ok: false; reason: string; code?: number }): void {
+  private end(r: { ok: true } | { ok: false; reason: string; code?: number; probe?: boolean }): void {
     if (this.phase === 'ended') return;
     this.phase = 'ended';
     this.cancelTimer?.();

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DirectoryFileSource, defaultTftpRoots, isRefusal, memoryFile, safeSegments, type TftpFile } from '../../appliance/tftp/file-source';
+import { DirectoryFileSource, chainFileSources, defaultTftpRoots, isRefusal, memoryFile, safeSegments, type TftpFile } from '../../appliance/tftp/file-source';
 
 let dir: string;
 let a: string;
@@ -85,6 +85,17 @@ describe('a root that trusts its symlinks (the packaged iPXE directory)', () => 
 });
 
 describe('helpers', () => {
+  it('chainFileSources: generated files first, then directories; a refusal other than not-found stops the chain', async () => {
+    const generated = {
+      resolve: async (name: string) => (name === 'menu.ipxe' ? memoryFile(Buffer.from('#!ipxe')) : { refused: 'notFound' as const, message: 'file not found' }),
+    };
+    const chain = chainFileSources(generated, new DirectoryFileSource([a]));
+    expect(await text((await chain.resolve('menu.ipxe')) as TftpFile)).toBe('#!ipxe');
+    expect(await text((await chain.resolve('both.txt')) as TftpFile)).toBe('from a');
+    expect(await chain.resolve('link-out')).toMatchObject({ refused: 'accessViolation' });
+    expect(await chain.resolve('nothing')).toMatchObject({ refused: 'notFound' });
+  });
+
   it('safeSegments drops "." and empty segments', () => {
     expect(safeSegments('./a//b/./c')).toEqual(['a', 'b', 'c']);
   });

@@ -184,6 +184,20 @@ describe('TftpServer', () => {
     expect(events[2]).toMatchObject({ detail: { file: 'gone.bin', code: 1 } });
   });
 
+  it('a PXE ROM size probe (RRQ tsize, OACK, client ERROR) is not counted or recorded as an error', async () => {
+    const events: BootEvent[] = [];
+    const s = await server({ events: { record: (e) => events.push(e) }, macForAddress: () => 'aa:bb:cc:dd:ee:ff' });
+    const c = await client();
+    c.send(rrq('file.bin', [{ name: 'tsize', value: '0' }]), s.port);
+    const oack = await c.next();
+    expect(oack.p).toEqual({ op: 'oack', options: [{ name: 'tsize', value: String(data.length) }] });
+    c.send({ op: 'error', code: 0, message: 'TFTP Aborted' }, oack.port);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(s.status().counters.errors).toBe(0);
+    expect(s.status().gauges).toEqual({ activeTransfers: 0 });
+    expect(events.map((e) => e.stage)).toEqual(['tftp-start']);
+  });
+
   it('stop() ends running transfers with ERROR 0 and frees the port', async () => {
     const s = await server();
     const c = await client();

@@ -91,7 +91,7 @@ describe('ReadTransfer refusals (ERROR 8, RFC 2347; ERROR 4)', () => {
 
   it('a client refusing the OACK with ERROR 8 ends the transfer without a reply', async () => {
     const r = await runTransfer({ data: testData(10), options: [opt('blksize', '1024')], refuseOack: true });
-    expect(r.result).toMatchObject({ ok: false, reason: 'client sent ERROR 8: no thanks' });
+    expect(r.result).toMatchObject({ ok: false, reason: 'client sent ERROR 8: no thanks', probe: true });
     expect(r.serverSent.map((p) => p.op)).toEqual(['oack']);
   });
 });
