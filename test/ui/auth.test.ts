@@ -186,6 +186,24 @@ describe('UI auth', () => {
     expect((await login({ password: 'reset by the admin' })).statusCode).toBe(200);
   });
 
+  it('keeps at most maxSessions sessions, dropping the least recently used', async () => {
+    const auth = uiAuth({ dataDir: dir, clock, token: TOKEN, log: silentLogger(), maxSessions: 2 });
+    const ping = (app: FastifyInstance) => void app.get('/api/ping', async () => 'pong');
+    const small = await buildHttpApp({ log: silentLogger(), token: TOKEN, routes: [auth.routes, ping], authenticators: [auth.authenticator], publicPaths: auth.publicPaths });
+    const open = async () => cookieOf(await small.inject({ method: 'POST', url: '/api/login', payload: { token: TOKEN } }));
+    const alive = async (cookie: string) => (await small.inject({ method: 'GET', url: '/api/session', headers: { cookie } })).json().authenticated as boolean;
+    const a = await open();
+    clock.advance(1000);
+    const b = await open();
+    clock.advance(1000);
+    // a is used again, so b is now the least recently used.
+    expect((await small.inject({ method: 'GET', url: '/api/ping', headers: { cookie: a } })).statusCode).toBe(200);
+    clock.advance(1000);
+    const c = await open();
+    expect([await alive(a), await alive(b), await alive(c)]).toEqual([true, false, true]);
+    await small.close();
+  });
+
   it('marks the cookie Secure when the request came over TLS', async () => {
     const auth = uiAuth({ dataDir: dir, clock, token: TOKEN, log: silentLogger() });
     const https = await buildHttpApp({ log: silentLogger(), token: TOKEN, routes: [auth.routes], authenticators: [auth.authenticator], publicPaths: auth.publicPaths });

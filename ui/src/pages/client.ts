@@ -189,6 +189,31 @@ function ImageAssign(props: { client: Client; changed: () => void }): El {
   );
 }
 
+/** The page title, with an inline rename (PATCH name). */
+function ClientTitle(props: { client: Client; changed: () => void }): El {
+  const c = props.client;
+  const [editing, setEditing] = useState(false);
+  const [name, setName] = useState(c.name);
+  if (!editing) {
+    return h('h1', { class: 'title-line' }, c.name || h('span', { class: 'muted' }, 'unnamed'),
+      h('button', { class: 'linkish small-link', onClick: () => { setName(c.name); setEditing(true); } }, 'rename'));
+  }
+  const save = async () => {
+    try {
+      await api('PATCH', `/api/clients/${seg(c.mac)}`, { name: name.trim() });
+      setEditing(false);
+      props.changed();
+    } catch (err) {
+      toastError('Rename failed', err);
+    }
+  };
+  return h('form', { class: 'inline-form compact', onSubmit: (e: Event) => e.preventDefault() },
+    h('label', { for: 'client-name', class: 'sr-only' }, 'Name'),
+    h('input', { id: 'client-name', value: name, maxLength: 64, autofocus: true, onInput: (e: Event) => setName((e.target as HTMLInputElement).value), onKeyDown: (e: KeyboardEvent) => e.key === 'Escape' && setEditing(false) }),
+    h(ActionButton, { class: 'primary', type: 'submit', onClick: save }, 'Save'),
+    h('button', { type: 'button', class: 'btn', onClick: () => setEditing(false) }, 'Cancel'));
+}
+
 export function ClientPage(props: { mac: string }): El {
   const base = `/api/clients/${seg(props.mac)}`;
   const client = usePoll(() => api<Client>('GET', base), [props.mac]);
@@ -225,7 +250,7 @@ export function ClientPage(props: { mac: string }): El {
     h('a', { class: 'back', href: link('/') }, '← Clients'),
     h('div', { class: 'page-head' },
       h('div', null,
-        h('h1', null, c.name || c.mac),
+        h(ClientTitle, { client: c, changed }),
         h('div', { class: 'sub' }, h('span', { class: 'mono' }, c.mac), ' · ', h(Dot, { state: c.online ? 'ok' : 'off', text: c.online ? `online (${c.sessions ?? 1} session${(c.sessions ?? 1) === 1 ? '' : 's'})` : 'offline' }),
           c.lastEvent ? h('span', { class: 'muted' }, ` · ${stageLabel(c.lastEvent.stage)} ${ago(c.lastEvent.at)}`) : null)),
       h(ActionButton, { class: 'ghost-danger', onClick: remove }, 'Delete client')),
