@@ -197,7 +197,7 @@ export class FullResponder implements Responder {
     const prev = this.leases.byIp(ip);
     // Keep a bound lease bound (a client re-discovering keeps its address); otherwise hold it.
     if (!(prev && prev.mac === info.mac && prev.state === 'bound' && prev.expiresAt > this.now)) {
-      this.leases.put({ ip, mac: info.mac, state: 'offered', expiresAt: this.now + OFFER_HOLD_MS, hostName: info.hostName ?? '', updatedAt: this.now });
+      this.leases.put({ ip, mac: info.mac, state: 'offered', expiresAt: this.now + OFFER_HOLD_MS, hostName: info.hostName ?? '', updatedAt: this.now }, false);
     }
     const reply = baseReply(packet, 'offer', ctx.serverAddress);
     reply.yiaddr = ip;
@@ -258,7 +258,7 @@ export class FullResponder implements Responder {
       // SELECTING: the client answers one server's offer.
       if (info.serverId !== ctx.serverAddress) {
         const l = this.leases.byMac(info.mac);
-        if (l && l.state === 'offered') this.leases.put({ ...l, state: 'released', expiresAt: this.now, updatedAt: this.now });
+        if (l && l.state === 'offered') this.leases.put({ ...l, state: 'released', expiresAt: this.now, updatedAt: this.now }, false);
         ctx.counters.ignored += 1;
         return [];
       }

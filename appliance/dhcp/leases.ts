@@ -66,18 +66,23 @@ export class LeaseStore {
     return l && l.mac === mac && this.byIpMap.get(l.ip) === l ? l : undefined;
   }
 
-  /** Writes a record (memory and SQLite). A MAC holds one address: its previous record is marked released. */
-  put(l: Lease): void {
+  /**
+   * Writes a record. A MAC holds one address: its previous record is marked released.
+   * `persist` false keeps it in memory only: offers are held for seconds and need no durability,
+   * and skipping the SQLite commit (an fsync) keeps DISCOVER->OFFER fast.
+   */
+  put(l: Lease, persist = true): void {
     const prev = l.mac ? this.byMac(l.mac) : undefined;
-    const tx = this.db.transaction(() => {
-      if (prev && prev.ip !== l.ip && (prev.state === 'offered' || prev.state === 'bound')) {
-        const freed: Lease = { ...prev, state: 'released', expiresAt: l.updatedAt, updatedAt: l.updatedAt };
-        this.upsertStmt.run(freed);
-        this.byIpMap.set(freed.ip, freed);
-      }
-      this.upsertStmt.run(l);
-    });
-    tx();
+    const freed: Lease | undefined = prev && prev.ip !== l.ip && (prev.state === 'offered' || prev.state === 'bound')
+      ? { ...prev, state: 'released', expiresAt: l.updatedAt, updatedAt: l.updatedAt }
+      : undefined;
+    if (persist) {
+      this.db.transaction(() => {
+        if (freed) this.upsertStmt.run(freed);
+        this.upsertStmt.run(l);
+      })();
+    }
+    if (freed) this.byIpMap.set(freed.ip, freed);
     this.index(l);
   }
 

@@ -11,7 +11,7 @@
  * Both port-67 sockets set SO_REUSEADDR to coexist, so start() first binds 67 exclusively for a
  * moment: that fails with EADDRINUSE when another local server (dnsmasq, ...) holds the port.
  */
-import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { createSocket, type RemoteInfo, type Socket, type SocketOptions } from 'node:dgram';
 import { networkInterfaces } from 'node:os';
 import type Database from 'better-sqlite3';
 import type { Config } from '../core/config';
@@ -78,6 +78,18 @@ function resolveInterface(name: string, configured: string, needInterface: boole
   return { name: pick.iface, address: pick.address, netmask: pick.netmask, mac: pick.mac };
 }
 
+/**
+ * A UDP socket whose sends skip Node's per-send DNS lookup (destinations are always IP literals;
+ * the default lookup defers each send by a tick, which shows in DISCOVER->OFFER latency).
+ */
+function udpSocket(reuseAddr: boolean): Socket {
+  return createSocket({
+    type: 'udp4',
+    reuseAddr,
+    lookup: (address: string, _opts: unknown, cb: (err: Error | null, address: string, family: number) => void) => cb(null, address, 4),
+  } as SocketOptions);
+}
+
 function bindSocket(sock: Socket, port: number, address: string, exclusive = false): Promise<void> {
   return new Promise((resolve, reject) => {
     const onErr = (err: Error) => reject(bindError('udp', address, port, err));
@@ -142,7 +154,7 @@ export class DhcpServer implements Service {
     }
 
     // Port 67 held by another local server? (our own sockets share it with SO_REUSEADDR)
-    const probe = createSocket('udp4');
+    const probe = udpSocket(false);
     await bindSocket(probe, cfg.port, '0.0.0.0', true);
     await new Promise<void>((r) => probe.close(() => r()));
 
@@ -179,13 +191,13 @@ export class DhcpServer implements Service {
       this.responder = new ProxyResponder(ctx);
     }
 
-    const rx = createSocket({ type: 'udp4', reuseAddr: true });
+    const rx = udpSocket(true);
     this.sockets.push({ sock: rx, via: 'broadcast' });
     await bindSocket(rx, cfg.port, '0.0.0.0');
     rx.setBroadcast(true);
     this.listen.push(`udp 0.0.0.0:${cfg.port}`);
     if (iface) {
-      const tx = createSocket({ type: 'udp4', reuseAddr: true });
+      const tx = udpSocket(true);
       this.sockets.push({ sock: tx, via: 'unicast' });
       await bindSocket(tx, cfg.port, this.address);
       tx.setBroadcast(true);
@@ -196,7 +208,7 @@ export class DhcpServer implements Service {
       this.tx = rx;
     }
     if (!full) {
-      const pxe = createSocket({ type: 'udp4', reuseAddr: true });
+      const pxe = udpSocket(true);
       this.sockets.push({ sock: pxe, via: 'pxe' });
       await bindSocket(pxe, cfg.proxyPort, '0.0.0.0');
       this.listen.push(`udp 0.0.0.0:${cfg.proxyPort}`);

@@ -25,6 +25,8 @@ interface RunnerSpec {
   /** Serve /boot/<mac>.ipxe on config.http.port. */
   http?: boolean;
   logLevel?: string;
+  /** Do not print EVENT lines (benchmarks). */
+  quiet?: boolean;
 }
 
 const spec = JSON.parse(readFileSync(process.argv[2], 'utf8')) as RunnerSpec;
@@ -32,7 +34,7 @@ const cfg = parseConfig(spec.config);
 const log = createLogger({ level: spec.logLevel ?? 'warn', format: 'json' });
 const byMac = new Map(spec.clients.map((c) => [c.mac, c]));
 const clients = { byMac: (m: string) => byMac.get(m) };
-const events = { record: (e: unknown) => console.log(`EVENT ${JSON.stringify(e)}`) };
+const events = spec.quiet ? undefined : { record: (e: unknown) => console.log(`EVENT ${JSON.stringify(e)}`) };
 const db = new Database(spec.dbFile);
 db.pragma('journal_mode = WAL');
 const policy = new BootPolicy({ boot: cfg.boot, clients, httpPort: cfg.http.port, iscsiPort: cfg.iscsi.port, log, clock: systemClock });

@@ -1,0 +1,62 @@
+/**
+ * The load side of bench/dhcp-vs-dnsmasq.ts, run inside the client namespace:
+ *   npx tsx bench/dhcp-discover-client.ts COUNT MACS [pxe]
+ * Sends COUNT DHCPDISCOVERs one after another (broadcast flag set, so every server answers by
+ * broadcast), chaddr cycling over MACS addresses, and prints the DISCOVER->OFFER round-trip
+ * times in microseconds as one JSON line: {"rtts":[...],"lost":n}.
+ */
+import { createSocket } from 'node:dgram';
+import { build, getMessageType, Opt } from '../appliance/dhcp/options';
+import { decodePacket, encodePacket, FLAG_BROADCAST, type BootRequest } from '../appliance/dhcp/packet';
+
+const count = Number(process.argv[2] ?? 200);
+const macs = Number(process.argv[3] ?? 20);
+const pxe = process.argv[4] === 'pxe';
+
+function discover(i: number): Buffer {
+  const chaddr = Buffer.alloc(16);
+  Buffer.from([0x02, 0xbe, 0x4c, 0, (i % macs) >> 8, (i % macs) & 255]).copy(chaddr);
+  const options = [build.messageType('discover')];
+  if (pxe) options.push(build.text(Opt.vendorClass, 'PXEClient:Arch:00000:UNDI:002001'), { code: Opt.clientArch, data: Buffer.from([0, 0]) });
+  const p: BootRequest = {
+    op: 'request', htype: 1, hlen: 6, hops: 0, xid: 0x5e000000 + i, secs: 0, flags: FLAG_BROADCAST,
+    ciaddr: '0.0.0.0', yiaddr: '0.0.0.0', siaddr: '0.0.0.0', giaddr: '0.0.0.0', chaddr, sname: '', file: '', hasCookie: true, options,
+  };
+  return encodePacket(p);
+}
+
+const sock = createSocket({ type: 'udp4', reuseAddr: true });
+const rtts: number[] = [];
+let lost = 0;
+let waiting: { xid: number; t0: bigint; done: () => void } | undefined;
+
+sock.on('message', (msg) => {
+  try {
+    const p = decodePacket(msg);
+    if (!waiting || p.op !== 'reply' || p.xid !== waiting.xid || getMessageType(p) !== 'offer') return;
+    rtts.push(Number(process.hrtime.bigint() - waiting.t0) / 1000);
+    const w = waiting;
+    waiting = undefined;
+    w.done();
+  } catch {
+    /* not ours */
+  }
+});
+
+sock.bind(68, '0.0.0.0', async () => {
+  sock.setBroadcast(true);
+  for (let i = 0; i < count; i++) {
+    const xid = 0x5e000000 + i;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        lost += 1;
+        waiting = undefined;
+        resolve();
+      }, 1000);
+      waiting = { xid, t0: process.hrtime.bigint(), done: () => { clearTimeout(timer); resolve(); } };
+      sock.send(discover(i), 67, '255.255.255.255');
+    });
+  }
+  console.log(JSON.stringify({ rtts, lost }));
+  sock.close();
+});

@@ -1,0 +1,152 @@
+/**
+ * DHCPDISCOVER -> OFFER latency: our DHCP service vs dnsmasq, side by side in one run, same
+ * namespaces (server ns 198.18.6.1/24 <-veth-> client ns 198.18.6.2/24), same client
+ * (bench/dhcp-discover-client.ts: sequential DISCOVERs with the broadcast flag, 20 MACs cycling).
+ * Full mode (address offers; dnsmasq --no-ping, as we never ping) and proxy mode (PXE offers).
+ * Rounds alternate ours/dnsmasq so drift on the shared machine hits both.
+ *   npx tsx bench/dhcp-vs-dnsmasq.ts [COUNT=400] [ROUNDS=2]
+ * Needs root (ip netns) and dnsmasq.
+ */
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const COUNT = Number(process.argv[2] ?? 400);
+const ROUNDS = Number(process.argv[3] ?? 2);
+const S = `nb-dhcp-bs-${process.pid}`;
+const C = `nb-dhcp-bc-${process.pid}`;
+const repo = join(__dirname, '..');
+const tsx = join(repo, 'node_modules/.bin/tsx');
+const dir = mkdtempSync(join(tmpdir(), 'nb-dhcp-bench-'));
+
+const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+function cleanup(): void {
+  for (const ns of [C, S]) {
+    for (const p of spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout.split(/\s+/).filter(Boolean)) {
+      try {
+        process.kill(Number(p), 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    spawnSync('ip', ['netns', 'del', ns]);
+  }
+}
+
+function setup(): void {
+  cleanup();
+  sh('ip', ['netns', 'add', S]);
+  sh('ip', ['netns', 'add', C]);
+  sh('ip', ['link', 'add', 'vs', 'netns', S, 'type', 'veth', 'peer', 'name', 'vc', 'netns', C]);
+  sh('ip', ['-n', S, 'addr', 'add', '198.18.6.1/24', 'dev', 'vs']);
+  sh('ip', ['-n', C, 'addr', 'add', '198.18.6.2/24', 'dev', 'vc']);
+  for (const [ns, dev] of [[S, 'vs'], [C, 'vc'], [S, 'lo'], [C, 'lo']]) sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+}
+
+function waitLine(proc: ChildProcess, re: RegExp, ms: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const t = setTimeout(() => reject(new Error(`timeout waiting for ${re}: ${buf}`)), ms);
+    const on = (d: Buffer) => {
+      buf += d.toString();
+      if (re.test(buf)) {
+        clearTimeout(t);
+        resolve();
+      }
+    };
+    proc.stdout?.on('data', on);
+    proc.stderr?.on('data', on);
+  });
+}
+
+async function stopProc(p: ChildProcess): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  const exited = new Promise<void>((r) => p.once('exit', () => r()));
+  p.kill('SIGTERM');
+  const t = setTimeout(() => p.kill('SIGKILL'), 3000);
+  await exited;
+  clearTimeout(t);
+}
+
+async function startOurs(mode: 'full' | 'proxy'): Promise<ChildProcess> {
+  const spec = join(dir, `ours-${mode}.json`);
+  writeFileSync(spec, JSON.stringify({
+    config: { dhcp: { mode, interface: 'vs', range: mode === 'full' ? ['198.18.6.100', '198.18.6.250'] : [], conflictProbeSeconds: 0, leaseSeconds: 3600 }, boot: { unknownClients: 'menu' } },
+    serverAddress: 'auto', dbFile: join(dir, `ours-${mode}-${Date.now()}.db`), clients: [], logLevel: 'error',
+  }));
+  // Events go to stdout in the runner; discard them (the sink's cost is part of what we measure).
+  const p = spawn('ip', ['netns', 'exec', S, tsx, join(repo, 'test/dhcp/helpers/runner.ts'), spec], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
+  await waitLine(p, /^READY/m, 30_000);
+  return p;
+}
+
+async function startDnsmasq(mode: 'full' | 'proxy'): Promise<ChildProcess> {
+  const common = ['--no-daemon', '--conf-file=/dev/null', '--port=0', '--interface=vs', '--bind-interfaces', `--dhcp-leasefile=${join(dir, 'dnsmasq.leases')}`, `--log-facility=${join(dir, 'dnsmasq.log')}`, '--quiet-dhcp'];
+  const args = mode === 'full'
+    ? [...common, '--dhcp-range=198.18.6.100,198.18.6.250,255.255.255.0,1h', '--no-ping', '--dhcp-authoritative']
+    : [...common, '--dhcp-range=198.18.6.0,proxy', '--pxe-service=x86PC,netboot,undionly', '--dhcp-boot=undionly.kpxe'];
+  const p = spawn('ip', ['netns', 'exec', S, 'dnsmasq', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  await new Promise((r) => setTimeout(r, 700)); // dnsmasq prints nothing when quiet; give it time to bind
+  if (p.exitCode !== null) throw new Error('dnsmasq exited');
+  return p;
+}
+
+function measure(mode: 'full' | 'proxy'): { rtts: number[]; lost: number } {
+  const r = spawnSync('ip', ['netns', 'exec', C, tsx, join(repo, 'bench/dhcp-discover-client.ts'), String(COUNT), '20', mode === 'proxy' ? 'pxe' : ''], { cwd: repo, encoding: 'utf8', timeout: 120_000 });
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  try {
+    return JSON.parse(line);
+  } catch {
+    throw new Error(`client failed: ${r.stdout}${r.stderr}`);
+  }
+}
+
+const pct = (xs: number[], q: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))] : NaN;
+};
+
+async function main(): Promise<void> {
+  setup();
+  sh('ip', ['-n', C, 'route', 'add', 'default', 'dev', 'vc']);
+  const results: Record<string, { rtts: number[]; lost: number }> = {};
+  const add = (k: string, r: { rtts: number[]; lost: number }) => {
+    results[k] ??= { rtts: [], lost: 0 };
+    results[k].rtts.push(...r.rtts.slice(10)); // first few warm up caches/JIT
+    results[k].lost += r.lost;
+  };
+  try {
+    for (const mode of ['full', 'proxy'] as const) {
+      for (let round = 0; round < ROUNDS; round++) {
+        const order = round % 2 === 0 ? (['ours', 'dnsmasq'] as const) : (['dnsmasq', 'ours'] as const);
+        for (const impl of order) {
+          const p = impl === 'ours' ? await startOurs(mode) : await startDnsmasq(mode);
+          try {
+            add(`${mode}/${impl}`, measure(mode));
+          } finally {
+            await stopProc(p);
+          }
+        }
+      }
+    }
+  } finally {
+    cleanup();
+  }
+  console.log(`\nDHCPDISCOVER -> OFFER round trip, ${COUNT} sequential DISCOVERs x ${ROUNDS} rounds per row (first 10 of each run dropped), microseconds\n`);
+  console.log('mode   impl      median     p90     p99   lost   median ratio ours/dnsmasq');
+  for (const mode of ['full', 'proxy']) {
+    const ours = results[`${mode}/ours`];
+    const dm = results[`${mode}/dnsmasq`];
+    for (const [impl, r] of [['ours', ours], ['dnsmasq', dm]] as const) {
+      const ratio = impl === 'ours' ? (pct(ours.rtts, 0.5) / pct(dm.rtts, 0.5)).toFixed(2) : '';
+      console.log(`${mode.padEnd(6)} ${impl.padEnd(8)} ${pct(r.rtts, 0.5).toFixed(0).padStart(7)} ${pct(r.rtts, 0.9).toFixed(0).padStart(7)} ${pct(r.rtts, 0.99).toFixed(0).padStart(7)} ${String(r.lost).padStart(6)}   ${ratio}`);
+    }
+  }
+}
+
+process.on('SIGINT', () => {
+  cleanup();
+  process.exit(130);
+});
+void main();
