@@ -18,8 +18,13 @@ export class SegmentSpace {
   private fds: number[] = [];
   /** 1 = allocated (durable or in flight), 0 = free. One byte per chunk. */
   private used = new Uint8Array(0);
+  /**
+   * Free chunks as a stack: O(1) allocation however fragmented the space is. Fresh segments are
+   * pushed highest first so sequential allocation is contiguous (reads of it coalesce); freed
+   * chunks are reused first.
+   */
+  private free = new Int32Array(0);
   private freeCount = 0;
-  private cursor = 0;
   private growing: Promise<void> | null = null;
   private dirty = new Set<number>();
   private lastSync: Promise<unknown> = Promise.resolve();
@@ -44,13 +49,13 @@ export class SegmentSpace {
       this.fds.push(fs.openSync(this.file(i), 'r+'));
     });
     this.used = new Uint8Array(segs.length * this.chunksPerSegment);
-    this.freeCount = this.used.length;
-    for (const r of this.meta.q.allReal.iterate() as Iterable<{ pchunk: number }>) {
-      if (r.pchunk < this.used.length && this.used[r.pchunk] === 0) {
-        this.used[r.pchunk] = 1;
-        this.freeCount--;
-      }
+    for (const [p] of this.meta.q.allReal.raw(true).iterate() as Iterable<[number]>) {
+      if (p < this.used.length) this.used[p] = 1;
     }
+    this.meta.q.allReal.raw(false);
+    this.free = new Int32Array(this.used.length);
+    this.freeCount = 0;
+    for (let p = this.used.length - 1; p >= 0; p--) if (this.used[p] === 0) this.free[this.freeCount++] = p;
   }
 
   /** Path of segment i. */
@@ -109,14 +114,10 @@ export class SegmentSpace {
 
   /** Synchronous allocation from existing segments; -1 when none is free. */
   tryAlloc(): number {
-    if (this.freeCount === 0) return -1;
-    const n = this.used.length;
-    for (let i = 0; i < n; i++) {
-      const p = (this.cursor + i) % n;
+    while (this.freeCount > 0) {
+      const p = this.free[--this.freeCount];
       if (this.used[p] === 0) {
         this.used[p] = 1;
-        this.freeCount--;
-        this.cursor = p + 1;
         return p;
       }
     }
@@ -128,8 +129,7 @@ export class SegmentSpace {
     for (const p of chunks) {
       if (p >= 0 && p < this.used.length && this.used[p] === 1) {
         this.used[p] = 0;
-        this.freeCount++;
-        if (p < this.cursor) this.cursor = p;
+        this.free[this.freeCount++] = p;
       }
     }
   }
@@ -164,9 +164,15 @@ export class SegmentSpace {
       syncDir(this.dir);
       this.meta.q.addSegment.run(i, this.segmentBytes);
       this.fds.push(fs.openSync(file, 'r+'));
-      const grown = new Uint8Array(this.used.length + this.chunksPerSegment);
+      const base = this.used.length;
+      const grown = new Uint8Array(base + this.chunksPerSegment);
       grown.set(this.used);
       this.used = grown;
+      const stack = new Int32Array(grown.length);
+      // New chunks go under the existing free ones (freed chunks are reused first), lowest on top.
+      for (let k = this.chunksPerSegment - 1; k >= 0; k--) stack[this.chunksPerSegment - 1 - k] = base + k;
+      stack.set(this.free.subarray(0, this.freeCount), this.chunksPerSegment);
+      this.free = stack;
       this.freeCount += this.chunksPerSegment;
     };
     this.growing = run().finally(() => {
