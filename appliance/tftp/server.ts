@@ -66,6 +66,9 @@ export class TftpServer implements Service {
   private readonly pool = new BufferPool(64 * 1024, 64);
   private readonly counters = { requests: 0, transfers: 0, bytes: 0, errors: 0, retransmits: 0 };
   private readonly log: Logger;
+  /** Rate limit for the "too many transfers" warning: a boot storm must not flood the journal. */
+  private busyWarnedAt = -Infinity;
+  private busySuppressed = 0;
 
   constructor(private readonly o: TftpServerOptions) {
     this.log = o.log;
@@ -164,7 +167,12 @@ export class TftpServer implements Service {
       return;
     }
     if (this.active.size >= this.o.maxTransfers) {
-      this.log.warn({ ip: rinfo.address, file: p.filename, active: this.active.size }, 'request refused: too many transfers');
+      const now = this.o.clock.now();
+      if (now - this.busyWarnedAt >= 10_000) {
+        this.log.warn({ ip: rinfo.address, file: p.filename, active: this.active.size, suppressed: this.busySuppressed }, 'request refused: too many transfers');
+        this.busyWarnedAt = now;
+        this.busySuppressed = 0;
+      } else this.busySuppressed++;
       this.refuse(rinfo, p.filename, ERR.notDefined, 'server busy: too many transfers, retry later');
       return;
     }
@@ -212,6 +220,13 @@ export class TftpServer implements Service {
       await resolved.close().catch(() => {});
       this.log.error({ err, ip, file }, 'cannot open a transfer socket');
       this.refuse(rinfo, file, ERR.notDefined, 'server error: no transfer socket');
+      return;
+    }
+    if (this.state !== 'running') {
+      // stop() ran while the socket was being bound.
+      this.active.delete(key);
+      sock.close();
+      await resolved.close().catch(() => {});
       return;
     }
     const log = this.log.child({ ip, port: rinfo.port, file });

@@ -50,7 +50,7 @@ export interface RunOptions {
   dropToServer?: (p: TftpPacket) => boolean;
   /** The client answers the OACK with this ERROR instead of ACK 0. */
   refuseOack?: boolean;
-  file?: TftpFile;
+  file?: TftpFile | ((clock: FakeClock) => TftpFile);
   maxSteps?: number;
 }
 
@@ -173,7 +173,7 @@ export async function runTransfer(o: RunOptions): Promise<RunResult> {
     filename: 'f',
     mode: o.mode ?? 'octet',
     options: o.options ?? [],
-    file: o.file ?? memoryFile(o.data),
+    file: typeof o.file === 'function' ? o.file(clock) : (o.file ?? memoryFile(o.data)),
     clock,
     send: (b) => {
       serverSent.push(decodePacket(Buffer.from(b)));

@@ -144,6 +144,61 @@ describe('ReadTransfer on a lossy link', () => {
   });
 });
 
+describe('ReadTransfer file reads', () => {
+  it('waits for a slow disk (reads taking 30 ms) and resumes without retransmitting', async () => {
+    const data = testData(300_000);
+    const mem = memoryFile(data);
+    let reads = 0;
+    const r = await runTransfer({
+      data,
+      options: [opt('blksize', '1468'), opt('windowsize', '4')],
+      file: (clock) => ({
+        size: data.length,
+        read: (buf, off, len, pos) => {
+          reads++;
+          return new Promise((res) => clock.setTimeout(() => void mem.read(buf, off, len, pos).then(res), 30));
+        },
+        close: async () => {},
+      }),
+    });
+    expect(r.received.equals(data)).toBe(true);
+    expect(r.result).toMatchObject({ ok: true, retransmits: 0 });
+    // 64 KiB chunks: a handful of reads, not one per block.
+    expect(reads).toBe(Math.ceil(data.length / 65536));
+  });
+
+  it('ends with ERROR 0 when the file cannot be read', async () => {
+    const data = testData(200_000);
+    const mem = memoryFile(data);
+    let reads = 0;
+    const r = await runTransfer({
+      data,
+      file: {
+        size: data.length,
+        read: (buf, off, len, pos) => (++reads >= 2 ? Promise.reject(new Error('EIO')) : mem.read(buf, off, len, pos)),
+        close: async () => {},
+      },
+    });
+    expect(r.result).toMatchObject({ ok: false, code: 0, reason: 'read error on the server' });
+    expect(r.serverSent.at(-1)).toMatchObject({ op: 'error', code: 0 });
+  });
+
+  it('a file that shrank after opening ends at its new end with a short block', async () => {
+    const data = testData(100_000);
+    const real = data.subarray(0, 70_000);
+    const r = await runTransfer({ data, file: { ...memoryFile(real), size: data.length } });
+    expect(r.result).toMatchObject({ ok: true, bytes: 70_000 });
+    expect(r.received.equals(real)).toBe(true);
+  });
+
+  it('closes the file exactly once when the transfer ends', async () => {
+    let closes = 0;
+    const data = testData(5000);
+    await runTransfer({ data, file: { ...memoryFile(data), close: async () => void closes++ } });
+    expect(closes).toBe(1);
+  });
+});
+
 describe('ReadTransfer timeouts', () => {
   it('gives up after `retries` full timeouts with ERROR 0 when the client vanishes', async () => {
     const data = testData(512 * 10);
