@@ -37,7 +37,7 @@ export interface DhcpServerOptions {
   tftpPort?: number;
   clients: ClientDirectory;
   /** Boot decisions (a BootPolicy from appliance/boot/boot-policy.ts). */
-  policy: PolicyPort & { archOf?(mac: string): number | undefined };
+  policy: PolicyPort & { archOf?(mac: string): number | undefined; status?(): { missing: string[] } };
   db: Database.Database;
   clock: Clock;
   log: Logger;
@@ -195,14 +195,17 @@ export class DhcpServer implements Service {
     this.sockets.push({ sock: rx, via: 'broadcast' });
     await bindSocket(rx, cfg.port, '0.0.0.0');
     rx.setBroadcast(true);
-    this.listen.push(`udp 0.0.0.0:${cfg.port}`);
+    // Port 0 (tests): the unicast socket must share the port the wildcard one got.
+    const port = rx.address().port;
+    ctx.serverPort = port;
+    this.listen.push(`udp 0.0.0.0:${port}`);
     if (iface) {
       const tx = udpSocket(true);
       this.sockets.push({ sock: tx, via: 'unicast' });
-      await bindSocket(tx, cfg.port, this.address);
+      await bindSocket(tx, port, this.address);
       tx.setBroadcast(true);
       this.tx = tx;
-      this.listen.push(`udp ${this.address}:${cfg.port}`);
+      this.listen.push(`udp ${this.address}:${port}`);
     } else {
       // serverAddress is not local (e.g. behind NAT): replies leave by the routing table.
       this.tx = rx;
@@ -211,7 +214,7 @@ export class DhcpServer implements Service {
       const pxe = udpSocket(true);
       this.sockets.push({ sock: pxe, via: 'pxe' });
       await bindSocket(pxe, cfg.proxyPort, '0.0.0.0');
-      this.listen.push(`udp 0.0.0.0:${cfg.proxyPort}`);
+      this.listen.push(`udp 0.0.0.0:${pxe.address().port}`);
     }
     for (const { sock, via } of this.sockets) {
       sock.on('message', (msg, rinfo) => this.onMessage(msg, rinfo, via, sock));
@@ -307,7 +310,8 @@ export class DhcpServer implements Service {
       listen: [...this.listen],
       counters: { ...this.counters },
       gauges: this.leases ? { leases: this.leases.activeCount(this.opts.clock.now()) } : undefined,
-      detail: this.detail,
+      // Missing iPXE binaries (e.g. ARM64 on Debian) are shown to the user here while running.
+      detail: this.detail ?? (this.state === 'running' ? this.opts.policy.status?.().missing.join('; ') || undefined : undefined),
     };
   }
 }
