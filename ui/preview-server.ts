@@ -21,8 +21,9 @@ const iso = (msAgo: number) => new Date(Date.now() - msAgo).toISOString();
 
 interface Snap { id: number; name: string; createdAt: string; usedBytes: number }
 const images = [
-  { name: 'debian-12', sizeBytes: 20 * GiB, usedBytes: 3.2 * GiB, state: 'ready', createdAt: iso(9 * 86400_000) },
-  { name: 'win11-lab', sizeBytes: 64 * GiB, usedBytes: 21.7 * GiB, state: 'ready', createdAt: iso(3 * 86400_000) },
+  { name: 'debian-12', sizeBytes: 20 * GiB, usedBytes: 3.2 * GiB, state: 'ready', createdAt: iso(9 * 86400_000), rescue: false },
+  { name: 'win11-lab', sizeBytes: 64 * GiB, usedBytes: 21.7 * GiB, state: 'ready', createdAt: iso(3 * 86400_000), rescue: false },
+  { name: 'rescue-tools', sizeBytes: 2 * GiB, usedBytes: 0.6 * GiB, state: 'ready', createdAt: iso(20 * 86400_000), rescue: true },
   { name: 'ubuntu-24.04', sizeBytes: 25 * GiB, usedBytes: 0, state: 'importing', progress: 0.1, createdAt: iso(60_000) },
 ] as Record<string, unknown>[];
 const clients = [
@@ -42,6 +43,15 @@ const clients = [
   ip: null,
   createdAt: iso((10 - i) * 86400_000),
   sessions: c.online ? 1 : 0,
+  diskSizeBytes: c.image === 'debian-12' ? 20 * GiB : 64 * GiB,
+  bootDisk: 'default',
+  nextBoot: i === 1 ? { kind: 'image', image: 'win11-lab' } : null,
+  schedule: i === 0 ? { everyMinutes: 1440, keep: 7 } : null,
+  disks: [
+    { name: 'default', image: c.image, target: `iqn.2026-11.local.netboot:client-${c.mac.replace(/:/g, '')}`, throwaway: false, inUse: c.online },
+    ...(i === 0 ? [{ name: 'exam', image: 'debian-12', target: `iqn.2026-11.local.netboot:client-${c.mac.replace(/:/g, '')}.exam`, throwaway: false, inUse: false }] : []),
+  ],
+  holders: c.online ? [{ initiatorName: `iqn.2026-11.local.netboot:initiator-${c.mac.replace(/:/g, '')}`, address: '192.168.1.57:51234', since: iso(12 * 60_000) }] : [],
 }));
 const snaps = new Map<string, Snap[]>([
   ['52:54:00:12:34:56', [

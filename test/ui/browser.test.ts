@@ -247,6 +247,21 @@ async function flow(): Promise<void> {
     expect(head.subarray(18).every((b) => b === 0)).toBe(true);
     await shot('client');
 
+    // Issue-8 uses from the same page: promote the snapshot to an image, boot an image once.
+    await page.click('li.snap[data-snapshot="before"] >> text=Make image');
+    await page.fill('#prompt-input', 'from-before');
+    await page.click('.dialog .btn.primary');
+    await page.waitForSelector('.toast >> text=Image “from-before” created');
+    const promoted = await api<{ images: { name: string; state: string }[] }>('GET', '/api/images');
+    expect(promoted.body.images.map((i) => i.name).sort()).toEqual(['from-before', 'golden']);
+    await page.selectOption('#next-boot', 'image:from-before');
+    await page.click('.boot-choices >> text=Use once');
+    await page.waitForSelector('.boot-choices >> text=The next boot runs image “from-before”');
+    expect((await api('GET', `/api/clients/${MAC}/next-boot`)).body).toMatchObject({ nextBoot: { kind: 'image', image: 'from-before' } });
+    await page.click('.boot-choices >> text=Clear');
+    await page.waitForSelector('.boot-choices >> text=Every boot starts default.');
+    expect((await api('GET', `/api/clients/${MAC}/next-boot`)).body).toMatchObject({ nextBoot: null });
+
     // Deleting asks too; cancelling keeps it.
     await page.click('li.snap[data-snapshot="before"] >> text=Delete');
     await page.click('.dialog >> text=Cancel');

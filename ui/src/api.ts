@@ -22,6 +22,8 @@ export interface Image {
   error?: string;
   createdAt: string;
   clients: number | string[];
+  /** Marked as a rescue image (bootable once with a client's own disk attached). */
+  rescue?: boolean;
 }
 
 export interface Client {
@@ -41,6 +43,15 @@ export interface Client {
   sessions?: number;
   lastEvent: { stage: string; at: string | number } | null;
   diskUsedBytes?: number;
+  diskSizeBytes?: number;
+  /** Which named disk boots by default. */
+  bootDisk?: string;
+  /** A one-shot choice for the next boot only. */
+  nextBoot?: { kind: 'image'; image: string } | { kind: 'disk'; disk: string } | { kind: 'rescue'; image: string } | null;
+  schedule?: { everyMinutes: number; keep: number } | null;
+  disks?: { name: string; image: string; target: string; throwaway: boolean; inUse: boolean }[];
+  /** Who holds the disk now. */
+  holders?: { initiatorName: string; address: string; since: string | number }[];
 }
 
 export interface BootEvent {

@@ -115,6 +115,23 @@ export function ConfirmHost(): El | null {
   );
 }
 
+/**
+ * Asks for one line of text (e.g. the name of a new image) in the same dialog; resolves the
+ * trimmed text, or undefined when cancelled or empty.
+ */
+export async function promptAction(req: { title: string; label: string; initial?: string; hint?: string; confirmLabel: string }): Promise<string | undefined> {
+  let value = req.initial ?? '';
+  const ok = await confirmAction({
+    title: req.title,
+    confirmLabel: req.confirmLabel,
+    body: h('div', { class: 'stack' },
+      h('label', { for: 'prompt-input' }, req.label),
+      h('input', { id: 'prompt-input', value, onInput: (e: Event) => (value = (e.target as HTMLInputElement).value) }),
+      req.hint ? h('p', { class: 'hint' }, req.hint) : null),
+  });
+  return ok && value.trim() ? value.trim() : undefined;
+}
+
 // ---- toasts --------------------------------------------------------------------------------
 
 interface Toast {

@@ -2,7 +2,8 @@
 import { useState } from 'preact/hooks';
 import { api, seg, type BootEvent, type Client, type Image, type Snapshot } from '../api';
 import { ago, bytes, isBadStage, stageLabel, toMs, when } from '../format';
-import { ActionButton, Card, Dot, Empty, confirmAction, h, link, toast, toastError, usePoll, type El } from '../ui';
+import { ActionButton, Card, Dot, Empty, confirmAction, h, link, promptAction, toast, toastError, usePoll, type El } from '../ui';
+import { BootChoicesCard, ScheduleLine, diskLine } from './client-uses';
 
 /** A boot starts with a DHCP discover, or after ten quiet minutes. */
 const BOOT_GAP_MS = 10 * 60_000;
@@ -111,6 +112,23 @@ function Snapshots(props: { client: Client; snapshots: Snapshot[] | undefined; e
       toastError('Delete failed', err);
     }
   };
+  const promote = async (s: Snapshot) => {
+    const name = await promptAction({
+      title: `Make “${s.name}” a golden image`,
+      label: 'Image name',
+      initial: `${(client.name || 'client').replace(/[^a-zA-Z0-9._-]+/g, '-')}-${s.name}`.replace(/[^a-zA-Z0-9._-]+/g, '-').slice(0, 64),
+      hint: 'Other clients can then be based on this state of the disk.',
+      confirmLabel: 'Make image',
+    });
+    if (!name) return;
+    try {
+      await api('POST', `${base}/snapshots/${seg(s.id)}/promote`, { name });
+      toast(`Image “${name}” created`);
+      props.changed();
+    } catch (err) {
+      toastError('Could not make the image', err);
+    }
+  };
   const reset = async () => {
     const ok = await confirmAction({
       title: 'Reset to the golden image?',
@@ -137,7 +155,7 @@ function Snapshots(props: { client: Client; snapshots: Snapshot[] | undefined; e
     props.error ? h('p', { class: 'error' }, props.error) : null,
     h('ol', { class: 'timeline snaps' },
       h('li', { class: 'now' }, h('span', { class: 'tl-dot', 'aria-hidden': 'true' }),
-        h('div', { class: 'tl-body' }, h('strong', null, 'Now'), h('span', { class: 'muted tl-time' }, `${bytes(client.diskUsedBytes)} written`))),
+        h('div', { class: 'tl-body' }, h('strong', null, 'Now'), h('span', { class: 'muted tl-time' }, diskLine(client)))),
       list.map((s) => h('li', { key: String(s.id), class: 'snap', 'data-snapshot': s.name },
         h('span', { class: 'tl-dot', 'aria-hidden': 'true' }),
         h('div', { class: 'tl-body' },
@@ -146,20 +164,21 @@ function Snapshots(props: { client: Client; snapshots: Snapshot[] | undefined; e
             h('a', { href: `${base}/export?format=qcow2&snapshot=${seg(s.id)}`, download: true, title: 'Download this snapshot as a qcow2 image' }, 'download'))),
         h('div', { class: 'tl-actions' },
           h(ActionButton, { class: 'small', disabled: inUse, title: inUse ? 'Turn the client off first' : undefined, onClick: () => restore(s) }, 'Restore'),
+          h(ActionButton, { class: 'small', onClick: () => promote(s), title: 'Make a golden image from this snapshot' }, 'Make image'),
           h(ActionButton, { class: 'small ghost-danger', onClick: () => remove(s) }, 'Delete')))),
       h('li', { class: 'origin' }, h('span', { class: 'tl-dot', 'aria-hidden': 'true' }),
         h('div', { class: 'tl-body' }, h('div', null, h('strong', null, 'Golden image '), h('span', { class: 'tag' }, client.image)), h('div', { class: 'sub' }, `created ${when(client.createdAt)}`)),
         h('div', { class: 'tl-actions' }, h(ActionButton, { class: 'small ghost-danger', disabled: inUse, title: inUse ? 'Turn the client off first' : undefined, onClick: reset }, 'Reset to golden'))),
     ),
     list.length === 0 ? h(Empty, null, 'No snapshots yet. Take one before trying something risky.') : null,
+    client.schedule !== undefined ? h(ScheduleLine, { client, changed: props.changed }) : null,
   );
 }
 
-function ImageAssign(props: { client: Client; changed: () => void }): El {
-  const images = usePoll(() => api<{ images: Image[] }>('GET', '/api/images').then((r) => r.images.filter((i) => i.state === 'ready')), [], 10_000);
+function ImageAssign(props: { client: Client; images: Image[]; changed: () => void }): El {
   const [choice, setChoice] = useState('');
   const { client } = props;
-  const others = (images.data ?? []).filter((i) => i.name !== client.image);
+  const others = props.images.filter((i) => i.state === 'ready' && i.name !== client.image);
   const target = choice || others[0]?.name || '';
   return h(Card, { title: 'Golden image' },
     h('p', null, 'Based on ', h('span', { class: 'tag' }, client.image), '.'),
@@ -219,11 +238,13 @@ export function ClientPage(props: { mac: string }): El {
   const client = usePoll(() => api<Client>('GET', base), [props.mac]);
   const events = usePoll(() => api<{ events: BootEvent[] }>('GET', `${base}/events`).then((r) => r.events), [props.mac]);
   const snaps = usePoll(() => api<{ snapshots: Snapshot[] }>('GET', `${base}/snapshots`).then((r) => r.snapshots), [props.mac]);
+  const images = usePoll(() => api<{ images: Image[] }>('GET', '/api/images').then((r) => r.images), [], 10_000);
   const c = client.data;
   const changed = () => {
     client.reload();
     snaps.reload();
     events.reload();
+    images.reload();
   };
 
   if (!c) {
@@ -257,12 +278,14 @@ export function ClientPage(props: { mac: string }): El {
     h('div', { class: 'grid2' },
       h('div', { class: 'col' },
         h(Snapshots, { client: c, snapshots: snaps.data, error: snaps.error, changed }),
-        h(ImageAssign, { client: c, changed })),
+        h(ImageAssign, { client: c, images: images.data ?? [], changed })),
       h('div', { class: 'col' },
         h(BootTimeline, { client: c, events: events.data, error: events.error }),
+        c.disks ? h(BootChoicesCard, { client: c, images: images.data ?? [], changed }) : null,
         h(Card, { title: 'Disk and target' },
           h('dl', { class: 'facts' },
-            h('dt', null, 'Disk used'), h('dd', null, bytes(c.diskUsedBytes)),
+            h('dt', null, 'Disk'), h('dd', null, diskLine(c)),
+            c.holders?.length ? [h('dt', null, 'In use by'), h('dd', null, c.holders.map((x) => h('div', { key: x.initiatorName + x.address, class: 'mono wrap' }, `${x.initiatorName} from ${x.address}, ${ago(x.since).replace(' ago', '')}`)))] : null,
             h('dt', null, 'Target'), h('dd', { class: 'mono wrap' }, c.target),
             c.rootPath ? [h('dt', null, 'Root path'), h('dd', { class: 'mono wrap' }, c.rootPath)] : null,
             h('dt', null, 'Initiator'), h('dd', { class: 'mono wrap' }, c.initiatorName ?? '—'),

@@ -113,8 +113,19 @@ function ImageRow(props: { img: Image; changed: () => void }): El {
       toastError('Delete failed', err);
     }
   };
+  const toggleRescue = async () => {
+    try {
+      await api('PATCH', `/api/images/${seg(img.name)}`, { rescue: !img.rescue });
+      toast(img.rescue ? `“${img.name}” is no longer a rescue image` : `“${img.name}” can now rescue clients (client page → next boot)`);
+      props.changed();
+    } catch (err) {
+      toastError('Could not change it', err);
+    }
+  };
   return h('div', { class: 'row image-row', 'data-image': img.name },
-    h('div', { class: 'cell main' }, h('div', { class: 'title' }, img.name), h('div', { class: 'sub', title: when(img.createdAt) }, `added ${ago(img.createdAt)}`)),
+    h('div', { class: 'cell main' }, h('div', { class: 'title' }, img.name, img.rescue ? h('span', { class: 'tag rescue' }, 'rescue') : null),
+      h('div', { class: 'sub', title: when(img.createdAt) }, `added ${ago(img.createdAt)}`,
+        img.state === 'ready' && img.rescue !== undefined ? [' · ', h('button', { class: 'linkish small-link', onClick: toggleRescue, title: 'A rescue image boots once with a client’s own disk attached as a second disk' }, img.rescue ? 'not a rescue image' : 'use as rescue image')] : null)),
     h('div', { class: 'cell' },
       img.state === 'importing'
         ? h('div', { class: 'importing' }, h('span', { class: 'muted' }, f === undefined ? 'importing…' : `importing ${Math.round(f * 100)} %`), h(Progress, { value: f, label: `import of ${img.name}` }))
