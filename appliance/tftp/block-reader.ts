@@ -136,13 +136,24 @@ export class BlockReader {
       return;
     }
     this.reading = true;
-    this.file.read(raw, 0, length, this.filePos).then(
-      (n) => this.landed(raw, n),
-      (err: unknown) => this.landed(raw, -1, err instanceof Error ? err : new Error(String(err))),
+    this.readInto(raw, 0, length);
+  }
+
+  /**
+   * Fills raw[0..length) from the file, reading again after a short read: a chunk must hold
+   * whole blocks' worth of data, or a block could span more chunks than the two we keep.
+   */
+  private readInto(raw: Buffer, filled: number, length: number): void {
+    this.file.read(raw, filled, length - filled, this.filePos + filled).then(
+      (n) => {
+        if (n > 0 && filled + n < length && !this.closed) this.readInto(raw, filled + n, length);
+        else this.landed(raw, filled + Math.max(0, n), n <= 0);
+      },
+      (err: unknown) => this.landed(raw, filled, false, err instanceof Error ? err : new Error(String(err))),
     );
   }
 
-  private landed(raw: Buffer, n: number, err?: Error): void {
+  private landed(raw: Buffer, n: number, hitEnd: boolean, err?: Error): void {
     this.reading = false;
     if (this.closed) {
       this.pool.release(raw);
@@ -156,7 +167,8 @@ export class BlockReader {
       this.free.push(raw);
     } else {
       this.filePos += n;
-      if (this.filePos >= this.file.size) this.eof = true;
+      // A read that returned 0 before the expected size: the file shrank; end after this chunk.
+      if (this.filePos >= this.file.size || hitEnd) this.eof = true;
       const view = raw.subarray(0, n);
       if (this.netascii) {
         this.next = { data: toNetascii(view), raw: null };

@@ -191,6 +191,18 @@ describe('ReadTransfer file reads', () => {
     expect(r.received.equals(real)).toBe(true);
   });
 
+  it('copes with a source that returns short reads (e.g. a generated file)', async () => {
+    const data = testData(50_000);
+    const mem = memoryFile(data);
+    const r = await runTransfer({
+      data,
+      options: [opt('blksize', '1468')],
+      file: { size: data.length, read: (buf, off, len, pos) => mem.read(buf, off, Math.min(len, 700), pos), close: async () => {} },
+    });
+    expect(r.result).toMatchObject({ ok: true, bytes: data.length });
+    expect(r.received.equals(data)).toBe(true);
+  });
+
   it('closes the file exactly once when the transfer ends', async () => {
     let closes = 0;
     const data = testData(5000);
