@@ -68,6 +68,7 @@ export interface OackPacket {
   options: TftpOption[];
 }
 
+/** Any TFTP packet, discriminated by `op`. */
 export type TftpPacket = RrqPacket | WrqPacket | DataPacket | AckPacket | ErrorPacket | OackPacket;
 
 /** A packet that cannot be decoded: why, and the byte offset where decoding stopped. */

@@ -3,7 +3,8 @@
  * ephemeral socket (the server's TID) for each transfer. Read-only: WRQ is refused with ERROR 2.
  */
 import dgram from 'node:dgram';
-import type { AddressInfo } from 'node:net';
+import dns from 'node:dns';
+import { isIPv4, type AddressInfo } from 'node:net';
 import type { Clock } from '../core/clock';
 import type { Logger } from '../core/log';
 import type { BootEventSink, BootEvent } from '../core/model';
@@ -44,15 +45,20 @@ interface Active {
   socket: dgram.Socket | null;
 }
 
+type LookupCallback = (err: NodeJS.ErrnoException | null, address: string, family: number) => void;
+
 /**
- * A UDP socket whose sends skip Node's per-send DNS lookup step (our destinations are always IP
- * literals): the default lookup defers every send by a tick, which costs throughput in lock-step.
+ * A UDP socket whose sends skip Node's per-send DNS lookup step for IP literals (all our
+ * destinations are): the default lookup defers every send by a tick, which costs throughput in
+ * lock-step. Names (a tftp.host such as "localhost") still go through dns.lookup.
  */
 function udpSocket(): dgram.Socket {
   return dgram.createSocket({
     type: 'udp4',
-    lookup: (address: string, _opts: unknown, cb: (err: Error | null, address: string, family: number) => void) =>
-      cb(null, address, 4),
+    lookup: (address: string, _family: unknown, cb: LookupCallback) => {
+      if (isIPv4(address)) cb(null, address, 4);
+      else dns.lookup(address, 4, cb);
+    },
   } as dgram.SocketOptions);
 }
 

@@ -212,6 +212,13 @@ describe('TftpServer', () => {
     expect(again.port).toBe(port);
   });
 
+  it('binds to a host name too (tftp.host "localhost")', async () => {
+    const s = await server({ host: 'localhost' });
+    const c = await client();
+    c.send(rrq('file.bin'), s.port);
+    expect((await c.next()).p).toMatchObject({ op: 'data', block: 1 });
+  });
+
   it('start() rejects with a FatalError naming the port when it is taken', async () => {
     const s = await server();
     const clash = new TftpServer({
