@@ -88,12 +88,29 @@ export function confirmAction(req: ConfirmRequest): Promise<boolean> {
 export function ConfirmHost(): El | null {
   const [req, setReq] = useState<ConfirmState | undefined>(undefined);
   const cancelRef = useRef<HTMLButtonElement>(null);
+  const dialogRef = useRef<HTMLDivElement>(null);
   showConfirm = setReq;
   useEffect(() => {
     if (!req) return;
-    cancelRef.current?.focus();
+    // A prompt starts in its field; a plain confirmation on Cancel (Enter must not destroy).
+    (dialogRef.current?.querySelector('input') ?? cancelRef.current)?.focus();
     const onKey = (e: KeyboardEvent) => {
       if (e.key === 'Escape') close(false);
+      if (e.key === 'Enter' && (e.target as HTMLElement).tagName === 'INPUT') close(true);
+      // Keep Tab inside the dialog (it is modal: the page behind must not take focus).
+      if (e.key === 'Tab' && dialogRef.current) {
+        const items = [...dialogRef.current.querySelectorAll<HTMLElement>('button, input, select, a[href]')].filter((x) => !x.hasAttribute('disabled'));
+        if (!items.length) return;
+        const first = items[0];
+        const last = items[items.length - 1];
+        if (e.shiftKey && document.activeElement === first) {
+          e.preventDefault();
+          last.focus();
+        } else if (!e.shiftKey && document.activeElement === last) {
+          e.preventDefault();
+          first.focus();
+        }
+      }
     };
     document.addEventListener('keydown', onKey);
     return () => document.removeEventListener('keydown', onKey);
@@ -104,7 +121,7 @@ export function ConfirmHost(): El | null {
     req.resolve(ok);
   };
   return h('div', { class: 'overlay', onClick: (e: MouseEvent) => e.target === e.currentTarget && close(false) },
-    h('div', { class: 'dialog', role: 'alertdialog', 'aria-modal': 'true', 'aria-labelledby': 'dlg-title' },
+    h('div', { class: 'dialog', ref: dialogRef, role: 'alertdialog', 'aria-modal': 'true', 'aria-labelledby': 'dlg-title' },
       h('h2', { id: 'dlg-title' }, req.title),
       h('div', { class: 'dialog-body' }, req.body),
       h('div', { class: 'dialog-actions' },
