@@ -34,6 +34,8 @@ const MAX_PENDING_OUTPUT = 16 * 1024 * 1024;
 const MAX_WRITE_BUFFERED = 64 * 1024 * 1024;
 /** Largest EDTL accepted for a command carrying data: bounds what one command may make us allocate. */
 const MAX_EDTL = 16 * 1024 * 1024;
+/** Output batches up to this size are joined into one buffer before the socket sees them. */
+const SMALL_BATCH = 64 * 1024;
 
 /** What a connection needs from the server. */
 export interface ConnectionContext {
@@ -68,7 +70,8 @@ interface Task {
   outstandingR2T: number;
   r2tSN: number;
   /** Expected DataSN of the next Data-Out in the current sequence, by TTT. */
-  dataSN: Map<number, number>;
+  /** Expected DataSN per open Data-Out sequence, by TTT (created for writes only). */
+  dataSN: Map<number, number> | null;
   /** Delivered in CmdSN order (for non-immediate commands). */
   ordered: boolean;
   executing: boolean;
@@ -117,7 +120,6 @@ export class IscsiConnection {
   private writeBuffered = 0;
   private readonly r2tWaiters: Task[] = [];
   private nextTtt = 1;
-  private corked = false;
   private cancelNop: (() => void) | null = null;
   private lastRx: number;
   private nopOutstanding: number | null = null;
@@ -211,6 +213,8 @@ export class IscsiConnection {
       if (pdu.op !== 'loginRequest') return this.protocolError(`${pdu.op} before login completed`);
       return this.onLogin(pdu);
     }
+    // While logging out or stopping, data for commands already accepted still comes in.
+    if (this.phase === 'logout' && pdu.op === 'dataOut') return this.onDataOut(pdu);
     if (this.phase !== 'full') return;
     switch (pdu.op) {
       case 'scsiCommand': return this.ordered(pdu, () => this.onCommand(pdu));
@@ -260,7 +264,13 @@ export class IscsiConnection {
       this.framer.headerDigest = this.params!.headerDigest;
       this.framer.dataDigest = this.params!.dataDigest;
       this.framer.maxDataSegment = this.params!.targetMaxRecvDataSegmentLength;
-      if (step.outcome.sessionType === 'Normal') this.lunsOpening = this.openLuns();
+      if (step.outcome.sessionType === 'Normal') {
+        // Commands wait for the volumes only while they are being opened.
+        const opening = this.openLuns().finally(() => {
+          if (this.lunsOpening === opening) this.lunsOpening = null;
+        });
+        this.lunsOpening = opening;
+      }
       this.log.info({ initiator: step.outcome.initiatorName, target: step.outcome.target?.name, type: step.outcome.sessionType, tsih }, 'login');
     }
   }
@@ -341,7 +351,6 @@ export class IscsiConnection {
 
   private registerTask(cmd: ScsiCommand, ordered: boolean): void {
     this.ctx.count('commands');
-    this.log.trace({ itt: cmd.itt, op: cmd.cdb[0], edtl: cmd.edtl, imm: cmd.data.length, final: cmd.final, cmdSN: cmd.cmdSN }, 'SCSI command');
     if (this.tasks.has(cmd.itt)) {
       // §11.2.1.7: ITTs are unique among outstanding tasks.
       this.reject(RejectReason.TaskInProgress, cmd.header);
@@ -350,7 +359,7 @@ export class IscsiConnection {
     const p = this.params!;
     const task: Task = {
       itt: cmd.itt, cmd, lu: this.luns.get(cmd.lun) ?? null, buf: null, received: 0, unsolicitedEnd: 0, nextR2T: 0,
-      outstandingR2T: 0, r2tSN: 0, dataSN: new Map(), ordered, executing: false, aborted: false, reservedBytes: 0,
+      outstandingR2T: 0, r2tSN: 0, dataSN: null, ordered, executing: false, aborted: false, reservedBytes: 0,
       dataError: false,
     };
     this.tasks.set(cmd.itt, task);
@@ -373,6 +382,7 @@ export class IscsiConnection {
       // Unsolicited Data-Out is only sent when F is clear on the command (§11.3.1).
       if (cmd.final && !p.initialR2T) task.unsolicitedEnd = imm;
       task.nextR2T = task.unsolicitedEnd;
+      task.dataSN = new Map();
       if (task.unsolicitedEnd > imm) task.dataSN.set(RESERVED_TAG, 0);
       if (imm === cmd.edtl) {
         task.buf = cmd.data; // the whole write came as immediate data: no copy
@@ -419,7 +429,7 @@ export class IscsiConnection {
       const len = Math.min(p.maxBurstLength, edtl - task.nextR2T);
       const ttt = this.nextTtt;
       this.nextTtt = (this.nextTtt + 1) & 0x7fffffff || 1;
-      task.dataSN.set(ttt, 0);
+      task.dataSN!.set(ttt, 0);
       const hdr = encodeR2T({
         lun: task.cmd.lun, itt: task.itt, ttt, r2tSN: task.r2tSN++, bufferOffset: task.nextR2T, length: len,
         statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN(),
@@ -438,8 +448,8 @@ export class IscsiConnection {
       return;
     }
     if (task.aborted) return;
-    const expected = task.dataSN.get(d.ttt);
-    this.log.trace({ itt: d.itt, ttt: d.ttt, dataSN: d.dataSN, expected, offset: d.bufferOffset, len: d.data.length, final: d.final }, 'Data-Out');
+    const seqs = task.dataSN!;
+    const expected = seqs.get(d.ttt);
     if (expected === undefined) return this.protocolError(`Data-Out with unknown TTT ${d.ttt}`);
     if (d.dataSN !== expected && !task.dataError) {
       // A DataSN gap at ERL 0 cannot be recovered (§7.1): keep the connection, take in the rest of
@@ -447,13 +457,13 @@ export class IscsiConnection {
       this.log.debug({ itt: d.itt, dataSN: d.dataSN, expected }, 'Data-Out out of sequence, failing the command');
       task.dataError = true;
     }
-    task.dataSN.set(d.ttt, d.dataSN + 1);
+    seqs.set(d.ttt, d.dataSN + 1);
     const len = d.data.length;
     if (d.bufferOffset + len > task.cmd.edtl) return this.protocolError('Data-Out beyond the expected data transfer length');
     if (len > 0) d.data.copy(task.buf, d.bufferOffset);
     task.received += len;
     if (d.final && d.ttt !== RESERVED_TAG) {
-      task.dataSN.delete(d.ttt);
+      seqs.delete(d.ttt);
       task.outstandingR2T--;
       this.issueR2Ts(task);
     }
@@ -475,6 +485,12 @@ export class IscsiConnection {
   private async execute(task: Task): Promise<void> {
     const cmd = task.cmd;
     if (this.lunsOpening) await this.lunsOpening;
+    const fast = this.luns.get(cmd.lun);
+    if (fast && cmd.cdb[0] !== 0xa0) {
+      // Hot path: no extra async layers between the volume's promise and the response.
+      fast.execute({ cdb: cmd.cdb, dataOut: task.buf, edtl: cmd.edtl, nexus: this.nexus }).then((r) => this.finished(task, r));
+      return;
+    }
     let result: ScsiResult;
     const lu = task.lu ?? this.luns.get(cmd.lun) ?? null;
     if (cmd.cdb[0] === 0xa0) {
@@ -487,19 +503,24 @@ export class IscsiConnection {
       result = noSuchLun(cmd.cdb);
     } else {
       result = await lu.execute({ cdb: cmd.cdb, dataOut: task.buf, edtl: cmd.edtl, nexus: this.nexus });
-      const op = cmd.cdb[0];
-      if (result.status === Status.Good) {
-        if (result.dataIn && isRead(op)) {
-          this.stats.readBytes += result.dataIn.length;
-          this.stats.readCommands++;
-          if (!this.firstReadDone) {
-            this.firstReadDone = true;
-            this.onFirstRead?.();
-          }
-        } else if (result.dataOutWanted > 0 && isWrite(op)) {
-          this.stats.writtenBytes += Math.min(result.dataOutWanted, task.received);
-          this.stats.writeCommands++;
+    }
+    this.finished(task, result);
+  }
+
+  /** Accounts a finished command (session counters, first-read telemetry), then answers it. */
+  private finished(task: Task, result: ScsiResult): void {
+    const op = task.cmd.cdb[0];
+    if (result.status === Status.Good) {
+      if (result.dataIn && isRead(op)) {
+        this.stats.readBytes += result.dataIn.length;
+        this.stats.readCommands++;
+        if (!this.firstReadDone) {
+          this.firstReadDone = true;
+          this.onFirstRead?.();
         }
+      } else if (result.dataOutWanted > 0 && isWrite(op)) {
+        this.stats.writtenBytes += Math.min(result.dataOutWanted, task.received);
+        this.stats.writeCommands++;
       }
     }
     this.complete(task, result);
@@ -588,7 +609,6 @@ export class IscsiConnection {
     let dataSN = 0;
     let burstLeft = burst;
     let h = 0;
-    this.cork();
     while (off < data.length) {
       const len = Math.min(seg, data.length - off, burstLeft);
       const last = off + len >= data.length;
@@ -748,6 +768,13 @@ export class IscsiConnection {
   /** True once a Logout completed (telemetry: iscsi-logout rather than iscsi-disconnect). */
   loggedOut = false;
 
+  /** Resolves when no command is executing or after ms, whichever comes first; leaves no timer behind. */
+  private async idleOrTimeout(ms: number): Promise<void> {
+    let cancel = (): void => undefined;
+    await Promise.race([this.whenIdle(), new Promise<void>((r) => (cancel = this.ctx.clock.setTimeout(r, ms)))]);
+    cancel();
+  }
+
   /** Resolves when no command is executing. */
   whenIdle(): Promise<void> {
     if (this.inFlight === 0) return Promise.resolve();
@@ -801,21 +828,48 @@ export class IscsiConnection {
 
   // ---- output -----------------------------------------------------------------------------
 
-  private cork(): void {
-    if (this.corked) return;
-    this.corked = true;
-    this.socket.cork();
-    // Uncork once the current batch of completions has run: one writev for many PDUs.
-    process.nextTick(() => {
-      this.corked = false;
+  /**
+   * Output batching: PDUs produced during one turn of the event loop are gathered and handed
+   * to the socket together after the poll phase (setImmediate). Small batches are joined into
+   * one buffer (one socket.write, one syscall, far less stream bookkeeping than a write per
+   * header and payload); large ones go out corked as a single writev without copying.
+   */
+  private outQ: Buffer[] = [];
+  private outBytes = 0;
+  private flushScheduled = false;
+
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
+    const q = this.outQ;
+    const n = this.outBytes;
+    this.outQ = [];
+    this.outBytes = 0;
+    if (q.length === 0 || this.socket.destroyed) return;
+    this.ctx.count('bytesOut', n);
+    if (q.length === 1) {
+      this.socket.write(q[0]);
+    } else if (n <= SMALL_BATCH) {
+      this.socket.write(Buffer.concat(q, n));
+    } else {
+      this.socket.cork();
+      for (const b of q) this.socket.write(b);
       this.socket.uncork();
-    });
+    }
+    if (this.socket.writableLength > MAX_PENDING_OUTPUT && !this.socket.isPaused()) this.socket.pause();
+  };
+
+  private out(b: Buffer): void {
+    this.outQ.push(b);
+    this.outBytes += b.length;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flush);
+    }
   }
 
   /** Queues one PDU: header (digest appended when negotiated) and padded data segment. */
   private send(header: Buffer, data: Buffer | null): void {
     if (this.phase === 'closed' || this.socket.destroyed) return;
-    this.cork();
     this.sendSlices(header, data, null, 0);
   }
 
@@ -832,29 +886,26 @@ export class IscsiConnection {
         header.copy(hd, 0);
       }
       hd.writeUInt32LE(crc32c(header), BHS_LENGTH);
-      this.socket.write(hd);
-      this.ctx.count('bytesOut', hd.length);
+      this.out(hd);
     } else {
-      this.socket.write(header);
-      this.ctx.count('bytesOut', header.length);
+      this.out(header);
     }
     if (!data || data.length === 0) return;
-    this.socket.write(data);
+    this.out(data);
     const pad = padded(data.length) - data.length;
-    if (pad) this.socket.write(PAD[pad]);
-    let n = data.length + pad;
+    if (pad) this.out(PAD[pad]);
     if (p?.dataDigest) {
       let crc = crc32c(data);
       if (pad) crc = crc32c(PAD[pad], crc);
       const dd = Buffer.allocUnsafe(4);
       dd.writeUInt32LE(crc, 0);
-      this.socket.write(dd);
-      n += 4;
+      this.out(dd);
     }
-    this.ctx.count('bytesOut', n);
   }
 
   private flushAndEnd(): void {
+    if (this.socket.destroyed) return;
+    this.flush();
     this.socket.end();
     const t = this.ctx.clock.setTimeout(() => this.destroy(), 5000);
     this.socket.once('close', t);
@@ -874,7 +925,7 @@ export class IscsiConnection {
       return this.closed;
     }
     this.phase = 'logout';
-    await Promise.race([this.whenIdle(), new Promise<void>((r) => this.ctx.clock.setTimeout(r, 10_000))]);
+    await this.idleOrTimeout(10_000);
     this.flushAndEnd();
     return this.closed;
   }
@@ -889,7 +940,7 @@ export class IscsiConnection {
     void (async () => {
       if (this.lunsOpening) await this.lunsOpening.catch(() => undefined);
       // Writes already handed to the volume finish before we flush and close it.
-      await Promise.race([this.whenIdle(), new Promise<void>((r) => this.ctx.clock.setTimeout(r, 30_000))]);
+      await this.idleOrTimeout(30_000);
       await this.closeLuns();
       this.resolveClosed();
     })();

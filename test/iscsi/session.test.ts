@@ -192,3 +192,51 @@ describe('iSCSI sessions against the running target (test initiator)', () => {
     expect((await i.read10(0, 1)).status).toBe(0);
   });
 });
+
+describe('IscsiServer lifecycle', () => {
+  it('start() reports a port in use; stop() lets a write finish, flushes the volume and leaves no timer', async () => {
+    const { FakeClock } = await import('../../appliance/core/clock');
+    const { silentLogger } = await import('../../appliance/core/log');
+    const { IscsiServer } = await import('../../appliance/iscsi/server');
+    const { StaticDirectory } = await import('./harness');
+    const clock = new FakeClock();
+    const disk = new MemoryDisk('lifecycle-disk', 2048);
+    let release: () => void = () => undefined;
+    const slowOpen = () => {
+      const v = disk.open();
+      const write = v.write.bind(v);
+      // The first write waits until the test lets it go: it is in flight when stop() starts.
+      let first = true;
+      v.write = async (lba, data, o) => {
+        if (first) {
+          first = false;
+          await new Promise<void>((r) => (release = r));
+        }
+        return write(lba, data, o);
+      };
+      return v;
+    };
+    const dir = new StaticDirectory([target(T, [{ lun: 0, open: slowOpen, readOnly: false }])]);
+    const mk = (port: number) => new IscsiServer({
+      host: '127.0.0.1', port, directory: dir, clock, log: silentLogger(), maxConnections: 4, nopInIntervalSeconds: 5, portalAddress: '127.0.0.1',
+    });
+    const server = mk(0);
+    await server.start();
+    await expect(mk(server.port).start()).rejects.toThrow(/already in use/);
+    const i = await TestInitiator.connect(server.port);
+    expect(await i.login({ initiatorName: IQN_INITIATOR, targetName: T })).toBe(0);
+    const w = i.write10(7, Buffer.alloc(512, 0x77));
+    await new Promise((r) => setTimeout(r, 100));
+    const flushes = disk.flushes;
+    const stopped = server.stop();
+    await new Promise((r) => setTimeout(r, 50));
+    release();
+    expect((await w).status).toBe(0);
+    await stopped;
+    expect(disk.data[7 * 512]).toBe(0x77);
+    expect(disk.flushes).toBeGreaterThan(flushes);
+    expect(server.status().state).toBe('stopped');
+    expect(clock.pending).toBe(0);
+    await i.whenClosed();
+  });
+});

@@ -1,3 +1,4 @@
+import { read as fsRead } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { VolumeError, type BlockVolume, type ThinProvisioning } from '../../image-store/block-volume';
 
@@ -111,7 +112,10 @@ export class FileDisk {
         live();
         checkRange(lba, blocks, blockCount);
         const buf = Buffer.allocUnsafe(blocks * blockSize);
-        const { bytesRead } = await fh.read(buf, 0, buf.length, lba * blockSize);
+        // The callback API on the raw fd: cheaper per call than FileHandle.read's promise path.
+        const bytesRead = await new Promise<number>((resolve, reject) => {
+          fsRead(fh.fd, buf, 0, buf.length, lba * blockSize, (err, n) => (err ? reject(err) : resolve(n)));
+        });
         if (bytesRead < buf.length) buf.fill(0, bytesRead);
         return buf;
       },
