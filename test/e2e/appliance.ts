@@ -118,7 +118,11 @@ export async function startAppliance(lab: Lab, opts: ApplianceOptions): Promise<
     const args = ['-X', method, '-w', '\n%{http_code}', '-H', `Authorization: Bearer ${token}`];
     if (body !== undefined) args.push('-H', 'Content-Type: application/json', '--data-binary', JSON.stringify(body));
     const r = await curl(lab, [...args, baseUrl + path]);
-    if (r.code !== 0) return { status: 0, json: `curl: ${r.stderr.trim()}` };
+    if (r.code !== 0) {
+      const dead = proc.child.exitCode !== null || proc.child.signalCode !== null;
+      const state = dead ? `; the appliance has exited (${proc.child.exitCode ?? proc.child.signalCode}), log tail:\n${log().slice(-2000)}` : '';
+      return { status: 0, json: `${r.stderr.trim()}${state}` };
+    }
     const nl = r.stdout.lastIndexOf('\n');
     const text = r.stdout.slice(0, nl);
     let json: any = text;

@@ -29,7 +29,7 @@ const BOOT_LIMIT_MS = 240_000;
 const IMAGE = 'e2e-golden';
 
 /** Stages every complete boot passes, in order. */
-const FULL_BOOT = ['initramfs', 'modules-loaded', 'nic-up', 'dhcp-ok', 'iscsi-login-ok', 'root-mounted', 'wrote-line', 'poweroff'];
+const FULL_BOOT = ['initramfs', 'modules-loaded', 'nic-up', 'dhcp-ok', 'iscsi-login-ok', 'disk-ready', 'root-mounted', 'wrote-line', 'poweroff'];
 
 function stagesOf(b: BootResult): string[] {
   return b.markers.filter((m) => m.kind === 'STAGE').map((m) => m.text.split(' ')[0]!);

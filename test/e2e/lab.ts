@@ -175,7 +175,8 @@ export class Lab {
       child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown'));
       child.once('error', (err) => resolve(`spawn error: ${err.message}`));
     });
-    void exited.then(() => setTimeout(() => log.end(), 50));
+    // Say in the log how the process ended: a daemon that dies mid-test leaves no other trace.
+    void exited.then((how) => setTimeout(() => log.end(`\n[lab] ${name} exited: ${how}\n`), 50));
     const proc: LabProcess = {
       name,
       child,

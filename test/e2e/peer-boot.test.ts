@@ -27,7 +27,7 @@ suite(`e2e boot through dnsmasq + tgt${why ? ` (skipped: ${why})` : ''}`, () => 
     for (const b of report.boots) {
       const stages = b.markers.filter((m) => m.kind === 'STAGE').map((m) => m.text.split(' ')[0]);
       expect(stages, b.serialLog).toEqual(
-        expect.arrayContaining(['initramfs', 'modules-loaded', 'nic-up', 'dhcp-ok', 'iscsi-login-ok', 'root-mounted', 'wrote-line']),
+        expect.arrayContaining(['initramfs', 'modules-loaded', 'nic-up', 'dhcp-ok', 'iscsi-login-ok', 'disk-ready', 'root-mounted', 'wrote-line']),
       );
       expect(b.rootMountedMs, b.serialLog).toBeGreaterThan(0);
       // iscsistart logged in with the name iPXE took from DHCP option 203 (tgt admits no other).
