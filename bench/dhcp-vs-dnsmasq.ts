@@ -52,6 +52,10 @@ function waitLine(proc: ChildProcess, re: RegExp, ms: number): Promise<void> {
       buf += d.toString();
       if (re.test(buf)) {
         clearTimeout(t);
+        proc.stdout?.off('data', on);
+        proc.stderr?.off('data', on);
+        proc.stdout?.resume();
+        proc.stderr?.resume();
         resolve();
       }
     };
@@ -73,9 +77,10 @@ async function startOurs(mode: 'full' | 'proxy'): Promise<ChildProcess> {
   const spec = join(dir, `ours-${mode}.json`);
   writeFileSync(spec, JSON.stringify({
     config: { dhcp: { mode, interface: 'vs', range: mode === 'full' ? ['198.18.6.100', '198.18.6.250'] : [], conflictProbeSeconds: 0, leaseSeconds: 3600 }, boot: { unknownClients: 'menu' } },
-    serverAddress: 'auto', dbFile: join(dir, `ours-${mode}-${Date.now()}.db`), clients: [], logLevel: 'error',
+    serverAddress: 'auto', dbFile: join(dir, `ours-${mode}-${Date.now()}.db`), clients: [], logLevel: 'error', quiet: true,
   }));
-  // Events go to stdout in the runner; discard them (the sink's cost is part of what we measure).
+  // quiet: no boot-event sink (the runner's sink prints to stdout, not what the appliance does);
+  // dnsmasq runs with --quiet-dhcp likewise.
   const p = spawn('ip', ['netns', 'exec', S, tsx, join(repo, 'test/dhcp/helpers/runner.ts'), spec], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
   await waitLine(p, /^READY/m, 30_000);
   return p;

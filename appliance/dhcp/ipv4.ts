@@ -1,10 +1,12 @@
 /** IPv4 address arithmetic on unsigned 32-bit integers. Pure. */
+import { writeIp } from './packet';
+
+const scratch = Buffer.alloc(4);
 
 /** '198.18.0.1' -> 0xc6120001; throws RangeError on a malformed address. */
 export function ipToInt(ip: string): number {
-  const p = ip.split('.');
-  if (p.length !== 4 || p.some((x) => !/^\d{1,3}$/.test(x) || Number(x) > 255)) throw new RangeError(`not an IPv4 address: ${ip}`);
-  return ((Number(p[0]) << 24) | (Number(p[1]) << 16) | (Number(p[2]) << 8) | Number(p[3])) >>> 0;
+  writeIp(scratch, 0, ip);
+  return scratch.readUInt32BE(0);
 }
 
 /** 0xc6120001 -> '198.18.0.1'. */
