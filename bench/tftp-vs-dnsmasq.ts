@@ -78,6 +78,12 @@ async function waitForPort(port: number): Promise<void> {
   throw new Error(`server on port ${port} did not come up`);
 }
 
+/** CPU seconds (user + system) a process has used so far, from /proc (clock ticks of 10 ms). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {
@@ -108,10 +114,14 @@ async function main(): Promise<void> {
     const rows: string[][] = [];
     for (const c of cases) {
       const t: Record<'dnsmasq' | 'ours', number[]> = { dnsmasq: [], ours: [] };
+      const cpu: Record<'dnsmasq' | 'ours', number[]> = { dnsmasq: [], ours: [] };
       for (let r = 0; r < reps; r++) {
         for (const [who, port] of [['dnsmasq', 69], ['ours', OUR_PORT]] as const) {
           const out = path.join(dir, `out-${who}`);
+          const pid = (who === 'dnsmasq' ? dnsmasq : ours).pid!;
+          const c0 = cpuSeconds(pid);
           t[who].push(fetchOnce(c, port, out));
+          cpu[who].push(cpuSeconds(pid) - c0);
           const got = sha256(out);
           if (got !== want) throw new Error(`${who} ${c.name}: sha256 mismatch`);
         }
@@ -120,10 +130,11 @@ async function main(): Promise<void> {
       const o = median(t.ours);
       const dBest = Math.min(...t.dnsmasq);
       const oBest = Math.min(...t.ours);
-      rows.push([c.name, d.toFixed(2), o.toFixed(2), (d / o).toFixed(2), dBest.toFixed(2), oBest.toFixed(2), (dBest / oBest).toFixed(2), `${(sizeMiB / oBest).toFixed(1)}`]);
+      rows.push([c.name, d.toFixed(2), o.toFixed(2), (d / o).toFixed(2), dBest.toFixed(2), oBest.toFixed(2), (dBest / oBest).toFixed(2),
+        `${(sizeMiB / oBest).toFixed(1)}`, median(cpu.dnsmasq).toFixed(2), median(cpu.ours).toFixed(2)]);
       process.stderr.write(`${c.name}: dnsmasq ${t.dnsmasq.map((x) => x.toFixed(2)).join('/')}, ours ${t.ours.map((x) => x.toFixed(2)).join('/')}\n`);
     }
-    const head = ['case', 'dnsmasq med s', 'ours med s', 'ratio', 'dnsmasq best s', 'ours best s', 'ratio', 'ours best MiB/s'];
+    const head = ['case', 'dnsmasq med s', 'ours med s', 'ratio', 'dnsmasq best s', 'ours best s', 'ratio', 'ours best MiB/s', 'dnsmasq cpu s', 'ours cpu s'];
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
     const line = (r: string[]) => r.map((x, i) => (i === 0 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('  ');
     console.log(`\nTFTP ${sizeMiB} MiB, ${reps} runs each, sha256 verified; ratio = dnsmasq time / our time; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
