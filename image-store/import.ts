@@ -4,7 +4,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from '../appliance/core/log';
 import { StoreError } from './errors';
-import { isZero, preadFull, pwriteFull } from './io';
+import { isZero, preadFull } from './io';
 import type { ImageRow } from './metadata';
 import { DecodeError, isQcow2 } from './qcow2';
 import { Qcow2Source, RawSource, type ImageSource } from './qcow2-reader';
@@ -76,7 +76,7 @@ export async function importFile(store: ImageStore, name: string, file: string, 
           const p = await space.alloc();
           uncommitted.push(p);
           space.markDirty(p);
-          await pwriteFull(space.fdOf(p), buf, 0, cb, space.posOf(p));
+          await space.io.write(space.fdOf(p), buf, 0, cb, space.posOf(p));
           batch.push([l, p]);
           if (batch.length * cb >= BATCH_BYTES) await commitBatch(false);
         }

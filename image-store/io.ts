@@ -39,3 +39,21 @@ export function isZero(buf: Buffer, off: number, len: number): boolean {
   if (zeroes.length < len) zeroes = Buffer.alloc(len);
   return buf.compare(zeroes, 0, len, off, off + len) === 0;
 }
+
+/**
+ * How segment data moves: positional reads/writes and fdatasync. The store uses `fileIo`; the
+ * power-cut test swaps in a volatile write cache that loses unsynced sectors, which is how a
+ * power cut differs from the SIGKILL the crash test can do.
+ */
+export interface SegmentIo {
+  read(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<void>;
+  write(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<void>;
+  sync(fd: number): Promise<void>;
+}
+
+/** The real thing: libuv pread/pwrite/fdatasync. */
+export const fileIo: SegmentIo = {
+  read: preadFull,
+  write: pwriteFull,
+  sync: (fd) => new Promise<void>((resolve, reject) => fs.fdatasync(fd, (e) => (e ? reject(e) : resolve()))),
+};

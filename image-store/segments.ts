@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Metadata } from './metadata';
 import { StoreError } from './errors';
+import { fileIo, type SegmentIo } from './io';
 
 /**
  * Physical space: fixed-size segment files (seg-000000.dat ...) made of chunks, each written in
@@ -37,6 +38,8 @@ export class SegmentSpace {
     readonly chunkBytes: number,
     readonly segmentBytes: number,
     private readonly limits: { capacityBytes?: number; reserveBytes: number },
+    /** Segment data I/O (tests substitute a volatile cache). */
+    readonly io: SegmentIo = fileIo,
   ) {
     this.chunksPerSegment = segmentBytes / chunkBytes;
   }
@@ -205,7 +208,7 @@ export class SegmentSpace {
     // off the dirty set): wait for it too, or that flush could commit before its data is durable.
     const segs = [...this.dirty];
     this.dirty.clear();
-    const mine = Promise.all(segs.map((s) => new Promise<void>((res, rej) => fs.fdatasync(this.fds[s], (e) => (e ? rej(e) : res())))));
+    const mine = Promise.all(segs.map((s) => this.io.sync(this.fds[s])));
     const all = Promise.all([this.lastSync, mine]);
     this.lastSync = all.catch(() => {});
     try {

@@ -7,6 +7,7 @@ import type { Logger } from '../appliance/core/log';
 import { StoreError } from './errors';
 import { Metadata, openDatabase, storeGeometry, type DiskRow, type GcResult, type ImageRow, type SnapshotRow } from './metadata';
 import { SegmentSpace } from './segments';
+import type { SegmentIo } from './io';
 import { VolumeCore } from './volume-core';
 import { StoreVolume } from './volume';
 import { importFile } from './import';
@@ -75,6 +76,8 @@ export interface ImageStoreOptions {
   capacityBytes?: number;
   /** qemu-img binary for formats other than raw/qcow2 (default: "qemu-img" on PATH). */
   qemuImg?: string;
+  /** @internal Segment data I/O; tests pass a volatile write cache to simulate power cuts. */
+  io?: SegmentIo;
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
@@ -102,11 +105,12 @@ export class ImageStore {
     private readonly qemuImg: string,
     db: Database.Database,
     limits: { capacityBytes?: number; reserveBytes: number },
+    io: SegmentIo | undefined,
   ) {
     this.db = db;
     this.meta = new Metadata(db);
     const g = storeGeometry(db);
-    this.space = new SegmentSpace(dir, this.meta, g.chunkBytes, g.segmentBytes, limits);
+    this.space = new SegmentSpace(dir, this.meta, g.chunkBytes, g.segmentBytes, limits, io);
     this.space.load();
     this.recover();
   }
@@ -128,7 +132,7 @@ export class ImageStore {
     return new ImageStore(opts.dir, opts.clock, log, opts.qemuImg ?? 'qemu-img', db, {
       capacityBytes: opts.capacityBytes,
       reserveBytes: (opts.reserveMiB ?? 256) * 1024 * 1024,
-    });
+    }, opts.io);
   }
 
   /** Removes what a crash left half-made: images whose import never finished, temp files. */

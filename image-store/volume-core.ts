@@ -1,6 +1,6 @@
 import { VolumeError } from './block-volume';
 import { StoreError } from './errors';
-import { isZero, preadFull, pwriteFull } from './io';
+import { isZero } from './io';
 import { ZERO_EXTENT, type Metadata } from './metadata';
 import type { SegmentSpace } from './segments';
 
@@ -85,7 +85,7 @@ export class VolumeCore {
     let first: Promise<void> | null = null;
     let more: Promise<void>[] | null = null;
     const issue = () => {
-      const p = preadFull(runFd, out, runOff, runLen, runPos);
+      const p = this.space.io.read(runFd, out, runOff, runLen, runPos);
       if (first === null) first = p;
       else (more ??= [first]).push(p);
       runFd = -1;
@@ -169,7 +169,7 @@ export class VolumeCore {
     if (v !== 0 && this.gen[l] === this.top && (this.cow.size === 0 || !this.cow.has(l))) {
       const p = v - 1;
       this.space.markDirty(p);
-      return pwriteFull(this.space.fdOf(p), data, o, n, this.space.posOf(p) + inChunk);
+      return this.space.io.write(this.space.fdOf(p), data, o, n, this.space.posOf(p) + inChunk);
     }
     return this.writeChunkSlow(l, inChunk, data, o, n);
   }
@@ -185,7 +185,7 @@ export class VolumeCore {
       if (v !== 0 && this.gen[l] === this.top) {
         const p = v - 1;
         this.space.markDirty(p);
-        return pwriteFull(this.space.fdOf(p), data, o, n, this.space.posOf(p) + inChunk);
+        return this.space.io.write(this.space.fdOf(p), data, o, n, this.space.posOf(p) + inChunk);
       }
       const job = this.copyOnWrite(l, inChunk, data, o, n);
       this.cow.set(l, job);
@@ -216,11 +216,11 @@ export class VolumeCore {
         bo = 0;
         const old = this.map[l];
         if (old === 0) buf.fill(0);
-        else await preadFull(this.space.fdOf(old - 1), buf, 0, cb, this.space.posOf(old - 1));
+        else await this.space.io.read(this.space.fdOf(old - 1), buf, 0, cb, this.space.posOf(old - 1));
         data.copy(buf, inChunk, o, o + n);
       }
       this.space.markDirty(p);
-      await pwriteFull(this.space.fdOf(p), buf, bo, cb, this.space.posOf(p));
+      await this.space.io.write(this.space.fdOf(p), buf, bo, cb, this.space.posOf(p));
     } catch (err) {
       this.space.release([p]);
       throw err;
