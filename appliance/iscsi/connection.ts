@@ -382,8 +382,9 @@ export class IscsiConnection {
       // Unsolicited Data-Out is only sent when F is clear on the command (§11.3.1).
       if (cmd.final && !p.initialR2T) task.unsolicitedEnd = imm;
       task.nextR2T = task.unsolicitedEnd;
-      task.dataSN = new Map();
-      if (task.unsolicitedEnd > imm) task.dataSN.set(RESERVED_TAG, 0);
+      // Sequences of Data-Out are expected only when not everything came as immediate data.
+      if (imm < cmd.edtl) task.dataSN = new Map();
+      if (task.unsolicitedEnd > imm) task.dataSN!.set(RESERVED_TAG, 0);
       if (imm === cmd.edtl) {
         task.buf = cmd.data; // the whole write came as immediate data: no copy
       } else if (task.unsolicitedEnd === 0 && this.writeBuffered + cmd.edtl > MAX_WRITE_BUFFERED) {
@@ -442,7 +443,7 @@ export class IscsiConnection {
 
   private onDataOut(d: DataOut): void {
     const task = this.tasks.get(d.itt);
-    if (!task || !task.buf || task.executing) {
+    if (!task || !task.buf || !task.dataSN || task.executing) {
       // Data for an aborted or answered task: nothing to do with it (§7.1.1, ERL 0).
       this.log.debug({ itt: d.itt }, 'Data-Out for no pending task, dropped');
       return;

@@ -1,4 +1,4 @@
-import { read as fsRead } from 'node:fs';
+import { read as fsRead, write as fsWrite } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { VolumeError, type BlockVolume, type ThinProvisioning } from '../../image-store/block-volume';
 
@@ -123,7 +123,9 @@ export class FileDisk {
         live();
         if (readOnly) throw new VolumeError('READ_ONLY', 'read-only');
         checkRange(lba, data.length / blockSize, blockCount);
-        await fh.write(data, 0, data.length, lba * blockSize);
+        await new Promise<void>((resolve, reject) => {
+          fsWrite(fh.fd, data, 0, data.length, lba * blockSize, (err) => (err ? reject(err) : resolve()));
+        });
         if (opts?.fua) await fh.datasync();
       },
       async flush() {

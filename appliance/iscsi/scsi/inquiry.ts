@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { BlockVolume } from '../../../image-store/block-volume';
+import { thirdPartyCopyPage } from './extended-copy';
 import { invalidCdb } from './sense';
 
 /**
@@ -66,7 +67,7 @@ export function standardInquiry(present: boolean): Buffer {
 }
 
 /** The VPD pages we serve, in ascending order (VPD 0x00 lists exactly these). */
-export const VPD_PAGES = [0x00, 0x80, 0x83, 0xb0, 0xb1, 0xb2] as const;
+export const VPD_PAGES = [0x00, 0x80, 0x83, 0x8f, 0xb0, 0xb1, 0xb2] as const;
 
 function page(code: number, body: Buffer): Buffer {
   const b = Buffer.alloc(4 + body.length);
@@ -107,6 +108,8 @@ export function vpdPage(code: number, volume: BlockVolume, identity: LuIdentity,
         designator(0x3, 0x18, name, 5, true), // UTF-8, target port, SCSI name string
       ]));
     }
+    case 0x8f:
+      return page(0x8f, thirdPartyCopyPage());
     case 0xb0: {
       const b = Buffer.alloc(60);
       b[0] = 0x00; // WSNZ=0: WRITE SAME of zero blocks means "to the end" (bounded below)

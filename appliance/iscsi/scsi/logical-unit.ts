@@ -1,4 +1,5 @@
 import { VolumeError, type BlockVolume } from '../../../image-store/block-volume';
+import { parseExtendedCopy, receiveCopyResults, runExtendedCopy, type CopyStatus } from './extended-copy';
 import { BLOCK_LIMITS, luIdentity, standardInquiry, vpdPage, type LuIdentity } from './inquiry';
 import { modeSelect, modeSense } from './mode-pages';
 import { COMMANDS, hasServiceAction, Opcode, ServiceAction } from './opcodes';
@@ -37,6 +38,8 @@ export interface ScsiResult {
 /** State of one LU shared by every session that opens it. */
 export class LuShared {
   readonly reservations = new LuReservations();
+  /** EXTENDED COPY results held for RECEIVE COPY RESULTS, by "nexus/list id" (bounded). */
+  readonly copyResults = new Map<string, CopyStatus>();
   private chain: Promise<unknown> = Promise.resolve();
 
   /** Runs fn with exclusive access (COMPARE AND WRITE, ORWRITE are atomic per SBC-3 §5.2). */
@@ -189,6 +192,7 @@ export class LogicalUnit {
       case Opcode.ModeSelect6: return cdb[4];
       case Opcode.ModeSelect10: return cdb.readUInt16BE(7);
       case Opcode.PersistentReserveOut: return cdb.readUInt32BE(5);
+      case Opcode.ExtendedCopy: return cdb.readUInt32BE(10);
       default: return 0;
     }
   }
@@ -271,6 +275,11 @@ export class LogicalUnit {
       case Opcode.PersistentReserveOut:
         this.shared.reservations.prOut(cdb, req.dataOut ?? Buffer.alloc(0), req.nexus);
         return {};
+      case Opcode.ExtendedCopy:
+        await this.extendedCopy(req, wanted);
+        return {};
+      case Opcode.ReceiveCopyResults:
+        return { dataIn: truncate(receiveCopyResults(cdb, this.shared.copyResults.get(`${req.nexus}/${cdb[2]}`)), cdb.readUInt32BE(10)) };
       case Opcode.ReadDefectData10: {
         const b = Buffer.alloc(4);
         b[1] = cdb[2] & 0x1f;
@@ -513,6 +522,22 @@ export class LogicalUnit {
     });
   }
 
+  private async extendedCopy(req: ScsiRequest, wanted: number): Promise<void> {
+    if ((req.cdb[1] & 0x1f) !== 0) throw invalidCdb(1, 4); // LID1 only
+    if (wanted === 0) return;
+    const data = req.dataOut;
+    if (!data || data.length < wanted) throw new ScsiError(SenseKey.IllegalRequest, Asc.ParameterListLengthError);
+    const { listId, usage, segments } = parseExtendedCopy(data.subarray(0, wanted), this.identity.naa, this.blockSize, this.blockCount);
+    this.checkWritable();
+    const status = await runExtendedCopy(this.volume, segments, false);
+    // LIST ID USAGE 00b/01b: keep the results for RECEIVE COPY RESULTS; 10b/11b: discard.
+    if (usage < 2) {
+      const results = this.shared.copyResults;
+      results.set(`${req.nexus}/${listId}`, status);
+      if (results.size > 64) results.delete(results.keys().next().value!);
+    }
+  }
+
   private async orWrite(cdb: Buffer, data: Buffer | null, wanted: number): Promise<void> {
     const io = decodeIo(cdb);
     this.checkProtect(cdb);
@@ -544,7 +569,7 @@ export function accessKind(op: number): AccessKind {
     case Opcode.Write6: case Opcode.Write10: case Opcode.Write12: case Opcode.Write16:
     case Opcode.WriteVerify10: case Opcode.WriteVerify12: case Opcode.WriteVerify16:
     case Opcode.WriteSame10: case Opcode.WriteSame16: case Opcode.Unmap: case Opcode.CompareAndWrite:
-    case Opcode.OrWrite16: case Opcode.SyncCache10: case Opcode.SyncCache16: case Opcode.ModeSelect6:
+    case Opcode.OrWrite16: case Opcode.SyncCache10: case Opcode.SyncCache16: case Opcode.ModeSelect6: case Opcode.ExtendedCopy:
     case Opcode.ModeSelect10:
       return 'write';
     default:
