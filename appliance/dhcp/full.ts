@@ -41,6 +41,8 @@ export class FullResponder implements Responder {
   private readonly first: number;
   private readonly last: number;
   private readonly static = new Map<string, string>();
+  /** When the last "pool exhausted" warning was logged (one a minute, not one per DISCOVER). */
+  private exhaustedWarnedAt = -Infinity;
   /** ip -> { mac, at }: addresses seen in use as ciaddr. */
   private readonly seen = new Map<string, { mac: string; at: number }>();
 
@@ -190,7 +192,10 @@ export class FullResponder implements Responder {
     if (boot) emit(ctx, info.mac, 'dhcp-discover', { xid: info.xid, arch: info.arch });
     const ip = this.allocate(info.mac, info.requestedIp);
     if (!ip) {
-      ctx.log.warn({ mac: info.mac, range: this.cfg.range }, 'address pool exhausted: no offer');
+      if (this.exhaustedWarnedAt + 60_000 <= this.now) {
+        this.exhaustedWarnedAt = this.now;
+        ctx.log.warn({ mac: info.mac, range: this.cfg.range }, 'address pool exhausted: no offer');
+      }
       ctx.counters.ignored += 1;
       return [];
     }

@@ -8,7 +8,7 @@
  * and the script's failure menu shows: the test asserts on the serial log up to that point.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientRecord } from '../../appliance/core/model';
@@ -17,6 +17,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 
 const ROM = '/usr/lib/ipxe/qemu/pxe-e1000.rom';
+const EFI_ROM = '/usr/lib/ipxe/qemu/efi-e1000.rom';
+const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE.fd';
+const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS.fd';
 const skip = netnsUnavailable() ?? (missingTools('qemu-system-x86_64', 'dnsmasq').length ? 'qemu-system-x86_64 or dnsmasq missing' : undefined) ?? (existsSync(ROM) ? undefined : `${ROM} missing (package ipxe-qemu)`);
 const MAC = '52:54:00:12:34:56';
 const client: ClientRecord = {
@@ -60,10 +63,16 @@ describe.skipIf(skip !== undefined)(`iPXE in qemu against the DHCP service${skip
   }
 
   /** Boots qemu until `until` shows on the serial console (or timeout); returns the console text. */
-  async function bootQemu(name: string, until: RegExp, timeoutMs = 120_000): Promise<string> {
+  async function bootQemu(name: string, until: RegExp, timeoutMs = 120_000, uefi = false): Promise<string> {
     const log = join(dir, `${name}.log`);
-    const q = spawn('sh', ['-c', `exec ip netns exec ${A} qemu-system-x86_64 -nographic -monitor none -m 256 -no-reboot `
-      + `-netdev tap,id=n0,ifname=tap0,script=no,downscript=no -device e1000,netdev=n0,mac=${MAC},romfile=${ROM},bootindex=1 > ${log} 2>&1`], { stdio: 'ignore' });
+    let firmware = '';
+    if (uefi) {
+      copyFileSync(OVMF_VARS, join(dir, `${name}-vars.fd`));
+      firmware = `-drive if=pflash,format=raw,readonly=on,file=${OVMF_CODE} -drive if=pflash,format=raw,file=${join(dir, `${name}-vars.fd`)} `;
+    }
+    const rom = uefi ? EFI_ROM : ROM;
+    const q = spawn('sh', ['-c', `exec ip netns exec ${A} qemu-system-x86_64 -nographic -monitor none -m 256 -no-reboot ${firmware}`
+      + `-netdev tap,id=n0,ifname=tap0,script=no,downscript=no -device e1000,netdev=n0,mac=${MAC},romfile=${rom},bootindex=1 > ${log} 2>&1`], { stdio: 'ignore' });
     procs.push(q);
     const deadline = Date.now() + timeoutMs;
     let text = '';
@@ -111,5 +120,16 @@ describe.skipIf(skip !== undefined)(`iPXE in qemu against the DHCP service${skip
     // Debian's iPXE (1.0.0+git-20190125) boots from the proxy offer without a port-4011 request;
     // that path is covered by the responder tests.
     expect(events.some((e) => e.stage === 'script-fetched')).toBe(true);
+  });
+
+  it.skipIf(!existsSync(OVMF_CODE) || !existsSync(EFI_ROM))('UEFI (OVMF, efi-e1000.rom): iPXE reports arch 7 and gets the same per-client script', { timeout: 300_000 }, async () => {
+    runner = startRunner(A, dir, 'quefi', spec({ mode: 'full', range: ['198.18.4.100', '198.18.4.120'], conflictProbeSeconds: 1 }));
+    await runner.waitFor(/^READY/, 30_000);
+    const serial = await bootQemu('uefi', /Retry the iSCSI boot/, 240_000, true);
+    expect(serial).toMatch(/http:\/\/198\.18\.4\.1:8080\/boot\/52-54-00-12-34-56\.ipxe/);
+    expect(serial).toMatch(/netboot: sanboot iscsi:198\.18\.4\.1::3260:0:iqn\.2026-11\.local\.netboot:qemu-pc/);
+    const discover = runner.events().find((e) => e.mac === MAC && e.stage === 'dhcp-discover');
+    expect(discover?.detail).toMatchObject({ arch: 7 });
+    expect(runner.events().some((e) => e.mac === MAC && e.stage === 'script-fetched')).toBe(true);
   });
 });
