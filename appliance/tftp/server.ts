@@ -53,10 +53,12 @@ type LookupCallback = (err: NodeJS.ErrnoException | null, address: string, famil
  * lock-step. Names (a tftp.host such as "localhost") still go through dns.lookup.
  */
 function udpSocket(): dgram.Socket {
+  let literal = ''; // the last address seen to be an IPv4 literal: a transfer sends to one address
   return dgram.createSocket({
     type: 'udp4',
     lookup: (address: string, _family: unknown, cb: LookupCallback) => {
-      if (isIPv4(address)) cb(null, address, 4);
+      if (address === literal) cb(null, address, 4);
+      else if (isIPv4(address)) cb(null, (literal = address), 4);
       else dns.lookup(address, 4, cb);
     },
   } as dgram.SocketOptions);
