@@ -12,7 +12,7 @@ const load = (name: string) => readFileSync(join(dir, name));
 
 describe('golden packets from real clients', () => {
   it('has the captured fixtures', () => {
-    expect(fixtures).toEqual(expect.arrayContaining(['dhclient-pxe-discover.bin', 'udhcpc-pxe-discover.bin', 'ipxe-e1000-discover.bin', 'dnsmasq-offer.bin']));
+    expect(fixtures).toEqual(expect.arrayContaining(['dhclient-pxe-discover.bin', 'udhcpc-pxe-discover.bin', 'ipxe-e1000-discover.bin', 'ipxe-e1000-request.bin', 'ipxe-efi-e1000-discover.bin', 'dnsmasq-offer.bin']));
   });
 
   for (const f of fixtures) {
@@ -42,6 +42,16 @@ describe('golden packets from real clients', () => {
     expect(info.ipxe?.get(0x13)).toEqual(Buffer.from([1])); // HTTP feature
     expect(info.uuid?.length).toBe(17);
     expect(info.parameterRequestList).toContain(203);
+  });
+
+  it('reads a SELECTING REQUEST from iPXE and the UEFI build\'s architecture', () => {
+    const r = decodePacket(load('ipxe-e1000-request.bin'));
+    const info = readRequest(r, hardwareAddress(r));
+    expect(info).toMatchObject({ type: 'request', serverId: '198.18.8.1', requestedIp: '198.18.8.100' });
+    const u = decodePacket(load('ipxe-efi-e1000-discover.bin'));
+    const uinfo = readRequest(u, hardwareAddress(u));
+    expect(uinfo.arch).toBe(7);
+    expect(uinfo.ipxe?.has(0x24)).toBe(true); // EFI feature
   });
 
   it('reads option 93/97 from udhcpc and finds no 97 in dhclient', () => {
