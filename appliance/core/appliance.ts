@@ -69,6 +69,8 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
   const dataDir = resolve(config.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o750 });
   const token = ensureAdminToken(dataDir);
+  // The TFTP extra root (custom iPXE builds, files an admin drops in) lives under dataDir by default.
+  if (!config.tftp.root) mkdirSync(join(dataDir, 'tftp'), { recursive: true });
   const db = openDatabase(join(dataDir, 'appliance.db'));
   const events = new BootEventStore(db, clock);
   const serverAddress = resolveServerAddress(config.serverAddress, config.dhcp.interface);
