@@ -13,8 +13,11 @@ import { join } from 'node:path';
 import { bootLogLines, REPO_ROOT, type TestDisk } from './build-disk';
 import { Lab, labMac, type BootResult, type LabProcess } from './lab';
 
-/** The bundle `make build` produces. */
-export const BUNDLE = join(REPO_ROOT, 'dist/appliance.cjs');
+/**
+ * The bundle `make build` produces. E2E_APPLIANCE_BUNDLE points the lab at another build (a
+ * candidate fix built elsewhere) without touching dist/.
+ */
+export const BUNDLE = process.env.E2E_APPLIANCE_BUNDLE || join(REPO_ROOT, 'dist/appliance.cjs');
 
 /** Why the appliance cannot be started (bundle missing), or undefined. A test must FAIL on this. */
 export function applianceMissingReason(): string | undefined {

@@ -42,7 +42,8 @@ function ibft(b: BootResult): { initiator?: string; target?: string } {
 
 /** Asserts a boot went all the way, logged in as `client`, and wrote line `line`. */
 function expectFullBoot(b: BootResult, client: ClientView, line: number): void {
-  const context = `${b.name}: see ${b.serialLog}`;
+  const failed = b.markers.find((m) => m.kind === 'FAIL' || m.kind === 'WARN');
+  const context = `${b.name}${failed ? ` (${failed.kind}: ${failed.text})` : ''}${b.deadEnd ? ` (${b.deadEnd})` : ''}: see ${b.serialLog}`;
   expect(stagesOf(b), context).toEqual(FULL_BOOT);
   expect(b.timedOut, context).toBe(false);
   // iscsistart -b logs in with what iPXE wrote into the iBFT: the appliance's name and target.
