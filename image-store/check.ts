@@ -52,7 +52,10 @@ export function checkStore(store: ImageStore, opts: { repair?: boolean }): Check
       add('segment', `segment file ${s.id} is missing`, false);
     }
   });
-  const stray = fs.readdirSync(store.dir).filter((f) => /^seg-\d+\.dat$/.test(f) && Number(f.slice(4, -4)) >= segs.length);
+  // A segment being zero-filled right now is not stray: it is recorded once it is durable.
+  const stray = fs
+    .readdirSync(store.dir)
+    .filter((f) => /^seg-\d+\.dat$/.test(f) && Number(f.slice(4, -4)) >= segs.length && Number(f.slice(4, -4)) !== space.growingIndex);
   for (const f of stray) add('stray-segment-file', `${f} is not recorded (a crash while growing)`, true);
 
   const layers = new Map<number, number | null>();

@@ -99,9 +99,9 @@ export class SegmentSpace {
     for (;;) {
       const p = this.tryAlloc();
       if (p >= 0) {
-        // Grow ahead of need so writes rarely wait for a segment to be zero-filled; statfs at
-        // most once per 256 allocations while space is low.
-        if (this.freeCount < this.chunksPerSegment / 4 && !this.growing && (this.lowChecks++ & 255) === 0 && this.canGrow()) {
+        // Keep about a segment of zero-filled headroom so writes rarely wait for one to be made
+        // (256 MiB of zeros takes a while on USB flash); statfs at most once per 256 allocations.
+        if (this.freeCount < this.chunksPerSegment && !this.growing && (this.lowChecks++ & 255) === 0 && this.canGrow()) {
           void this.grow().catch(() => {});
         }
         return p;
@@ -135,6 +135,16 @@ export class SegmentSpace {
         this.free[this.freeCount++] = p;
       }
     }
+  }
+
+  /** Index of the segment being created right now (its file exists but is not recorded yet), or -1. */
+  get growingIndex(): number {
+    return this.growing ? this.fds.length : -1;
+  }
+
+  /** Waits for a segment being created (close() uses it; the growth is harmless either way). */
+  async idle(): Promise<void> {
+    await this.growing?.catch(() => {});
   }
 
   private canGrow(): boolean {

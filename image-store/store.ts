@@ -505,6 +505,7 @@ export class ImageStore {
   async close(): Promise<void> {
     if (this.closed) return;
     for (const core of this.diskCores.values()) await core.flush();
+    await this.space.idle();
     this.closed = true;
     for (const core of [...this.diskCores.values(), ...this.roCores]) core.closed = true;
     this.space.close();
