@@ -134,8 +134,11 @@ export class DhcpServer implements Service {
       await this.startMode(cfg);
       this.state = 'running';
     } catch (err) {
-      this.state = 'failed';
-      this.detail = (err as Error).message;
+      // stop() during start (e.g. while probing) is not a failure: it ends stopped.
+      const now = this.state as ServiceState; // stop() may have changed it meanwhile
+      const cancelled = now === 'stopping' || now === 'stopped';
+      this.state = cancelled ? 'stopped' : 'failed';
+      if (!cancelled) this.detail = (err as Error).message;
       await this.closeSockets();
       throw err;
     }

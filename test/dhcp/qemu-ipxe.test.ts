@@ -8,7 +8,7 @@
  * and the script's failure menu shows: the test asserts on the serial log up to that point.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientRecord } from '../../appliance/core/model';
@@ -53,7 +53,10 @@ describe.skipIf(skip !== undefined)(`iPXE in qemu against the DHCP service${skip
     await runner?.stop();
     runner = undefined;
   });
-  afterAll(() => [A, R].forEach(deleteNamespace));
+  afterAll(() => {
+    [A, R].forEach(deleteNamespace);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
 
   function spec(dhcp: Record<string, unknown>) {
     return {

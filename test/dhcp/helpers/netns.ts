@@ -3,7 +3,7 @@
  * addresses from 198.18.0.0/15, everything deleted in cleanup (processes inside first).
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -55,7 +55,13 @@ export function createPair(tag: string): { server: string; client: string; dir: 
   sh('ip', ['-n', client, 'link', 'set', 'vc', 'address', '02:00:00:00:00:c1']);
   for (const [ns, dev] of [[server, 'vs'], [client, 'vc'], [server, 'lo'], [client, 'lo']]) sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
   const dir = mkdtempSync(join(tmpdir(), `nb-dhcp-${tag}-`));
-  return { server, client, dir, cleanup: () => [client, server].forEach(deleteNamespace) };
+  return {
+    server, client, dir,
+    cleanup: () => {
+      [client, server].forEach(deleteNamespace);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 const runnerPath = join(__dirname, 'runner.ts');
