@@ -105,6 +105,9 @@ export class Metadata {
       namedRefs: db.prepare(`SELECT (SELECT count(*) FROM images WHERE layer = @l) + (SELECT count(*) FROM disks WHERE layer = @l)
         + (SELECT count(*) FROM snapshots WHERE layer = @l) AS n`),
       extentsOf: db.prepare('SELECT lchunk, pchunk FROM extents WHERE layer = ?'),
+      /** Same rows as [lchunk, pchunk] arrays: no object per row when loading a big map. */
+      extentsRaw: db.prepare('SELECT lchunk, pchunk FROM extents WHERE layer = ?').raw(true),
+      allRealRaw: db.prepare('SELECT pchunk FROM extents WHERE pchunk >= 0').raw(true),
       extent: db.prepare('SELECT pchunk FROM extents WHERE layer = ? AND lchunk = ?'),
       upsertExtent: db.prepare('INSERT INTO extents (layer, lchunk, pchunk) VALUES (?, ?, ?) ON CONFLICT (layer, lchunk) DO UPDATE SET pchunk = excluded.pchunk'),
       insertExtentIfAbsent: db.prepare('INSERT INTO extents (layer, lchunk, pchunk) VALUES (?, ?, ?) ON CONFLICT (layer, lchunk) DO NOTHING'),

@@ -52,10 +52,9 @@ export class SegmentSpace {
       this.fds.push(fs.openSync(this.file(i), 'r+'));
     });
     this.used = new Uint8Array(segs.length * this.chunksPerSegment);
-    for (const [p] of this.meta.q.allReal.raw(true).iterate() as Iterable<[number]>) {
+    for (const [p] of this.meta.q.allRealRaw.iterate() as Iterable<[number]>) {
       if (p < this.used.length) this.used[p] = 1;
     }
-    this.meta.q.allReal.raw(false);
     this.free = new Int32Array(this.used.length);
     this.freeCount = 0;
     for (let p = this.used.length - 1; p >= 0; p--) if (this.used[p] === 0) this.free[this.freeCount++] = p;

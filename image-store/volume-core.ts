@@ -60,13 +60,12 @@ export class VolumeCore {
     // Apply the chain root first so upper layers override lower ones.
     const chain = meta.chain(top).reverse();
     for (const layer of chain) {
-      for (const [l, p] of meta.q.extentsOf.raw(true).iterate(layer) as Iterable<[number, number]>) {
+      for (const [l, p] of meta.q.extentsRaw.iterate(layer) as Iterable<[number, number]>) {
         if (l >= chunks) continue;
         this.map[l] = p < 0 ? 0 : p + 1;
         this.gen[l] = layer;
       }
     }
-    meta.q.extentsOf.raw(false);
   }
 
   /** Reads blocks [lba, lba+blocks). Adjacent chunks that are adjacent on disk become one pread. */
