@@ -714,7 +714,22 @@ export class IscsiConnection {
     }
   }
 
+  /** Text response bytes still to send, by the TTT we gave the initiator (§6.1: long responses span PDUs). */
+  private textRest: { ttt: number; itt: number; rest: Buffer } | null = null;
+
   private onText(t: TextRequest): void {
+    if (t.ttt !== RESERVED_TAG) {
+      // The initiator asks for the next piece of a long response.
+      const pending = this.textRest;
+      if (!pending || pending.ttt !== t.ttt || pending.itt !== t.itt) {
+        this.reject(RejectReason.InvalidPduField, t.header);
+        return;
+      }
+      this.textRest = null;
+      this.sendText(t.itt, pending.rest);
+      return;
+    }
+    this.textRest = null;
     let pairs: TextPair[];
     try {
       pairs = decodeText(t.data);
@@ -736,19 +751,27 @@ export class IscsiConnection {
         answer.push([key, 'NotUnderstood']);
       }
     }
-    let data = encodeText(answer);
+    this.sendText(t.itt, encodeText(answer));
+  }
+
+  /** Sends a text response, split at the initiator's MaxRecvDataSegmentLength with C=1 and a TTT. */
+  private sendText(itt: number, data: Buffer): void {
     const max = this.params!.initiatorMaxRecvDataSegmentLength;
-    if (data.length > max) data = data.subarray(0, max); // (long listings: trimmed at a pair boundary below)
-    if (data.length === max) {
-      const cut = data.lastIndexOf(0);
-      data = data.subarray(0, cut + 1);
+    let piece = data;
+    let ttt = RESERVED_TAG;
+    if (data.length > max) {
+      piece = data.subarray(0, max);
+      ttt = this.nextTtt;
+      this.nextTtt = (this.nextTtt + 1) & 0x7fffffff || 1;
+      this.textRest = { ttt, itt, rest: data.subarray(max) };
     }
+    const more = ttt !== RESERVED_TAG;
     const hdr = encodeTextResponse({
-      final: true, cont: false, lun: 0, itt: t.itt, ttt: RESERVED_TAG, dataLength: data.length,
+      final: !more, cont: more, lun: 0, itt, ttt, dataLength: piece.length,
       statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN(),
     });
     this.statSN = (this.statSN + 1) >>> 0;
-    this.send(hdr, data);
+    this.send(hdr, piece);
   }
 
   private async onLogout(l: LogoutRequest): Promise<void> {

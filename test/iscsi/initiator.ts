@@ -304,20 +304,34 @@ export class TestInitiator {
     });
   }
 
-  /** Text request (SendTargets). */
-  text(pairs: TextPair[]): Promise<TextPair[]> {
+  /** Text request (SendTargets); follows C=1 continuations (§6.1) and counts the pieces. */
+  async text(pairs: TextPair[]): Promise<TextPair[]> {
     const itt = ++this.itt;
-    const data = encodeText(pairs);
-    const b = this.bhs(0x04 | 0x40, 0x80, data.length);
-    b.writeUInt32BE(itt, 16);
-    b.writeUInt32BE(0xffffffff, 20);
-    b.writeUInt32BE(this.cmdSN, 24);
-    b.writeUInt32BE(this.expStatSN, 28);
-    return new Promise((resolve) => {
-      this.waiters.set(itt, (_h, d) => resolve(decodeText(d)));
-      this.sendPdu(b, data);
-    });
+    let data = encodeText(pairs);
+    let ttt = 0xffffffff;
+    const pieces: Buffer[] = [];
+    this.textPieces = 0;
+    for (;;) {
+      const b = this.bhs(0x04 | 0x40, 0x80, data.length);
+      b.writeUInt32BE(itt, 16);
+      b.writeUInt32BE(ttt, 20);
+      b.writeUInt32BE(this.cmdSN, 24);
+      b.writeUInt32BE(this.expStatSN, 28);
+      const [h, d] = await new Promise<[Buffer, Buffer]>((resolve) => {
+        this.waiters.set(itt, (hh, dd) => resolve([Buffer.from(hh), Buffer.from(dd)]));
+        this.sendPdu(b, data);
+      });
+      pieces.push(d);
+      this.textPieces++;
+      if (!(h[1] & 0x40)) break;
+      ttt = h.readUInt32BE(20);
+      data = Buffer.alloc(0);
+    }
+    return decodeText(Buffer.concat(pieces));
   }
+
+  /** How many Text Response PDUs the last text() took. */
+  textPieces = 0;
 
   /** Logout (close session); resolves with the response code. */
   logout(): Promise<number> {

@@ -193,6 +193,25 @@ describe('iSCSI sessions against the running target (test initiator)', () => {
   });
 });
 
+describe('SendTargets longer than MaxRecvDataSegmentLength', () => {
+  it('spans several Text Responses (C bit, TTT) and loses no pair', async () => {
+    const many = Array.from({ length: 300 }, (_, k) => target(`iqn.2026-11.local.netboot:client-${k}`, [], { allowed: [IQN_INITIATOR] }));
+    const { server, port } = await startTarget(many);
+    try {
+      const d = await TestInitiator.connect(port);
+      expect(await d.login({ initiatorName: IQN_INITIATOR, sessionType: 'Discovery' })).toBe(0);
+      const pairs = await d.text([['SendTargets', 'All']]);
+      expect(d.textPieces).toBeGreaterThan(1);
+      const names = pairs.filter(([k]) => k === 'TargetName').map(([, v]) => v);
+      expect(names).toEqual(many.map((t) => t.name));
+      expect(pairs.filter(([k, v]) => k === 'TargetAddress' && v === `127.0.0.1:${port},1`)).toHaveLength(300);
+      d.destroy();
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
 describe('IscsiServer lifecycle', () => {
   it('start() reports a port in use; stop() lets a write finish, flushes the volume and leaves no timer', async () => {
     const { FakeClock } = await import('../../appliance/core/clock');
