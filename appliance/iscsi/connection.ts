@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Clock } from '../core/clock';
 import type { Logger } from '../core/log';
-import { BHS_LENGTH, LoginStatus, LogoutReason, LogoutResponseCode, RejectReason, RESERVED_TAG, Stage, TmfFunction, TmfResponse } from './constants';
+import { BHS_LENGTH, LogoutReason, LogoutResponseCode, RejectReason, RESERVED_TAG, TmfFunction, TmfResponse } from './constants';
 import { crc32c } from './crc32c';
 import { PduFramer, type FramedPdu } from './framer';
 import { LoginNegotiation, type AdmitRequest, type LoginOutcome } from './login';
@@ -1016,4 +1016,3 @@ function isWrite(op: number): boolean {
   return op === 0x0a || op === 0x2a || op === 0xaa || op === 0x8a || op === 0x2e || op === 0xae || op === 0x8e;
 }
 
-export { LoginStatus, Stage };

@@ -89,7 +89,7 @@ function volumeSense(err: unknown, writing: boolean): ScsiError {
       default: break;
     }
   }
-  return new ScsiError(writing ? SenseKey.MediumError : SenseKey.MediumError, writing ? Asc.WriteError : Asc.UnrecoveredReadError);
+  return new ScsiError(SenseKey.MediumError, writing ? Asc.WriteError : Asc.UnrecoveredReadError);
 }
 
 /** Allocation-length truncation (SPC-4 §4.2.5.6). */
@@ -361,8 +361,9 @@ export class LogicalUnit {
     if (cdb.length >= 10 && cdb[0] !== Opcode.Read6 && cdb[0] !== Opcode.Write6 && (cdb[1] & 0xe0)) throw invalidCdb(1, 5);
   }
 
-  private checkLength(blocks: number): void {
-    if (blocks > BLOCK_LIMITS.maxTransferBlocks) throw invalidCdb(cdbLengthByte(blocks));
+  /** MAXIMUM TRANSFER LENGTH (VPD 0xB0) enforced; the sense points at the CDB's length field. */
+  private checkLength(cdb: Buffer, blocks: number): void {
+    if (blocks > BLOCK_LIMITS.maxTransferBlocks) throw invalidCdb(lengthField(cdb));
   }
 
   private async read(cdb: Buffer): Promise<Buffer | null> {
@@ -370,7 +371,7 @@ export class LogicalUnit {
     this.checkProtect(cdb);
     this.checkRange(io.lba, io.blocks);
     if (io.blocks === 0) return null;
-    this.checkLength(io.blocks);
+    this.checkLength(cdb, io.blocks);
     return this.volume.read(io.lba, io.blocks);
   }
 
@@ -380,7 +381,7 @@ export class LogicalUnit {
     this.checkRange(io.lba, io.blocks);
     this.checkWritable();
     if (io.blocks === 0) return;
-    this.checkLength(io.blocks);
+    this.checkLength(cdb, io.blocks);
     const fua = (cdb[0] !== Opcode.Write6 && (cdb[1] & 0x08) !== 0) || cdb[0] === Opcode.WriteVerify10
       || cdb[0] === Opcode.WriteVerify12 || cdb[0] === Opcode.WriteVerify16;
     const got = data?.length ?? 0;
@@ -408,7 +409,7 @@ export class LogicalUnit {
     if (bytchk === 2) throw invalidCdb(1, 2);
     this.checkRange(io.lba, io.blocks);
     if (io.blocks === 0 || bytchk === 0) return;
-    this.checkLength(io.blocks);
+    this.checkLength(cdb, io.blocks);
     const medium = await this.volume.read(io.lba, io.blocks);
     const bs = this.blockSize;
     for (let i = 0; i < medium.length; i++) {
@@ -544,7 +545,7 @@ export class LogicalUnit {
     this.checkRange(io.lba, io.blocks);
     this.checkWritable();
     if (io.blocks === 0) return;
-    this.checkLength(io.blocks);
+    this.checkLength(cdb, io.blocks);
     if (!data || data.length < wanted) throw new ScsiError(SenseKey.IllegalRequest, Asc.InvalidFieldInInformationUnit);
     await this.shared.exclusive(async () => {
       const medium = Buffer.from(await this.volume.read(io.lba, io.blocks));
@@ -554,8 +555,10 @@ export class LogicalUnit {
   }
 }
 
-function cdbLengthByte(_blocks: number): number {
-  return 7;
+/** Byte offset of the TRANSFER LENGTH field for the opcode's CDB group. */
+function lengthField(cdb: Buffer): number {
+  const group = cdb[0] >> 5;
+  return group === 0 ? 4 : group === 4 ? 10 : group === 5 ? 6 : 7;
 }
 
 
