@@ -1,8 +1,8 @@
 /**
  * The boot benchmark: the same test disk booted by the same qemu client (TCG, e1000 + iPXE ROM)
  * through the appliance (full DHCP + TFTP + iPXE + its iSCSI target and image store) and through
- * the peer stack (dnsmasq + tgt), one after the other in one run, printing boot-to-root-mounted
- * times and their ratio (goal: appliance/peer <= 1.0x).
+ * the peer stack (dnsmasq + tgt), alternating round by round in one run, printing
+ * boot-to-root-mounted times and their ratio (goal: appliance/peer <= 1.0x).
  *   sudo npx tsx bench/boot-vs-peer.ts [--boots N] [--uefi]
  * Needs `make build` (dist/appliance.cjs) for the appliance half; without it, only the peer half
  * runs and the table says so.
@@ -30,31 +30,38 @@ async function main(): Promise<number> {
     return 2;
   }
   const disk = buildTestDisk({ log: (m) => console.log(m) });
-  const rows: Array<{ who: string; boots: BootResult[]; note?: string }> = [];
-
   const missing = applianceMissingReason();
-  if (missing) {
-    rows.push({ who: 'appliance', boots: [], note: `not run: ${missing}` });
-  } else {
-    try {
-      const r = await bootWithAppliance({ disk, firmware, boots });
-      rows.push({ who: 'appliance', boots: r.boots, note: r.bootLog ? `${r.bootLog.length} line(s) in boot-log.txt` : 'export unavailable' });
-    } catch (err) {
-      rows.push({ who: 'appliance', boots: [], note: `failed: ${(err as Error).message.split('\n')[0]}` });
-    }
-  }
-  const peer = await bootWithPeer({ disk, firmware, boots });
-  rows.push({ who: 'dnsmasq+tgt', boots: peer.boots, note: `${peer.bootLog.length} line(s) in boot-log.txt` });
+  const appliance: BootResult[] = [];
+  const peer: BootResult[] = [];
+  const notes = { appliance: missing ? `not run: ${missing}` : '', peer: '' };
 
-  for (const r of rows) for (const b of r.boots) console.log(`${formatBoot(b)}\n    ${formatTimeline(b)}`);
+  // Alternate the two stacks round by round, so load from anything else on the machine drifts
+  // over both alike; each round is a fresh lab with one boot of a fresh copy of the disk.
+  for (let round = 1; round <= boots; round++) {
+    if (!missing) {
+      try {
+        const r = await bootWithAppliance({ disk, firmware, boots: 1, id: `${process.pid}a${round}` });
+        appliance.push(...r.boots);
+        notes.appliance = r.bootLog ? `export: ${r.bootLog.length} line(s) in boot-log.txt` : 'export unavailable';
+      } catch (err) {
+        notes.appliance = `failed: ${(err as Error).message.split('\n')[0]}`;
+      }
+    }
+    const p = await bootWithPeer({ disk, firmware, boots: 1, id: `${process.pid}p${round}` });
+    peer.push(...p.boots);
+    notes.peer = `tgt file: ${p.bootLog.length} line(s) in boot-log.txt`;
+  }
+
+  for (const b of [...appliance, ...peer]) console.log(`${formatBoot(b)}\n    ${formatTimeline(b)}`);
   console.log(`\n${firmware.toUpperCase()} boot to root-mounted, median of ${boots} (TCG, 2 shared cores):`);
   console.log(`${'stack'.padEnd(14)} ${'median s'.padStart(9)} ${'ok'.padStart(5)}  note`);
-  for (const r of rows) {
-    const t = rootTimes(r.boots);
-    console.log(`${r.who.padEnd(14)} ${(t.length ? (median(t) / 1000).toFixed(1) : '-').padStart(9)} ${`${t.length}/${r.boots.length}`.padStart(5)}  ${r.note ?? ''}`);
+  const rows: Array<[string, BootResult[], string]> = [['appliance', appliance, notes.appliance], ['dnsmasq+tgt', peer, notes.peer]];
+  for (const [who, bs, note] of rows) {
+    const t = rootTimes(bs);
+    console.log(`${who.padEnd(14)} ${(t.length ? (median(t) / 1000).toFixed(1) : '-').padStart(9)} ${`${t.length}/${bs.length}`.padStart(5)}  ${note}`);
   }
-  const a = rootTimes(rows[0]!.boots);
-  const p = rootTimes(rows[1]!.boots);
+  const a = rootTimes(appliance);
+  const p = rootTimes(peer);
   if (a.length && p.length) {
     console.log(`ratio appliance/peer: ${(median(a) / median(p)).toFixed(2)}x (goal <= 1.0x)`);
   } else {
