@@ -74,6 +74,24 @@ describe('golden initiator traffic (captured from libiscsi and qemu)', () => {
   });
 });
 
+describe('golden iPXE traffic (captured from ipxe.lkrn sanboot)', () => {
+  it('decodes the two login PDUs with the keys iPXE sends, then TUR, READ CAPACITY(10), READ(10)', () => {
+    const stream = readFileSync(join(FIX, 'ipxe.initiator.bin'));
+    const pdus = frameAll(stream).map((f) => decodePdu(f.header, f.data));
+    golden('ipxe', pdus.map(dump));
+    const [sec, op] = pdus;
+    expect(sec.op === 'loginRequest' && sec.csg === 0 && sec.transit && sec.nsg === 1).toBe(true);
+    expect(decodeText(sec.data)).toContainEqual(['AuthMethod', 'None']);
+    expect(op.op === 'loginRequest' && op.csg === 1 && op.nsg === 3).toBe(true);
+    const keys = new Map(decodeText(op.data));
+    expect(keys.get('ImmediateData')).toBe('No');
+    expect(keys.get('MaxOutstandingR2T')).toBe('1');
+    expect(keys.get('MaxRecvDataSegmentLength')).toBe('8192');
+    const cdbs = pdus.filter((p) => p.op === 'scsiCommand').map((p) => p.op === 'scsiCommand' ? p.cdb[0] : -1);
+    expect(cdbs.slice(0, 3)).toEqual([0x00, 0x25, 0x28]);
+  });
+});
+
 describe('PduFramer', () => {
   const stream = readFileSync(join(FIX, 'qemu-io.initiator.bin'));
   const whole = frameAll(stream);

@@ -97,6 +97,26 @@ describe('login negotiation', () => {
   });
 });
 
+describe('replaying captured logins', () => {
+  it("completes iPXE's real login (fixture) without Reject or NotUnderstood", async () => {
+    const { readFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { PduFramer } = await import('../../appliance/iscsi/framer');
+    const { decodePdu } = await import('../../appliance/iscsi/pdu');
+    const stream = readFileSync(join(__dirname, '..', 'fixtures', 'iscsi', 'ipxe.initiator.bin'));
+    const pdus: LoginRequest[] = [];
+    new PduFramer(1 << 20, (f) => {
+      const p = decodePdu(Buffer.from(f.header), Buffer.from(f.data));
+      if (p.op === 'loginRequest') pdus.push(p);
+    }).push(stream);
+    const dir = new StaticDirectory([target('iqn.2026-11.local.netboot:fixture', [lun])]);
+    const n = new LoginNegotiation({ directory: dir, limits: DEFAULT_LIMITS, portalGroupTag: 1, admit: () => ({ status: 0 }) });
+    const steps = pdus.map((p) => n.handle(p));
+    expect(steps.map((s) => s.kind)).toEqual(['continue', 'complete']);
+    for (const s of steps) expect(s.reply.pairs.some(([, v]) => v === 'Reject' || v === 'NotUnderstood')).toBe(false);
+  });
+});
+
 describe('CHAP', () => {
   const chap = { user: 'client1', secret: 'sixteen-chars-ok', targetUser: 'appliance', targetSecret: 'target-secret-16' };
 
