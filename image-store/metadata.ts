@@ -139,6 +139,7 @@ export class Metadata {
       insertDisk: db.prepare('INSERT INTO disks (name, image_id, layer, size_bytes, created_at) VALUES (?, ?, ?, ?, ?)'),
       setDiskLayer: db.prepare('UPDATE disks SET layer = ?, image_id = ?, size_bytes = ? WHERE id = ?'),
       deleteDisk: db.prepare('DELETE FROM disks WHERE id = ?'),
+      renameDisk: db.prepare('UPDATE disks SET name = ? WHERE id = ?'),
       snapshotsOf: db.prepare('SELECT * FROM snapshots WHERE disk_id = ? ORDER BY id'),
       snapshot: db.prepare('SELECT * FROM snapshots WHERE id = ? AND disk_id = ?'),
       insertSnapshot: db.prepare('INSERT INTO snapshots (disk_id, name, layer, size_bytes, image_id, created_at) VALUES (?, ?, ?, ?, ?, ?)'),

@@ -261,6 +261,20 @@ export class ImageStore {
     this.log.info({ disk: name }, 'disk deleted');
   }
 
+  /** Renames a disk with its snapshots (moving a disk to another client); refused while open. */
+  renameDisk(from: string, to: string): DiskInfo {
+    this.assertOpen();
+    this.checkName(to);
+    const d = this.diskRow(from);
+    this.refuseIfOpen(d, 'rename');
+    if (this.meta.q.diskByName.get(to) || this.meta.q.imageByName.get(to)) throw new StoreError('DISK_EXISTS', `${to} already exists`);
+    this.commit(() => {
+      this.meta.q.renameDisk.run(to, d.id);
+    });
+    this.log.info({ from, to }, 'disk renamed');
+    return this.diskInfo(this.meta.q.diskById.get(d.id) as DiskRow);
+  }
+
   /**
    * Copies a disk (its current state, or one of its snapshots) to a new disk in O(1): both then
    * share the frozen history copy-on-write. A live source is flushed first.

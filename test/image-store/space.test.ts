@@ -150,3 +150,38 @@ describe('read-only views', () => {
     await store.close();
   });
 });
+
+describe('management', () => {
+  it('renames a disk with its snapshots, refuses while open, and copies in O(1) from a live disk', async () => {
+    const dir = tempDir('mgmt');
+    dirs.push(dir);
+    const raw = path.join(dir, 'g.raw');
+    fs.writeFileSync(raw, pattern(1 << 20, 4));
+    const store = openStore(path.join(dir, 'store'));
+    await store.importImage('g', raw);
+    store.createDisk('aa:bb', 'g');
+    const v = store.openVolume('aa:bb');
+    await v.write(0, pattern(4096, 9));
+    const snap = await store.createSnapshot('aa:bb', 'one');
+    expect(() => store.renameDisk('aa:bb', 'cc:dd')).toThrow(expect.objectContaining({ code: 'DISK_IN_USE', status: 409 }));
+    // A copy of the live disk sees acknowledged writes, though nothing was flushed by the caller.
+    await v.write(8, pattern(4096, 10));
+    const copy = await store.copyDisk('aa:bb', 'copy');
+    expect(copy.image).toBe('g');
+    const cv = store.openVolume('copy');
+    expect((await cv.read(0, 16)).equals(Buffer.concat([pattern(4096, 9), pattern(4096, 10)]))).toBe(true);
+    await cv.close();
+    await v.close();
+    const renamed = store.renameDisk('aa:bb', 'cc:dd');
+    expect(renamed.snapshots).toBe(1);
+    expect(store.getDisk('aa:bb')).toBeUndefined();
+    expect(store.listSnapshots('cc:dd').map((s) => s.id)).toEqual([snap.id]);
+    expect(() => store.renameDisk('cc:dd', 'copy')).toThrow(expect.objectContaining({ code: 'DISK_EXISTS' }));
+    expect(() => store.createDisk('g', 'g')).toThrow(expect.objectContaining({ code: 'DISK_EXISTS' }));
+    expect(() => store.createDisk('x', 'nope')).toThrow(expect.objectContaining({ code: 'IMAGE_NOT_FOUND', status: 404 }));
+    expect(() => store.deleteImage('g')).toThrow(expect.objectContaining({ code: 'IMAGE_IN_USE' }));
+    await expect(store.restoreSnapshot('cc:dd', 999)).rejects.toMatchObject({ code: 'SNAPSHOT_NOT_FOUND' });
+    expect(store.check().problems).toEqual([]);
+    await store.close();
+  });
+});
