@@ -59,11 +59,22 @@ export interface GcResult {
 /** Opens (creating when absent) the metadata database and checks its format. */
 export function openDatabase(file: string, params: { chunkBytes: number; segmentBytes: number }): Database.Database {
   // nativeBinding: in the single-file bundle the addon ships beside dist/appliance.cjs.
-  const db = new Database(file, { nativeBinding: nativeBindingPath() });
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = FULL');
-  db.pragma('foreign_keys = OFF');
-  db.exec(SCHEMA);
+  const db = new Database(file, { nativeBinding: nativeBindingPath(), timeout: 500 });
+  try {
+    // One process owns a store: its free map lives in memory, so a second writer (another
+    // appliance, or check-cli --repair while it runs) would corrupt it. EXCLUSIVE locking set
+    // before WAL also keeps the WAL index in heap memory (no -shm mmap; fine on FAT/exFAT).
+    db.pragma('locking_mode = EXCLUSIVE');
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = OFF');
+    db.exec(SCHEMA);
+    db.exec('BEGIN IMMEDIATE; COMMIT');
+  } catch (err) {
+    db.close();
+    if ((err as { code?: string }).code?.startsWith('SQLITE_BUSY')) throw new Error(`image store ${file} is in use by another process`);
+    throw err;
+  }
   const get = (k: string) => (db.prepare('SELECT value FROM meta WHERE key = ?').get(k) as { value: string } | undefined)?.value;
   if (get('format') === undefined) {
     const put = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');

@@ -44,6 +44,16 @@ describe('check', () => {
     expect(r.status).toBe(0);
   });
 
+  it('refuses to open a store another process holds (exit 2), and opens it once released', async () => {
+    const dir = await makeStore();
+    const store = openStore(dir);
+    const busy = cli(dir);
+    expect(busy.status).toBe(2);
+    expect(busy.out).toMatch(/in use by another process/);
+    await store.close();
+    expect(cli(dir).status).toBe(0);
+  });
+
   it('reports corruption (double mapping, pointer past durable space) and exits non-zero', async () => {
     const dir = await makeStore();
     const db = new Database(path.join(dir, 'store.db'));
