@@ -36,6 +36,8 @@ const MAX_WRITE_BUFFERED = 64 * 1024 * 1024;
 const MAX_EDTL = 16 * 1024 * 1024;
 /** Output batches up to this size are joined into one buffer before the socket sees them. */
 const SMALL_BATCH = 64 * 1024;
+/** Time a connection gets to complete its login. */
+const LOGIN_TIMEOUT_MS = 30_000;
 
 /** What a connection needs from the server. */
 export interface ConnectionContext {
@@ -121,6 +123,7 @@ export class IscsiConnection {
   private readonly r2tWaiters: Task[] = [];
   private nextTtt = 1;
   private cancelNop: (() => void) | null = null;
+  private cancelLoginTimer: (() => void) | null = null;
   private lastRx: number;
   private nopOutstanding: number | null = null;
   private answersPings = false;
@@ -151,7 +154,15 @@ export class IscsiConnection {
     socket.on('drain', () => {
       if (this.phase !== 'closed' && socket.isPaused()) socket.resume();
     });
-    this.armNop();
+    // A login must finish in LOGIN_TIMEOUT_MS, whether or not NOP pings are on: a peer that
+    // connects and stalls must not hold a connection slot.
+    this.cancelLoginTimer = ctx.clock.setTimeout(() => {
+      this.cancelLoginTimer = null;
+      if (this.phase === 'login') {
+        this.log.debug({ initiator: this.initiatorName }, 'login timed out');
+        this.destroy();
+      }
+    }, LOGIN_TIMEOUT_MS);
   }
 
   /** The initiator name (known after the first login PDU). */
@@ -260,6 +271,9 @@ export class IscsiConnection {
     }
     if (step.kind === 'complete') {
       this.phase = 'full';
+      this.cancelLoginTimer?.();
+      this.cancelLoginTimer = null;
+      this.armNop();
       // Digests start with the first PDU after the final Login Response (§13.1).
       this.framer.headerDigest = this.params!.headerDigest;
       this.framer.dataDigest = this.params!.dataDigest;
@@ -842,10 +856,6 @@ export class IscsiConnection {
       const hdr = encodeNopIn({ lun: 0, itt: RESERVED_TAG, ttt, dataLength: 0, statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN() });
       // A ping does not advance StatSN (§11.19.2).
       this.send(hdr, null);
-    } else if (this.phase === 'login' && now - this.since >= Math.max(this.ctx.nopInIntervalMs, 30_000)) {
-      // A login that stalls holds a slot: give it up.
-      this.destroy();
-      return;
     }
     this.armNop();
   }
@@ -959,6 +969,8 @@ export class IscsiConnection {
     this.phase = 'closed';
     this.cancelNop?.();
     this.cancelNop = null;
+    this.cancelLoginTimer?.();
+    this.cancelLoginTimer = null;
     for (const task of this.tasks.values()) task.aborted = true;
     this.ctx.sessionEnded(this);
     void (async () => {

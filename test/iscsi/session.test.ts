@@ -259,3 +259,31 @@ describe('IscsiServer lifecycle', () => {
     await i.whenClosed();
   });
 });
+
+describe('connection limits', () => {
+  it('drops a connection that never completes its login after 30 s (no NOP needed)', async () => {
+    const { FakeClock } = await import('../../appliance/core/clock');
+    const { silentLogger } = await import('../../appliance/core/log');
+    const { IscsiServer } = await import('../../appliance/iscsi/server');
+    const { StaticDirectory } = await import('./harness');
+    const clock = new FakeClock();
+    const server = new IscsiServer({
+      host: '127.0.0.1', port: 0, directory: new StaticDirectory([]), clock, log: silentLogger(), maxConnections: 4,
+      nopInIntervalSeconds: 0, portalAddress: '127.0.0.1',
+    });
+    await server.start();
+    try {
+      const idle = await TestInitiator.connect(server.port);
+      await new Promise((r) => setTimeout(r, 100));
+      clock.advance(29_000);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(idle.closed).toBe(false);
+      clock.advance(1_000);
+      await idle.whenClosed();
+      expect(idle.closed).toBe(true);
+    } finally {
+      await server.stop();
+    }
+    expect(clock.pending).toBe(0);
+  });
+});
