@@ -54,11 +54,25 @@ async function main(): Promise<number> {
 
   for (const b of [...appliance, ...peer]) console.log(`${formatBoot(b)}\n    ${formatTimeline(b)}`);
   console.log(`\n${firmware.toUpperCase()} boot to root-mounted, median of ${boots} (TCG, 2 shared cores):`);
-  console.log(`${'stack'.padEnd(14)} ${'median s'.padStart(9)} ${'ok'.padStart(5)}  note`);
+  // Segments: firmware DHCP + iPXE until sanboot; syslinux reading vmlinuz + initrd through
+  // iPXE's SAN disk and the kernel starting; the initramfs's DHCP, iscsistart login and mount.
+  console.log(`${'stack'.padEnd(14)} ${'root s'.padStart(7)} ${'->sanboot'.padStart(10)} ${'->initramfs'.padStart(12)} ${'->root'.padStart(7)} ${'ok'.padStart(5)}  note`);
   const rows: Array<[string, BootResult[], string]> = [['appliance', appliance, notes.appliance], ['dnsmasq+tgt', peer, notes.peer]];
+  const at = (b: BootResult, name: string) => b.markers.find((m) => m.text.split(' ')[0] === name)?.atMs;
+  const seg = (bs: BootResult[], from: string | null, to: string) => {
+    const xs = bs.flatMap((b) => {
+      const a = from ? at(b, from) : 0;
+      const z = at(b, to);
+      return a === undefined || z === undefined ? [] : [z - a];
+    });
+    return xs.length ? (median(xs) / 1000).toFixed(1) : '-';
+  };
   for (const [who, bs, note] of rows) {
     const t = rootTimes(bs);
-    console.log(`${who.padEnd(14)} ${(t.length ? (median(t) / 1000).toFixed(1) : '-').padStart(9)} ${`${t.length}/${bs.length}`.padStart(5)}  ${note}`);
+    console.log(
+      `${who.padEnd(14)} ${(t.length ? (median(t) / 1000).toFixed(1) : '-').padStart(7)} ${seg(bs, null, 'sanboot').padStart(10)} ` +
+        `${seg(bs, 'sanboot', 'initramfs').padStart(12)} ${seg(bs, 'initramfs', 'root-mounted').padStart(7)} ${`${t.length}/${bs.length}`.padStart(5)}  ${note}`,
+    );
   }
   const a = rootTimes(appliance);
   const p = rootTimes(peer);

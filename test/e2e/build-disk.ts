@@ -9,7 +9,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 // __dirname: tsx runs benches as CommonJS (no import.meta there); vitest provides it too.
@@ -107,7 +107,18 @@ export function buildTestDisk(opts: { log?: (msg: string) => void } = {}): TestD
     if (!existsSync(join(dir, 'layout.env'))) throw err;
   }
   rmSync(tmp, { recursive: true, force: true });
+  pruneOldDisks(dir);
   return readLayout(dir, kernel.name);
+}
+
+/** Removes disks of older recipes (unused for an hour, so a run still importing one keeps it). */
+function pruneOldDisks(keep: string): void {
+  const hourAgo = Date.now() - 3600_000;
+  for (const name of readdirSync(CACHE_DIR)) {
+    const p = join(CACHE_DIR, name);
+    if (p === keep || !/^(disk|building)-/.test(name)) continue;
+    if (statSync(p).mtimeMs < hourAgo) rmSync(p, { recursive: true, force: true });
+  }
 }
 
 /** Copies the cached disk to `dest` (a file a peer target or the appliance may write to). */

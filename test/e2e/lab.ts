@@ -104,6 +104,7 @@ export class Lab {
   /** Creates the namespace, brings up lo and the bridge with its address. Idempotent-unsafe: call once. */
   create(): void {
     mkdirSync(this.workDir, { recursive: true });
+    removeStaleLabs();
     // A leftover from a crashed run with the same id would make `ip netns add` fail.
     tryRun('ip', ['netns', 'del', this.ns]);
     run('ip', ['netns', 'add', this.ns]);
@@ -212,6 +213,38 @@ export class Lab {
     for (const h of this.hosts.splice(0)) tryRun('ip', ['netns', 'del', h]);
     if (this.created) tryRun('ip', ['netns', 'del', this.ns]);
     this.created = false;
+  }
+}
+
+/**
+ * Deletes lab namespaces left by runs that were killed before their cleanup (nb-e2e-<pid>...
+ * whose pid is gone), ending the processes still inside them by pid. Only this lab's names.
+ */
+export function removeStaleLabs(): void {
+  const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8', timeout: 10_000 });
+  for (const line of (r.stdout ?? '').split('\n')) {
+    const m = /^(nb-e2e-(\d+)\S*)/.exec(line);
+    if (!m) continue;
+    const pid = Number(m[2]);
+    if (pid === process.pid || isAlive(pid)) continue;
+    const pids = spawnSync('ip', ['netns', 'pids', m[1]!], { encoding: 'utf8', timeout: 10_000 }).stdout ?? '';
+    for (const p of pids.split(/\s+/).filter(Boolean)) {
+      try {
+        process.kill(Number(p), 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+    tryRun('ip', ['netns', 'del', m[1]!]);
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
