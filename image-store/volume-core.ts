@@ -68,9 +68,38 @@ export class VolumeCore {
     }
   }
 
-  /** Reads blocks [lba, lba+blocks). Adjacent chunks that are adjacent on disk become one pread. */
-  async read(lba: number, blocks: number): Promise<Buffer> {
-    if (this.closed) throw new VolumeError('CLOSED', 'the image store is closed');
+  /**
+   * Reads blocks [lba, lba+blocks). The common case (inside one chunk, e.g. 4 KiB) is one pread
+   * with no async frame or closure array; longer reads coalesce chunks adjacent on disk.
+   */
+  read(lba: number, blocks: number): Promise<Buffer> {
+    if (this.closed) return Promise.reject(new VolumeError('CLOSED', 'the image store is closed'));
+    const len = blocks * BLOCK;
+    const byte = lba * BLOCK;
+    const l = Math.floor(byte / this.chunkBytes);
+    const inChunk = byte - l * this.chunkBytes;
+    if (inChunk + len > this.chunkBytes) return this.readSpan(lba, blocks);
+    const out = Buffer.allocUnsafe(len);
+    const v = this.map[l];
+    if (v === 0) return Promise.resolve(out.fill(0));
+    this.reading++;
+    return this.space.io.read(this.space.fdOf(v - 1), out, 0, len, this.space.posOf(v - 1) + inChunk).then(
+      () => {
+        this.readDone();
+        return out;
+      },
+      (err: Error) => {
+        this.readDone();
+        throw new VolumeError('IO', `read failed: ${err.message}`);
+      },
+    );
+  }
+
+  private readDone(): void {
+    if (--this.reading === 0 && this.heldFrees.length > 0) this.space.release(this.heldFrees.splice(0));
+  }
+
+  private async readSpan(lba: number, blocks: number): Promise<Buffer> {
     const len = blocks * BLOCK;
     const out = Buffer.allocUnsafe(len);
     const cb = this.chunkBytes;
@@ -122,7 +151,7 @@ export class VolumeCore {
     } catch (err) {
       throw new VolumeError('IO', `read failed: ${(err as Error).message}`);
     } finally {
-      if (--this.reading === 0 && this.heldFrees.length > 0) this.space.release(this.heldFrees.splice(0));
+      this.readDone();
     }
     return out;
   }
