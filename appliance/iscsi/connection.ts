@@ -583,7 +583,9 @@ export class IscsiConnection {
       overflow = true;
       residual = dataIn.length;
       dataIn = null;
-    } else if (edtl > 0) {
+    } else if (edtl > 0 && !cmd.write) {
+      // A read that returned nothing. (A write whose data all arrived has no residual: reporting
+      // one made Linux resend every WRITE forever, so mounting ext4 hung.)
       underflow = true;
       residual = edtl;
     }
