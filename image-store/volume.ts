@@ -31,16 +31,24 @@ export class StoreVolume implements BlockVolume {
   }
 
   read(lba: number, blocks: number): Promise<Buffer> {
-    this.check(lba, blocks);
+    try {
+      this.check(lba, blocks);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.core.read(lba, blocks);
   }
 
-  async write(lba: number, data: Buffer, opts?: { fua?: boolean }): Promise<void> {
-    if (data.length % this.blockSize !== 0) throw new VolumeError('OUT_OF_RANGE', 'write length is not a multiple of the block size');
-    this.check(lba, data.length / this.blockSize);
-    if (this.readOnly) throw new VolumeError('READ_ONLY', `volume ${this.id} is read-only`);
-    await this.core.write(lba, data);
-    if (opts?.fua) await this.core.flush();
+  write(lba: number, data: Buffer, opts?: { fua?: boolean }): Promise<void> {
+    try {
+      if (data.length % this.blockSize !== 0) throw new VolumeError('OUT_OF_RANGE', 'write length is not a multiple of the block size');
+      this.check(lba, data.length / this.blockSize);
+      if (this.readOnly) throw new VolumeError('READ_ONLY', `volume ${this.id} is read-only`);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    // FUA: this write is durable when it resolves (flush covers it: it resolved before flush()).
+    return opts?.fua ? this.core.write(lba, data).then(() => this.core.flush()) : this.core.write(lba, data);
   }
 
   async flush(): Promise<void> {
