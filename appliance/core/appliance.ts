@@ -175,7 +175,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
     metricsRoutes(() => services),
     imageRoutes({ store, clients, jobs, flags, uploadDir: join(dataDir, 'uploads') }),
     clientUseRoutes({ clients, store, flags, scheduler }),
-    clientRoutes({ clients, store, events, sessions, serverAddress, iscsiPort: () => iscsi.port || config.iscsi.port }),
+    clientRoutes({ clients, store, events, sessions, serverAddress, iscsiPort: () => iscsi.port || config.iscsi.port, disconnect: (t) => iscsi.disconnect(t) }),
     systemRoutes({
       storage: () => system.storage(dataDir),
       health: () => system.health(),

@@ -85,6 +85,9 @@ interface Task {
 
 type Phase = 'login' | 'full' | 'logout' | 'closed';
 
+/** Delay of the one early NOP-In that learns whether an initiator answers pings (see `probed`). */
+const PROBE_MS = 2000;
+
 /** Per-session counters for GET /api/sessions. */
 export interface SessionStats {
   readBytes: number;
@@ -273,7 +276,7 @@ export class IscsiConnection {
       this.phase = 'full';
       this.cancelLoginTimer?.();
       this.cancelLoginTimer = null;
-      this.armNop();
+      this.armNop(Math.min(PROBE_MS, this.ctx.nopInIntervalMs));
       // Digests start with the first PDU after the final Login Response (§13.1).
       this.framer.headerDigest = this.params!.headerDigest;
       this.framer.dataDigest = this.params!.dataDigest;
@@ -831,10 +834,19 @@ export class IscsiConnection {
 
   // ---- NOP-In pings -----------------------------------------------------------------------
 
-  private armNop(): void {
+  private armNop(delayMs = this.ctx.nopInIntervalMs): void {
     if (this.ctx.nopInIntervalMs <= 0) return;
-    this.cancelNop = this.ctx.clock.setTimeout(() => this.nopTick(), this.ctx.nopInIntervalMs);
+    this.cancelNop = this.ctx.clock.setTimeout(() => this.nopTick(), delayMs);
   }
+
+  /**
+   * Whether the one early ping went out. It is sent PROBE_MS after the session reaches full
+   * feature phase, busy or not, to learn whether this initiator answers pings at all: a Linux
+   * initiator that logs in, boots and powers off within one interval would otherwise never have
+   * answered one, and its dead session would hold the disk until TCP keepalive gave up (about
+   * 11 minutes), refusing restores meanwhile.
+   */
+  private probed = false;
 
   /**
    * Pings an idle full-feature connection. Only initiators that have answered a ping before
@@ -846,20 +858,31 @@ export class IscsiConnection {
     this.cancelNop = null;
     if (this.phase === 'closed') return;
     const now = this.ctx.clock.now();
+    if (!this.probed) {
+      this.probed = true;
+      if (this.phase === 'full' && this.nopOutstanding === null) this.sendPing();
+      this.armNop();
+      return;
+    }
     if (this.phase === 'full' && now - this.lastRx >= this.ctx.nopInIntervalMs) {
       if (this.nopOutstanding !== null && this.answersPings) {
         this.log.info({ initiator: this.initiatorName }, 'NOP-In ping unanswered, dropping connection');
         this.destroy();
         return;
       }
-      const ttt = this.nextTtt;
-      this.nextTtt = (this.nextTtt + 1) & 0x7fffffff || 1;
-      this.nopOutstanding = ttt;
-      const hdr = encodeNopIn({ lun: 0, itt: RESERVED_TAG, ttt, dataLength: 0, statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN() });
-      // A ping does not advance StatSN (§11.19.2).
-      this.send(hdr, null);
+      this.sendPing();
     }
     this.armNop();
+  }
+
+  /** A NOP-In ping with a fresh TTT; the answer (NOP-Out with that TTT) clears nopOutstanding. */
+  private sendPing(): void {
+    const ttt = this.nextTtt;
+    this.nextTtt = (this.nextTtt + 1) & 0x7fffffff || 1;
+    this.nopOutstanding = ttt;
+    const hdr = encodeNopIn({ lun: 0, itt: RESERVED_TAG, ttt, dataLength: 0, statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN() });
+    // A ping does not advance StatSN (§11.19.2).
+    this.send(hdr, null);
   }
 
   // ---- output -----------------------------------------------------------------------------

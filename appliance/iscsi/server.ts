@@ -123,6 +123,22 @@ export class IscsiServer implements Service {
   }
 
   /** Live normal sessions, for GET /api/sessions. */
+  /**
+   * Drops every session logged in to one of `targets` (an operator's "force" after a client
+   * powered off without logging out: its session would otherwise linger until NOP-In or TCP
+   * keepalive notice). Resolves once their volumes are flushed and closed; returns how many.
+   */
+  async disconnect(targets: readonly string[]): Promise<number> {
+    const names = new Set(targets);
+    const victims = [...this.conns].filter((c) => c.outcome?.target && names.has(c.outcome.target.name));
+    for (const c of victims) {
+      this.log.info({ initiator: c.outcome!.initiatorName, target: c.outcome!.target!.name }, 'session dropped by an operator');
+      c.destroy();
+    }
+    await Promise.all(victims.map((c) => c.closed));
+    return victims.length;
+  }
+
   sessions(): IscsiSessionInfo[] {
     const out: IscsiSessionInfo[] = [];
     for (const c of this.conns) {

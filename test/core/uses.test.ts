@@ -124,6 +124,24 @@ describe.skipIf(!hasTools)('rescue, one-shot boots, named disks, moving disks, b
     }
   });
 
+  it('restore of a held disk is refused naming the holder; force drops the stale session first', async () => {
+    const c = (await app.api('GET', `/api/clients/${A}`)).json;
+    const snap = (await app.api('POST', `/api/clients/${A}/snapshots`, { name: 'pre-force' })).json;
+    const holder = await holdSession(iscsiPort, c.target, c.initiatorName);
+    try {
+      const refused = await app.api('POST', `/api/clients/${A}/snapshots/${snap.id}/restore`);
+      expect(refused.status).toBe(409);
+      expect(refused.json.error.code).toBe('DISK_IN_USE');
+      expect(refused.json.error.message).toContain(c.initiatorName);
+      const forced = await app.api('POST', `/api/clients/${A}/snapshots/${snap.id}/restore?force=true`);
+      expect(forced.status).toBe(200);
+      expect((await app.api('GET', `/api/sessions`)).json.sessions.filter((x: { target: string }) => x.target === c.target)).toHaveLength(0);
+    } finally {
+      holder.stdin!.end('quit\n');
+      await new Promise((r) => holder.once('exit', r));
+    }
+  });
+
   it('moving a root disk: copy keeps the original, move ends the old machine access', async () => {
     const c = (await app.api('GET', `/api/clients/${A}`)).json;
     execFileSync('qemu-io', ['--image-opts', imageOpts(iscsiPort, c.target, c.initiatorName), '-c', 'write -P 0x77 0 4096', '-c', 'flush']);

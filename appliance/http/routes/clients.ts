@@ -27,6 +27,8 @@ export interface ClientRouteDeps {
   serverAddress: string;
   /** The iSCSI port clients are told (the bound one when configured as 0). */
   iscsiPort: () => number;
+  /** Drops the iSCSI sessions of these targets (restore/reset with force). */
+  disconnect: (targets: string[]) => Promise<number>;
   /** Called after a client is removed (e.g. to drop DHCP reservations). */
   onDeleted?: (mac: string) => void;
 }
@@ -90,7 +92,7 @@ export function clientRoutes(deps: ClientRouteDeps) {
       throw new ApiError(
         'DISK_IN_USE',
         409,
-        `cannot ${what} while the disk of ${c.mac} is in use${holders.length ? ` by ${holders.map((h) => `${h.initiatorName} (${h.address})`).join(', ')}` : ''}: shut the client down first`,
+        `cannot ${what} while the disk of ${c.mac} is in use${holders.length ? ` by ${holders.map((h) => `${h.initiatorName} (${h.address})`).join(', ')}` : ''}: shut the client down first (or add ?force=true to drop its sessions)`,
       );
     }
   };
@@ -166,9 +168,16 @@ export function clientRoutes(deps: ClientRouteDeps) {
       return s;
     };
 
-    app.post<{ Params: { mac: string; id: number } }>('/api/clients/:mac/snapshots/:id/restore', { schema: { params: snapParams } }, async (req) => {
+    const forceQuery = { type: 'object', properties: { force: { type: 'boolean' } } } as const;
+    /** With ?force=true, first drops the client's sessions (a powered-off client's stale ones). */
+    const maybeForce = async (c: ClientRecord, force: boolean | undefined) => {
+      if (force) await deps.disconnect([c.target]);
+    };
+
+    app.post<{ Params: { mac: string; id: number }; Querystring: { force?: boolean } }>('/api/clients/:mac/snapshots/:id/restore', { schema: { params: snapParams, querystring: forceQuery } }, async (req) => {
       const c = deps.clients.get(req.params.mac);
       const s = snapshotOf(c, req.params.id);
+      await maybeForce(c, req.query.force);
       inUse(c, 'restore a snapshot');
       await deps.store.restoreSnapshot(c.disk, s.id);
       return { restored: s };
@@ -181,13 +190,14 @@ export function clientRoutes(deps: ClientRouteDeps) {
       return reply.status(204).send();
     });
 
-    app.post<{ Params: { mac: string }; Body: { image?: string } }>(
+    app.post<{ Params: { mac: string }; Body: { image?: string }; Querystring: { force?: boolean } }>(
       '/api/clients/:mac/reset',
-      { schema: { params: macParam, body: { type: ['object', 'null'], additionalProperties: false, properties: { image: { type: 'string', maxLength: 64 } } } } },
+      { schema: { params: macParam, querystring: forceQuery, body: { type: ['object', 'null'], additionalProperties: false, properties: { image: { type: 'string', maxLength: 64 } } } } },
       async (req) => {
         const c = deps.clients.get(req.params.mac);
         const image = req.body?.image ?? c.image;
         if (!deps.store.getImage(image)) throw notFound('IMAGE_NOT_FOUND', `no golden image "${image}"`);
+        await maybeForce(c, req.query.force);
         inUse(c, 'reset the disk');
         await deps.store.resetDisk(c.disk, image);
         return view(image === c.image ? c : deps.clients.setImage(c.mac, image));
