@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BUNDLE, startAppliance, type RunningAppliance } from '../helpers/appliance-process';
+import { BUNDLE, startAppliance, waitForImport, type RunningAppliance } from '../helpers/appliance-process';
 
 const hasQemuIo = spawnSync('qemu-io', ['--version']).status === 0;
 
@@ -38,12 +38,7 @@ describe.skipIf(!hasQemuIo)('images, clients and snapshots through the bundled a
   it('imports a golden image in the background and reports it ready', async () => {
     const r = await app.api('POST', '/api/images', { name: 'golden', path: imageFile });
     expect(r.status).toBe(202);
-    let img;
-    for (let i = 0; i < 100; i++) {
-      img = (await app.api('GET', '/api/images/golden')).json;
-      if (img.state !== 'importing') break;
-      await new Promise((res) => setTimeout(res, 100));
-    }
+    const img = await waitForImport(app, 'golden');
     expect(img.state).toBe('ready');
     expect(img.sizeBytes).toBe(golden.length);
     expect((await app.api('POST', '/api/images', { name: 'golden', path: imageFile })).status).toBe(409);
@@ -56,12 +51,7 @@ describe.skipIf(!hasQemuIo)('images, clients and snapshots through the bundled a
     execFileSync('qemu-img', ['create', '-f', 'qcow2', join(dir, 'ok.qcow2'), '16M']);
     writeFileSync(bad, readFileSync(join(dir, 'ok.qcow2')).subarray(0, 300));
     expect((await app.api('POST', '/api/images', { name: 'bad', path: bad })).status).toBe(202);
-    let img;
-    for (let i = 0; i < 50; i++) {
-      img = (await app.api('GET', '/api/images/bad')).json;
-      if (img.state !== 'importing') break;
-      await new Promise((res) => setTimeout(res, 100));
-    }
+    const img = await waitForImport(app, 'bad');
     expect(img.state).toBe('failed');
     expect(img.error).toBeTruthy();
     expect((await app.api('DELETE', '/api/images/bad')).status).toBe(204);
@@ -120,7 +110,7 @@ describe.skipIf(!hasQemuIo)('images, clients and snapshots through the bundled a
   it('the CLI drives the same API', async () => {
     const cli = (...args: string[]) => spawnSync('node', [BUNDLE, ...args, '--config', app.configFile], { encoding: 'utf8' });
     expect(cli('image', 'import', 'cli-img', imageFile).status).toBe(0);
-    for (let i = 0; i < 100 && (await app.api('GET', '/api/images/cli-img')).json.state !== 'ready'; i++) await new Promise((r) => setTimeout(r, 100));
+    expect((await waitForImport(app, 'cli-img')).state).toBe('ready');
     expect(cli('image', 'list').stdout).toMatch(/cli-img\s+8\.0 MiB\s+ready/);
     const add = cli('client', 'add', '52:54:00:aa:bb:03', 'cli-img', 'lab');
     expect(add.status).toBe(0);

@@ -95,3 +95,14 @@ export async function startAppliance(config?: Record<string, unknown>, opts: { c
     });
   return { proc, dataDir, configFile, url, token, logs: () => out, api, stop };
 }
+
+/** Polls GET /api/images/NAME until the import is no longer running (at most ~20 s); returns the image. */
+export async function waitForImport(app: Pick<RunningAppliance, 'api'>, name: string): Promise<any> {
+  let img;
+  for (let i = 0; i < 200; i++) {
+    img = (await app.api('GET', `/api/images/${name}`)).json;
+    if (img?.state !== 'importing') break;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  return img;
+}
