@@ -7,7 +7,8 @@
  *
  * Covered: full-DHCP mode (boot, snapshot, boot, restore, boot: the file has two lines, not
  * three), a UEFI client, two clients booting at once on their own disks, and proxy mode next to
- * a router's address-only DHCP server (dnsmasq on another lab host).
+ * a router's address-only DHCP server (dnsmasq on another lab host), and a rescue boot (issue 8):
+ * a one-shot rescue image that sees the client's own disk as LUN 1 and repairs it.
  *
  * Skips only when the lab cannot run here (no qemu, not root). A missing or broken appliance
  * FAILS: that is what this test is for.
@@ -19,7 +20,7 @@ import {
   addClient, applianceMissingReason, exportedBootLog, importImage, retryWhileInUse, startAppliance,
   type ClientView, type LabAppliance,
 } from './appliance';
-import { buildTestDisk, BUILD_TOOLS, REPO_ROOT, type TestDisk } from './build-disk';
+import { buildTestDisk, BUILD_TOOLS, makeRescueDisk, REPO_ROOT, type TestDisk } from './build-disk';
 import { FIRMWARE, formatBoot, formatTimeline, Lab, labMac, labUnavailableReason, missingTools, type BootResult } from './lab';
 import { startAddressOnlyDhcp } from './peer-stack';
 
@@ -128,6 +129,26 @@ suite(`e2e boot through the appliance${why ? ` (skipped: ${why})` : ''}`, () => 
       const stages = (events.events as Array<{ stage: string }>).map((e) => e.stage);
       expect(stages).toEqual(expect.arrayContaining(['dhcp-ack', 'iscsi-login']));
     }, 4 * BOOT_LIMIT_MS);
+
+    it('rescue (a one-shot boot): the rescue image repairs the client disk seen as LUN 1; the next boot is its own again and sees the repair', async () => {
+      const mac = labMac(0x305);
+      const client = await addClient(app!, mac, IMAGE, 'rescue-client');
+      await importImage(app!, 'e2e-rescue', makeRescueDisk(disk, join(runDir, 'rescue.img')));
+      await app!.call('PATCH', '/api/images/e2e-rescue', { rescue: true });
+      await app!.call('PUT', `/api/clients/${mac}/next-boot`, { rescue: 'e2e-rescue' });
+
+      const rescue = await lab!.startQemu({ name: 'full-rescue-1', mac, firmware: 'bios', timeoutMs: BOOT_LIMIT_MS }).result();
+      report(rescue);
+      expect(stagesOf(rescue), rescue.serialLog).toContain('rescued');
+      expect(ibft(rescue).target).toBe(`${client.target}.rescue`);
+      // The one-shot choice is spent: the next boot is the client's own disk.
+      expect((await app!.call('GET', `/api/clients/${mac}`)).nextBoot).toBeNull();
+
+      const own = await lab!.startQemu({ name: 'full-rescue-2', mac, firmware: 'bios', timeoutMs: BOOT_LIMIT_MS }).result();
+      report(own);
+      expectFullBoot(own, client, 1);
+      expect(own.markers.find((m) => m.kind === 'INFO')?.text, own.serialLog).toBe(`rescued-file rescued mac=${mac}`);
+    }, 3 * BOOT_LIMIT_MS);
 
     it('boots a UEFI client (OVMF, iPXE EFI ROM) at least to the iSCSI login from the iBFT', async () => {
       const mac = labMac(0x302);

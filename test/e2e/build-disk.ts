@@ -9,7 +9,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { writeFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 // __dirname: tsx runs benches as CommonJS (no import.meta there); vitest provides it too.
@@ -153,4 +153,22 @@ export function bootLogLines(image: string, disk: TestDisk): string[] {
 if (process.argv[1] && /build-disk\.ts$/.test(process.argv[1])) {
   const disk = buildTestDisk({ log: (m) => console.log(m) });
   console.log(JSON.stringify(disk, null, 2));
+}
+
+/**
+ * Makes the rescue variant of the test disk at `dest`: the same disk whose syslinux.cfg (BIOS
+ * and UEFI copies) adds `e2e.rescue` to the kernel command line, so its initramfs repairs the
+ * client's own disk (LUN 1, /dev/sdb) instead of booting. Edited in place with mtools.
+ */
+export function makeRescueDisk(disk: TestDisk, dest: string): string {
+  copyFileSync(disk.path, dest);
+  const fat = `${dest}@@${disk.bootStart * 512}`;
+  for (const cfg of ['::/syslinux.cfg', '::/EFI/BOOT/syslinux.cfg']) {
+    const text = sh('mtype', ['-i', fat, cfg]);
+    if (!/APPEND /.test(text)) throw new Error(`no APPEND line in ${cfg}`);
+    const tmp = `${dest}.cfg`;
+    writeFileSync(tmp, text.replace(/APPEND (.*)/, 'APPEND $1 e2e.rescue'));
+    sh('mcopy', ['-o', '-i', fat, tmp, cfg]);
+  }
+  return dest;
 }

@@ -262,8 +262,8 @@ export interface QemuOptions {
 
 /** One marker the initramfs printed, with when it appeared (ms after qemu started). */
 export interface SerialMarker {
-  /** STAGE/FAIL/DHCP/IBFT/WARN come from the initramfs; FW from firmware/kernel milestones. */
-  kind: 'STAGE' | 'FAIL' | 'DHCP' | 'IBFT' | 'WARN' | 'FW';
+  /** STAGE/FAIL/DHCP/IBFT/WARN/INFO come from the initramfs; FW from firmware/kernel milestones. */
+  kind: 'STAGE' | 'FAIL' | 'DHCP' | 'IBFT' | 'WARN' | 'INFO' | 'FW';
   text: string;
   atMs: number;
 }
@@ -288,7 +288,7 @@ export interface BootResult {
   exitCode: number | string;
 }
 
-const MARKER = /E2E-(STAGE|FAIL|DHCP|IBFT|WARN): ([^\r\n]*)/g;
+const MARKER = /E2E-(STAGE|FAIL|DHCP|IBFT|WARN|INFO): ([^\r\n]*)/g;
 
 /** Firmware and kernel milestones before the initramfs runs, for the per-boot time breakdown. */
 const MILESTONES: Array<[RegExp, string]> = [
