@@ -128,6 +128,8 @@ describe.skipIf(!hasTools)('rescue, one-shot boots, named disks, moving disks, b
     const c = (await app.api('GET', `/api/clients/${A}`)).json;
     const snap = (await app.api('POST', `/api/clients/${A}/snapshots`, { name: 'pre-force' })).json;
     const holder = await holdSession(iscsiPort, c.target, c.initiatorName);
+    // Frozen like a machine that lost power: it neither answers nor reconnects.
+    holder.kill('SIGSTOP');
     try {
       const refused = await app.api('POST', `/api/clients/${A}/snapshots/${snap.id}/restore`);
       expect(refused.status).toBe(409);
@@ -137,7 +139,7 @@ describe.skipIf(!hasTools)('rescue, one-shot boots, named disks, moving disks, b
       expect(forced.status).toBe(200);
       expect((await app.api('GET', `/api/sessions`)).json.sessions.filter((x: { target: string }) => x.target === c.target)).toHaveLength(0);
     } finally {
-      holder.stdin!.end('quit\n');
+      holder.kill('SIGKILL');
       await new Promise((r) => holder.once('exit', r));
     }
   });
