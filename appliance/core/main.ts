@@ -41,7 +41,15 @@ async function serve(config: Readonly<Config>): Promise<void> {
   const log = createLogger(config.log);
   // Loaded lazily so the CLI verbs start fast (the bundle evaluates a module on first use).
   const { createAppliance } = await import('./appliance');
-  const appliance = await createAppliance(config, { log, clock: systemClock, version: applianceVersion() });
+  let appliance: Awaited<ReturnType<typeof createAppliance>>;
+  try {
+    appliance = await createAppliance(config, { log, clock: systemClock, version: applianceVersion() });
+  } catch (err) {
+    // E.g. the data directory is not writable, or another process owns the image store.
+    log.fatal({ err: (err as Error).message }, 'cannot start');
+    process.stderr.write(`appliance: cannot start: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
   let stopping = false;
   const shutdown = async (why: string, code: number) => {
     if (stopping) return;

@@ -107,7 +107,14 @@ describe.skipIf(skipReason)('the box config runs with CAP_NET_BIND_SERVICE only'
     expect(http.stdout).toBe('200');
   });
 
-  it('without the capability it refuses to start and names the port and the capability', () => {
+  it('without the capability it refuses to start and names the port and the capability', async () => {
+    // One process owns a data directory (the store is locked): stop the privileged box first.
+    if (box && box.exitCode === null) {
+      await new Promise<void>((resolve) => {
+        box!.once('exit', () => resolve());
+        box!.kill('SIGTERM');
+      });
+    }
     const r = spawnSync('ip', privileged(false), { encoding: 'utf8', timeout: 30_000 });
     expect(r.status).not.toBe(0);
     expect(r.stdout + r.stderr).toMatch(/port (67|69|80) .*needs privileges \(ports below 1024 need CAP_NET_BIND_SERVICE\)/);
