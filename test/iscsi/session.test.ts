@@ -179,6 +179,18 @@ describe('iSCSI sessions against the running target (test initiator)', () => {
     expect((await i.read10(0, 1)).status).toBe(0);
   });
 
+  it('drops a session that answered the early ping and then went silent (a powered-off Linux client)', async () => {
+    const i = await session({ isid: '40000137000c' });
+    // The one early probe goes out within a second of login; this initiator answers it...
+    for (let k = 0; k < 30 && i.pingsSeen === 0; k++) await new Promise((r) => setTimeout(r, 100));
+    expect(i.pingsSeen).toBeGreaterThan(0);
+    await new Promise((r) => setTimeout(r, 100));
+    // ...then stops answering, like a machine that lost power: dropped after about two intervals.
+    i.answerPings = false;
+    for (let k = 0; k < 60 && !i.closed; k++) await new Promise((r) => setTimeout(r, 100));
+    expect(i.closed).toBe(true);
+  });
+
   it('ignores commands outside the CmdSN window and goes on', async () => {
     const i = await session({ isid: '40000137000b' });
     const saved = i.cmdSN;
