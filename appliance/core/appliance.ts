@@ -208,7 +208,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
   const http = await buildHttpApp({ log: child('http'), token, routes, authenticators: [ui.authenticator], publicPaths: ui.publicPaths });
   const httpService = new HttpService(http, config.http.host, config.http.port);
   const mdns = config.mdns.enabled
-    ? new MdnsAdvertiser({ name: config.mdns.name, httpPort: config.http.port, version: deps.version, interface: config.dhcp.interface || undefined, log: child('mdns'), clock })
+    ? new MdnsAdvertiser({ name: config.mdns.name, httpPort: config.http.port, version: deps.version, interface: config.dhcp.interface || undefined, log, clock })
     : undefined;
 
   const enabled = <T>(on: boolean, s: T) => (on ? [s] : []);
