@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 NODE_MODULES := node_modules/.package-lock.json
 
-.PHONY: all build run test test-unit typecheck deps system-deps firmware bench clean
+.PHONY: all build run test typecheck deps system-deps firmware bench clean
 
 all: build
 
@@ -30,10 +30,8 @@ typecheck: $(NODE_MODULES)
 # Every test: unit, interop with real clients, browser and end-to-end boots (needs root for
 # network namespaces; installs the Debian packages it needs).
 test: system-deps build typecheck
-	npx vitest run
-
-test-unit: build
-	npx vitest run test/unit
+	npx vitest run --reporter=default --reporter=json --outputFile.json=test-artifacts/vitest.json
+	@node -e 'const r=require("./test-artifacts/vitest.json"); console.log(`vitest: $${r.numPassedTests} passed, $${r.numFailedTests} failed, $${r.numPendingTests + r.numTodoTests} skipped`)'
 
 firmware: build
 	bash os-overlay/build/firmware.sh
