@@ -16,17 +16,8 @@ export function openStore(dir: string, opts: { chunkKiB?: number; segmentMiB?: n
   return ImageStore.open({ dir, clock: new FakeClock(), log: silentLogger(), segmentMiB: opts.segmentMiB ?? 1, chunkKiB: opts.chunkKiB ?? 4, reserveMiB: opts.reserveMiB ?? 0, capacityBytes: opts.capacityBytes });
 }
 
-/** Deterministic PRNG (mulberry32) so a failing run can be replayed from its seed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../helpers/prng';
+export { prng };
 
 /** A buffer of `len` bytes filled with a pattern derived from tag (cheap, distinct per tag). */
 export function pattern(len: number, tag: number): Buffer {

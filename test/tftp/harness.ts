@@ -10,17 +10,8 @@ import { memoryFile, type TftpFile } from '../../appliance/tftp/file-source';
 import { decodePacket, encodePacket, type TftpOption, type TftpPacket } from '../../appliance/tftp/packet';
 import { ReadTransfer, type TransferResult } from '../../appliance/tftp/transfer';
 
-/** mulberry32: a tiny seeded PRNG. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../helpers/prng';
+export { prng };
 
 export interface LinkFaults {
   drop?: number;
