@@ -30,7 +30,10 @@ export function clientUseRoutes(deps: ClientUseDeps) {
       const c = deps.clients.get(req.params.mac);
       return {
         bootDisk: c.bootDisk ?? 'default',
-        disks: deps.clients.disks(c.mac).map((d) => ({ ...d, inUse: deps.store.isOpen(d.disk), sizeBytes: deps.store.getDisk(d.disk)?.sizeBytes ?? 0, usedBytes: deps.store.getDisk(d.disk)?.usedBytes ?? 0 })),
+        disks: deps.clients.disks(c.mac).map((d) => {
+          const info = deps.store.getDisk(d.disk);
+          return { ...d, inUse: deps.store.isOpen(d.disk), sizeBytes: info?.sizeBytes ?? 0, usedBytes: info?.usedBytes ?? 0 };
+        }),
       };
     });
 

@@ -54,10 +54,13 @@ const clientProps = {
 
 /** Clients: CRUD, boot timeline, snapshots, reset. CHAP secrets are accepted, never returned. */
 export function clientRoutes(deps: ClientRouteDeps) {
-  const view = (c: ClientRecord) => {
-    const targets = new Set(deps.clients.disks(c.mac).map((d) => d.target));
-    const sessions = deps.sessions().filter((s) => targets.has(s.target));
-    const last = deps.events.latestByClient().get(c.mac);
+  /** What every client's view needs, gathered once per request (the dashboard lists them all every few seconds). */
+  const snapshot = () => ({ latest: deps.events.latestByClient(), sessions: deps.sessions() });
+  const view = (c: ClientRecord, now = snapshot()) => {
+    const disks = deps.clients.disks(c.mac);
+    const targets = new Set(disks.map((d) => d.target));
+    const sessions = now.sessions.filter((s) => targets.has(s.target));
+    const last = now.latest.get(c.mac);
     const disk = deps.store.getDisk(c.disk);
     return {
       mac: c.mac,
@@ -80,7 +83,7 @@ export function clientRoutes(deps: ClientRouteDeps) {
       bootDisk: c.bootDisk ?? 'default',
       nextBoot: c.nextBoot ?? null,
       schedule: c.schedule ?? null,
-      disks: deps.clients.disks(c.mac).map((d) => ({ name: d.name, image: d.image, target: d.target, throwaway: d.throwaway, inUse: deps.store.isOpen(d.disk) })),
+      disks: disks.map((d) => ({ name: d.name, image: d.image, target: d.target, throwaway: d.throwaway, inUse: deps.store.isOpen(d.disk) })),
       // Who holds the disk now (the UI shows it; a second read-write login is refused).
       holders: sessions.map((s) => ({ initiatorName: s.initiatorName, address: s.address, since: s.since })),
     };
@@ -98,7 +101,10 @@ export function clientRoutes(deps: ClientRouteDeps) {
   };
 
   return async (app: FastifyInstance) => {
-    app.get('/api/clients', async () => ({ clients: deps.clients.list().map(view) }));
+    app.get('/api/clients', async () => {
+      const now = snapshot();
+      return { clients: deps.clients.list().map((c) => view(c, now)) };
+    });
 
     app.post<{ Body: ClientInput & { mac: string; image: string } }>(
       '/api/clients',
