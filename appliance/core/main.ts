@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { apiVerbs } from '../cli/verbs';
 import { localVerbs } from '../cli/local-verbs';
+
 import { CliError } from '../cli/api-client';
 import { adminTokenPath } from './admin-token';
 import { removeRuntimeInfo, writeRuntimeInfo } from './runtime-info';
@@ -11,13 +12,16 @@ import { createLogger } from './log';
 import { FatalError } from './service';
 import { applianceVersion } from './version';
 
+/** Every verb but serve, in the order --help lists them. */
+const verbs = [...apiVerbs, ...localVerbs];
+
 const HELP = `netboot appliance ${applianceVersion()}: diskless PCs boot their own disk over the network
 
 usage: appliance <verb> [--config FILE] [--json]
 
 verbs:
   serve                 run the appliance (DHCP/proxyDHCP, TFTP, iPXE scripts, iSCSI, web UI and API)
-${[...apiVerbs, ...localVerbs].map((v) => `  ${v.usage.padEnd(22)}${v.usage.length > 21 ? '\n' + ' '.repeat(24) : ''}${v.summary}`).join('\n')}
+${verbs.map((v) => `  ${v.usage.padEnd(22)}${v.usage.length > 21 ? '\n' + ' '.repeat(24) : ''}${v.summary}`).join('\n')}
 
 options:
   --config FILE         JSON configuration (default: embedded defaults, state in ./var)
@@ -109,7 +113,7 @@ export async function main(argv: string[]): Promise<void> {
   if (values.help || !verb || verb === 'help') return void process.stdout.write(HELP);
   const config = configOrExit(values.config);
   if (verb === 'serve') return serve(config);
-  const v = [...apiVerbs, ...localVerbs].find((x) => x.name === verb);
+  const v = verbs.find((x) => x.name === verb);
   if (!v) {
     process.stderr.write(`unknown verb "${verb}"\n\n${HELP}`);
     process.exit(2);
