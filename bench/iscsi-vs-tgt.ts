@@ -5,9 +5,13 @@
  * Rows: 4 KiB random read QD32, 4 KiB random write QD32, 128 KiB sequential read,
  * 1 MiB sequential write; then our RSS. Ratios are ours / tgt (higher is better for us).
  * tgt serves the disk at LUN 1 (LUN 0 is its controller); ours at LUN 0.
+ * Ours runs twice: "store" is the product path (the file imported as a golden image into an
+ * image store, served as a copy-on-write client disk cloned from it: reads of unwritten blocks
+ * go to the image, writes allocate in the clone); "file" serves the raw file as tgt does.
+ * ISCSI_BENCH_BACKING=store (or file) runs one of them only.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, rmSync, writeSync, closeSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync, closeSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -106,17 +110,23 @@ async function main(): Promise<void> {
     const blocks = SIZE / 512;
     const bundle = join(dir, 'serve.cjs');
     await run(join(__dirname, '..', 'node_modules', '.bin', 'esbuild'), [join(__dirname, '..', 'test', 'iscsi', 'serve.ts'),
-      '--bundle', '--platform=node', '--format=cjs', '--target=node20', `--outfile=${bundle}`, '--log-level=warning']);
-    const ours = spawn(process.execPath, [bundle, '0', `file:${file}`, String(blocks)],
-      { stdio: ['ignore', 'pipe', 'pipe'], cwd: join(__dirname, '..') });
-    children.push(ours);
-    const ourPort = Number(await waitFor(ours, /PORT (\d+)/));
-
+      '--bundle', '--platform=node', '--format=cjs', '--target=node20', `--outfile=${bundle}`, '--log-level=warning',
+      '--define:__BUNDLE__=true']);
+    // The store's SQLite addon ships beside the bundle, as in dist/.
+    copyFileSync(join(__dirname, '..', 'node_modules', 'better-sqlite3', 'build', 'Release', 'better_sqlite3.node'), join(dir, 'better_sqlite3.node'));
+    const backings = (process.env.ISCSI_BENCH_BACKING ?? 'store,file').split(',');
+    const ours: { e: Endpoint; pid: number }[] = [];
+    for (const backing of backings) {
+      const child = spawn(process.execPath, [bundle, '0', `${backing}:${file}`, String(blocks)],
+        { stdio: ['ignore', 'pipe', 'pipe'], cwd: join(__dirname, '..') });
+      children.push(child);
+      const port = Number(await waitFor(child, /PORT (\d+)/));
+      ours.push({ e: { name: `ours (${backing})`, port, iqn: OUR_IQN, lun: 0 }, pid: child.pid! });
+    }
     const tgt: Endpoint = { name: 'tgt', port: tgtPort, iqn: TGT_IQN, lun: 1 };
-    const us: Endpoint = { name: 'ours', port: ourPort, iqn: OUR_IQN, lun: 0 };
 
-    // Warm both (JIT, page cache) with a short sequential read pass.
-    for (const e of [tgt, us]) {
+    // Warm all (JIT, page cache) with a short sequential read pass.
+    for (const e of [tgt, ...ours.map((o) => o.e)]) {
       await qemuBench(e, ['-d', '32', '-s', '131072', '-S', '131072'], 2048);
       await qemuBench(e, ['-d', '32', '-s', '4096', '-S', '1052672'], 10000);
       await qemuBench(e, ['-w', '-d', '32', '-s', '4096', '-S', '1052672'], 5000);
@@ -132,30 +142,35 @@ async function main(): Promise<void> {
     ];
     const out: string[] = [];
     const pad = (s: string, n: number) => s.padEnd(n);
-    out.push(`${pad('workload', 50)}${pad('tgt', 12)}${pad('ours', 12)}ratio`);
+    out.push(`${pad('workload', 50)}${pad('tgt', 12)}${ours.map((o) => pad(o.e.name, 18) + pad('ratio', 8)).join('')}`);
     // ISCSI_BENCH_ROWS=0,2 runs a subset (while tuning).
     const pick = process.env.ISCSI_BENCH_ROWS?.split(',').map(Number);
     for (const row of rows.filter((_, i) => !pick || pick.includes(i))) {
-      // The machine is shared: run ROUNDS alternating rounds and keep each side's best, so
-      // a load spike from a neighbour does not decide the ratio.
-      let a = 0;
-      let b = 0;
+      // The machine is shared: run ROUNDS rounds, rotating which target goes first, and keep
+      // each side's best, so a load spike from a neighbour does not decide the ratio.
+      const all = [tgt, ...ours.map((o) => o.e)];
+      const best = new Map<Endpoint, number>(all.map((e) => [e, 0]));
       for (let r = 0; r < ROUNDS; r++) {
-        const first = r % 2 === 0 ? tgt : us;
-        const second = first === tgt ? us : tgt;
-        const x = await row.f(first);
-        const y = await row.f(second);
-        if (first === tgt) [a, b] = [Math.max(a, x), Math.max(b, y)];
-        else [a, b] = [Math.max(a, y), Math.max(b, x)];
+        for (let k = 0; k < all.length; k++) {
+          const e = all[(k + r) % all.length]!;
+          best.set(e, Math.max(best.get(e)!, await row.f(e)));
+        }
       }
-      const ratio = a > 0 ? b / a : 0;
-      const line = `${pad(row.name, 50)}${pad(`${a.toFixed(0)} ${row.unit}`, 12)}${pad(`${b.toFixed(0)} ${row.unit}`, 12)}${ratio.toFixed(2)}x`;
+      const a = best.get(tgt)!;
+      const cells = ours.map((o) => {
+        const b = best.get(o.e)!;
+        return pad(`${b.toFixed(0)} ${row.unit}`, 18) + pad(`${a > 0 ? (b / a).toFixed(2) : '0'}x`, 8);
+      });
+      const line = `${pad(row.name, 50)}${pad(`${a.toFixed(0)} ${row.unit}`, 12)}${cells.join('')}`;
       out.push(line);
       console.log(line);
     }
-    const mem = rss(ours.pid!);
     const tmem = rss(tgtPid);
-    out.push(`RSS: ours ${mem.rss.toFixed(0)} MiB (peak ${mem.hwm.toFixed(0)} MiB); tgtd ${tmem.rss.toFixed(0)} MiB (peak ${tmem.hwm.toFixed(0)} MiB)`);
+    for (const o of ours) {
+      const mem = rss(o.pid);
+      out.push(`RSS ${o.e.name}: ${mem.rss.toFixed(0)} MiB (peak ${mem.hwm.toFixed(0)} MiB)`);
+    }
+    out.push(`RSS tgtd: ${tmem.rss.toFixed(0)} MiB (peak ${tmem.hwm.toFixed(0)} MiB)`);
     console.log(`\n${out.join('\n')}`);
   } finally {
     for (const c of children) c.kill('SIGTERM');

@@ -9,6 +9,10 @@
  * alternate between the servers; the median and the best of the repetitions are reported (on a
  * shared machine the best run is the least disturbed one). Ratio = dnsmasq time / our time
  * (above 1.0: we are faster). The load average is printed: compare runs only at similar load.
+ *
+ * A third server, bench/tftp-floor-serve.ts, is the least any lock-step sender on Node.js can do
+ * per block (data in memory, no checks, no timers, connected socket): its ratio is the ceiling
+ * for a TFTP server written for Node at that block size. It does no windowsize (n/a there).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -25,6 +29,7 @@ const sizeMiB = arg('--size-mib', 32);
 const reps = arg('--reps', 3);
 const NS = `nb-tftpbench-${process.pid}`;
 const OUR_PORT = 6969;
+const FLOOR_PORT = 6970;
 
 interface Case {
   name: string;
@@ -104,8 +109,12 @@ async function main(): Promise<void> {
     const ours = spawn('ip', ['netns', 'exec', NS, process.execPath, '--import', 'tsx',
       path.join(__dirname, 'tftp-serve.ts'), root, String(OUR_PORT), '127.0.0.1'], { stdio: ['ignore', 'ignore', 'inherit'] });
     procs.push(ours);
+    const floor = spawn('ip', ['netns', 'exec', NS, process.execPath, '--import', 'tsx',
+      path.join(__dirname, 'tftp-floor-serve.ts'), path.join(root, 'bench.bin'), String(FLOOR_PORT), '127.0.0.1'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    procs.push(floor);
     await waitForPort(69);
     await waitForPort(OUR_PORT);
+    await new Promise((r) => setTimeout(r, 1000)); // the floor server answers no probe (no ERROR packets)
     process.stderr.write(`load average at start: ${loadavg().map((x) => x.toFixed(1)).join(' ')}\n`);
     // Warm up both (JIT, page cache).
     fetchOnce(cases[1]!, 69, path.join(dir, 'warm'));
@@ -113,12 +122,14 @@ async function main(): Promise<void> {
 
     const rows: string[][] = [];
     for (const c of cases) {
-      const t: Record<'dnsmasq' | 'ours', number[]> = { dnsmasq: [], ours: [] };
-      const cpu: Record<'dnsmasq' | 'ours', number[]> = { dnsmasq: [], ours: [] };
+      const t: Record<'dnsmasq' | 'ours' | 'floor', number[]> = { dnsmasq: [], ours: [], floor: [] };
+      const cpu: Record<'dnsmasq' | 'ours' | 'floor', number[]> = { dnsmasq: [], ours: [], floor: [] };
+      const servers = [['dnsmasq', 69, dnsmasq], ['ours', OUR_PORT, ours], ['floor', FLOOR_PORT, floor]] as const;
       for (let r = 0; r < reps; r++) {
-        for (const [who, port] of [['dnsmasq', 69], ['ours', OUR_PORT]] as const) {
+        for (const [who, port, proc] of servers) {
+          if (who === 'floor' && c.windowsize) continue;
           const out = path.join(dir, `out-${who}`);
-          const pid = (who === 'dnsmasq' ? dnsmasq : ours).pid!;
+          const pid = proc.pid!;
           const c0 = cpuSeconds(pid);
           t[who].push(fetchOnce(c, port, out));
           cpu[who].push(cpuSeconds(pid) - c0);
@@ -130,11 +141,13 @@ async function main(): Promise<void> {
       const o = median(t.ours);
       const dBest = Math.min(...t.dnsmasq);
       const oBest = Math.min(...t.ours);
+      const fBest = t.floor.length ? Math.min(...t.floor) : NaN;
       rows.push([c.name, d.toFixed(2), o.toFixed(2), (d / o).toFixed(2), dBest.toFixed(2), oBest.toFixed(2), (dBest / oBest).toFixed(2),
-        `${(sizeMiB / oBest).toFixed(1)}`, median(cpu.dnsmasq).toFixed(2), median(cpu.ours).toFixed(2)]);
-      process.stderr.write(`${c.name}: dnsmasq ${t.dnsmasq.map((x) => x.toFixed(2)).join('/')}, ours ${t.ours.map((x) => x.toFixed(2)).join('/')}\n`);
+        `${(sizeMiB / oBest).toFixed(1)}`, median(cpu.dnsmasq).toFixed(2), median(cpu.ours).toFixed(2),
+        t.floor.length ? fBest.toFixed(2) : 'n/a', t.floor.length ? (dBest / fBest).toFixed(2) : 'n/a']);
+      process.stderr.write(`${c.name}: dnsmasq ${t.dnsmasq.map((x) => x.toFixed(2)).join('/')}, ours ${t.ours.map((x) => x.toFixed(2)).join('/')}, floor ${t.floor.map((x) => x.toFixed(2)).join('/')}\n`);
     }
-    const head = ['case', 'dnsmasq med s', 'ours med s', 'ratio', 'dnsmasq best s', 'ours best s', 'ratio', 'ours best MiB/s', 'dnsmasq cpu s', 'ours cpu s'];
+    const head = ['case', 'dnsmasq med s', 'ours med s', 'ratio', 'dnsmasq best s', 'ours best s', 'ratio', 'ours best MiB/s', 'dnsmasq cpu s', 'ours cpu s', 'node floor best s', 'floor ratio'];
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
     const line = (r: string[]) => r.map((x, i) => (i === 0 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('  ');
     console.log(`\nTFTP ${sizeMiB} MiB, ${reps} runs each, sha256 verified; ratio = dnsmasq time / our time; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);

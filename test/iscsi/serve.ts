@@ -1,9 +1,17 @@
 /**
  * Runs a target by hand (for conformance runs, benches and debugging):
- *   npx tsx test/iscsi/serve.ts [port] [memory|file:PATH] [blocks] [log level]
+ *   npx tsx test/iscsi/serve.ts [port] [memory|file:PATH|store:PATH] [blocks] [log level]
+ * memory: a thin in-memory disk; file:PATH: the raw file itself (like tgt's rdwr backing store);
+ * store:PATH: the product path — PATH imported as a golden image into an image store in a temp
+ * directory, and a client disk cloned from it (copy-on-write), which is what clients boot from.
  * Prints "PORT <n>" once listening; target iqn.2026-11.local.netboot:test, disk at LUN 0.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pino from 'pino';
+import { systemClock } from '../../appliance/core/clock';
+import { ImageStore } from '../../image-store';
 import { startTarget, target } from './harness';
 import { FileDisk, MemoryDisk } from './volumes';
 
@@ -12,18 +20,30 @@ async function main(): Promise<void> {
   const kind = process.argv[3] ?? 'memory';
   const blocks = Number(process.argv[4] ?? 131072);
   const level = process.argv[5] ?? 'silent';
+  const log = pino({ level });
   let open;
+  let cleanup = async () => {};
   if (kind.startsWith('file:')) {
     const d = new FileDisk('file-disk', kind.slice(5), blocks);
     open = () => d.open();
+  } else if (kind.startsWith('store:')) {
+    const dir = mkdtempSync(join(tmpdir(), 'nb-serve-store-'));
+    const store = ImageStore.open({ dir, clock: systemClock, log, reserveMiB: 0 });
+    await store.importImage('golden', kind.slice(6));
+    store.createDisk('client', 'golden');
+    open = () => store.openVolume('client');
+    cleanup = async () => {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    };
   } else {
     const d = new MemoryDisk('memory-disk', blocks);
     open = () => d.open();
   }
   const t = target('iqn.2026-11.local.netboot:test', [{ lun: 0, open, readOnly: false }]);
-  const { server } = await startTarget([t], { log: pino({ level }), port });
+  const { server } = await startTarget([t], { log, port });
   console.log(`PORT ${server.port}`);
-  const stop = () => void server.stop().then(() => process.exit(0));
+  const stop = () => void server.stop().then(cleanup).then(() => process.exit(0));
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 }
