@@ -8,7 +8,8 @@
  * Ours runs twice: "store" is the product path (the file imported as a golden image into an
  * image store, served as a copy-on-write client disk cloned from it: reads of unwritten blocks
  * go to the image, writes allocate in the clone); "file" serves the raw file as tgt does.
- * ISCSI_BENCH_BACKING=store (or file) runs one of them only.
+ * ISCSI_BENCH_BACKING=store (or file) runs one of them only. Ours runs with libuv's io_uring
+ * file I/O as the product does (UV_USE_IO_URING=1); UV_USE_IO_URING=0 measures the thread pool.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync, closeSync } from 'node:fs';
@@ -25,6 +26,7 @@ const SIZE = 512 * 1024 * 1024;
 const INITIATOR = 'iqn.2026-11.local.netboot:initiator:test1';
 const TGT_IQN = 'iqn.2026-11.local.netboot:bench-tgt';
 const OUR_IQN = 'iqn.2026-11.local.netboot:test';
+const URING = process.env.UV_USE_IO_URING ?? '1';
 
 async function freePort(): Promise<number> {
   const s = createServer();
@@ -118,7 +120,7 @@ async function main(): Promise<void> {
     const ours: { e: Endpoint; pid: number }[] = [];
     for (const backing of backings) {
       const child = spawn(process.execPath, [bundle, '0', `${backing}:${file}`, String(blocks)],
-        { stdio: ['ignore', 'pipe', 'pipe'], cwd: join(__dirname, '..') });
+        { stdio: ['ignore', 'pipe', 'pipe'], cwd: join(__dirname, '..'), env: { ...process.env, UV_USE_IO_URING: URING } });
       children.push(child);
       const port = Number(await waitFor(child, /PORT (\d+)/));
       ours.push({ e: { name: `ours (${backing})`, port, iqn: OUR_IQN, lun: 0 }, pid: child.pid! });
@@ -142,6 +144,7 @@ async function main(): Promise<void> {
     ];
     const out: string[] = [];
     const pad = (s: string, n: number) => s.padEnd(n);
+    out.push(`ours with UV_USE_IO_URING=${URING}; best of ${ROUNDS} rounds of ${SECONDS} s`);
     out.push(`${pad('workload', 50)}${pad('tgt', 12)}${ours.map((o) => pad(o.e.name, 18) + pad('ratio', 8)).join('')}`);
     // ISCSI_BENCH_ROWS=0,2 runs a subset (while tuning).
     const pick = process.env.ISCSI_BENCH_ROWS?.split(',').map(Number);
