@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { BlockVolume } from '../../../image-store/block-volume';
 import { thirdPartyCopyPage } from './extended-copy';
+import { canBlockErase } from './sanitize';
 import { invalidCdb } from './sense';
 
 /**
@@ -130,7 +131,9 @@ export function vpdPage(code: number, volume: BlockVolume, identity: LuIdentity,
     case 0xb1: {
       const b = Buffer.alloc(60);
       b.writeUInt16BE(0x0001, 0); // non-rotating medium
-      b[3] = 0x00; // form factor not reported
+      // WABEREQ 01b: after SANITIZE BLOCK ERASE, reads of unwritten blocks succeed (they read
+      // zeros); WACEREQ 0 (no CRYPTO ERASE); form factor not reported.
+      b[3] = canBlockErase(volume) ? 0x40 : 0x00;
       return page(0xb1, b);
     }
     case 0xb2: {

@@ -2,9 +2,12 @@ import { VolumeError, type BlockVolume } from '../../../image-store/block-volume
 import { parseExtendedCopy, receiveCopyResults, runExtendedCopy, type CopyStatus } from './extended-copy';
 import { BLOCK_LIMITS, luIdentity, standardInquiry, vpdPage, type LuIdentity } from './inquiry';
 import { modeSelect, modeSense } from './mode-pages';
-import { COMMANDS, hasServiceAction, Opcode, ServiceAction } from './opcodes';
+import { Opcode, reportOpcodes, ServiceAction, type CommandInfo } from './opcodes';
+import { RangeLock } from './range-lock';
 import { LuReservations, ReservationConflict, type AccessKind } from './reservations';
+import { blockErase, canBlockErase, parseSanitize, SanitizeAction, SanitizeState } from './sanitize';
 import { Asc, encodeSense, invalidCdb, invalidParam, lbaOutOfRange, ScsiError, SenseKey, Status } from './sense';
+import { UnitAttentions } from './unit-attention';
 
 /**
  * The SCSI block command set (SPC-4 + SBC-3) over one BlockVolume, for one session. The
@@ -37,16 +40,24 @@ export interface ScsiResult {
 
 /** State of one LU shared by every session that opens it. */
 export class LuShared {
-  readonly reservations = new LuReservations();
+  readonly reservations = new LuReservations(() => this.afterReset());
   /** EXTENDED COPY results held for RECEIVE COPY RESULTS, by "nexus/list id" (bounded). */
   readonly copyResults = new Map<string, CopyStatus>();
-  private chain: Promise<unknown> = Promise.resolve();
+  /** LBA ranges held by running writes (shared) and COMPARE AND WRITE, ORWRITE, SANITIZE (exclusive). */
+  readonly ranges = new RangeLock();
+  readonly attention = new UnitAttentions();
+  readonly sanitize = new SanitizeState();
+  /** SWP of the control mode page, set through MODE SELECT by any nexus; off again after a reset. */
+  softwareWriteProtect = false;
 
-  /** Runs fn with exclusive access (COMPARE AND WRITE, ORWRITE are atomic per SBC-3 §5.2). */
-  exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.chain.then(fn, fn);
-    this.chain = run.catch(() => undefined);
-    return run;
+  /**
+   * A LU or target reset (SAM-5 §6.3.3): mode parameters return to their defaults (none
+   * are saved) and every nexus gets POWER ON, RESET, OR BUS DEVICE RESET OCCURRED, which
+   * supersedes older conditions. A running SANITIZE goes on (SBC-3 §4.11).
+   */
+  private afterReset(): void {
+    this.softwareWriteProtect = false;
+    this.attention.raise(Asc.PowerOnReset, null, true);
   }
 }
 
@@ -103,6 +114,8 @@ export class LogicalUnit {
   readonly blockSize: number;
   readonly blockCount: number;
   readonly writeProtected: boolean;
+  /** The newest unit attention this session has been told about (UnitAttentions numbers). */
+  private uaSeen: number;
 
   constructor(
     readonly lun: number,
@@ -115,10 +128,16 @@ export class LogicalUnit {
     this.blockSize = volume.blockSize;
     this.blockCount = volume.blockCount;
     this.writeProtected = readOnly || volume.readOnly;
+    this.uaSeen = shared.attention.latest;
   }
 
   /** Runs one command to completion; never rejects (errors become CHECK CONDITION). */
   execute(req: ScsiRequest): Promise<ScsiResult> {
+    // Two integer/string compares on the hot path; the rare cases are handled in gate().
+    if (this.uaSeen !== this.shared.attention.latest || this.shared.sanitize.state !== 'idle') {
+      const held = this.gate(req);
+      if (held) return Promise.resolve(held);
+    }
     const op = req.cdb[0];
     // READ/WRITE 10/16 take a direct path: checks, then the volume's own promise, no extra
     // async layers (they are most of the traffic; see bench/iscsi-vs-tgt.ts).
@@ -152,10 +171,58 @@ export class LogicalUnit {
     this.checkWritable();
     const data = req.dataOut;
     if (!data || data.length !== bytes) return null; // residual cases take the general path
-    return this.volume.write(io.lba, data, { fua: (cdb[1] & 0x08) !== 0 }).then(
-      () => ({ status: Status.Good, sense: null, dataIn: null, dataOutWanted: bytes }),
-      (err) => this.failure(err, cdb, bytes),
+    // An overlapping COMPARE AND WRITE (or ORWRITE, SANITIZE) holds or awaits the range: wait in the general path.
+    const release = this.shared.ranges.tryAcquire(io.lba, io.blocks, false);
+    if (!release) return null;
+    let written: Promise<void>;
+    try {
+      written = this.volume.write(io.lba, data, { fua: (cdb[1] & 0x08) !== 0 });
+    } catch (err) {
+      release();
+      throw err;
+    }
+    return written.then(
+      () => {
+        release();
+        return { status: Status.Good, sense: null, dataIn: null, dataOutWanted: bytes };
+      },
+      (err) => {
+        release();
+        return this.failure(err, cdb, bytes);
+      },
     );
+  }
+
+  /**
+   * Commands held back before they run: a pending unit attention (SPC-4 §5.14: reported on
+   * anything but INQUIRY, REPORT LUNS and REQUEST SENSE, which returns it as its data), a
+   * running SANITIZE (NOT READY, SANITIZE IN PROGRESS with progress, SBC-3 §4.11.2) and a
+   * failed one (medium access gets MEDIUM ERROR, SANITIZE COMMAND FAILED).
+   */
+  private gate(req: ScsiRequest): ScsiResult | null {
+    const cdb = req.cdb;
+    const op = cdb[0];
+    if (op === Opcode.Inquiry) return null;
+    const wanted = this.dataOutLength(cdb);
+    if (this.uaSeen !== this.shared.attention.latest) {
+      const { asc, seen } = this.shared.attention.next(this.uaSeen, req.nexus);
+      this.uaSeen = seen;
+      if (asc) {
+        const ua = new ScsiError(SenseKey.UnitAttention, asc);
+        if (op === Opcode.RequestSense) return { ...GOOD, dataIn: truncate(encodeSense(ua, (cdb[1] & 0x01) !== 0), cdb[4]), dataOutWanted: 0 };
+        return { status: Status.CheckCondition, sense: encodeSense(ua), dataIn: null, dataOutWanted: wanted };
+      }
+    }
+    const sanitize = this.shared.sanitize;
+    if (sanitize.state === 'running') {
+      const busy = new ScsiError(SenseKey.NotReady, Asc.SanitizeInProgress, undefined, undefined, Math.floor(sanitize.progress * 0x10000));
+      if (op === Opcode.RequestSense) return { ...GOOD, dataIn: truncate(encodeSense(busy, (cdb[1] & 0x01) !== 0), cdb[4]), dataOutWanted: 0 };
+      return { status: Status.CheckCondition, sense: encodeSense(busy), dataIn: null, dataOutWanted: wanted };
+    }
+    if (sanitize.state === 'failed' && op !== Opcode.Sanitize && accessKind(op) !== 'none') {
+      return { status: Status.CheckCondition, sense: encodeSense(new ScsiError(SenseKey.MediumError, Asc.SanitizeCommandFailed)), dataIn: null, dataOutWanted: wanted };
+    }
+    return null;
   }
 
   private failure(err: unknown, cdb: Buffer, wanted: number): ScsiResult {
@@ -204,6 +271,7 @@ export class LogicalUnit {
 
   private checkWritable(): void {
     if (this.writeProtected) throw new ScsiError(SenseKey.DataProtect, Asc.WriteProtected);
+    if (this.shared.softwareWriteProtect) throw new ScsiError(SenseKey.DataProtect, Asc.SoftwareWriteProtected);
   }
 
   private async dispatch(req: ScsiRequest, wanted: number): Promise<Partial<ScsiResult>> {
@@ -236,7 +304,7 @@ export class LogicalUnit {
         }
       case Opcode.MaintenanceIn:
         switch (cdb[1] & 0x1f) {
-          case ServiceAction.ReportSupportedOpcodes: return { dataIn: truncate(reportOpcodes(cdb), cdb.readUInt32BE(6)) };
+          case ServiceAction.ReportSupportedOpcodes: return { dataIn: truncate(reportOpcodes(cdb, (c) => this.offers(c)), cdb.readUInt32BE(6)) };
           case ServiceAction.ReportSupportedTmfs: {
             const b = Buffer.alloc(cdb[2] & 0x80 ? 16 : 4);
             b[0] = 0x80 | 0x40 | 0x20 | 0x10 | 0x08; // ABORT TASK, ABORT TASK SET, CLEAR ACA, CLEAR TASK SET, LU RESET
@@ -254,7 +322,7 @@ export class LogicalUnit {
       case Opcode.ModeSelect6:
       case Opcode.ModeSelect10:
         if ((req.dataOut?.length ?? 0) < wanted) throw new ScsiError(SenseKey.IllegalRequest, Asc.ParameterListLengthError);
-        modeSelect(cdb, (req.dataOut ?? Buffer.alloc(0)).subarray(0, wanted), this.modeContext());
+        this.modeSelect(req, wanted);
         return {};
       case Opcode.StartStopUnit:
         // A fixed disk: power conditions and START are accepted; LOEJ cannot eject (no medium changer).
@@ -322,13 +390,35 @@ export class LogicalUnit {
       case Opcode.OrWrite16:
         await this.orWrite(cdb, req.dataOut, wanted);
         return {};
+      case Opcode.Sanitize:
+        await this.sanitize(cdb);
+        return {};
       default:
         throw new ScsiError(SenseKey.IllegalRequest, Asc.InvalidOpcode, { inCdb: true, byte: 0 });
     }
   }
 
   private modeContext() {
-    return { blockCount: this.blockCount, blockSize: this.blockSize, writeProtected: this.writeProtected };
+    return {
+      blockCount: this.blockCount, blockSize: this.blockSize, writeProtected: this.writeProtected,
+      softwareWriteProtect: this.shared.softwareWriteProtect,
+    };
+  }
+
+  /** MODE SELECT; a changed SWP applies to every nexus, and the others are told (SPC-4 §6.13: MODE PARAMETERS CHANGED). */
+  private modeSelect(req: ScsiRequest, wanted: number): void {
+    const changes = modeSelect(req.cdb, (req.dataOut ?? Buffer.alloc(0)).subarray(0, wanted), this.modeContext());
+    if (changes.softwareWriteProtect !== this.shared.softwareWriteProtect) {
+      this.shared.softwareWriteProtect = changes.softwareWriteProtect;
+      this.shared.attention.raise(Asc.ModeParametersChanged, req.nexus);
+    }
+  }
+
+  /** Whether this LU offers a command of the table (REPORT SUPPORTED OPERATION CODES lists only those). */
+  private offers(c: CommandInfo): boolean {
+    if (c.opcode === Opcode.Sanitize) return canBlockErase(this.volume);
+    if (c.opcode === Opcode.Unmap) return this.volume.thin.provisioned;
+    return true;
   }
 
   private inquiry(cdb: Buffer): Buffer {
@@ -385,21 +475,23 @@ export class LogicalUnit {
     const fua = (cdb[0] !== Opcode.Write6 && (cdb[1] & 0x08) !== 0) || cdb[0] === Opcode.WriteVerify10
       || cdb[0] === Opcode.WriteVerify12 || cdb[0] === Opcode.WriteVerify16;
     const got = data?.length ?? 0;
-    if (got >= wanted) {
-      await this.volume.write(io.lba, got === wanted ? data! : data!.subarray(0, wanted), { fua });
-      return;
-    }
-    // EDTL < transfer length: write only what arrived (FCP-4 §9.4.2, as libiscsi expects):
-    // whole blocks directly, a trailing partial block merged with what is on the medium.
-    if (got === 0) return;
-    const whole = Math.floor(got / this.blockSize);
-    const rest = got - whole * this.blockSize;
-    if (whole > 0) await this.volume.write(io.lba, data!.subarray(0, whole * this.blockSize), { fua });
-    if (rest > 0) {
-      const last = Buffer.from(await this.volume.read(io.lba + whole, 1));
-      data!.copy(last, 0, whole * this.blockSize, got);
-      await this.volume.write(io.lba + whole, last, { fua });
-    }
+    if (got === 0 && wanted > 0) return;
+    await this.shared.ranges.with(io.lba, io.blocks, false, async () => {
+      if (got >= wanted) {
+        await this.volume.write(io.lba, got === wanted ? data! : data!.subarray(0, wanted), { fua });
+        return;
+      }
+      // EDTL < transfer length: write only what arrived (FCP-4 §9.4.2, as libiscsi expects):
+      // whole blocks directly, a trailing partial block merged with what is on the medium.
+      const whole = Math.floor(got / this.blockSize);
+      const rest = got - whole * this.blockSize;
+      if (whole > 0) await this.volume.write(io.lba, data!.subarray(0, whole * this.blockSize), { fua });
+      if (rest > 0) {
+        const last = Buffer.from(await this.volume.read(io.lba + whole, 1));
+        data!.copy(last, 0, whole * this.blockSize, got);
+        await this.volume.write(io.lba + whole, last, { fua });
+      }
+    });
   }
 
   private async verify(cdb: Buffer, data: Buffer | null): Promise<void> {
@@ -443,17 +535,19 @@ export class LogicalUnit {
     // UNMAP=1 on a thin LU is an unmap request (SBC-3 §5.45): the blocks then read as the LU
     // reports (LBPRZ), whatever the Data-Out pattern; that is what Linux discard relies on.
     if (unmap && this.volume.thin.provisioned) {
-      await this.volume.unmap(lba, blocks);
+      await this.shared.ranges.with(lba, blocks, false, () => this.volume.unmap(lba, blocks));
       return;
     }
     // Write the pattern in chunks of at most 1 MiB so a large WRITE SAME needs bounded memory.
     const chunkBlocks = Math.max(1, Math.min(blocks, Math.floor((1 << 20) / bs)));
     const chunk = Buffer.allocUnsafe(chunkBlocks * bs);
     for (let i = 0; i < chunkBlocks; i++) pattern.copy(chunk, i * bs, 0, bs);
-    for (let done = 0; done < blocks; done += chunkBlocks) {
-      const n = Math.min(chunkBlocks, blocks - done);
-      await this.volume.write(lba + done, n === chunkBlocks ? chunk : chunk.subarray(0, n * bs));
-    }
+    await this.shared.ranges.with(lba, blocks, false, async () => {
+      for (let done = 0; done < blocks; done += chunkBlocks) {
+        const n = Math.min(chunkBlocks, blocks - done);
+        await this.volume.write(lba + done, n === chunkBlocks ? chunk : chunk.subarray(0, n * bs));
+      }
+    });
   }
 
   private async unmap(cdb: Buffer, data: Buffer | null): Promise<void> {
@@ -477,7 +571,14 @@ export class LogicalUnit {
       if (blocks > BLOCK_LIMITS.maxUnmapBlocks) throw invalidParam(off + 8);
       ranges.push({ lba, blocks });
     }
-    for (const r of ranges) if (r.blocks > 0) await this.volume.unmap(r.lba, r.blocks);
+    const work = ranges.filter((r) => r.blocks > 0);
+    if (work.length === 0) return;
+    // One hold over the envelope of all descriptors (a command never takes two ranges in turn).
+    const start = Math.min(...work.map((r) => r.lba));
+    const end = Math.max(...work.map((r) => r.lba + r.blocks));
+    await this.shared.ranges.with(start, end - start, false, async () => {
+      for (const r of work) await this.volume.unmap(r.lba, r.blocks);
+    });
   }
 
   private async getLbaStatus(cdb: Buffer): Promise<Buffer> {
@@ -514,7 +615,8 @@ export class LogicalUnit {
     // match the transfer (e.g. 256 wrapped to 0) is an invalid CDB, not a no-op.
     if ((data?.length ?? 0) !== 2 * n) throw invalidCdb(13);
     if (blocks === 0 || !data) return;
-    await this.shared.exclusive(async () => {
+    // Compare and write as one step: no other write to these LBAs, from any session, in between.
+    await this.shared.ranges.with(lba, blocks, true, async () => {
       const medium = await this.volume.read(lba, blocks);
       for (let i = 0; i < n; i++) {
         if (medium[i] !== data[i]) throw new ScsiError(SenseKey.Miscompare, Asc.MiscompareDuringVerify, undefined, i);
@@ -530,7 +632,13 @@ export class LogicalUnit {
     if (!data || data.length < wanted) throw new ScsiError(SenseKey.IllegalRequest, Asc.ParameterListLengthError);
     const { listId, usage, segments } = parseExtendedCopy(data.subarray(0, wanted), this.identity.naa, this.blockSize, this.blockCount);
     this.checkWritable();
-    const status = await runExtendedCopy(this.volume, segments, false);
+    let status: CopyStatus;
+    if (segments.length === 0) status = await runExtendedCopy(this.volume, segments, false);
+    else {
+      const start = Math.min(...segments.map((g) => g.dstLba));
+      const end = Math.max(...segments.map((g) => g.dstLba + g.blocks));
+      status = await this.shared.ranges.with(start, end - start, false, () => runExtendedCopy(this.volume, segments, false));
+    }
     // LIST ID USAGE 00b/01b: keep the results for RECEIVE COPY RESULTS; 10b/11b: discard.
     if (usage < 2) {
       const results = this.shared.copyResults;
@@ -547,11 +655,42 @@ export class LogicalUnit {
     if (io.blocks === 0) return;
     this.checkLength(cdb, io.blocks);
     if (!data || data.length < wanted) throw new ScsiError(SenseKey.IllegalRequest, Asc.InvalidFieldInInformationUnit);
-    await this.shared.exclusive(async () => {
+    await this.shared.ranges.with(io.lba, io.blocks, true, async () => {
       const medium = Buffer.from(await this.volume.read(io.lba, io.blocks));
       for (let i = 0; i < wanted; i++) medium[i] |= data[i];
       await this.volume.write(io.lba, medium, { fua: (cdb[1] & 0x08) !== 0 });
     });
+  }
+
+  /** SANITIZE BLOCK ERASE / EXIT FAILURE MODE (see sanitize.ts for what is offered and why). */
+  private async sanitize(cdb: Buffer): Promise<void> {
+    if (!canBlockErase(this.volume)) throw new ScsiError(SenseKey.IllegalRequest, Asc.InvalidOpcode, { inCdb: true, byte: 0 });
+    const req = parseSanitize(cdb);
+    const state = this.shared.sanitize;
+    if (req.action === SanitizeAction.ExitFailureMode) {
+      // Leaving failure mode is allowed only when the failed SANITIZE set AUSE (SBC-3 §5.30.1).
+      if (state.state === 'failed' && !state.exitAllowed) throw invalidCdb(1, 4);
+      state.state = 'idle';
+      return;
+    }
+    this.checkWritable();
+    // From here every command from every nexus is NOT READY until the erase ends; writes
+    // already running finish first (the exclusive hold over every LBA waits for them).
+    state.state = 'running';
+    state.exitAllowed = req.ause;
+    state.progress = 0;
+    const run = this.shared.ranges
+      .with(0, this.blockCount, true, () => blockErase(this.volume, BLOCK_LIMITS.maxUnmapBlocks, (f) => (state.progress = f)))
+      .then(() => {
+        state.state = 'idle';
+        return true;
+      }, () => {
+        state.state = 'failed';
+        return false;
+      });
+    state.done = run.then(() => undefined);
+    if (req.immed) return;
+    if (!(await run)) throw new ScsiError(SenseKey.MediumError, Asc.SanitizeCommandFailed);
   }
 }
 
@@ -573,63 +712,11 @@ export function accessKind(op: number): AccessKind {
     case Opcode.WriteVerify10: case Opcode.WriteVerify12: case Opcode.WriteVerify16:
     case Opcode.WriteSame10: case Opcode.WriteSame16: case Opcode.Unmap: case Opcode.CompareAndWrite:
     case Opcode.OrWrite16: case Opcode.SyncCache10: case Opcode.SyncCache16: case Opcode.ModeSelect6: case Opcode.ExtendedCopy:
-    case Opcode.ModeSelect10:
+    case Opcode.ModeSelect10: case Opcode.Sanitize:
       return 'write';
     default:
       return 'none';
   }
-}
-
-/** REPORT SUPPORTED OPERATION CODES (SPC-4 §6.35). */
-export function reportOpcodes(cdb: Buffer): Buffer {
-  const rctd = (cdb[2] & 0x80) !== 0;
-  const option = cdb[2] & 0x07;
-  const reqOp = cdb[3];
-  const reqSa = cdb.readUInt16BE(4);
-  const timeouts = (): Buffer => {
-    const t = Buffer.alloc(12);
-    t.writeUInt16BE(10, 0);
-    return t;
-  };
-  if (option === 0) {
-    const parts: Buffer[] = [];
-    for (const c of COMMANDS) {
-      const d = Buffer.alloc(8);
-      d[0] = c.opcode;
-      if (c.sa !== undefined) d.writeUInt16BE(c.sa, 2);
-      d[5] = (c.sa !== undefined ? 0x01 : 0) | (rctd ? 0x02 : 0);
-      d.writeUInt16BE(c.usage.length, 6);
-      parts.push(d);
-      if (rctd) parts.push(timeouts());
-    }
-    const body = Buffer.concat(parts);
-    const h = Buffer.alloc(4);
-    h.writeUInt32BE(body.length, 0);
-    return Buffer.concat([h, body]);
-  }
-  let cmd;
-  if (option === 1) {
-    if (hasServiceAction(reqOp)) throw invalidCdb(3);
-    cmd = COMMANDS.find((c) => c.opcode === reqOp);
-  } else if (option === 2) {
-    if (!hasServiceAction(reqOp) && COMMANDS.some((c) => c.opcode === reqOp)) throw invalidCdb(3);
-    cmd = COMMANDS.find((c) => c.opcode === reqOp && c.sa === reqSa);
-  } else if (option === 3) {
-    cmd = COMMANDS.find((c) => c.opcode === reqOp && (c.sa === undefined || c.sa === reqSa));
-  } else {
-    throw invalidCdb(2, 0);
-  }
-  if (!cmd) {
-    const b = Buffer.alloc(4);
-    b[1] = 0x01; // not supported
-    return b;
-  }
-  const b = Buffer.alloc(4 + cmd.usage.length);
-  b[1] = (rctd ? 0x80 : 0) | 0x03; // CTDP, SUPPORT = supported per standard
-  b.writeUInt16BE(cmd.usage.length, 2);
-  Buffer.from(cmd.usage).copy(b, 4);
-  if (cmd.sa !== undefined) b[5] = (b[5] & 0xe0) | 0x1f;
-  return rctd ? Buffer.concat([b, timeouts()]) : b;
 }
 
 /** REPORT LUNS data (SPC-4 §6.33) for the LUN numbers a session sees. */

@@ -1,3 +1,5 @@
+import { invalidCdb } from './sense';
+
 /**
  * The SCSI commands this logical unit implements, with the CDB usage maps that REPORT
  * SUPPORTED OPERATION CODES returns (SPC-4 §6.35). A bit set in the usage map is a bit the
@@ -28,6 +30,7 @@ export const Opcode = {
   ReadDefectData10: 0x37,
   WriteSame10: 0x41,
   Unmap: 0x42,
+  Sanitize: 0x48,
   ModeSelect10: 0x55,
   ModeSense10: 0x5a,
   PersistentReserveIn: 0x5e,
@@ -96,6 +99,9 @@ export const COMMANDS: readonly CommandInfo[] = [
   { opcode: Opcode.ReadDefectData10, usage: [0x37, 0, 0x1f, 0, 0, 0, 0, 0xff, 0xff, 0x07] },
   { opcode: Opcode.WriteSame10, usage: [0x41, 0xf8, ...lba10, 0x1f, 0xff, 0xff, 0x07] },
   { opcode: Opcode.Unmap, usage: [0x42, 0x01, 0, 0, 0, 0, 0x1f, 0xff, 0xff, 0x07] },
+  // SANITIZE: IMMED, AUSE, service action; BLOCK ERASE and EXIT FAILURE MODE only (sanitize.ts).
+  { opcode: Opcode.Sanitize, sa: 0x02, usage: [0x48, 0xbf, 0, 0, 0, 0, 0, 0xff, 0xff, 0x07] },
+  { opcode: Opcode.Sanitize, sa: 0x1f, usage: [0x48, 0xbf, 0, 0, 0, 0, 0, 0xff, 0xff, 0x07] },
   { opcode: Opcode.ModeSelect10, usage: [0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, 0x07] },
   { opcode: Opcode.ModeSense10, usage: [0x5a, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, 0x07] },
   { opcode: Opcode.PersistentReserveIn, sa: 0x00, usage: [0x5e, 0x1f, 0, 0, 0, 0, 0, 0xff, 0xff, 0x07] },
@@ -132,4 +138,57 @@ export const COMMANDS: readonly CommandInfo[] = [
 /** True for opcodes whose CDB byte 1 (low 5 bits) carries a service action. */
 export function hasServiceAction(opcode: number): boolean {
   return COMMANDS.some((c) => c.opcode === opcode && c.sa !== undefined);
+}
+
+/** REPORT SUPPORTED OPERATION CODES (SPC-4 §6.35) for the commands of the table that `offered` accepts. */
+export function reportOpcodes(cdb: Buffer, offered: (c: CommandInfo) => boolean = () => true): Buffer {
+  const rctd = (cdb[2] & 0x80) !== 0;
+  const option = cdb[2] & 0x07;
+  const reqOp = cdb[3];
+  const reqSa = cdb.readUInt16BE(4);
+  const timeouts = (): Buffer => {
+    const t = Buffer.alloc(12);
+    t.writeUInt16BE(10, 0);
+    return t;
+  };
+  if (option === 0) {
+    const parts: Buffer[] = [];
+    for (const c of COMMANDS) {
+      if (!offered(c)) continue;
+      const d = Buffer.alloc(8);
+      d[0] = c.opcode;
+      if (c.sa !== undefined) d.writeUInt16BE(c.sa, 2);
+      d[5] = (c.sa !== undefined ? 0x01 : 0) | (rctd ? 0x02 : 0);
+      d.writeUInt16BE(c.usage.length, 6);
+      parts.push(d);
+      if (rctd) parts.push(timeouts());
+    }
+    const body = Buffer.concat(parts);
+    const h = Buffer.alloc(4);
+    h.writeUInt32BE(body.length, 0);
+    return Buffer.concat([h, body]);
+  }
+  let cmd;
+  if (option === 1) {
+    if (hasServiceAction(reqOp)) throw invalidCdb(3);
+    cmd = COMMANDS.find((c) => c.opcode === reqOp && offered(c));
+  } else if (option === 2) {
+    if (!hasServiceAction(reqOp) && COMMANDS.some((c) => c.opcode === reqOp)) throw invalidCdb(3);
+    cmd = COMMANDS.find((c) => c.opcode === reqOp && c.sa === reqSa && offered(c));
+  } else if (option === 3) {
+    cmd = COMMANDS.find((c) => c.opcode === reqOp && (c.sa === undefined || c.sa === reqSa) && offered(c));
+  } else {
+    throw invalidCdb(2, 0);
+  }
+  if (!cmd) {
+    const b = Buffer.alloc(4);
+    b[1] = 0x01; // not supported
+    return b;
+  }
+  const b = Buffer.alloc(4 + cmd.usage.length);
+  b[1] = (rctd ? 0x80 : 0) | 0x03; // CTDP, SUPPORT = supported per standard
+  b.writeUInt16BE(cmd.usage.length, 2);
+  Buffer.from(cmd.usage).copy(b, 4);
+  if (cmd.sa !== undefined) b[5] = (b[5] & 0xe0) | 0x1f;
+  return rctd ? Buffer.concat([b, timeouts()]) : b;
 }

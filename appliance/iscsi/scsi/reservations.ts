@@ -30,6 +30,12 @@ interface Reservation {
 
 /** The reservation state of one LU. */
 export class LuReservations {
+  /**
+   * @param onReset the LU's other reset effects (unit attention, mode parameters): the TMF
+   * code reaches a LU reset through reset() below.
+   */
+  constructor(private readonly onReset: () => void = () => undefined) {}
+
   private legacyHolder: string | null = null;
   private generation = 0;
   private readonly keys = new Map<string, bigint>();
@@ -88,9 +94,13 @@ export class LuReservations {
     if (this.legacyHolder === nexus) this.legacyHolder = null;
   }
 
-  /** LOGICAL UNIT RESET releases RESERVE(6) reservations; persistent ones survive (SPC-4 §5.13.1). */
+  /**
+   * LOGICAL UNIT RESET (and target warm/cold reset) releases RESERVE(6) reservations;
+   * persistent ones survive (SPC-4 §5.13.1). Then the LU's other reset effects run.
+   */
   reset(): void {
     this.legacyHolder = null;
+    this.onReset();
   }
 
   /** PERSISTENT RESERVE IN: returns the full response (the caller truncates to the allocation length). */

@@ -32,6 +32,7 @@ export const SenseKey = {
 /** Additional sense codes we use, as [ASC, ASCQ]. */
 export const Asc = {
   NoAdditionalSense: [0x00, 0x00],
+  SanitizeInProgress: [0x04, 0x1b],
   InvalidFieldInInformationUnit: [0x0e, 0x03],
   WriteError: [0x0c, 0x00],
   UnrecoveredReadError: [0x11, 0x00],
@@ -43,12 +44,14 @@ export const Asc = {
   LunNotSupported: [0x25, 0x00],
   InvalidFieldInParameterList: [0x26, 0x00],
   WriteProtected: [0x27, 0x00],
+  SoftwareWriteProtected: [0x27, 0x02],
   SpaceAllocationFailedWriteProtect: [0x27, 0x07],
   PowerOnReset: [0x29, 0x00],
   ModeParametersChanged: [0x2a, 0x01],
   ReservationsPreempted: [0x2a, 0x03],
   ReservationsReleased: [0x2a, 0x04],
   RegistrationsPreempted: [0x2a, 0x05],
+  SanitizeCommandFailed: [0x31, 0x03],
   SavingParametersNotSupported: [0x39, 0x00],
   MediumNotPresent: [0x3a, 0x00],
   LogicalUnitFailure: [0x3e, 0x01],
@@ -72,6 +75,8 @@ export class ScsiError extends Error {
     readonly field?: FieldPointer,
     /** INFORMATION field (e.g. miscompare offset). */
     readonly information?: number,
+    /** Progress indication, 0..65535 of 65536 (NOT READY while an operation runs, SPC-4 §4.5.2.4.4). */
+    readonly progress?: number,
   ) {
     super(`sense ${key.toString(16)}/${asc[0].toString(16)}/${asc[1].toString(16)}`);
     this.name = 'ScsiError';
@@ -96,7 +101,7 @@ export function lbaOutOfRange(): ScsiError {
 /** Builds sense data: fixed format (0x70, 18 bytes) or descriptor format (0x72). */
 export function encodeSense(e: ScsiError, descriptor = false): Buffer {
   if (descriptor) {
-    const extra = (e.information !== undefined ? 12 : 0) + (e.field ? 8 : 0);
+    const extra = (e.information !== undefined ? 12 : 0) + (e.field || e.progress !== undefined ? 8 : 0);
     const b = Buffer.alloc(8 + extra);
     b[0] = 0x72;
     b[1] = e.key;
@@ -111,10 +116,10 @@ export function encodeSense(e: ScsiError, descriptor = false): Buffer {
       b.writeBigUInt64BE(BigInt(e.information), off + 4);
       off += 12;
     }
-    if (e.field) {
+    if (e.field || e.progress !== undefined) {
       b[off] = 0x02; // sense-key specific descriptor
       b[off + 1] = 0x06;
-      writeSks(b, off + 4, e.field);
+      writeSks(b, off + 4, e);
     }
     return b;
   }
@@ -125,11 +130,18 @@ export function encodeSense(e: ScsiError, descriptor = false): Buffer {
   b[7] = 10;
   b[12] = e.asc[0];
   b[13] = e.asc[1];
-  if (e.field) writeSks(b, 15, e.field);
+  if (e.field || e.progress !== undefined) writeSks(b, 15, e);
   return b;
 }
 
-function writeSks(b: Buffer, off: number, f: FieldPointer): void {
+/** Sense-key specific bytes: a field pointer, or a progress indication. */
+function writeSks(b: Buffer, off: number, e: ScsiError): void {
+  const f = e.field;
+  if (!f) {
+    b[off] = 0x80; // SKSV
+    b.writeUInt16BE(Math.max(0, Math.min(0xffff, e.progress ?? 0)), off + 1);
+    return;
+  }
   b[off] = 0x80 | (f.inCdb ? 0x40 : 0) | (f.bit !== undefined ? 0x08 | (f.bit & 7) : 0);
   b.writeUInt16BE(f.byte, off + 1);
 }
