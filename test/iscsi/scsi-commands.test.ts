@@ -85,34 +85,35 @@ const tick = () => new Promise((resolve) => setImmediate(resolve));
 describe('RangeLock', () => {
   it('lets shared holders overlap, makes an exclusive one wait for them, and queues later writes behind it', async () => {
     const lock = new RangeLock();
-    const w1 = lock.tryAcquire(0, 8, false)!;
-    const w2 = lock.tryAcquire(4, 8, false)!;
-    expect(w1).toBeTypeOf('function');
-    expect(w2).toBeTypeOf('function');
+    const w1 = lock.tryAcquire(0, 8, false);
+    const w2 = lock.tryAcquire(4, 8, false);
+    expect(w1).not.toBeNull();
+    expect(w2).not.toBeNull();
     const order: string[] = [];
-    const caw = lock.acquire(6, 1, true).then((release) => {
+    const caw = lock.acquire(6, 1, true).then((hold) => {
       order.push('caw');
-      return release;
+      return hold;
     });
     // A write arriving after the waiting COMPARE AND WRITE, overlapping it, waits too...
     expect(lock.tryAcquire(6, 1, false)).toBeNull();
-    const later = lock.acquire(0, 16, false).then((release) => {
+    const later = lock.acquire(0, 16, false).then((hold) => {
       order.push('later');
-      return release;
+      return hold;
     });
     // ...but one elsewhere goes ahead.
     const elsewhere = lock.tryAcquire(100, 8, false);
-    expect(elsewhere).toBeTypeOf('function');
-    elsewhere!();
-    w1();
+    expect(elsewhere).not.toBeNull();
+    lock.release(elsewhere!);
+    lock.release(w1!);
     await tick();
     expect(order).toEqual([]);
-    w2();
-    const releaseCaw = await caw;
+    lock.release(w2!);
+    const cawHold = await caw;
     await tick();
     expect(order).toEqual(['caw']);
-    releaseCaw();
-    (await later)();
+    lock.release(cawHold);
+    lock.release(cawHold); // a second release is harmless
+    lock.release(await later);
     expect(order).toEqual(['caw', 'later']);
     expect(lock.size).toBe(0);
   });

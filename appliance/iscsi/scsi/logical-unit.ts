@@ -172,22 +172,23 @@ export class LogicalUnit {
     const data = req.dataOut;
     if (!data || data.length !== bytes) return null; // residual cases take the general path
     // An overlapping COMPARE AND WRITE (or ORWRITE, SANITIZE) holds or awaits the range: wait in the general path.
-    const release = this.shared.ranges.tryAcquire(io.lba, io.blocks, false);
-    if (!release) return null;
+    const ranges = this.shared.ranges;
+    const hold = ranges.tryAcquire(io.lba, io.blocks, false);
+    if (!hold) return null;
     let written: Promise<void>;
     try {
       written = this.volume.write(io.lba, data, { fua: (cdb[1] & 0x08) !== 0 });
     } catch (err) {
-      release();
+      ranges.release(hold);
       throw err;
     }
     return written.then(
       () => {
-        release();
+        ranges.release(hold);
         return { status: Status.Good, sense: null, dataIn: null, dataOutWanted: bytes };
       },
       (err) => {
-        release();
+        ranges.release(hold);
         return this.failure(err, cdb, bytes);
       },
     );
