@@ -347,3 +347,68 @@ describe('SANITIZE', () => {
     expect(await listed(base)).toEqual({ sanitize: false, wabereq: 0, erase: [0x05, 0x20, 0x00] });
   });
 });
+
+describe('WRITE ATOMIC(16)', () => {
+  const writeAtomic16 = (lba: bigint, n: number, byte1 = 0, boundary = 0) => {
+    const b = Buffer.alloc(16);
+    b[0] = 0x9c;
+    b[1] = byte1;
+    b.writeBigUInt64BE(lba, 2);
+    b.writeUInt16BE(boundary, 10);
+    b.writeUInt16BE(n, 12);
+    return b;
+  };
+  const maxAtomic = async (lu: LogicalUnit) => (await run(lu, cdb.vpd(0xb0), 'A')).dataIn!.readUInt32BE(44);
+
+  it('is not offered on a volume that does not promise all-or-nothing writes', async () => {
+    const lu = session(new MemoryDisk('plain', 64).open(), new LuShared());
+    expect(await maxAtomic(lu)).toBe(0);
+    expect(sense(await run(lu, writeAtomic16(0n, 1), 'A', Buffer.alloc(BS)))).toEqual([0x05, 0x20, 0x00]);
+  });
+
+  it('writes up to the volume\'s atomic limit and checks its CDB (range first, then length)', async () => {
+    const disk = new MemoryDisk('atomic', 1024);
+    const lu = session({ ...disk.open(), atomicWriteBlocks: 256 } as BlockVolume, new LuShared());
+    expect(await maxAtomic(lu)).toBe(256);
+    const data = Buffer.alloc(256 * BS, 0x5a);
+    expect((await run(lu, writeAtomic16(768n, 256), 'A', data)).status).toBe(GOOD);
+    expect(disk.data.subarray(768 * BS)).toEqual(data);
+    expect((await run(lu, writeAtomic16(0n, 0), 'A')).status).toBe(GOOD);
+    const invalid = (byte: number) => [0x05, 0x24, 0x00, byte];
+    const field = (r: ScsiResult) => [...sense(r), r.sense!.readUInt16BE(16)];
+    expect(field(await run(lu, writeAtomic16(0n, 257), 'A', Buffer.alloc(257 * BS)))).toEqual(invalid(12));
+    expect(field(await run(lu, writeAtomic16(0n, 1, 0, 8), 'A', Buffer.alloc(BS)))).toEqual(invalid(10));
+    expect(field(await run(lu, writeAtomic16(0n, 1, 0x20), 'A', Buffer.alloc(BS)))).toEqual(invalid(1));
+    expect(sense(await run(lu, writeAtomic16(1020n, 257), 'A', Buffer.alloc(257 * BS)))).toEqual([0x05, 0x21, 0x00]);
+    expect(sense(await run(lu, writeAtomic16(1n << 63n, 0), 'A'))).toEqual([0x05, 0x21, 0x00]);
+    // Less Data-Out than the blocks need: nothing is written (a plain WRITE would write what came).
+    const short = await run(lu, writeAtomic16(0n, 2), 'A', Buffer.alloc(BS, 0x77));
+    expect(short.status).toBe(CHECK_CONDITION);
+    expect(disk.data.subarray(0, 2 * BS).every((x) => x === 0)).toBe(true);
+  });
+
+  it('holds its range exclusively: an overlapping WRITE from another session waits for it', async () => {
+    const disk = new MemoryDisk('atomic2', 64);
+    const shared = new LuShared();
+    const base = disk.open();
+    let letGo!: () => void;
+    const gate = new Promise<void>((resolve) => (letGo = resolve));
+    const slow = { ...base, atomicWriteBlocks: 64, write: async (lba: number, d: Buffer) => { await gate; return base.write(lba, d); } } as BlockVolume;
+    const a = session(slow, shared);
+    const b = session(disk.open(), shared);
+    const atomic = run(a, writeAtomic16(0n, 8), 'A', Buffer.alloc(8 * BS, 0x01));
+    await tick();
+    let writeDone = false;
+    const plain = run(b, cdb.write10(4, 1), 'B', Buffer.alloc(BS, 0x02)).then((r) => {
+      writeDone = true;
+      return r;
+    });
+    await tick();
+    expect(writeDone).toBe(false);
+    letGo();
+    expect((await atomic).status).toBe(GOOD);
+    expect((await plain).status).toBe(GOOD);
+    expect(disk.data[4 * BS]).toBe(0x02);
+    expect(disk.data[3 * BS]).toBe(0x01);
+  });
+});

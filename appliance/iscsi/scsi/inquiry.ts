@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { BlockVolume } from '../../../image-store/block-volume';
+import { atomicWriteBlocks } from './atomic-write';
 import { thirdPartyCopyPage } from './extended-copy';
 import { canBlockErase } from './sanitize';
 import { invalidCdb } from './sense';
@@ -126,6 +127,9 @@ export function vpdPage(code: number, volume: BlockVolume, identity: LuIdentity,
         b.writeUInt32BE(0x80000000, 28); // UGAVALID, alignment 0
       }
       b.writeBigUInt64BE(BigInt(BLOCK_LIMITS.maxWriteSameBlocks), 32);
+      // MAXIMUM ATOMIC TRANSFER LENGTH (0: no WRITE ATOMIC); alignment and granularity 0
+      // (none), no atomic boundaries (SBC-4 §6.6.4).
+      b.writeUInt32BE(atomicWriteBlocks(volume, BLOCK_LIMITS.maxTransferBlocks), 40);
       return page(0xb0, b);
     }
     case 0xb1: {

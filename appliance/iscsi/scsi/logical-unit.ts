@@ -1,4 +1,5 @@
 import { VolumeError, type BlockVolume } from '../../../image-store/block-volume';
+import { atomicWriteBlocks, parseWriteAtomic16 } from './atomic-write';
 import { parseExtendedCopy, receiveCopyResults, runExtendedCopy, type CopyStatus } from './extended-copy';
 import { BLOCK_LIMITS, luIdentity, standardInquiry, vpdPage, type LuIdentity } from './inquiry';
 import { modeSelect, modeSense } from './mode-pages';
@@ -255,6 +256,7 @@ export class LogicalUnit {
       case Opcode.Verify10: case Opcode.Verify12: case Opcode.Verify16:
         return ((cdb[1] >> 1) & 3) === 1 ? decodeIo(cdb).blocks * bs : ((cdb[1] >> 1) & 3) === 3 ? bs : 0;
       case Opcode.CompareAndWrite: return 2 * cdb[13] * bs;
+      case Opcode.WriteAtomic16: return cdb.readUInt16BE(12) * bs;
       case Opcode.WriteSame10: case Opcode.WriteSame16: return (cdb[1] & 0x01) && cdb[0] === Opcode.WriteSame16 ? 0 : bs;
       case Opcode.Unmap: return cdb.readUInt16BE(7);
       case Opcode.ModeSelect6: return cdb[4];
@@ -394,6 +396,9 @@ export class LogicalUnit {
       case Opcode.Sanitize:
         await this.sanitize(cdb);
         return {};
+      case Opcode.WriteAtomic16:
+        await this.writeAtomic(cdb, req.dataOut, wanted);
+        return {};
       default:
         throw new ScsiError(SenseKey.IllegalRequest, Asc.InvalidOpcode, { inCdb: true, byte: 0 });
     }
@@ -419,6 +424,7 @@ export class LogicalUnit {
   private offers(c: CommandInfo): boolean {
     if (c.opcode === Opcode.Sanitize) return canBlockErase(this.volume);
     if (c.opcode === Opcode.Unmap) return this.volume.thin.provisioned;
+    if (c.opcode === Opcode.WriteAtomic16) return atomicWriteBlocks(this.volume, BLOCK_LIMITS.maxTransferBlocks) > 0;
     return true;
   }
 
@@ -663,6 +669,21 @@ export class LogicalUnit {
     });
   }
 
+  /** WRITE ATOMIC(16), for volumes that promise all-or-nothing writes (atomic-write.ts). */
+  private async writeAtomic(cdb: Buffer, data: Buffer | null, wanted: number): Promise<void> {
+    const max = atomicWriteBlocks(this.volume, BLOCK_LIMITS.maxTransferBlocks);
+    if (max === 0) throw new ScsiError(SenseKey.IllegalRequest, Asc.InvalidOpcode, { inCdb: true, byte: 0 });
+    const w = parseWriteAtomic16(cdb);
+    const lba = w.lba > MAX_SAFE ? Number.MAX_SAFE_INTEGER : Number(w.lba);
+    this.checkRange(lba, w.blocks);
+    if (w.blocks > max) throw invalidCdb(12);
+    this.checkWritable();
+    if (w.blocks === 0) return;
+    // Part of the data is not a write of part of the blocks here: all or nothing.
+    if (!data || data.length < wanted) throw new ScsiError(SenseKey.IllegalRequest, Asc.InvalidFieldInInformationUnit);
+    await this.shared.ranges.with(lba, w.blocks, true, () => this.volume.write(lba, data.length === wanted ? data : data.subarray(0, wanted), { fua: w.fua }));
+  }
+
   /** SANITIZE BLOCK ERASE / EXIT FAILURE MODE (see sanitize.ts for what is offered and why). */
   private async sanitize(cdb: Buffer): Promise<void> {
     if (!canBlockErase(this.volume)) throw new ScsiError(SenseKey.IllegalRequest, Asc.InvalidOpcode, { inCdb: true, byte: 0 });
@@ -713,7 +734,7 @@ export function accessKind(op: number): AccessKind {
     case Opcode.WriteVerify10: case Opcode.WriteVerify12: case Opcode.WriteVerify16:
     case Opcode.WriteSame10: case Opcode.WriteSame16: case Opcode.Unmap: case Opcode.CompareAndWrite:
     case Opcode.OrWrite16: case Opcode.SyncCache10: case Opcode.SyncCache16: case Opcode.ModeSelect6: case Opcode.ExtendedCopy:
-    case Opcode.ModeSelect10: case Opcode.Sanitize:
+    case Opcode.ModeSelect10: case Opcode.Sanitize: case Opcode.WriteAtomic16:
       return 'write';
     default:
       return 'none';
