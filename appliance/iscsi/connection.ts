@@ -85,8 +85,19 @@ interface Task {
 
 type Phase = 'login' | 'full' | 'logout' | 'closed';
 
-/** Delay of the one early NOP-In that learns whether an initiator answers pings (see `probed`). */
-const PROBE_MS = 2000;
+/**
+ * Delay of the one early NOP-In that learns whether an initiator answers pings (see `probed`).
+ * Short: in the e2e lab an initramfs logs in, mounts root, writes and powers off within half a
+ * second, and a probe sent 2 s after login was never answered, so the dead session was kept.
+ */
+const PROBE_MS = 250;
+/**
+ * How long an initiator known to answer pings gets to answer one before its connection is
+ * dropped (open-iscsi's own ping timeout, noop_out_timeout, is 5 s). A dead session of a
+ * powered-off client then holds its disk for one to two intervals plus this (not the ~11 minutes
+ * TCP keepalive would take).
+ */
+const PING_ANSWER_MS = 10_000;
 
 /** Per-session counters for GET /api/sessions. */
 export interface SessionStats {
@@ -844,7 +855,8 @@ export class IscsiConnection {
    * feature phase, busy or not, to learn whether this initiator answers pings at all: a Linux
    * initiator that logs in, boots and powers off within one interval would otherwise never have
    * answered one, and its dead session would hold the disk until TCP keepalive gave up (about
-   * 11 minutes), refusing restores meanwhile.
+   * 11 minutes), refusing restores meanwhile. The kernel initiator answers it even while
+   * iscsistart is handing the connection over: the PDU waits in the socket until the kernel reads.
    */
   private probed = false;
 
@@ -871,6 +883,12 @@ export class IscsiConnection {
         return;
       }
       this.sendPing();
+      // An initiator that answers pings answers within a round trip: give it PING_ANSWER_MS
+      // rather than a whole interval, so a powered-off client frees its disk sooner.
+      if (this.answersPings) {
+        this.armNop(Math.min(PING_ANSWER_MS, this.ctx.nopInIntervalMs));
+        return;
+      }
     }
     this.armNop();
   }

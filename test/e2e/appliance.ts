@@ -66,7 +66,10 @@ export function labConfig(lab: Lab, dataDir: string, opts: ApplianceOptions): Re
     dataDir,
     serverAddress: server,
     http: { host: server, port: 8080 },
-    iscsi: { host: server, port: 3260 },
+    // A short ping interval: a powered-off client's dead session is dropped within seconds
+    // (one to two intervals plus the 10 s answer window at most), so the tests that restore a
+    // disk right after a boot need no ?force=true.
+    iscsi: { host: server, port: 3260, nopInIntervalSeconds: 5 },
     tftp: { host: '0.0.0.0', port: 69 },
     dhcp: {
       mode: opts.mode,

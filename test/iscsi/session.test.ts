@@ -272,6 +272,61 @@ describe('IscsiServer lifecycle', () => {
   });
 });
 
+describe('NOP-In pings on a fake clock (30 s interval)', () => {
+  it('drops a silent initiator that answers pings within two intervals plus 10 s, and never an iPXE-like one', async () => {
+    const { FakeClock } = await import('../../appliance/core/clock');
+    const { silentLogger } = await import('../../appliance/core/log');
+    const { IscsiServer } = await import('../../appliance/iscsi/server');
+    const { StaticDirectory, target } = await import('./harness');
+    const { MemoryDisk } = await import('./volumes');
+    const clock = new FakeClock();
+    const disk = new MemoryDisk('nop-disk', 2048);
+    const T = 'iqn.2026-11.local.netboot:nop';
+    const server = new IscsiServer({
+      host: '127.0.0.1', port: 0, clock, log: silentLogger(), maxConnections: 4, nopInIntervalSeconds: 30, portalAddress: '127.0.0.1',
+      directory: new StaticDirectory([target(T, [{ lun: 0, open: () => disk.open(), readOnly: true }])]),
+    });
+    await server.start();
+    const settle = () => new Promise((r) => setTimeout(r, 50));
+    try {
+      const linux = await TestInitiator.connect(server.port);
+      expect(await linux.login({ initiatorName: IQN_INITIATOR, targetName: T, isid: '400001370101' })).toBe(0);
+      const ipxe = await TestInitiator.connect(server.port);
+      expect(await ipxe.login({ initiatorName: IQN_INITIATOR, targetName: T, isid: '400001370102', answerPings: false })).toBe(0);
+      await settle();
+      clock.advance(2_000); // the early probe: one answers, one does not
+      await settle();
+      expect(linux.pingsSeen).toBe(1);
+      expect(ipxe.pingsSeen).toBe(1);
+      linux.answerPings = false; // power cut: nothing more from this initiator (last heard at 2 s)
+      // Step a second at a time: the next ping goes out once 30 s passed without a word (at the
+      // first tick after 32 s), and 10 s later, unanswered, the connection is dropped.
+      let pingAt = -1;
+      let closedAt = -1;
+      for (let t = 3; t <= 80 && closedAt < 0; t++) {
+        clock.advance(1_000);
+        await settle();
+        if (pingAt < 0 && linux.pingsSeen === 2) pingAt = t;
+        if (linux.closed) closedAt = t;
+      }
+      expect(pingAt).toBeGreaterThanOrEqual(32);
+      expect(pingAt).toBeLessThanOrEqual(62);
+      expect(closedAt - pingAt).toBeGreaterThanOrEqual(10);
+      expect(closedAt - pingAt).toBeLessThanOrEqual(11);
+      // iPXE never answers pings: still connected after many intervals.
+      for (let t = 0; t < 300; t += 30) {
+        clock.advance(30_000);
+        await settle();
+      }
+      expect(ipxe.closed).toBe(false);
+      expect(ipxe.pingsSeen).toBeGreaterThan(3);
+      ipxe.destroy();
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
 describe('connection limits', () => {
   it('drops a connection that never completes its login after 30 s (no NOP needed)', async () => {
     const { FakeClock } = await import('../../appliance/core/clock');
