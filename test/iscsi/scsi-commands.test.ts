@@ -239,6 +239,20 @@ describe('software write protect (control mode page SWP)', () => {
     expect(sense(await run(a, cdb.tur(), 'A'))).toEqual([0x06, 0x29, 0x00]);
     expect((await run(a, cdb.write10(0, 1), 'A', Buffer.alloc(BS, 1))).status).toBe(GOOD);
   });
+
+  it('is dropped when the last session of the LU closes, not before', async () => {
+    const disk = new MemoryDisk('swp2', 64);
+    const shared = new LuShared();
+    const a = session(disk.open(), shared);
+    session(disk.open(), shared); // B
+    const list = await swpParameterList(a, 'A', true);
+    expect((await run(a, cdb.modeSelect6(list.length), 'A', list)).status).toBe(GOOD);
+    shared.reservations.nexusLost('A'); // what the session code calls when a session ends
+    expect(shared.softwareWriteProtect).toBe(true); // B is still there and was told
+    shared.reservations.nexusLost('B');
+    const c = session(disk.open(), shared);
+    expect((await run(c, cdb.write10(0, 1), 'C', Buffer.alloc(BS, 1))).status).toBe(GOOD);
+  });
 });
 
 describe('SANITIZE', () => {

@@ -41,7 +41,7 @@ export interface ScsiResult {
 
 /** State of one LU shared by every session that opens it. */
 export class LuShared {
-  readonly reservations = new LuReservations(() => this.afterReset());
+  readonly reservations = new LuReservations({ onReset: () => this.afterReset(), onNexusLost: () => this.detach() });
   /** EXTENDED COPY results held for RECEIVE COPY RESULTS, by "nexus/list id" (bounded). */
   readonly copyResults = new Map<string, CopyStatus>();
   /** LBA ranges held by running writes (shared) and COMPARE AND WRITE, ORWRITE, SANITIZE (exclusive). */
@@ -50,6 +50,23 @@ export class LuShared {
   readonly sanitize = new SanitizeState();
   /** SWP of the control mode page, set through MODE SELECT by any nexus; off again after a reset. */
   softwareWriteProtect = false;
+  /** Sessions that have the LU open. */
+  private sessions = 0;
+
+  /** A session opened the LU (LogicalUnit's constructor). */
+  attach(): void {
+    this.sessions++;
+  }
+
+  /**
+   * A session closed it. When the last one goes, mode parameters return to their defaults:
+   * no nexus is left to tell, and a client that set SWP and vanished must not find its disk
+   * write-protected at its next boot (nobody can tell this from a power cycle in between).
+   */
+  private detach(): void {
+    this.sessions = Math.max(0, this.sessions - 1);
+    if (this.sessions === 0) this.softwareWriteProtect = false;
+  }
 
   /**
    * A LU or target reset (SAM-5 §6.3.3): mode parameters return to their defaults (none
@@ -130,6 +147,7 @@ export class LogicalUnit {
     this.blockCount = volume.blockCount;
     this.writeProtected = readOnly || volume.readOnly;
     this.uaSeen = shared.attention.latest;
+    shared.attach();
   }
 
   /** Runs one command to completion; never rejects (errors become CHECK CONDITION). */

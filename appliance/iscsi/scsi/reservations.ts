@@ -31,10 +31,10 @@ interface Reservation {
 /** The reservation state of one LU. */
 export class LuReservations {
   /**
-   * @param onReset the LU's other reset effects (unit attention, mode parameters): the TMF
-   * code reaches a LU reset through reset() below.
+   * @param hooks the LU's other effects of a reset (unit attention, mode parameters) and of
+   * a session leaving: the session code reaches the LU through reset() and nexusLost() here.
    */
-  constructor(private readonly onReset: () => void = () => undefined) {}
+  constructor(private readonly hooks: { onReset?: () => void; onNexusLost?: (nexus: string) => void } = {}) {}
 
   private legacyHolder: string | null = null;
   private generation = 0;
@@ -92,6 +92,7 @@ export class LuReservations {
   /** The nexus went away (logout, dropped connection, reset): its RESERVE(6) ends (SPC-2 §5.5.1). */
   nexusLost(nexus: string): void {
     if (this.legacyHolder === nexus) this.legacyHolder = null;
+    this.hooks.onNexusLost?.(nexus);
   }
 
   /**
@@ -100,7 +101,7 @@ export class LuReservations {
    */
   reset(): void {
     this.legacyHolder = null;
-    this.onReset();
+    this.hooks.onReset?.();
   }
 
   /** PERSISTENT RESERVE IN: returns the full response (the caller truncates to the allocation length). */
