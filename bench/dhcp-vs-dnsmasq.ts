@@ -4,24 +4,50 @@
  * (bench/dhcp-discover-client.ts: sequential DISCOVERs with the broadcast flag, 20 MACs cycling).
  * Full mode (address offers; dnsmasq --no-ping, as we never ping) and proxy mode (PXE offers).
  * Rounds alternate ours/dnsmasq so drift on the shared machine hits both.
- *   npx tsx bench/dhcp-vs-dnsmasq.ts [COUNT=400] [ROUNDS=2]
+ *   npx tsx bench/dhcp-vs-dnsmasq.ts [COUNT=400] [ROUNDS=2] [--appliance] [--tsx]
+ * Ours runs as it ships: test/dhcp/helpers/runner.ts bundled by esbuild like dist/appliance.cjs
+ * (--tsx runs it under tsx instead, whose keepNames wraps every closure: slower than shipped).
+ * --appliance: ours records boot events in SQLite (synchronous=FULL) and logs at info to a file,
+ * dnsmasq logs its DHCP lines to a file, and the full-mode client is a PXE client too (events are
+ * only recorded for boot clients); the default is quiet on both sides.
  * Needs root (ip netns) and dnsmasq.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { buildSync } from 'esbuild';
 
-const COUNT = Number(process.argv[2] ?? 400);
-const ROUNDS = Number(process.argv[3] ?? 2);
+const flags = new Set(process.argv.slice(2).filter((a) => a.startsWith('--')));
+const positional = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const COUNT = Number(positional[0] ?? 400);
+const ROUNDS = Number(positional[1] ?? 2);
+const APPLIANCE = flags.has('--appliance');
+const TSX = flags.has('--tsx');
 const S = `nb-dhcp-bs-${process.pid}`;
 const C = `nb-dhcp-bc-${process.pid}`;
 const repo = join(__dirname, '..');
 const tsx = join(repo, 'node_modules/.bin/tsx');
 const dir = mkdtempSync(join(tmpdir(), 'nb-dhcp-bench-'));
+const runnerTs = join(repo, 'test/dhcp/helpers/runner.ts');
+const runnerCjs = join(dir, 'runner.cjs');
+
+/** The runner bundled as appliance/build.mjs bundles the appliance (no keepNames, minifySyntax). */
+function bundleRunner(): void {
+  buildSync({
+    entryPoints: [runnerTs], outfile: runnerCjs, bundle: true, platform: 'node', target: 'node20', format: 'cjs',
+    minifySyntax: true, external: ['better-sqlite3', 'pino', 'pino-pretty'], logLevel: 'warning',
+  });
+}
 
 const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
 function cleanup(): void {
+  cleanupNamespaces();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+function cleanupNamespaces(): void {
   for (const ns of [C, S]) {
     for (const p of spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout.split(/\s+/).filter(Boolean)) {
       try {
@@ -35,7 +61,7 @@ function cleanup(): void {
 }
 
 function setup(): void {
-  cleanup();
+  cleanupNamespaces();
   sh('ip', ['netns', 'add', S]);
   sh('ip', ['netns', 'add', C]);
   sh('ip', ['link', 'add', 'vs', 'netns', S, 'type', 'veth', 'peer', 'name', 'vc', 'netns', C]);
@@ -73,32 +99,50 @@ async function stopProc(p: ChildProcess): Promise<void> {
   clearTimeout(t);
 }
 
-async function startOurs(mode: 'full' | 'proxy'): Promise<ChildProcess> {
+/** Telemetry ours recorded in appliance mode, summed over runs (checks nothing was lost). */
+const recorded = { events: 0, logLines: 0 };
+
+async function startOurs(mode: 'full' | 'proxy'): Promise<{ proc: ChildProcess; after: () => void }> {
   const spec = join(dir, `ours-${mode}.json`);
+  const dbFile = join(dir, `ours-${mode}-${Date.now()}.db`);
+  const logFile = join(dir, `ours-${mode}-${Date.now()}.log`);
   writeFileSync(spec, JSON.stringify({
     config: { dhcp: { mode, interface: 'vs', range: mode === 'full' ? ['198.18.6.100', '198.18.6.250'] : [], conflictProbeSeconds: 0, leaseSeconds: 3600 }, boot: { unknownClients: 'menu' } },
-    serverAddress: 'auto', dbFile: join(dir, `ours-${mode}-${Date.now()}.db`), clients: [], logLevel: 'error', quiet: true,
+    serverAddress: 'auto', dbFile, clients: [],
+    // Default: no boot-event sink (the runner's sink prints to stdout, not what the appliance does);
+    // dnsmasq runs with --quiet-dhcp likewise. --appliance: the appliance's sink and log.
+    ...(APPLIANCE ? { eventStore: true, logFile, logLevel: 'info' } : { logLevel: 'error', quiet: true }),
   }));
-  // quiet: no boot-event sink (the runner's sink prints to stdout, not what the appliance does);
-  // dnsmasq runs with --quiet-dhcp likewise.
-  const p = spawn('ip', ['netns', 'exec', S, tsx, join(repo, 'test/dhcp/helpers/runner.ts'), spec], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
+  const cmd = TSX ? [tsx, runnerTs, spec] : [process.execPath, runnerCjs, spec];
+  const p = spawn('ip', ['netns', 'exec', S, ...cmd], {
+    cwd: repo, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_PATH: join(repo, 'node_modules') },
+  });
   await waitLine(p, /^READY/m, 30_000);
-  return p;
+  const after = () => {
+    if (!APPLIANCE) return;
+    const db = new Database(dbFile, { readonly: true });
+    recorded.events += (db.prepare('SELECT COUNT(*) n FROM boot_events').get() as { n: number }).n;
+    db.close();
+    recorded.logLines += readFileSync(logFile, 'utf8').split('\n').filter((l) => l.includes('offer')).length;
+  };
+  return { proc: p, after };
 }
 
-async function startDnsmasq(mode: 'full' | 'proxy'): Promise<ChildProcess> {
-  const common = ['--no-daemon', '--conf-file=/dev/null', '--port=0', '--interface=vs', '--bind-interfaces', `--dhcp-leasefile=${join(dir, 'dnsmasq.leases')}`, `--log-facility=${join(dir, 'dnsmasq.log')}`, '--quiet-dhcp'];
+async function startDnsmasq(mode: 'full' | 'proxy'): Promise<{ proc: ChildProcess; after: () => void }> {
+  const common = ['--no-daemon', '--conf-file=/dev/null', '--port=0', '--interface=vs', '--bind-interfaces', `--dhcp-leasefile=${join(dir, 'dnsmasq.leases')}`, `--log-facility=${join(dir, 'dnsmasq.log')}`];
+  if (!APPLIANCE) common.push('--quiet-dhcp');
   const args = mode === 'full'
     ? [...common, '--dhcp-range=198.18.6.100,198.18.6.250,255.255.255.0,1h', '--no-ping', '--dhcp-authoritative']
     : [...common, '--dhcp-range=198.18.6.0,proxy', '--pxe-service=x86PC,netboot,undionly', '--dhcp-boot=undionly.kpxe'];
-  const p = spawn('ip', ['netns', 'exec', S, 'dnsmasq', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // --no-daemon also copies every log line to stderr: nobody reads it, so a pipe would fill and stall dnsmasq.
+  const p = spawn('ip', ['netns', 'exec', S, 'dnsmasq', ...args], { stdio: 'ignore' });
   await new Promise((r) => setTimeout(r, 700)); // dnsmasq prints nothing when quiet; give it time to bind
   if (p.exitCode !== null) throw new Error('dnsmasq exited');
-  return p;
+  return { proc: p, after: () => undefined };
 }
 
 function measure(mode: 'full' | 'proxy'): { rtts: number[]; lost: number } {
-  const r = spawnSync('ip', ['netns', 'exec', C, tsx, join(repo, 'bench/dhcp-discover-client.ts'), String(COUNT), '20', mode === 'proxy' ? 'pxe' : ''], { cwd: repo, encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync('ip', ['netns', 'exec', C, tsx, join(repo, 'bench/dhcp-discover-client.ts'), String(COUNT), '20', mode === 'proxy' || APPLIANCE ? 'pxe' : ''], { cwd: repo, encoding: 'utf8', timeout: 120_000 });
   const line = r.stdout.trim().split('\n').pop() ?? '';
   try {
     return JSON.parse(line);
@@ -113,6 +157,7 @@ const pct = (xs: number[], q: number) => {
 };
 
 async function main(): Promise<void> {
+  if (!TSX) bundleRunner();
   setup();
   sh('ip', ['-n', C, 'route', 'add', 'default', 'dev', 'vc']);
   const results: Record<string, { rtts: number[]; lost: number }> = {};
@@ -126,19 +171,21 @@ async function main(): Promise<void> {
       for (let round = 0; round < ROUNDS; round++) {
         const order = round % 2 === 0 ? (['ours', 'dnsmasq'] as const) : (['dnsmasq', 'ours'] as const);
         for (const impl of order) {
-          const p = impl === 'ours' ? await startOurs(mode) : await startDnsmasq(mode);
+          const { proc, after } = impl === 'ours' ? await startOurs(mode) : await startDnsmasq(mode);
           try {
             add(`${mode}/${impl}`, measure(mode));
           } finally {
-            await stopProc(p);
+            await stopProc(proc);
           }
+          after();
         }
       }
     }
   } finally {
     cleanup();
   }
-  console.log(`\nDHCPDISCOVER -> OFFER round trip, ${COUNT} sequential DISCOVERs x ${ROUNDS} rounds per row (first 10 of each run dropped), microseconds\n`);
+  const how = `${TSX ? 'ours under tsx' : 'ours bundled'}, ${APPLIANCE ? 'appliance telemetry (events in SQLite, info log; dnsmasq logging)' : 'quiet'}`;
+  console.log(`\nDHCPDISCOVER -> OFFER round trip, ${COUNT} sequential DISCOVERs x ${ROUNDS} rounds per row (first 10 of each run dropped), microseconds; ${how}\n`);
   console.log('mode   impl      median     p90     p99   lost   median ratio ours/dnsmasq');
   for (const mode of ['full', 'proxy']) {
     const ours = results[`${mode}/ours`];
@@ -148,6 +195,7 @@ async function main(): Promise<void> {
       console.log(`${mode.padEnd(6)} ${impl.padEnd(8)} ${pct(r.rtts, 0.5).toFixed(0).padStart(7)} ${pct(r.rtts, 0.9).toFixed(0).padStart(7)} ${pct(r.rtts, 0.99).toFixed(0).padStart(7)} ${String(r.lost).padStart(6)}   ${ratio}`);
     }
   }
+  if (APPLIANCE) console.log(`\nours recorded ${recorded.events} boot events and ${recorded.logLines} offer log lines`);
 }
 
 process.on('SIGINT', () => {

@@ -3,18 +3,24 @@
  * a test can start it inside a network namespace: `ip netns exec NS npx tsx runner.ts spec.json`.
  * Prints one line per happening on stdout: `READY {...}`, `EVENT {...}` (BootEventSink),
  * `HTTP {...}` (script fetches), `FATAL message` (then exits 3). Stops cleanly on SIGTERM.
+ * With `eventStore`, events go to the appliance's BootEventStore instead (database opened as the
+ * appliance opens it: WAL, synchronous=FULL) and `logFile` takes the JSON log: the work a boot
+ * request costs in the appliance (bench/dhcp-vs-dnsmasq.ts --appliance).
  */
 import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
+import pino from 'pino';
 import { parseConfig } from '../../../appliance/core/config';
 import { systemClock } from '../../../appliance/core/clock';
+import { openDatabase } from '../../../appliance/core/db';
 import { createLogger } from '../../../appliance/core/log';
 import type { ClientRecord } from '../../../appliance/core/model';
 import { FatalError } from '../../../appliance/core/service';
 import { BootPolicy } from '../../../appliance/boot/boot-policy';
 import { bootScriptFor } from '../../../appliance/boot/http';
 import { DhcpServer } from '../../../appliance/dhcp/server';
+import { BootEventStore } from '../../../appliance/telemetry/boot-events';
 
 interface RunnerSpec {
   /** A partial appliance config (dhcp, boot, http, iscsi sections). */
@@ -27,16 +33,24 @@ interface RunnerSpec {
   logLevel?: string;
   /** Do not print EVENT lines (benchmarks). */
   quiet?: boolean;
+  /** Record events in a BootEventStore on dbFile, opened with the appliance's settings (benchmarks). */
+  eventStore?: boolean;
+  /** Write the JSON log here, asynchronously like the appliance's stdout logger, instead of stdout. */
+  logFile?: string;
 }
 
 const spec = JSON.parse(readFileSync(process.argv[2], 'utf8')) as RunnerSpec;
 const cfg = parseConfig(spec.config);
-const log = createLogger({ level: spec.logLevel ?? 'warn', format: 'json' });
+const level = spec.logLevel ?? 'warn';
+const log = spec.logFile
+  ? pino({ level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: spec.logFile, sync: false }))
+  : createLogger({ level, format: 'json' });
 const byMac = new Map(spec.clients.map((c) => [c.mac, c]));
 const clients = { byMac: (m: string) => byMac.get(m) };
-const events = spec.quiet ? undefined : { record: (e: unknown) => console.log(`EVENT ${JSON.stringify(e)}`) };
-const db = new Database(spec.dbFile);
-db.pragma('journal_mode = WAL');
+const db = spec.eventStore ? openDatabase(spec.dbFile) : new Database(spec.dbFile);
+if (!spec.eventStore) db.pragma('journal_mode = WAL');
+const events = spec.eventStore ? new BootEventStore(db, systemClock)
+  : spec.quiet ? undefined : { record: (e: unknown) => console.log(`EVENT ${JSON.stringify(e)}`) };
 const policy = new BootPolicy({ boot: cfg.boot, clients, httpPort: cfg.http.port, iscsiPort: cfg.iscsi.port, log, clock: systemClock });
 const server = new DhcpServer({ config: cfg.dhcp, serverAddress: spec.serverAddress, clients, policy, db, clock: systemClock, log, events, tftpPort: 69 });
 
