@@ -239,7 +239,8 @@ export class LogicalUnit {
       if (op === Opcode.RequestSense) return { ...GOOD, dataIn: truncate(encodeSense(busy, (cdb[1] & 0x01) !== 0), cdb[4]), dataOutWanted: 0 };
       return { status: Status.CheckCondition, sense: encodeSense(busy), dataIn: null, dataOutWanted: wanted };
     }
-    if (sanitize.state === 'failed' && op !== Opcode.Sanitize && accessKind(op) !== 'none') {
+    const touchesMedium = accessKind(op) !== 'none' && op !== Opcode.ModeSelect6 && op !== Opcode.ModeSelect10;
+    if (sanitize.state === 'failed' && op !== Opcode.Sanitize && touchesMedium) {
       return { status: Status.CheckCondition, sense: encodeSense(new ScsiError(SenseKey.MediumError, Asc.SanitizeCommandFailed)), dataIn: null, dataOutWanted: wanted };
     }
     return null;
