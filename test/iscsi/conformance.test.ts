@@ -1,17 +1,20 @@
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pino from 'pino';
+import { systemClock } from '../../appliance/core/clock';
 import type { IscsiServer } from '../../appliance/iscsi/server';
+import { ImageStore } from '../../image-store';
 import { startTarget, target } from './harness';
-import { MemoryDisk } from './volumes';
 
 /**
  * libiscsi's conformance suite (iscsi-test-cu, all 230 tests, --dataloss --allow-sanitize,
- * the LU reached over two sessions for the MultipathIO suite: see conformance.sh) against a
- * thin-provisioned 64 MiB disk. tgt 1.0.85 on this machine kind: 157 passed, 11 failed.
+ * the LU reached over two sessions for the MultipathIO suite: see conformance.sh) against what
+ * clients boot from: a 64 MiB copy-on-write client disk in an image store, cloned from a golden
+ * image. tgt 1.0.85 on this machine kind: 157 passed, 11 failed.
  */
 const run = promisify(execFile);
 const HAVE = existsSync('/usr/bin/iscsi-test-cu');
@@ -24,12 +27,21 @@ describe.skipIf(!HAVE)('libiscsi conformance (iscsi-test-cu --test=ALL)', () => 
   const dir = mkdtempSync(join(tmpdir(), `nb-iscsi-cu-${process.pid}-`));
   const T = 'iqn.2026-11.local.netboot:conformance';
 
+  let store: ImageStore;
+
   beforeAll(async () => {
-    const disk = new MemoryDisk('conformance-disk', 131072);
-    ({ server, port } = await startTarget([target(T, [{ lun: 0, open: () => disk.open(), readOnly: false }])]));
+    const raw = join(dir, 'golden.raw');
+    const fd = openSync(raw, 'w');
+    ftruncateSync(fd, 64 * 1024 * 1024);
+    closeSync(fd);
+    store = ImageStore.open({ dir: join(dir, 'store'), clock: systemClock, log: pino({ level: 'silent' }), reserveMiB: 0 });
+    await store.importImage('golden', raw);
+    store.createDisk('client', 'golden');
+    ({ server, port } = await startTarget([target(T, [{ lun: 0, open: () => store.openVolume('client'), readOnly: false }])]));
   });
   afterAll(async () => {
     await server?.stop();
+    await store?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
