@@ -53,7 +53,12 @@ export interface ConnectionContext {
   /** Called once the login succeeds; returns the TSIH of the (new) session. */
   sessionStarted(conn: IscsiConnection, outcome: LoginOutcome): number;
   sessionEnded(conn: IscsiConnection): void;
-  luShared(target: string, lun: number): LuShared;
+  /**
+   * The state every session of one medium shares (reservations, range locks, unit attentions),
+   * by volume id: a client disk reached through its own target and as LUN 1 of a rescue
+   * target is one medium, so COMPARE AND WRITE stays atomic across both.
+   */
+  luShared(volumeId: string): LuShared;
   loginRefused(conn: IscsiConnection, target: TargetEntry | null, initiator: string, reason: string, status: number): void;
   count(name: 'pdusIn' | 'pdusOut' | 'bytesIn' | 'bytesOut' | 'commands' | 'errors' | 'rejects', n?: number): void;
 }
@@ -308,7 +313,7 @@ export class IscsiConnection {
     for (const l of target.luns) {
       try {
         const volume = await l.open();
-        this.luns.set(l.lun, new LogicalUnit(l.lun, volume, l.readOnly, this.ctx.luShared(target.name, l.lun), target.name));
+        this.luns.set(l.lun, new LogicalUnit(l.lun, volume, l.readOnly, this.ctx.luShared(volume.id), target.name));
       } catch (err) {
         this.log.warn({ err: (err as Error).message, lun: l.lun, target: target.name }, 'cannot open volume');
       }

@@ -180,10 +180,9 @@ export class IscsiServer implements Service {
       admit: (conn, req) => this.admit(conn, req),
       sessionStarted: (conn, outcome) => this.sessionStarted(conn, outcome),
       sessionEnded: (conn) => this.sessionEnded(conn),
-      luShared: (target, lun) => {
-        const key = `${target}\0${lun}`;
-        let s = this.shared.get(key);
-        if (!s) this.shared.set(key, (s = new LuShared()));
+      luShared: (volumeId) => {
+        let s = this.shared.get(volumeId);
+        if (!s) this.shared.set(volumeId, (s = new LuShared()));
         return s;
       },
       loginRefused: (_conn, target, initiator, reason, status) => {
