@@ -13,7 +13,7 @@ import { type Inbound, type Responder, type ResponderContext, emit, policyReques
 import { broadcastOf, intToIp, ipToInt, isNetworkOrBroadcast, sameSubnet, ZERO } from './ipv4';
 import type { Lease, LeaseStore } from './leases';
 import { build, Opt, type ClientRequestInfo } from './options';
-import { FLAG_BROADCAST } from './packet';
+import { FLAG_BROADCAST, type DhcpOption } from './packet';
 import { applyBootAnswer, baseReply, bootFileOf, destinationFor, finishReply, type Outbound } from './replies';
 import { isBootClient } from '../boot/policy';
 
@@ -45,6 +45,9 @@ export class FullResponder implements Responder {
   private exhaustedWarnedAt = -Infinity;
   /** ip -> { mac, at }: addresses seen in use as ciaddr. */
   private readonly seen = new Map<string, { mac: string; at: number }>();
+  /** Options 51, 58, 59 and the network's options, built once from the frozen config (shared by every reply, read-only). */
+  private readonly leaseOptions: readonly DhcpOption[];
+  private readonly subnetOptions: readonly DhcpOption[];
 
   constructor(
     private readonly ctx: ResponderContext,
@@ -58,6 +61,16 @@ export class FullResponder implements Responder {
     if (this.first > this.last) throw new RangeError(`dhcp.range ${cfg.range[0]}..${cfg.range[1]} is empty`);
     if (!sameSubnet(cfg.range[0], cfg.range[1], cfg.netmask)) throw new RangeError('dhcp.range spans more than one subnet under dhcp.netmask');
     for (const r of cfg.reservations ?? []) this.static.set(r.mac, r.ip);
+    this.leaseOptions = [
+      build.u32(Opt.leaseTime, cfg.leaseSeconds),
+      build.u32(Opt.renewalTime, Math.floor(cfg.leaseSeconds * 0.5)),
+      build.u32(Opt.rebindingTime, Math.floor(cfg.leaseSeconds * 0.875)),
+    ];
+    const subnet = [build.ip(Opt.subnetMask, cfg.netmask), build.ip(Opt.broadcastAddress, broadcastOf(cfg.range[0], cfg.netmask))];
+    if (cfg.router) subnet.push(build.ip(Opt.router, cfg.router));
+    if (cfg.dns.length) subnet.push(build.ips(Opt.dns, cfg.dns));
+    if (cfg.domain) subnet.push(build.text(Opt.domainName, cfg.domain));
+    this.subnetOptions = subnet;
   }
 
   private get now(): number {
@@ -128,18 +141,8 @@ export class FullResponder implements Responder {
 
   /** Network options every OFFER/ACK carries. */
   private networkOptions(reply: ReturnType<typeof baseReply>, info: ClientRequestInfo, withLease: boolean): void {
-    const c = this.cfg;
-    if (withLease) {
-      reply.options.push(
-        build.u32(Opt.leaseTime, c.leaseSeconds),
-        build.u32(Opt.renewalTime, Math.floor(c.leaseSeconds * 0.5)),
-        build.u32(Opt.rebindingTime, Math.floor(c.leaseSeconds * 0.875)),
-      );
-    }
-    reply.options.push(build.ip(Opt.subnetMask, c.netmask), build.ip(Opt.broadcastAddress, broadcastOf(c.range[0], c.netmask)));
-    if (c.router) reply.options.push(build.ip(Opt.router, c.router));
-    if (c.dns.length) reply.options.push(build.ips(Opt.dns, c.dns));
-    if (c.domain) reply.options.push(build.text(Opt.domainName, c.domain));
+    if (withLease) reply.options.push(...this.leaseOptions);
+    reply.options.push(...this.subnetOptions);
     const name = this.clients.byMac(info.mac)?.name;
     const host = name?.toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 63);
     if (host) reply.options.push(build.text(Opt.hostName, host));
@@ -211,8 +214,8 @@ export class FullResponder implements Responder {
     finishReply(reply, info);
     ctx.counters.offers += 1;
     if (boot) emit(ctx, info.mac, 'dhcp-offer', { xid: info.xid, ip, arch: info.arch, file });
-    ctx.log.info({ mac: info.mac, xid: info.xid, ip, arch: info.arch, file }, 'offer');
-    return [{ packet: reply, to: destinationFor(packet, 'offer', ctx.serverPort, ctx.clientPort) }];
+    const note = { msg: 'offer', fields: { mac: info.mac, xid: info.xid, ip, arch: info.arch, file } };
+    return [{ packet: reply, to: destinationFor(packet, 'offer', ctx.serverPort, ctx.clientPort), note }];
   }
 
   private nak(packet: Inbound['packet'], info: ClientRequestInfo, why: string): Outbound[] {
@@ -222,8 +225,8 @@ export class FullResponder implements Responder {
     if (packet.giaddr !== ZERO) reply.flags |= FLAG_BROADCAST;
     finishReply(reply, info);
     this.ctx.counters.naks += 1;
-    this.ctx.log.info({ mac: info.mac, xid: info.xid, ip: info.requestedIp ?? packet.ciaddr, why }, 'nak');
-    return [{ packet: reply, to: destinationFor(packet, 'nak', this.ctx.serverPort, this.ctx.clientPort) }];
+    const note = { msg: 'nak', fields: { mac: info.mac, xid: info.xid, ip: info.requestedIp ?? packet.ciaddr, why } };
+    return [{ packet: reply, to: destinationFor(packet, 'nak', this.ctx.serverPort, this.ctx.clientPort), note }];
   }
 
   private ack(inb: Inbound, ip: string): Outbound[] {
@@ -239,8 +242,8 @@ export class FullResponder implements Responder {
     finishReply(reply, info);
     ctx.counters.acks += 1;
     if (isBootClient(info)) emit(ctx, info.mac, 'dhcp-ack', { xid: info.xid, ip, file });
-    ctx.log.info({ mac: info.mac, xid: info.xid, ip, file }, 'ack');
-    return [{ packet: reply, to: destinationFor(packet, 'ack', ctx.serverPort, ctx.clientPort) }];
+    const note = { msg: 'ack', fields: { mac: info.mac, xid: info.xid, ip, file } };
+    return [{ packet: reply, to: destinationFor(packet, 'ack', ctx.serverPort, ctx.clientPort), note }];
   }
 
   /** True when `ip` may be (re)bound to `mac`: it is its lease, or free for it, and matches its reservation. */

@@ -80,16 +80,52 @@ export function getOption(p: DhcpPacket, code: number): Buffer | undefined {
   return parts.length === 1 ? parts[0].data : Buffer.concat(parts.map((o) => o.data));
 }
 
+/** Every option's data by code, the instances of one code concatenated (RFC 3396): one pass per packet. */
+function optionsByCode(p: DhcpPacket): Map<number, Buffer> {
+  const byCode = new Map<number, Buffer>();
+  for (const o of p.options) {
+    const earlier = byCode.get(o.code);
+    byCode.set(o.code, earlier ? Buffer.concat([earlier, o.data]) : o.data);
+  }
+  return byCode;
+}
+
 function fixed(code: number, data: Buffer, len: number): void {
   if (data.length !== len) throw new DecodeError(`option ${code} is ${data.length} bytes, expected ${len}`, 0);
 }
 
-/** Option as one IPv4 address. */
-export function getIp(p: DhcpPacket, code: number): string | undefined {
-  const d = getOption(p, code);
+function ipOf(code: number, d: Buffer | undefined): string | undefined {
   if (!d) return undefined;
   fixed(code, d, 4);
   return `${d[0]}.${d[1]}.${d[2]}.${d[3]}`;
+}
+
+function stringOf(d: Buffer | undefined): string | undefined {
+  if (!d) return undefined;
+  let end = d.length;
+  while (end > 0 && d[end - 1] === 0) end -= 1;
+  return d.toString('latin1', 0, end);
+}
+
+function messageTypeOf(d: Buffer | undefined): MessageTypeName | undefined {
+  if (!d) return undefined;
+  fixed(Opt.messageType, d, 1);
+  const name = TYPE_NAMES.get(d[0]);
+  if (!name) throw new DecodeError(`unknown DHCP message type ${d[0]}`, 0);
+  return name;
+}
+
+function archsOf(d: Buffer | undefined): number[] | undefined {
+  if (!d) return undefined;
+  if (d.length === 0 || d.length % 2 !== 0) throw new DecodeError(`option 93 is ${d.length} bytes, not a list of 16-bit types`, 0);
+  const out: number[] = [];
+  for (let i = 0; i < d.length; i += 2) out.push(d.readUInt16BE(i));
+  return out;
+}
+
+/** Option as one IPv4 address. */
+export function getIp(p: DhcpPacket, code: number): string | undefined {
+  return ipOf(code, getOption(p, code));
 }
 
 /** Option as a 32-bit unsigned integer. */
@@ -102,28 +138,17 @@ export function getU32(p: DhcpPacket, code: number): number | undefined {
 
 /** Option as text (latin1, trailing NULs dropped: some ROMs NUL-terminate option 60). */
 export function getString(p: DhcpPacket, code: number): string | undefined {
-  const d = getOption(p, code);
-  return d ? d.toString('latin1').replace(/\0+$/, '') : undefined;
+  return stringOf(getOption(p, code));
 }
 
 /** The DHCP message type, or undefined for a plain BOOTP packet. Throws on a bad length or value. */
 export function getMessageType(p: DhcpPacket): MessageTypeName | undefined {
-  const d = getOption(p, Opt.messageType);
-  if (!d) return undefined;
-  fixed(Opt.messageType, d, 1);
-  const name = TYPE_NAMES.get(d[0]);
-  if (!name) throw new DecodeError(`unknown DHCP message type ${d[0]}`, 0);
-  return name;
+  return messageTypeOf(getOption(p, Opt.messageType));
 }
 
 /** Option 93: the client's architecture types (RFC 4578 allows a list; ROMs send one). */
 export function getClientArchs(p: DhcpPacket): number[] | undefined {
-  const d = getOption(p, Opt.clientArch);
-  if (!d) return undefined;
-  if (d.length === 0 || d.length % 2 !== 0) throw new DecodeError(`option 93 is ${d.length} bytes, not a list of 16-bit types`, 0);
-  const out: number[] = [];
-  for (let i = 0; i < d.length; i += 2) out.push(d.readUInt16BE(i));
-  return out;
+  return archsOf(getOption(p, Opt.clientArch));
 }
 
 /** A type/length/value list (sub-options of 43, 82, 175). Throws DecodeError when a length overruns. */
@@ -159,7 +184,15 @@ export function encodeSubOptions(subs: DhcpOption[], terminate: boolean): Buffer
 
 // ---- option builders (for replies) ----
 
-/** Option helpers for building replies. */
+/** Option 53's data per message type, allocated once (replies share it: never written into). */
+const MESSAGE_TYPE_DATA = new Map<MessageTypeName, Buffer>(Object.entries(MessageType).map(([k, v]) => [k as MessageTypeName, Buffer.from([v])]));
+/** Option 43 with discovery control "use the boot file", allocated once (shared, never written into). */
+const PXE_USE_FILE_DATA = encodeSubOptions([{ code: PxeSub.discoveryControl, data: Buffer.from([PXE_DISCOVERY_USE_FILE]) }], true);
+
+/**
+ * Option helpers for building replies. Constant option data (53, 43) is one Buffer shared by
+ * every reply: encodePacket only reads option data, and nothing may write into it.
+ */
 export const build = {
   ip: (code: number, ip: string): DhcpOption => ({ code, data: ipToBytes(ip) }),
   ips: (code: number, ips: readonly string[]): DhcpOption => ({ code, data: Buffer.concat(ips.map(ipToBytes)) }),
@@ -171,12 +204,9 @@ export const build = {
   u8: (code: number, n: number): DhcpOption => ({ code, data: Buffer.from([n]) }),
   text: (code: number, s: string): DhcpOption => ({ code, data: Buffer.from(s, 'latin1') }),
   raw: (code: number, data: Buffer): DhcpOption => ({ code, data }),
-  messageType: (t: MessageTypeName): DhcpOption => ({ code: Opt.messageType, data: Buffer.from([MessageType[t]]) }),
+  messageType: (t: MessageTypeName): DhcpOption => ({ code: Opt.messageType, data: MESSAGE_TYPE_DATA.get(t)! }),
   /** Option 43 telling a PXE ROM to boot the offered file without boot server discovery. */
-  pxeUseFile: (): DhcpOption => ({
-    code: Opt.vendorSpecific,
-    data: encodeSubOptions([{ code: PxeSub.discoveryControl, data: Buffer.from([PXE_DISCOVERY_USE_FILE]) }], true),
-  }),
+  pxeUseFile: (): DhcpOption => ({ code: Opt.vendorSpecific, data: PXE_USE_FILE_DATA }),
 };
 
 /** What a request says about its sender, read once per packet. */
@@ -205,26 +235,27 @@ export interface ClientRequestInfo {
 
 /** Reads the options a server cares about from a request; throws DecodeError on malformed ones. */
 export function readRequest(p: DhcpPacket, mac: string): ClientRequestInfo {
-  const ipxeRaw = getOption(p, Opt.ipxeEncap);
-  const uuid = getOption(p, Opt.clientUuid);
+  const opts = optionsByCode(p);
+  const ipxeRaw = opts.get(Opt.ipxeEncap);
+  const uuid = opts.get(Opt.clientUuid);
   if (uuid && uuid.length !== 17) throw new DecodeError(`option 97 is ${uuid.length} bytes, expected 17`, 0);
-  const mms = getOption(p, Opt.maxMessageSize);
+  const mms = opts.get(Opt.maxMessageSize);
   if (mms && mms.length !== 2) throw new DecodeError(`option 57 is ${mms.length} bytes, expected 2`, 0);
   return {
     mac,
     xid: p.xid,
-    type: getMessageType(p),
-    arch: getClientArchs(p)?.[0],
-    vendorClass: getString(p, Opt.vendorClass),
-    userClass: getString(p, Opt.userClass),
+    type: messageTypeOf(opts.get(Opt.messageType)),
+    arch: archsOf(opts.get(Opt.clientArch))?.[0],
+    vendorClass: stringOf(opts.get(Opt.vendorClass)),
+    userClass: stringOf(opts.get(Opt.userClass)),
     ipxe: ipxeRaw ? new Map(decodeSubOptions(ipxeRaw).map((o) => [o.code, o.data])) : undefined,
     uuid,
-    requestedIp: getIp(p, Opt.requestedIp),
-    serverId: getIp(p, Opt.serverId),
-    clientId: getOption(p, Opt.clientId),
-    hostName: getString(p, Opt.hostName),
-    relayAgentInfo: getOption(p, Opt.relayAgentInfo),
-    parameterRequestList: [...(getOption(p, Opt.parameterRequestList) ?? [])],
+    requestedIp: ipOf(Opt.requestedIp, opts.get(Opt.requestedIp)),
+    serverId: ipOf(Opt.serverId, opts.get(Opt.serverId)),
+    clientId: opts.get(Opt.clientId),
+    hostName: stringOf(opts.get(Opt.hostName)),
+    relayAgentInfo: opts.get(Opt.relayAgentInfo),
+    parameterRequestList: [...(opts.get(Opt.parameterRequestList) ?? [])],
     maxMessageSize: mms?.readUInt16BE(0),
   };
 }

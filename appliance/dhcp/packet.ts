@@ -163,7 +163,9 @@ export function decodePacket(input: Buffer): DhcpPacket {
   if (mode & 1) readOptions(buf.subarray(108, 236), 108, options);
   if (mode & 2) readOptions(buf.subarray(44, 108), 44, options);
 
-  const fields: BootpFields = {
+  // One object literal (not header fields spread into a second one): this runs per packet.
+  return {
+    op: opByte === 1 ? 'request' : 'reply',
     htype: buf[1],
     hlen,
     hops: buf[3],
@@ -180,7 +182,6 @@ export function decodePacket(input: Buffer): DhcpPacket {
     options,
     hasCookie,
   };
-  return opByte === 1 ? { op: 'request', ...fields } : { op: 'reply', ...fields };
 }
 
 export interface EncodeOptions {
@@ -194,15 +195,14 @@ export interface EncodeOptions {
  * file or sname too long for its field is a RangeError (the caller chose it).
  */
 export function encodePacket(p: DhcpPacket, opts: EncodeOptions = {}): Buffer {
-  const fileBytes = Buffer.from(p.file, 'latin1');
-  const snameBytes = Buffer.from(p.sname, 'latin1');
-  if (fileBytes.length > 128) throw new RangeError(`boot file name is ${fileBytes.length} bytes, the field holds 128`);
-  if (snameBytes.length > 64) throw new RangeError(`server name is ${snameBytes.length} bytes, the field holds 64`);
+  // latin1 is one byte per character, so a string's length is its encoded length.
+  if (p.file.length > 128) throw new RangeError(`boot file name is ${p.file.length} bytes, the field holds 128`);
+  if (p.sname.length > 64) throw new RangeError(`server name is ${p.sname.length} bytes, the field holds 64`);
   if (p.chaddr.length > 16) throw new RangeError('chaddr longer than 16 bytes');
 
   // Length first, then one allocation.
   let optLen = 0;
-  for (const o of p.options) optLen += Math.max(1, Math.ceil(o.data.length / 255)) * 2 + o.data.length;
+  for (const o of p.options) optLen += o.data.length <= 255 ? 2 + o.data.length : Math.ceil(o.data.length / 255) * 2 + o.data.length;
   const body = HEADER_LENGTH + (p.hasCookie ? 4 + optLen + 1 : 0);
   const buf = Buffer.alloc(Math.max(body, opts.minLength ?? MIN_PACKET_LENGTH));
 
@@ -218,29 +218,33 @@ export function encodePacket(p: DhcpPacket, opts: EncodeOptions = {}): Buffer {
   writeIp(buf, 20, p.siaddr);
   writeIp(buf, 24, p.giaddr);
   p.chaddr.copy(buf, 28);
-  snameBytes.copy(buf, 44);
-  fileBytes.copy(buf, 108);
+  if (p.sname) buf.write(p.sname, 44, 64, 'latin1');
+  if (p.file) buf.write(p.file, 108, 128, 'latin1');
   if (!p.hasCookie) return buf;
 
   buf.writeUInt32BE(MAGIC_COOKIE, HEADER_LENGTH);
   let off = HEADER_LENGTH + 4;
   for (const o of p.options) {
     if (o.code === OPT_PAD || o.code === OPT_END) throw new RangeError(`option ${o.code} is a delimiter, not an option`);
-    let rest = o.data;
-    do {
-      const chunk = rest.subarray(0, 255);
+    // RFC 3396: a value longer than 255 bytes goes out as consecutive instances (an empty one as one).
+    for (let at = 0; at === 0 || at < o.data.length; at += 255) {
+      const len = Math.min(255, o.data.length - at);
       buf[off] = o.code;
-      buf[off + 1] = chunk.length;
-      chunk.copy(buf, off + 2);
-      off += 2 + chunk.length;
-      rest = rest.subarray(chunk.length);
-    } while (rest.length > 0);
+      buf[off + 1] = len;
+      o.data.copy(buf, off + 2, at, at + len);
+      off += 2 + len;
+    }
   }
   buf[off] = OPT_END;
   return buf;
 }
 
+const HEX_BYTE = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
+
 /** The client's hardware address as aa:bb:.. (first hlen bytes of chaddr). */
 export function hardwareAddress(p: DhcpPacket): string {
-  return [...p.chaddr.subarray(0, Math.min(p.hlen, 16))].map((b) => b.toString(16).padStart(2, '0')).join(':');
+  const n = Math.min(p.hlen, 16, p.chaddr.length);
+  let mac = '';
+  for (let i = 0; i < n; i++) mac += i === 0 ? HEX_BYTE[p.chaddr[i]] : `:${HEX_BYTE[p.chaddr[i]]}`;
+  return mac;
 }

@@ -53,8 +53,8 @@ export class ProxyResponder implements Responder {
       ctx.counters.offers += 1;
       const file = bootFileOf(answer);
       emit(ctx, info.mac, 'dhcp-offer', { xid: info.xid, arch: info.arch, file, proxy: true });
-      ctx.log.info({ mac: info.mac, xid: info.xid, arch: info.arch, kind: answer.kind, file }, 'proxy offer');
-      return [{ packet: reply, to: destinationFor(packet, 'offer', ctx.serverPort, ctx.clientPort) }];
+      const note = { msg: 'proxy offer', fields: { mac: info.mac, xid: info.xid, arch: info.arch, kind: answer.kind, file } };
+      return [{ packet: reply, to: destinationFor(packet, 'offer', ctx.serverPort, ctx.clientPort), note }];
     }
 
     // Port 4011: PXE boot server request (REQUEST; some ROMs send INFORM).
@@ -76,9 +76,8 @@ export class ProxyResponder implements Responder {
     ctx.counters.acks += 1;
     const file = bootFileOf(answer);
     emit(ctx, info.mac, 'dhcp-ack', { xid: info.xid, ip: packet.ciaddr, file, proxy: true });
-    ctx.log.info({ mac: info.mac, xid: info.xid, kind: answer.kind, file }, 'proxy ack (port 4011)');
     // PXE spec 2.2.6: the boot server answers to the client's own address and port.
     const to = packet.giaddr !== ZERO ? { address: packet.giaddr, port: ctx.serverPort } : { address: packet.ciaddr !== ZERO ? packet.ciaddr : inb.from.address, port: inb.from.port };
-    return [{ packet: reply, to }];
+    return [{ packet: reply, to, note: { msg: 'proxy ack (port 4011)', fields: { mac: info.mac, xid: info.xid, kind: answer.kind, file } } }];
   }
 }

@@ -16,6 +16,8 @@ export interface Destination {
 export interface Outbound {
   packet: BootReply;
   to: Destination;
+  /** The info log line for this reply, written by the server once the reply is sent (not before it). */
+  note?: { msg: string; fields: Record<string, unknown> };
 }
 
 /** The reply skeleton: xid, flags, giaddr, chaddr copied; hops/secs zeroed; 53 and 54 first. */

@@ -21,6 +21,7 @@ import type { BootEventSink, ClientDirectory } from '../core/model';
 import { bindError, FatalError, type Service, type ServiceStatus, type ServiceState } from '../core/service';
 import { probeForDhcpServers } from './conflict-probe';
 import { newCounters, type PolicyPort, type Responder, type ResponderContext, type Via } from './engine';
+import { EventBatch } from './event-batch';
 import { FullResponder } from './full';
 import { sameSubnet } from './ipv4';
 import { LeaseStore } from './leases';
@@ -117,9 +118,12 @@ export class DhcpServer implements Service {
   private readonly addressOwners = new Map<string, string>();
   private cancelProbe: (() => void) | undefined;
   private readonly log: Logger;
+  /** Boot events, written after the replies are sent (event-batch.ts). */
+  private readonly events: EventBatch | undefined;
 
   constructor(private readonly opts: DhcpServerOptions) {
     this.log = opts.log.child({ service: 'dhcp' });
+    this.events = opts.events && new EventBatch(opts.events, { log: this.log, clock: opts.clock, db: opts.db });
   }
 
   async start(): Promise<void> {
@@ -168,7 +172,7 @@ export class DhcpServer implements Service {
       policy: this.opts.policy,
       clock: this.opts.clock,
       log: this.log,
-      events: this.opts.events,
+      events: this.events,
       counters: this.counters,
       noteAddress: (ip, mac) => this.noteAddress(ip, mac),
     };
@@ -260,6 +264,9 @@ export class DhcpServer implements Service {
         if (err) this.log.warn({ err, to: out.to }, 'sending a DHCP reply failed');
       });
     }
+    // Logged once the replies are handed to the kernel (the sends above are synchronous when the
+    // socket buffer has room): formatting a log line costs more than building the reply did.
+    for (const out of outs) if (out.note) this.log.info(out.note.fields, out.note.msg);
   }
 
   private noteAddress(ip: string, mac: string): void {
@@ -298,6 +305,7 @@ export class DhcpServer implements Service {
     this.sockets = [];
     this.tx = undefined;
     this.listen.length = 0;
+    this.events?.flush();
   }
 
   async stop(): Promise<void> {

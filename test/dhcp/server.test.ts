@@ -2,9 +2,12 @@
  * The DHCP service's socket plumbing on loopback (no namespace needed): requests arrive as if
  * from a relay at 127.0.0.2, so replies come back by unicast to giaddr:<server port>.
  */
-import { createSocket, type Socket } from 'node:dgram';
+import { createSocket, Socket } from 'node:dgram';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { BootPolicy } from '../../appliance/boot/boot-policy';
 import { parseConfig } from '../../appliance/core/config';
 import { systemClock } from '../../appliance/core/clock';
@@ -47,16 +50,33 @@ describe('DhcpServer on loopback', () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  async function start(mode: 'proxy' | 'off') {
-    const cfg = parseConfig({ dhcp: { mode, interface: 'lo', port: 0, proxyPort: 0 }, boot: { unknownClients: 'menu' } });
+  async function start(mode: 'proxy' | 'off' | 'full', db = new Database(':memory:'), sink?: (e: BootEvent) => void) {
+    const full = { range: ['127.0.0.100', '127.0.0.200'], netmask: '255.0.0.0', conflictProbeSeconds: 0 };
+    const cfg = parseConfig({ dhcp: { mode, interface: 'lo', port: 0, proxyPort: 0, ...(mode === 'full' ? full : {}) }, boot: { unknownClients: 'menu' } });
     const events: BootEvent[] = [];
     const clients = { byMac: () => undefined };
     const policy = new BootPolicy({ boot: cfg.boot, clients, httpPort: 8080, iscsiPort: 3260, log: silentLogger(), clock: systemClock, binaries: { dir: '/x', bios: 'undionly.kpxe', efiX64: 'ipxe.efi' } });
-    const db = new Database(':memory:');
-    const server = new DhcpServer({ config: cfg.dhcp, serverAddress: '127.0.0.1', clients, policy, db, clock: systemClock, log: silentLogger(), events: { record: (e) => events.push(e) } });
+    const record = (e: BootEvent) => (sink?.(e), events.push(e));
+    const server = new DhcpServer({ config: cfg.dhcp, serverAddress: '127.0.0.1', clients, policy, db, clock: systemClock, log: silentLogger(), events: { record } });
     await server.start();
     cleanups.push(() => server.stop(), () => void db.close());
     return { server, events };
+  }
+
+  /** Boot events are written after a short delay (EventBatch): waits up to 2 s for n of them. */
+  async function eventsLanded(events: BootEvent[], n: number): Promise<BootEvent[]> {
+    for (let i = 0; i < 100 && events.length < n; i++) await new Promise((r) => setTimeout(r, 20));
+    return events;
+  }
+
+  /** Calls `onSend` whenever a socket other than `except` sends (the server's replies), then sends. */
+  function watchSends(except: Socket, onSend: () => void): void {
+    const send = Socket.prototype.send;
+    const spy = vi.spyOn(Socket.prototype, 'send').mockImplementation(function (this: Socket, ...args: unknown[]) {
+      if (this !== except) onSend();
+      return (send as (...a: unknown[]) => void).apply(this, args);
+    });
+    cleanups.push(() => spy.mockRestore());
   }
 
   it('answers a relayed PXE DISCOVER to the relay, keeps serving after malformed packets, counts them', async () => {
@@ -76,7 +96,48 @@ describe('DhcpServer on loopback', () => {
     expect(packet.yiaddr).toBe('0.0.0.0');
     expect(getOption(packet, Opt.relayAgentInfo)).toEqual(agent);
     expect(server.status().counters).toMatchObject({ dropped: 2, discovers: 1, offers: 1 });
-    expect(events.map((e) => e.stage)).toEqual(['dhcp-discover', 'dhcp-offer']);
+    expect((await eventsLanded(events, 2)).map((e) => e.stage)).toEqual(['dhcp-discover', 'dhcp-offer']);
+  });
+
+  it('sends the OFFER before it records the boot events, which still arrive', async () => {
+    // Regression: the events (SQLite commits in the appliance) were recorded before the send and
+    // doubled DISCOVER->OFFER latency; a failing insert even dropped the OFFER.
+    const order: string[] = [];
+    const { server, events } = await start('proxy', undefined, (e) => order.push(e.stage));
+    const port = Number(server.status().listen[0].split(':').pop());
+    const relay = await bound('127.0.0.2', port);
+    cleanups.push(() => void relay.close());
+    watchSends(relay, () => order.push('send'));
+    const reply = next(relay);
+    relay.send(request('discover', pxe), port, '127.0.0.1');
+    expect(getMessageType((await reply).packet)).toBe('offer');
+    await eventsLanded(events, 2);
+    expect(order).toEqual(['send', 'dhcp-discover', 'dhcp-offer']);
+  });
+
+  it('full mode: a lease is committed to the database before its ACK is sent (an ACKed lease survives a crash)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nb-dhcp-ack-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'leases.db');
+    const db = new Database(file);
+    db.pragma('journal_mode = WAL');
+    const { server } = await start('full', db);
+    const port = Number(server.status().listen[0].split(':').pop());
+    const relay = await bound('127.0.0.2', port);
+    cleanups.push(() => void relay.close());
+    // A second connection sees only committed rows: what a restarted appliance would find.
+    const other = new Database(file, { readonly: true });
+    cleanups.push(() => void other.close());
+    const committed = () => other.prepare("SELECT state FROM dhcp_leases WHERE mac = ? AND ip = '127.0.0.150'").get(MAC) as { state: string } | undefined;
+    const atSend: (string | undefined)[] = [];
+    watchSends(relay, () => atSend.push(committed()?.state));
+
+    const reply = next(relay);
+    relay.send(request('request', [...pxe, build.ip(Opt.requestedIp, '127.0.0.150'), build.ip(Opt.serverId, '127.0.0.1')]), port, '127.0.0.1');
+    const { packet } = await reply;
+    expect(getMessageType(packet)).toBe('ack');
+    expect(packet.yiaddr).toBe('127.0.0.150');
+    expect(atSend).toEqual(['bound']);
   });
 
   it('remembers which MAC requested an address (macForAddress) and answers port 4011 from port 4011', async () => {
