@@ -40,6 +40,9 @@ export const SEEN_IN_USE_MS = 10 * 60_000;
 export class FullResponder implements Responder {
   private readonly first: number;
   private readonly last: number;
+  /** dhcp.netmask and the subnet's network address as integers (parsed once, not per check). */
+  private readonly mask: number;
+  private readonly network: number;
   private readonly static = new Map<string, string>();
   /** When the last "pool exhausted" warning was logged (one a minute, not one per DISCOVER). */
   private exhaustedWarnedAt = -Infinity;
@@ -58,6 +61,8 @@ export class FullResponder implements Responder {
     if (cfg.range.length !== 2) throw new RangeError('full mode needs dhcp.range [first, last]');
     this.first = ipToInt(cfg.range[0]);
     this.last = ipToInt(cfg.range[1]);
+    this.mask = ipToInt(cfg.netmask);
+    this.network = (this.first & this.mask) >>> 0;
     if (this.first > this.last) throw new RangeError(`dhcp.range ${cfg.range[0]}..${cfg.range[1]} is empty`);
     if (!sameSubnet(cfg.range[0], cfg.range[1], cfg.netmask)) throw new RangeError('dhcp.range spans more than one subnet under dhcp.netmask');
     for (const r of cfg.reservations ?? []) this.static.set(r.mac, r.ip);
@@ -78,7 +83,7 @@ export class FullResponder implements Responder {
   }
 
   private inSubnet(ip: string): boolean {
-    return sameSubnet(ip, this.cfg.range[0], this.cfg.netmask);
+    return ((ipToInt(ip) & this.mask) >>> 0) === this.network;
   }
 
   private inPool(ip: string): boolean {
@@ -94,11 +99,13 @@ export class FullResponder implements Responder {
 
   /** True when `ip` could be given to `mac` now. */
   available(ip: string, mac: string, reserved: string | undefined = this.reservationFor(mac)): boolean {
-    if (!this.inSubnet(ip) || isNetworkOrBroadcast(ip, this.cfg.netmask)) return false;
+    const n = ipToInt(ip);
+    if (((n & this.mask) >>> 0) !== this.network) return false;
+    if (isNetworkOrBroadcast(n, this.mask)) return false;
     if (ip === this.ctx.serverAddress || ip === this.cfg.router) return false;
     const reservedBy = this.reservedOwner(ip);
     if (reservedBy && reservedBy !== mac) return false;
-    if (reserved !== ip && !this.inPool(ip)) return false;
+    if (reserved !== ip && (n < this.first || n > this.last)) return false;
     const l = this.leases.byIp(ip);
     if (l && l.mac !== mac) {
       if (l.state === 'declined' && l.expiresAt > this.now) return false;

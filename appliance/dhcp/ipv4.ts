@@ -25,11 +25,10 @@ export function broadcastOf(ip: string, mask: string): string {
   return intToIp((ipToInt(ip) | ~ipToInt(mask)) >>> 0);
 }
 
-/** True for the all-zero and all-one host parts of the subnet (never handed out). */
-export function isNetworkOrBroadcast(ip: string, mask: string): boolean {
-  const m = ipToInt(mask);
-  const host = (ipToInt(ip) & ~m) >>> 0;
-  return host === 0 || host === (~m >>> 0);
+/** True for the all-zero and all-one host parts of the subnet (never handed out); integers from ipToInt. */
+export function isNetworkOrBroadcast(ip: number, mask: number): boolean {
+  const host = (ip & ~mask) >>> 0;
+  return host === 0 || host === (~mask >>> 0);
 }
 
 export const ZERO = '0.0.0.0';
