@@ -151,7 +151,11 @@ export function getClientArchs(p: DhcpPacket): number[] | undefined {
   return archsOf(getOption(p, Opt.clientArch));
 }
 
-/** A type/length/value list (sub-options of 43, 82, 175). Throws DecodeError when a length overruns. */
+/**
+ * A type/length/value list (sub-options of 43, 82, 175). Throws DecodeError when a length overruns.
+ * Sub-option data are views into `data`, not copies (decodePacket's option data is already the
+ * packet's private copy).
+ */
 export function decodeSubOptions(data: Buffer): DhcpOption[] {
   const out: DhcpOption[] = [];
   let i = 0;
@@ -165,7 +169,7 @@ export function decodeSubOptions(data: Buffer): DhcpOption[] {
     if (i + 1 >= data.length) throw new DecodeError(`sub-option ${code} has no length byte`, i);
     const len = data[i + 1];
     if (i + 2 + len > data.length) throw new DecodeError(`sub-option ${code} length ${len} overruns its option`, i + 1);
-    out.push({ code, data: Buffer.from(data.subarray(i + 2, i + 2 + len)) });
+    out.push({ code, data: data.subarray(i + 2, i + 2 + len) });
     i += 2 + len;
   }
   return out;
@@ -233,6 +237,22 @@ export interface ClientRequestInfo {
   maxMessageSize: number | undefined;
 }
 
+// Plain loops below, not spread/map over iterators: this runs per request, mostly before V8 has
+// optimised it (a LAN sends a DHCP server a few packets a minute), and the interpreter pays for
+// every iterator step and closure call.
+
+function subOptionMap(data: Buffer): Map<number, Buffer> {
+  const map = new Map<number, Buffer>();
+  for (const o of decodeSubOptions(data)) map.set(o.code, o.data);
+  return map;
+}
+
+function byteList(d: Buffer | undefined): number[] {
+  const out: number[] = [];
+  if (d) for (let i = 0; i < d.length; i++) out.push(d[i]);
+  return out;
+}
+
 /** Reads the options a server cares about from a request; throws DecodeError on malformed ones. */
 export function readRequest(p: DhcpPacket, mac: string): ClientRequestInfo {
   const opts = optionsByCode(p);
@@ -248,14 +268,14 @@ export function readRequest(p: DhcpPacket, mac: string): ClientRequestInfo {
     arch: archsOf(opts.get(Opt.clientArch))?.[0],
     vendorClass: stringOf(opts.get(Opt.vendorClass)),
     userClass: stringOf(opts.get(Opt.userClass)),
-    ipxe: ipxeRaw ? new Map(decodeSubOptions(ipxeRaw).map((o) => [o.code, o.data])) : undefined,
+    ipxe: ipxeRaw ? subOptionMap(ipxeRaw) : undefined,
     uuid,
     requestedIp: ipOf(Opt.requestedIp, opts.get(Opt.requestedIp)),
     serverId: ipOf(Opt.serverId, opts.get(Opt.serverId)),
     clientId: opts.get(Opt.clientId),
     hostName: stringOf(opts.get(Opt.hostName)),
     relayAgentInfo: opts.get(Opt.relayAgentInfo),
-    parameterRequestList: [...(opts.get(Opt.parameterRequestList) ?? [])],
+    parameterRequestList: byteList(opts.get(Opt.parameterRequestList)),
     maxMessageSize: mms?.readUInt16BE(0),
   };
 }

@@ -26,6 +26,7 @@ export const MIN_PACKET_LENGTH = 300;
 export const FLAG_BROADCAST = 0x8000;
 
 const OPT_PAD = 0;
+const ZERO_IP = '0.0.0.0';
 const OPT_END = 255;
 const OPT_OVERLOAD = 52;
 
@@ -116,22 +117,22 @@ function readCString(buf: Buffer, off: number, len: number): string {
   return field.toString('latin1', 0, nul < 0 ? len : nul);
 }
 
-/** Walks an options area; appends to `out`; returns whether END was seen. `base` is for error offsets. */
-function readOptions(area: Buffer, base: number, out: DhcpOption[]): boolean {
-  let i = 0;
-  while (i < area.length) {
-    const code = area[i];
+/** Walks the options in buf[start, end); appends to `out`; returns whether END was seen. */
+function readOptions(buf: Buffer, start: number, end: number, out: DhcpOption[]): boolean {
+  let i = start;
+  while (i < end) {
+    const code = buf[i];
     if (code === OPT_END) return true;
     if (code === OPT_PAD) {
       i += 1;
       continue;
     }
-    if (i + 1 >= area.length) throw new DecodeError(`option ${code} has no length byte`, base + i);
-    const len = area[i + 1];
-    if (i + 2 + len > area.length) {
-      throw new DecodeError(`option ${code} length ${len} overruns the packet`, base + i + 1);
+    if (i + 1 >= end) throw new DecodeError(`option ${code} has no length byte`, i);
+    const len = buf[i + 1];
+    if (i + 2 + len > end) {
+      throw new DecodeError(`option ${code} length ${len} overruns the packet`, i + 1);
     }
-    out.push({ code, data: area.subarray(i + 2, i + 2 + len) });
+    out.push({ code, data: buf.subarray(i + 2, i + 2 + len) });
     i += 2 + len;
   }
   return false;
@@ -155,14 +156,14 @@ export function decodePacket(input: Buffer): DhcpPacket {
   let hasCookie = false;
   if (buf.length >= HEADER_LENGTH + 4 && buf.readUInt32BE(HEADER_LENGTH) === MAGIC_COOKIE) {
     hasCookie = true;
-    readOptions(buf.subarray(HEADER_LENGTH + 4), HEADER_LENGTH + 4, options);
+    readOptions(buf, HEADER_LENGTH + 4, buf.length, options);
   }
   // RFC 2132 section 9.3: option 52 moves further options into file (1), sname (2) or both (3);
   // file is read before sname.
   const overload = options.find((o) => o.code === OPT_OVERLOAD);
   const mode = overload && overload.data.length === 1 ? overload.data[0] : 0;
-  if (mode & 1) readOptions(buf.subarray(108, 236), 108, options);
-  if (mode & 2) readOptions(buf.subarray(44, 108), 44, options);
+  if (mode & 1) readOptions(buf, 108, 236, options);
+  if (mode & 2) readOptions(buf, 44, 108, options);
 
   // One object literal (not header fields spread into a second one): this runs per packet.
   return {
@@ -214,10 +215,11 @@ export function encodePacket(p: DhcpPacket, opts: EncodeOptions = {}): Buffer {
   buf.writeUInt32BE(p.xid >>> 0, 4);
   buf.writeUInt16BE(p.secs, 8);
   buf.writeUInt16BE(p.flags, 10);
-  writeIp(buf, 12, p.ciaddr);
-  writeIp(buf, 16, p.yiaddr);
-  writeIp(buf, 20, p.siaddr);
-  writeIp(buf, 24, p.giaddr);
+  // The buffer is zero-filled: unset addresses (most of them in a reply) need no parsing.
+  if (p.ciaddr !== ZERO_IP) writeIp(buf, 12, p.ciaddr);
+  if (p.yiaddr !== ZERO_IP) writeIp(buf, 16, p.yiaddr);
+  if (p.siaddr !== ZERO_IP) writeIp(buf, 20, p.siaddr);
+  if (p.giaddr !== ZERO_IP) writeIp(buf, 24, p.giaddr);
   // TypedArray set(), not Buffer copy(): copy() is JS around set(), and this runs before V8 has
   // optimised it for weeks on a quiet LAN (the interpreter pays for every extra call).
   buf.set(p.chaddr, 28);

@@ -4,7 +4,7 @@
 import type { BootAnswer } from '../boot/policy';
 import { ZERO } from './ipv4';
 import { build, Opt, type ClientRequestInfo, type MessageTypeName } from './options';
-import type { BootReply, BootRequest, DhcpOption } from './packet';
+import { ipToBytes, type BootReply, type BootRequest, type DhcpOption } from './packet';
 
 /** Where a reply goes. */
 export interface Destination {
@@ -18,6 +18,17 @@ export interface Outbound {
   to: Destination;
   /** The info log line for this reply, written by the server once the reply is sent (not before it). */
   note?: { msg: string; fields: Record<string, unknown> };
+}
+
+// Option data that is the same in every reply, built once and shared (encodePacket only reads it).
+const PXE_CLIENT = build.text(Opt.vendorClass, 'PXEClient').data;
+const HTTP_CLIENT = build.text(Opt.vendorClass, 'HTTPClient').data;
+/** Option 54's data for the last server address asked for (a service answers from one address). */
+let lastServerId: { ip: string; data: Buffer } = { ip: '', data: Buffer.alloc(0) };
+
+function serverIdOption(ip: string): DhcpOption {
+  if (lastServerId.ip !== ip) lastServerId = { ip, data: ipToBytes(ip) };
+  return { code: Opt.serverId, data: lastServerId.data };
 }
 
 /** The reply skeleton: xid, flags, giaddr, chaddr copied; hops/secs zeroed; 53 and 54 first. */
@@ -38,7 +49,7 @@ export function baseReply(req: BootRequest, type: MessageTypeName, serverId: str
     sname: '',
     file: '',
     // Option 53 first: some PXE ROMs look for it only at the start of the options.
-    options: [build.messageType(type), build.ip(Opt.serverId, serverId)],
+    options: [build.messageType(type), serverIdOption(serverId)],
     hasCookie: true,
   };
 }
@@ -56,7 +67,7 @@ export function applyBootAnswer(reply: BootReply, answer: BootAnswer, info: Clie
     case 'chainload':
       reply.siaddr = serverAddress;
       // PXE 2.1 section 2.2.5: a ProxyDHCP/boot reply identifies itself with 60 "PXEClient".
-      add(build.text(Opt.vendorClass, 'PXEClient'));
+      add({ code: Opt.vendorClass, data: PXE_CLIENT });
       add(build.text(Opt.tftpServerName, serverAddress));
       setFile(answer.file);
       add(build.pxeUseFile());
@@ -64,13 +75,13 @@ export function applyBootAnswer(reply: BootReply, answer: BootAnswer, info: Clie
     case 'http-boot':
       reply.siaddr = serverAddress;
       // UEFI 2.5+ section 24.7.2: HTTP boot offers carry 60 "HTTPClient" and a URI boot file.
-      add(build.text(Opt.vendorClass, 'HTTPClient'));
+      add({ code: Opt.vendorClass, data: HTTP_CLIENT });
       setFile(answer.url);
       break;
     case 'ipxe':
       reply.siaddr = serverAddress;
       // iPXE takes an offer with 60 "PXEClient" and no PXE boot menu (43.9) as a ProxyDHCP offer.
-      if (pxeFirmware) add(build.text(Opt.vendorClass, 'PXEClient'));
+      if (pxeFirmware) add({ code: Opt.vendorClass, data: PXE_CLIENT });
       if (answer.url) setFile(answer.url);
       if (answer.rootPath) add(build.text(Opt.rootPath, answer.rootPath));
       if (answer.initiatorName) add(build.text(Opt.iscsiInitiatorName, answer.initiatorName));
