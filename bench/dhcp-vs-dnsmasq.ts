@@ -4,7 +4,7 @@
  * (bench/dhcp-discover-client.ts: sequential DISCOVERs with the broadcast flag, 20 MACs cycling).
  * Full mode (address offers; dnsmasq --no-ping, as we never ping) and proxy mode (PXE offers).
  * Rounds alternate ours/dnsmasq so drift on the shared machine hits both.
- *   npx tsx bench/dhcp-vs-dnsmasq.ts [COUNT=2000] [ROUNDS=2] [--appliance] [--tsx]
+ *   npx tsx bench/dhcp-vs-dnsmasq.ts [COUNT=2000] [ROUNDS=2] [--appliance] [--captured] [--tsx]
  * Each run starts a fresh server. "fresh" is the median of round trips 11-400 of a run (ours runs
  * interpreted/baseline code then: V8 optimises it after ~1000-2000 requests, which a LAN's sparse
  * DHCP traffic may take days to send), "warm" the median of its last 400; p90/p99 cover all but
@@ -14,6 +14,7 @@
  * --appliance: ours records boot events in SQLite (synchronous=FULL) and logs at info to a file,
  * dnsmasq logs its DHCP lines to a file, and the full-mode client is a PXE client too (events are
  * only recorded for boot clients); the default is quiet on both sides.
+ * --captured: the client sends iPXE's captured DISCOVER (13 options) instead of a minimal one.
  * Needs root (ip netns) and dnsmasq.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -29,6 +30,7 @@ const COUNT = Number(positional[0] ?? 2000);
 const ROUNDS = Number(positional[1] ?? 2);
 const APPLIANCE = flags.has('--appliance');
 const TSX = flags.has('--tsx');
+const CAPTURED = flags.has('--captured');
 const S = `nb-dhcp-bs-${process.pid}`;
 const C = `nb-dhcp-bc-${process.pid}`;
 const repo = join(__dirname, '..');
@@ -146,7 +148,7 @@ async function startDnsmasq(mode: 'full' | 'proxy'): Promise<{ proc: ChildProces
 }
 
 function measure(mode: 'full' | 'proxy'): { rtts: number[]; lost: number } {
-  const r = spawnSync('ip', ['netns', 'exec', C, tsx, join(repo, 'bench/dhcp-discover-client.ts'), String(COUNT), '20', mode === 'proxy' || APPLIANCE ? 'pxe' : ''], { cwd: repo, encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync('ip', ['netns', 'exec', C, tsx, join(repo, 'bench/dhcp-discover-client.ts'), String(COUNT), '20', CAPTURED ? 'captured' : mode === 'proxy' || APPLIANCE ? 'pxe' : ''], { cwd: repo, encoding: 'utf8', timeout: 120_000 });
   const line = r.stdout.trim().split('\n').pop() ?? '';
   try {
     return JSON.parse(line);
@@ -190,7 +192,7 @@ async function main(): Promise<void> {
   } finally {
     cleanup();
   }
-  const how = `${TSX ? 'ours under tsx' : 'ours bundled'}, ${APPLIANCE ? 'appliance telemetry (events in SQLite, info log; dnsmasq logging)' : 'quiet'}`;
+  const how = `${TSX ? 'ours under tsx' : 'ours bundled'}, ${APPLIANCE ? 'appliance telemetry (events in SQLite, info log; dnsmasq logging)' : 'quiet'}${CAPTURED ? ", iPXE's captured DISCOVER" : ''}`;
   console.log(`\nDHCPDISCOVER -> OFFER round trip, ${COUNT} sequential DISCOVERs x ${ROUNDS} rounds per row, microseconds; ${how}\n`);
   console.log('mode   impl      fresh    warm     p90     p99   lost   ratio ours/dnsmasq fresh, warm');
   const cell = (x: number) => (Number.isNaN(x) ? '-' : x.toFixed(0)).padStart(7);
@@ -198,7 +200,7 @@ async function main(): Promise<void> {
     const ours = results[`${mode}/ours`];
     const dm = results[`${mode}/dnsmasq`];
     for (const [impl, r] of [['ours', ours], ['dnsmasq', dm]] as const) {
-      const ratio = (k: 'fresh' | 'warm') => (pct(ours[k], 0.5) / pct(dm[k], 0.5)).toFixed(2);
+      const ratio = (k: 'fresh' | 'warm') => (ours[k].length ? (pct(ours[k], 0.5) / pct(dm[k], 0.5)).toFixed(2) : '-');
       const ratios = impl === 'ours' ? `${ratio('fresh')}, ${ratio('warm')}` : '';
       console.log(`${mode.padEnd(6)} ${impl.padEnd(8)}${cell(pct(r.fresh, 0.5))} ${cell(pct(r.warm, 0.5))} ${cell(pct(r.rtts, 0.9))} ${cell(pct(r.rtts, 0.99))} ${String(r.lost).padStart(6)}   ${ratios}`);
     }
