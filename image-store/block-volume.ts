@@ -9,6 +9,11 @@
  * Durability (SBC volatile write cache semantics): a write may be lost by a power cut until
  * flush() resolves; after flush() every write that resolved before flush() was called survives.
  * write(..., { fua: true }) resolves only once that write is durable.
+ *
+ * Atomicity: a plain write may be torn (a concurrent read or a power cut can see part of it).
+ * A volume that declares `atomicWriteBlocks` promises that write(..., { atomic: true }) of up to
+ * that many blocks is all or nothing, both for concurrent readers and across a crash (SCSI
+ * WRITE ATOMIC); it rejects longer atomic writes with OUT_OF_RANGE rather than tear them.
  */
 export interface BlockVolume {
   /** Stable identifier, e.g. the volume's id in the store; used for the NAA/serial in VPD. */
@@ -19,8 +24,11 @@ export interface BlockVolume {
   /** Thin provisioning, for READ CAPACITY(16) LBPME/LBPRZ and VPD 0xB2. */
   readonly thin: ThinProvisioning;
 
+  /** Largest write(..., { atomic: true }) in blocks that is all or nothing; absent or 0: none is. */
+  readonly atomicWriteBlocks?: number;
+
   read(lba: number, blocks: number): Promise<Buffer>;
-  write(lba: number, data: Buffer, opts?: { fua?: boolean }): Promise<void>;
+  write(lba: number, data: Buffer, opts?: WriteOptions): Promise<void>;
   flush(): Promise<void>;
   /** Deallocates blocks (SCSI UNMAP / WRITE SAME with UNMAP). What they then read as: `thin.unmappedReads`. */
   unmap(lba: number, blocks: number): Promise<void>;
@@ -28,6 +36,14 @@ export interface BlockVolume {
   mapping?(lba: number, blocks: number): Promise<{ lba: number; blocks: number; mapped: boolean }[]>;
   /** Releases the handle (flushing first when writable); the iSCSI session calls it on logout or drop. */
   close?(): Promise<void>;
+}
+
+/** Per-write options. */
+export interface WriteOptions {
+  /** Force unit access: resolve only once this write is durable. */
+  fua?: boolean;
+  /** All or nothing (see `atomicWriteBlocks`); only for volumes that declare it. */
+  atomic?: boolean;
 }
 
 export interface ThinProvisioning {

@@ -75,8 +75,9 @@ export async function importFile(store: ImageStore, name: string, file: string, 
         if (!isZero(buf, 0, cb)) {
           const p = await space.alloc();
           uncommitted.push(p);
-          space.markDirty(p);
           await space.io.write(space.fdOf(p), buf, 0, cb, space.posOf(p));
+          // After the write, not before: a volume's flush syncing meanwhile may not cover it.
+          space.markDirty(p);
           batch.push([l, p]);
           if (batch.length * cb >= BATCH_BYTES) await commitBatch(false);
         }

@@ -6,7 +6,7 @@ import type { SegmentSpace } from './segments';
 
 const BLOCK = 512;
 /** Uncommitted new mappings that trigger a background flush (1 GiB at 64 KiB chunks). */
-const DESTAGE_ENTRIES = 16384;
+export const DESTAGE_ENTRIES = 16384;
 
 /**
  * The live state of one open view (a disk, or a read-only image/snapshot), shared by all its
@@ -170,9 +170,11 @@ export class VolumeCore {
       if (inChunk + data.length <= this.chunkBytes && v !== 0 && this.gen[l] === this.top && (this.cow.size === 0 || !this.cow.has(l))) {
         const p = v - 1;
         this.inflight++;
-        this.space.markDirty(p);
         return this.space.io.write(this.space.fdOf(p), data, 0, data.length, this.space.posOf(p) + inChunk).then(
-          () => this.writeDone(),
+          () => {
+            this.space.markDirty(p);
+            this.writeDone();
+          },
           (err: Error) => {
             this.writeDone();
             throw new VolumeError('IO', `write failed: ${err.message}`);
@@ -212,9 +214,7 @@ export class VolumeCore {
       if (many) await Promise.all(many);
       else if (single) await single;
     } catch (err) {
-      if (err instanceof VolumeError) throw err;
-      if (err instanceof StoreError && err.code === 'NO_SPACE') throw new VolumeError('NO_SPACE', err.message);
-      throw new VolumeError('IO', `write failed: ${(err as Error).message}`);
+      throw writeError(err);
     } finally {
       this.writeDone();
     }
@@ -223,12 +223,17 @@ export class VolumeCore {
   /** Fast path without an async frame: an owned chunk with no copy in progress is one pwrite. */
   private writeChunk(l: number, inChunk: number, data: Buffer, o: number, n: number): Promise<void> {
     const v = this.map[l];
-    if (v !== 0 && this.gen[l] === this.top && (this.cow.size === 0 || !this.cow.has(l))) {
-      const p = v - 1;
-      this.space.markDirty(p);
-      return this.space.io.write(this.space.fdOf(p), data, o, n, this.space.posOf(p) + inChunk);
-    }
+    if (v !== 0 && this.gen[l] === this.top && (this.cow.size === 0 || !this.cow.has(l))) return this.writeInPlace(v - 1, inChunk, data, o, n);
     return this.writeChunkSlow(l, inChunk, data, o, n);
+  }
+
+  /**
+   * One pwrite into owned chunk p. The segment is marked dirty when the write has completed, not
+   * before: a flush whose fdatasync ran while the write was in flight may not have covered it,
+   * and the next flush (which must, the write having resolved) syncs only segments marked dirty.
+   */
+  private writeInPlace(p: number, inChunk: number, data: Buffer, o: number, n: number): Promise<void> {
+    return this.space.io.write(this.space.fdOf(p), data, o, n, this.space.posOf(p) + inChunk).then(() => this.space.markDirty(p));
   }
 
   private async writeChunkSlow(l: number, inChunk: number, data: Buffer, o: number, n: number): Promise<void> {
@@ -239,11 +244,7 @@ export class VolumeCore {
         continue;
       }
       const v = this.map[l];
-      if (v !== 0 && this.gen[l] === this.top) {
-        const p = v - 1;
-        this.space.markDirty(p);
-        return this.space.io.write(this.space.fdOf(p), data, o, n, this.space.posOf(p) + inChunk);
-      }
+      if (v !== 0 && this.gen[l] === this.top) return this.writeInPlace(v - 1, inChunk, data, o, n);
       const job = this.copyOnWrite(l, inChunk, data, o, n);
       this.cow.set(l, job);
       try {
@@ -276,8 +277,8 @@ export class VolumeCore {
         else await this.space.io.read(this.space.fdOf(old - 1), buf, 0, cb, this.space.posOf(old - 1));
         data.copy(buf, inChunk, o, o + n);
       }
-      this.space.markDirty(p);
       await this.space.io.write(this.space.fdOf(p), buf, bo, cb, this.space.posOf(p));
+      this.space.markDirty(p);
     } catch (err) {
       this.space.release([p]);
       throw err;
@@ -285,8 +286,84 @@ export class VolumeCore {
     this.setEntry(l, p);
   }
 
-  /** Points chunk l of the top layer at p (or ZERO_EXTENT), remembering it for the next commit. */
-  private setEntry(l: number, p: number): void {
+  /**
+   * Writes data at lba all or nothing (SBC-4 WRITE ATOMIC), for concurrent readers and across a
+   * power cut (README.md "Atomic writes"). Every chunk the range touches gets a fresh chunk
+   * holding its old contents merged with the data, written while no other write runs (the gate
+   * holds new writes and waits for those in flight, so none is lost or half-merged); only once
+   * every chunk write succeeded are all the entries switched, in one synchronous step, so a read
+   * or a flush's commit sees all of them or none. Until the commit that records them the durable
+   * extents still point at the old chunks, which nothing writes any more. On a failure the fresh
+   * chunks go back to the pool and the map is untouched.
+   */
+  async writeAtomic(lba: number, data: Buffer): Promise<void> {
+    if (this.closed) throw new VolumeError('CLOSED', 'the image store is closed');
+    if (data.length === 0) return;
+    await this.exclusive(async () => {
+      const cb = this.chunkBytes;
+      const byte = lba * BLOCK;
+      const first = Math.floor(byte / cb);
+      const last = Math.floor((byte + data.length - 1) / cb);
+      const target: number[] = new Array<number>(last - first + 1);
+      const fresh: number[] = [];
+      const jobs: Promise<void>[] = [];
+      for (let l = first; l <= last; l++) {
+        const start = Math.max(byte, l * cb);
+        const n = Math.min((l + 1) * cb, byte + data.length) - start;
+        jobs.push(this.atomicChunk(l, start - l * cb, data, start - byte, n, fresh).then((p) => void (target[l - first] = p)));
+      }
+      // Wait for every job, failed or not: a chunk is released only once nothing writes into it.
+      const settled = await Promise.allSettled(jobs);
+      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) {
+        this.space.release(fresh);
+        throw writeError(failed.reason);
+      }
+      if (this.closed) {
+        this.space.release(fresh);
+        throw new VolumeError('CLOSED', 'the image store is closed');
+      }
+      // The switch: no await from here to the end, so no reader, destage or flush sees half of it.
+      for (let l = first; l <= last; l++) {
+        const p = target[l - first];
+        if (p !== ZERO_EXTENT || this.map[l] !== 0) this.setEntry(l, p, false);
+      }
+      this.destageIfFull();
+    }, false);
+  }
+
+  /**
+   * One chunk of an atomic write: the old contents merged with data[o, o+n) at inChunk, written
+   * into a fresh chunk (recorded in `fresh` as soon as it is allocated); resolves to that chunk,
+   * or ZERO_EXTENT when the result is all zeros (no space needed).
+   */
+  private async atomicChunk(l: number, inChunk: number, data: Buffer, o: number, n: number, fresh: number[]): Promise<number> {
+    const cb = this.chunkBytes;
+    let buf = data;
+    let bo = o;
+    if (n !== cb) {
+      // Writes are held and none is in flight (writeAtomic's gate): the old chunk is stable.
+      buf = Buffer.allocUnsafe(cb);
+      bo = 0;
+      const old = this.map[l];
+      if (old === 0) buf.fill(0);
+      else await this.space.io.read(this.space.fdOf(old - 1), buf, 0, cb, this.space.posOf(old - 1));
+      data.copy(buf, inChunk, o, o + n);
+    }
+    if (isZero(buf, bo, cb)) return ZERO_EXTENT;
+    let p = this.space.tryAlloc();
+    if (p < 0) p = await this.space.alloc();
+    fresh.push(p);
+    await this.space.io.write(this.space.fdOf(p), buf, bo, cb, this.space.posOf(p));
+    this.space.markDirty(p);
+    return p;
+  }
+
+  /**
+   * Points chunk l of the top layer at p (or ZERO_EXTENT), remembering it for the next commit.
+   * `destage: false` when the caller switches several entries that must commit together.
+   */
+  private setEntry(l: number, p: number, destage = true): void {
     const old = this.map[l];
     // A chunk allocated since the last commit is referenced by nothing durable: it can go back
     // to the pool after that commit. A durable one is found and freed by the commit itself.
@@ -294,8 +371,15 @@ export class VolumeCore {
     this.map[l] = p < 0 ? 0 : p + 1;
     this.gen[l] = this.top;
     this.dirty.set(l, p);
-    // An initiator that never flushes must not grow the uncommitted set without bound: destage
-    // in the background, like a disk emptying its write cache.
+    if (destage) this.destageIfFull();
+  }
+
+  /**
+   * An initiator that never flushes must not grow the uncommitted set without bound: destage in
+   * the background, like a disk emptying its write cache. (flush() takes the dirty entries
+   * synchronously, so whatever was set before this call commits together.)
+   */
+  private destageIfFull(): void {
     if (this.dirty.size >= DESTAGE_ENTRIES && !this.flushing) this.flush().catch(() => {});
   }
 
@@ -422,4 +506,11 @@ export class VolumeCore {
     for (let i = 0; i < g.length; i++) if (g[i] === from) g[i] = into;
     if (this.top === from) this.top = into;
   }
+}
+
+/** A write's failure as the VolumeError the iSCSI layer maps to sense data. */
+function writeError(err: unknown): VolumeError {
+  if (err instanceof VolumeError) return err;
+  if (err instanceof StoreError && err.code === 'NO_SPACE') return new VolumeError('NO_SPACE', err.message);
+  return new VolumeError('IO', `write failed: ${(err as Error).message}`);
 }

@@ -1,5 +1,14 @@
-import { VolumeError, type BlockVolume, type ThinProvisioning } from './block-volume';
+import { VolumeError, type BlockVolume, type ThinProvisioning, type WriteOptions } from './block-volume';
 import type { VolumeCore } from './volume-core';
+
+/**
+ * Largest atomic write of a writable handle: 2048 blocks (1 MiB, 16 chunks of 64 KiB, 17 when
+ * unaligned). An atomic write holds every other write of the disk while it copies each chunk it
+ * touches into a fresh one, and needs that many free chunks even to overwrite the disk's own
+ * data; 1 MiB bounds both (a few milliseconds, ~1 MiB of buffers) while covering what atomic
+ * writes are for: database pages (4-64 KiB) and journal commit blocks, with room to spare.
+ */
+export const ATOMIC_WRITE_BLOCKS = 2048;
 
 /**
  * One handle on an open view, as returned by ImageStore.openVolume. Handles on the same disk
@@ -10,6 +19,8 @@ export class StoreVolume implements BlockVolume {
   readonly blockSize = 512;
   readonly blockCount: number;
   readonly thin: ThinProvisioning;
+  /** Writable handles promise all-or-nothing atomic writes up to this many blocks (volume-core.ts writeAtomic). */
+  readonly atomicWriteBlocks: number | undefined;
   private closed = false;
 
   constructor(
@@ -21,6 +32,7 @@ export class StoreVolume implements BlockVolume {
     this.blockCount = core.blockCount;
     // Unmapped chunks read as zeros (README.md "UNMAP"): the target may report LBPRZ=1.
     this.thin = { provisioned: !readOnly, unmappedReads: 'zero', granularityBlocks: core.chunkBlocks };
+    this.atomicWriteBlocks = readOnly ? undefined : ATOMIC_WRITE_BLOCKS;
   }
 
   private check(lba: number, blocks: number): void {
@@ -39,16 +51,20 @@ export class StoreVolume implements BlockVolume {
     return this.core.read(lba, blocks);
   }
 
-  write(lba: number, data: Buffer, opts?: { fua?: boolean }): Promise<void> {
+  write(lba: number, data: Buffer, opts?: WriteOptions): Promise<void> {
     try {
       if (data.length % this.blockSize !== 0) throw new VolumeError('OUT_OF_RANGE', 'write length is not a multiple of the block size');
       this.check(lba, data.length / this.blockSize);
       if (this.readOnly) throw new VolumeError('READ_ONLY', `volume ${this.id} is read-only`);
+      if (opts?.atomic && data.length / this.blockSize > ATOMIC_WRITE_BLOCKS) {
+        throw new VolumeError('OUT_OF_RANGE', `atomic write of ${data.length / this.blockSize} blocks exceeds ${ATOMIC_WRITE_BLOCKS}`);
+      }
     } catch (err) {
       return Promise.reject(err);
     }
+    const written = opts?.atomic ? this.core.writeAtomic(lba, data) : this.core.write(lba, data);
     // FUA: this write is durable when it resolves (flush covers it: it resolved before flush()).
-    return opts?.fua ? this.core.write(lba, data).then(() => this.core.flush()) : this.core.write(lba, data);
+    return opts?.fua ? written.then(() => this.core.flush()) : written;
   }
 
   async flush(): Promise<void> {

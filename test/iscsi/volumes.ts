@@ -21,6 +21,12 @@ export class MemoryDisk {
   readonly mapped: Uint8Array;
   /** When set, writes that would map new blocks fail with NO_SPACE once this many are mapped. */
   spaceLimitBlocks = Infinity;
+  /**
+   * When > 0, handles declare the atomic-write capability for writes up to this many blocks:
+   * true of every write here (checks first, then one synchronous copy), so declaring it is opt-in
+   * only to keep a plain MemoryDisk a volume without WRITE ATOMIC.
+   */
+  atomicWriteBlocks = 0;
   flushes = 0;
 
   constructor(readonly id: string, readonly blockCount: number, readonly blockSize = 512, readonly granularityBlocks = 8) {
@@ -44,6 +50,7 @@ export class MemoryDisk {
     const thin: ThinProvisioning = { provisioned: true, unmappedReads: 'zero', granularityBlocks: disk.granularityBlocks };
     return {
       id: disk.id, blockSize: disk.blockSize, blockCount: disk.blockCount, readOnly, thin,
+      ...(disk.atomicWriteBlocks > 0 && !readOnly ? { atomicWriteBlocks: disk.atomicWriteBlocks } : {}),
       async read(lba, blocks) {
         live();
         checkRange(lba, blocks, disk.blockCount);

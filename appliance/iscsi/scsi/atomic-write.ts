@@ -5,22 +5,18 @@ import { invalidCdb } from './sense';
  * WRITE ATOMIC(16) (SBC-4 §5.48, §4.29): all of the blocks are written or none, whatever
  * happens (a concurrent read or write, an abort, a power cut). The target can promise that
  * only when the volume does, so the command is offered only for a volume that declares
- * `atomicWriteBlocks`: a write() of at most that many blocks is all-or-nothing, both for
- * concurrent readers and across a crash. This is a proposed BlockVolume capability
- * (image-store/block-volume.ts does not declare it yet; the image store could provide it by
- * redirecting such a write into fresh chunks). Against other commands' writes the logical
- * unit adds an exclusive hold on the range (range-lock.ts), so overlapping writes never mix.
- * No atomic boundaries (MAXIMUM ATOMIC BOUNDARY SIZE 0), alignment or granularity 1.
+ * `atomicWriteBlocks` (BlockVolume): write(..., { atomic: true }) of at most that many blocks
+ * is all-or-nothing, both for concurrent readers and across a crash. The image store's
+ * writable volumes provide it by copying the touched chunks into fresh ones and switching the
+ * map in one step (image-store/README.md "Atomic writes"). Against other commands' writes the
+ * logical unit adds an exclusive hold on the range (range-lock.ts), so overlapping writes never
+ * mix. Any aligned or unaligned range up to the limit is atomic, so VPD 0xB0 reports ATOMIC
+ * ALIGNMENT and ATOMIC TRANSFER LENGTH GRANULARITY 0 (no requirement) and no atomic boundaries.
  */
-
-/** The optional capability, read without widening the BlockVolume interface. */
-interface AtomicCapable {
-  readonly atomicWriteBlocks?: number;
-}
 
 /** Largest WRITE ATOMIC(16) in blocks for this volume (0: not offered), capped at `maxTransferBlocks`. */
 export function atomicWriteBlocks(volume: BlockVolume, maxTransferBlocks: number): number {
-  const n = (volume as BlockVolume & AtomicCapable).atomicWriteBlocks;
+  const n = volume.atomicWriteBlocks;
   return typeof n === 'number' && Number.isInteger(n) && n > 0 ? Math.min(n, maxTransferBlocks, 0xffff) : 0;
 }
 

@@ -700,7 +700,7 @@ export class LogicalUnit {
     if (w.blocks === 0) return;
     // Part of the data is not a write of part of the blocks here: all or nothing.
     if (!data || data.length < wanted) throw new ScsiError(SenseKey.IllegalRequest, Asc.InvalidFieldInInformationUnit);
-    await this.shared.ranges.with(lba, w.blocks, true, () => this.volume.write(lba, data.length === wanted ? data : data.subarray(0, wanted), { fua: w.fua }));
+    await this.shared.ranges.with(lba, w.blocks, true, () => this.volume.write(lba, data.length === wanted ? data : data.subarray(0, wanted), { fua: w.fua, atomic: true }));
   }
 
   /** SANITIZE BLOCK ERASE / EXIT FAILURE MODE (see sanitize.ts for what is offered and why). */
