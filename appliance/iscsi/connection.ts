@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Clock } from '../core/clock';
 import type { Logger } from '../core/log';
-import { BHS_LENGTH, LogoutReason, LogoutResponseCode, RejectReason, RESERVED_TAG, TmfFunction, TmfResponse } from './constants';
+import { BHS_LENGTH, LogoutReason, Op, LogoutResponseCode, RejectReason, RESERVED_TAG, TmfFunction, TmfResponse } from './constants';
 import { crc32c } from './crc32c';
 import { PduFramer, type FramedPdu } from './framer';
 import { LoginNegotiation, type AdmitRequest, type LoginOutcome } from './login';
@@ -159,6 +159,7 @@ export class IscsiConnection {
     this.log = ctx.log.child({ peer: address });
     this.closedPromise = new Promise((r) => (this.resolveClosed = r));
     this.framer = new PduFramer(Math.max(ctx.limits.maxRecvDataSegmentLength, 8192), (p) => this.onFramed(p));
+    this.framer.placeData = (h, len) => this.placeDataOut(h, len);
     this.login = new LoginNegotiation({
       directory: ctx.directory,
       limits: ctx.limits,
@@ -474,6 +475,23 @@ export class IscsiConnection {
     }
   }
 
+  /**
+   * Where a Data-Out's data segment goes when the framer has to gather it from several socket
+   * chunks: straight into its command's buffer at its offset (one copy, not two). Only for a
+   * task still taking data under a TTT we issued; anything else gets a buffer of its own and is
+   * judged by onDataOut as before. A Data-Out that onDataOut then finds out of sequence has
+   * written into a command that fails anyway (ERL 0), and a later one cannot land while the
+   * command executes (executing tasks get no placement).
+   */
+  private placeDataOut(h: Buffer, len: number): Buffer | undefined {
+    if ((h[0]! & 0x3f) !== Op.DataOut) return undefined;
+    const task = this.tasks.get(h.readUInt32BE(16));
+    if (!task || !task.buf || !task.dataSN || task.executing || task.aborted || !task.dataSN.has(h.readUInt32BE(20))) return undefined;
+    const off = h.readUInt32BE(40);
+    if (off + len > task.cmd.edtl) return undefined;
+    return task.buf.subarray(off, off + len);
+  }
+
   private onDataOut(d: DataOut): void {
     const task = this.tasks.get(d.itt);
     if (!task || !task.buf || !task.dataSN || task.executing) {
@@ -494,7 +512,9 @@ export class IscsiConnection {
     seqs.set(d.ttt, d.dataSN + 1);
     const len = d.data.length;
     if (d.bufferOffset + len > task.cmd.edtl) return this.protocolError('Data-Out beyond the expected data transfer length');
-    if (len > 0) d.data.copy(task.buf, d.bufferOffset);
+    // Already in place when the framer gathered it into task.buf (placeDataOut).
+    const placed = d.data.buffer === task.buf.buffer && d.data.byteOffset === task.buf.byteOffset + d.bufferOffset;
+    if (len > 0 && !placed) d.data.copy(task.buf, d.bufferOffset);
     task.received += len;
     if (d.final && d.ttt !== RESERVED_TAG) {
       seqs.delete(d.ttt);

@@ -34,6 +34,20 @@ export class PduFramer {
   private dataHave = 0;
   private dataNeed = 0;
   private dataLen = 0;
+  /** The consumer's buffer receiving this segment's data (placeData), or null. */
+  private dest: Buffer | null = null;
+  /** Padding and data digest of a segment placed in dest (at most 3 + 4 bytes). */
+  private readonly tail = Buffer.alloc(8);
+
+  /**
+   * Optional: where a PDU's data segment should land. Asked when a data segment spans socket
+   * chunks (and so must be gathered anyway), with the PDU's header and data length; returns a
+   * Buffer of exactly that length owned by the consumer, or undefined for a fresh buffer. The
+   * data is then copied from the chunks straight into it, and handed on as that buffer: the
+   * target places Data-Out data in its command's buffer with one copy instead of two. A segment
+   * inside one chunk is still handed on as a view of the chunk, without a copy.
+   */
+  placeData: ((header: Buffer, length: number) => Buffer | undefined) | null = null;
 
   constructor(public maxDataSegment: number, private readonly onPdu: (pdu: FramedPdu) => void) {}
 
@@ -90,19 +104,54 @@ export class PduFramer {
           pos += want;
           continue;
         }
-        if (this.dataBuf === null) this.dataBuf = Buffer.allocUnsafe(this.dataNeed);
+        if (this.dataHave === 0) {
+          const dest = this.placeData?.(this.header!, this.dataLen);
+          if (dest && dest.length === this.dataLen) this.dest = dest;
+          else this.dataBuf = Buffer.allocUnsafe(this.dataNeed);
+        }
         const take = Math.min(want, n - pos);
-        chunk.copy(this.dataBuf, this.dataHave, pos, pos + take);
+        if (this.dest) this.copyPlaced(chunk, pos, take);
+        else chunk.copy(this.dataBuf!, this.dataHave, pos, pos + take);
         this.dataHave += take;
         pos += take;
         if (this.dataHave === this.dataNeed) {
-          const d = this.dataBuf;
-          this.dataBuf = null;
           this.dataHave = 0;
-          this.finishData(d);
+          if (this.dest) {
+            const d = this.dest;
+            this.dest = null;
+            this.finishPlaced(d);
+          } else {
+            const d = this.dataBuf!;
+            this.dataBuf = null;
+            this.finishData(d);
+          }
         }
       }
     }
+  }
+
+  /** Copies segment bytes [dataHave, dataHave + take) from chunk[pos..]: data to dest, the rest to tail. */
+  private copyPlaced(chunk: Buffer, pos: number, take: number): void {
+    let at = this.dataHave;
+    if (at < this.dataLen) {
+      const k = Math.min(take, this.dataLen - at);
+      chunk.copy(this.dest!, at, pos, pos + k);
+      at += k;
+      pos += k;
+      take -= k;
+    }
+    if (take > 0) chunk.copy(this.tail, at - this.dataLen, pos, pos + take);
+  }
+
+  private finishPlaced(d: Buffer): void {
+    const header = this.header!;
+    this.header = null;
+    let dataDigestError = false;
+    if (this.dataDigest) {
+      const pad = padded(this.dataLen) - this.dataLen;
+      dataDigestError = crc32c(this.tail, crc32c(d), 0, pad) !== this.tail.readUInt32LE(pad);
+    }
+    this.onPdu({ header, data: d, dataDigestError });
   }
 
   /** Bytes buffered for an incomplete PDU (for memory accounting and tests). */

@@ -165,6 +165,74 @@ describe('PduFramer', () => {
   });
 });
 
+describe('PduFramer data placement (placeData)', () => {
+  /** Two Data-Out PDUs (data 13 and 1000 bytes: padded, digested) then a NOP-Out, on the wire. */
+  function wire(digests: boolean): { bytes: Buffer; datas: Buffer[] } {
+    const datas = [Buffer.from('thirteen byte'), Buffer.from(Array.from({ length: 1000 }, (_, i) => (i * 7) & 0xff))];
+    const parts: Buffer[] = [];
+    datas.forEach((data, i) => {
+      const bhs = Buffer.alloc(48);
+      bhs[0] = 0x05;
+      bhs.writeUIntBE(data.length, 5, 3);
+      bhs.writeUInt32BE(i + 1, 16);
+      parts.push(bhs);
+      if (digests) parts.push(Buffer.from(new Uint32Array([crc32c(bhs)]).buffer));
+      const pad = Buffer.concat([data, Buffer.alloc((4 - (data.length % 4)) % 4)]);
+      parts.push(pad);
+      if (digests) parts.push(Buffer.from(new Uint32Array([crc32c(pad)]).buffer));
+    });
+    const nop = Buffer.alloc(48);
+    parts.push(nop);
+    if (digests) parts.push(Buffer.from(new Uint32Array([crc32c(nop)]).buffer));
+    return { bytes: Buffer.concat(parts), datas };
+  }
+
+  for (const digests of [false, true]) {
+    it(`gathers a segment that spans chunks straight into the consumer's buffer, at every split (digests ${digests ? 'on' : 'off'})`, () => {
+      const { bytes, datas } = wire(digests);
+      for (let k = 1; k < bytes.length; k++) {
+        const dests = datas.map((d) => Buffer.alloc(d.length + 8, 0xee).subarray(4, 4 + d.length));
+        const got: FramedPdu[] = [];
+        const f = new PduFramer(8192, (p) => got.push(p));
+        f.headerDigest = digests;
+        f.dataDigest = digests;
+        f.placeData = (h, len) => (h.readUInt32BE(16) === 2 && len === datas[1]!.length ? dests[1] : h.readUInt32BE(16) === 1 ? dests[0] : undefined);
+        f.push(bytes.subarray(0, k));
+        f.push(bytes.subarray(k));
+        expect(got.map((p) => p.data.toString('hex')), `split ${k}`).toEqual([...datas.map((d) => d.toString('hex')), '']);
+        expect(got.every((p) => !p.dataDigestError), `split ${k}`).toBe(true);
+        expect(f.pendingBytes).toBe(0);
+        datas.forEach((d, i) => {
+          const start = 48 + (digests ? 4 : 0) + (i === 1 ? 48 + (digests ? 8 : 0) + 16 : 0);
+          const spans = k > start && k < start + d.length + (4 - (d.length % 4)) % 4 + (digests ? 4 : 0);
+          // Gathered across the split: handed on as the consumer's own buffer, nothing written
+          // past it (the padding and digest went elsewhere). Inside one chunk: a view of it.
+          expect(got[i]!.data === dests[i], `split ${k} pdu ${i}`).toBe(spans);
+          if (spans) expect(dests[i]!.equals(d)).toBe(true);
+          const outer = Buffer.from(dests[i]!.buffer, dests[i]!.byteOffset - 4, d.length + 8);
+          expect(outer.subarray(0, 4).every((b) => b === 0xee) && outer.subarray(4 + d.length).every((b) => b === 0xee)).toBe(true);
+        });
+      }
+    });
+  }
+
+  it('still reports a data digest error for a placed segment', () => {
+    const { bytes } = wire(true);
+    const bad = Buffer.from(bytes);
+    bad[48 + 4 + 48 + 4 + 16 + 4 + 500] ^= 1; // inside the second PDU's data
+    const got: FramedPdu[] = [];
+    const f = new PduFramer(8192, (p) => got.push(p));
+    f.headerDigest = true;
+    f.dataDigest = true;
+    const dest = Buffer.alloc(1000);
+    f.placeData = (h) => (h.readUInt32BE(16) === 2 ? dest : undefined);
+    f.push(bad.subarray(0, 200));
+    f.push(bad.subarray(200));
+    expect(got[1]!.data).toBe(dest);
+    expect(got.map((p) => p.dataDigestError)).toEqual([false, true, false]);
+  });
+});
+
 describe('CRC32C', () => {
   it('matches the standard check value and the RFC 3720 B.4 examples', () => {
     expect(crc32c(Buffer.from('123456789'))).toBe(0xe3069283);
