@@ -294,6 +294,22 @@ export class VolumeCore {
     }
   }
 
+  /**
+   * Chunk l's contents with data[o, o+n) written at inChunk, as [buffer, offset]: data itself
+   * when it covers the whole chunk, else a copy of the old contents (zeros when unmapped) with
+   * data merged in.
+   */
+  private async merged(l: number, inChunk: number, data: Buffer, o: number, n: number): Promise<[Buffer, number]> {
+    const cb = this.chunkBytes;
+    if (inChunk === 0 && n === cb) return [data, o];
+    const buf = Buffer.allocUnsafe(cb);
+    const old = this.map[l];
+    if (old === 0) buf.fill(0);
+    else await this.space.io.read(this.space.fdOf(old - 1), buf, 0, cb, this.space.posOf(old - 1));
+    data.copy(buf, inChunk, o, o + n);
+    return [buf, 0];
+  }
+
   /** Gives chunk l a private copy in the top layer holding the old contents merged with data. */
   private async copyOnWrite(l: number, inChunk: number, data: Buffer, o: number, n: number): Promise<void> {
     const cb = this.chunkBytes;
@@ -305,16 +321,7 @@ export class VolumeCore {
     let p = this.space.tryAlloc();
     if (p < 0) p = await this.space.alloc();
     try {
-      let buf = data;
-      let bo = o;
-      if (!full) {
-        buf = Buffer.allocUnsafe(cb);
-        bo = 0;
-        const old = this.map[l];
-        if (old === 0) buf.fill(0);
-        else await this.space.io.read(this.space.fdOf(old - 1), buf, 0, cb, this.space.posOf(old - 1));
-        data.copy(buf, inChunk, o, o + n);
-      }
+      const [buf, bo] = await this.merged(l, inChunk, data, o, n);
       await this.space.io.write(this.space.fdOf(p), buf, bo, cb, this.space.posOf(p));
       this.space.markDirty(p);
     } catch (err) {
@@ -377,17 +384,8 @@ export class VolumeCore {
    */
   private async atomicChunk(l: number, inChunk: number, data: Buffer, o: number, n: number, fresh: number[]): Promise<number> {
     const cb = this.chunkBytes;
-    let buf = data;
-    let bo = o;
-    if (n !== cb) {
-      // Writes are held and none is in flight (writeAtomic's gate): the old chunk is stable.
-      buf = Buffer.allocUnsafe(cb);
-      bo = 0;
-      const old = this.map[l];
-      if (old === 0) buf.fill(0);
-      else await this.space.io.read(this.space.fdOf(old - 1), buf, 0, cb, this.space.posOf(old - 1));
-      data.copy(buf, inChunk, o, o + n);
-    }
+    // Writes are held and none is in flight (writeAtomic's gate): the old chunk is stable.
+    const [buf, bo] = await this.merged(l, inChunk, data, o, n);
     if (isZero(buf, bo, cb)) return ZERO_EXTENT;
     let p = this.space.tryAlloc();
     if (p < 0) p = await this.space.alloc();
