@@ -126,6 +126,26 @@ function truncate(b: Buffer, alloc: number): Buffer {
   return b.length > alloc ? b.subarray(0, alloc) : b;
 }
 
+/**
+ * A command held back by a condition: CHECK CONDITION with its sense, except REQUEST SENSE,
+ * which returns the sense as its data (SPC-4 §6.39) and clears the condition.
+ */
+function heldBack(err: ScsiError, cdb: Buffer, wanted: number): ScsiResult {
+  if (cdb[0] === Opcode.RequestSense) return { ...GOOD, dataIn: truncate(encodeSense(err, (cdb[1] & 0x01) !== 0), cdb[4]), dataOutWanted: 0 };
+  return { status: Status.CheckCondition, sense: encodeSense(err), dataIn: null, dataOutWanted: wanted };
+}
+
+/** The smallest LBA range covering every given one (a command holds one range, never two in turn). */
+function envelope(ranges: readonly { lba: number; blocks: number }[]): { lba: number; blocks: number } {
+  let start = Infinity;
+  let end = 0;
+  for (const r of ranges) {
+    if (r.lba < start) start = r.lba;
+    if (r.lba + r.blocks > end) end = r.lba + r.blocks;
+  }
+  return { lba: start, blocks: end - start };
+}
+
 /** A logical unit as one session sees it. */
 export class LogicalUnit {
   readonly identity: LuIdentity;
@@ -227,17 +247,11 @@ export class LogicalUnit {
     if (this.uaSeen !== this.shared.attention.latest) {
       const { asc, seen } = this.shared.attention.next(this.uaSeen, req.nexus);
       this.uaSeen = seen;
-      if (asc) {
-        const ua = new ScsiError(SenseKey.UnitAttention, asc);
-        if (op === Opcode.RequestSense) return { ...GOOD, dataIn: truncate(encodeSense(ua, (cdb[1] & 0x01) !== 0), cdb[4]), dataOutWanted: 0 };
-        return { status: Status.CheckCondition, sense: encodeSense(ua), dataIn: null, dataOutWanted: wanted };
-      }
+      if (asc) return heldBack(new ScsiError(SenseKey.UnitAttention, asc), cdb, wanted);
     }
     const sanitize = this.shared.sanitize;
     if (sanitize.state === 'running') {
-      const busy = new ScsiError(SenseKey.NotReady, Asc.SanitizeInProgress, undefined, undefined, Math.floor(sanitize.progress * 0x10000));
-      if (op === Opcode.RequestSense) return { ...GOOD, dataIn: truncate(encodeSense(busy, (cdb[1] & 0x01) !== 0), cdb[4]), dataOutWanted: 0 };
-      return { status: Status.CheckCondition, sense: encodeSense(busy), dataIn: null, dataOutWanted: wanted };
+      return heldBack(new ScsiError(SenseKey.NotReady, Asc.SanitizeInProgress, undefined, undefined, Math.floor(sanitize.progress * 0x10000)), cdb, wanted);
     }
     const touchesMedium = accessKind(op) !== 'none' && op !== Opcode.ModeSelect6 && op !== Opcode.ModeSelect10;
     if (sanitize.state === 'failed' && op !== Opcode.Sanitize && touchesMedium) {
@@ -599,10 +613,8 @@ export class LogicalUnit {
     }
     const work = ranges.filter((r) => r.blocks > 0);
     if (work.length === 0) return;
-    // One hold over the envelope of all descriptors (a command never takes two ranges in turn).
-    const start = Math.min(...work.map((r) => r.lba));
-    const end = Math.max(...work.map((r) => r.lba + r.blocks));
-    await this.shared.ranges.with(start, end - start, false, async () => {
+    const all = envelope(work);
+    await this.shared.ranges.with(all.lba, all.blocks, false, async () => {
       for (const r of work) await this.volume.unmap(r.lba, r.blocks);
     });
   }
@@ -661,9 +673,8 @@ export class LogicalUnit {
     let status: CopyStatus;
     if (segments.length === 0) status = await runExtendedCopy(this.volume, segments, false);
     else {
-      const start = Math.min(...segments.map((g) => g.dstLba));
-      const end = Math.max(...segments.map((g) => g.dstLba + g.blocks));
-      status = await this.shared.ranges.with(start, end - start, false, () => runExtendedCopy(this.volume, segments, false));
+      const all = envelope(segments.map((g) => ({ lba: g.dstLba, blocks: g.blocks })));
+      status = await this.shared.ranges.with(all.lba, all.blocks, false, () => runExtendedCopy(this.volume, segments, false));
     }
     // LIST ID USAGE 00b/01b: keep the results for RECEIVE COPY RESULTS; 10b/11b: discard.
     if (usage < 2) {
