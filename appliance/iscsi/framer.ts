@@ -116,15 +116,11 @@ export class PduFramer {
         pos += take;
         if (this.dataHave === this.dataNeed) {
           this.dataHave = 0;
-          if (this.dest) {
-            const d = this.dest;
-            this.dest = null;
-            this.finishPlaced(d);
-          } else {
-            const d = this.dataBuf!;
-            this.dataBuf = null;
-            this.finishData(d);
-          }
+          const placed = this.dest !== null;
+          const d = placed ? this.dest! : this.dataBuf!;
+          this.dest = null;
+          this.dataBuf = null;
+          this.finishData(d, placed);
         }
       }
     }
@@ -141,17 +137,6 @@ export class PduFramer {
       take -= k;
     }
     if (take > 0) chunk.copy(this.tail, at - this.dataLen, pos, pos + take);
-  }
-
-  private finishPlaced(d: Buffer): void {
-    const header = this.header!;
-    this.header = null;
-    let dataDigestError = false;
-    if (this.dataDigest) {
-      const pad = padded(this.dataLen) - this.dataLen;
-      dataDigestError = crc32c(this.tail, crc32c(d), 0, pad) !== this.tail.readUInt32LE(pad);
-    }
-    this.onPdu({ header, data: d, dataDigestError });
   }
 
   /** Bytes buffered for an incomplete PDU (for memory accounting and tests). */
@@ -183,15 +168,21 @@ export class PduFramer {
     this.dataNeed = padded(len) + (this.dataDigest ? 4 : 0);
   }
 
-  private finishData(d: Buffer): void {
+  /**
+   * Hands on a whole data segment: d holds data, padding and digest, or (placed) just the data,
+   * with padding and digest in tail.
+   */
+  private finishData(d: Buffer, placed = false): void {
     const header = this.header!;
     this.header = null;
     let dataDigestError = false;
     if (this.dataDigest) {
       const end = padded(this.dataLen);
-      dataDigestError = crc32c(d, 0, 0, end) !== d.readUInt32LE(end);
+      dataDigestError = placed
+        ? crc32c(this.tail, crc32c(d), 0, end - this.dataLen) !== this.tail.readUInt32LE(end - this.dataLen)
+        : crc32c(d, 0, 0, end) !== d.readUInt32LE(end);
     }
-    this.onPdu({ header, data: d.subarray(0, this.dataLen), dataDigestError });
+    this.onPdu({ header, data: placed ? d : d.subarray(0, this.dataLen), dataDigestError });
   }
 }
 
