@@ -167,7 +167,7 @@ export class VolumeCore {
       const l = Math.floor(byte / this.chunkBytes);
       const inChunk = byte - l * this.chunkBytes;
       const v = this.map[l];
-      if (inChunk + data.length <= this.chunkBytes && v !== 0 && this.gen[l] === this.top && (this.cow.size === 0 || !this.cow.has(l))) {
+      if (inChunk + data.length <= this.chunkBytes && this.ownedIdle(l, v)) {
         const p = v - 1;
         this.inflight++;
         return this.space.io.write(this.space.fdOf(p), data, 0, data.length, this.space.posOf(p) + inChunk).then(
@@ -223,7 +223,7 @@ export class VolumeCore {
         const inChunk = byte - l * cb;
         const n = Math.min(cb - inChunk, end - byte);
         const v = this.map[l];
-        if (v !== 0 && this.gen[l] === this.top && (this.cow.size === 0 || !this.cow.has(l))) {
+        if (this.ownedIdle(l, v)) {
           const fd = this.space.fdOf(v - 1);
           const pos = this.space.posOf(v - 1) + inChunk;
           if (runChunk >= 0 && fd === runFd && pos === runPos + runLen) {
@@ -256,8 +256,13 @@ export class VolumeCore {
   /** An owned chunk with no copy in progress is one pwrite; others go through writeChunkSlow. */
   private writeChunk(l: number, inChunk: number, data: Buffer, o: number, n: number): Promise<void> {
     const v = this.map[l];
-    if (v !== 0 && this.gen[l] === this.top && (this.cow.size === 0 || !this.cow.has(l))) return this.writeInPlace(v - 1, inChunk, data, o, n);
+    if (this.ownedIdle(l, v)) return this.writeInPlace(v - 1, inChunk, data, o, n);
     return this.writeChunkSlow(l, inChunk, data, o, n);
+  }
+
+  /** True when chunk l (map entry v) is the disk's own and no copy-on-write of it is running: writable in place. */
+  private ownedIdle(l: number, v: number): boolean {
+    return v !== 0 && this.gen[l] === this.top && (this.cow.size === 0 || !this.cow.has(l));
   }
 
   /** One pwrite over owned chunks contiguous in one segment file (see writeInPlace on marking). */
@@ -271,7 +276,7 @@ export class VolumeCore {
    * and the next flush (which must, the write having resolved) syncs only segments marked dirty.
    */
   private writeInPlace(p: number, inChunk: number, data: Buffer, o: number, n: number): Promise<void> {
-    return this.space.io.write(this.space.fdOf(p), data, o, n, this.space.posOf(p) + inChunk).then(() => this.space.markDirty(p));
+    return this.writeInPlaceRun(p, this.space.fdOf(p), o, n, this.space.posOf(p) + inChunk, data);
   }
 
   private async writeChunkSlow(l: number, inChunk: number, data: Buffer, o: number, n: number): Promise<void> {
