@@ -19,6 +19,14 @@ describe.skipIf(skip !== undefined || noClients.length > 0)(`DHCP interop in nam
   let net: ReturnType<typeof createPair>;
   let runner: Runner | undefined;
   let n = 0;
+  /**
+   * The runner's boot events once `ready` holds for them, or as they are after 2 s: the DHCP
+   * service writes events in batches up to 100 ms after its replies, so a reply can come first.
+   */
+  const eventsWhen = async (ready: (evs: ReturnType<Runner['events']>) => boolean) => {
+    for (let i = 0; i < 40 && !ready(runner!.events()); i++) await new Promise((r) => setTimeout(r, 50));
+    return runner!.events();
+  };
 
   beforeAll(() => {
     net = createPair('io');
@@ -80,9 +88,10 @@ describe.skipIf(skip !== undefined || noClients.length > 0)(`DHCP interop in nam
     expect(offer.file).toBe('undionly.kpxe');
     expect(getString(offer, Opt.vendorClass)).toBe('PXEClient');
     expect([...getOption(offer, Opt.vendorSpecific)!]).toEqual([6, 1, 8, 255]);
-    const stages = runner.events().filter((e) => e.mac === CLIENT_MAC).map((e) => e.stage);
+    const evs = await eventsWhen((es) => es.some((e) => e.stage === 'dhcp-offer'));
+    const stages = evs.filter((e) => e.mac === CLIENT_MAC).map((e) => e.stage);
     expect(stages).toEqual(expect.arrayContaining(['dhcp-discover', 'dhcp-offer']));
-    expect(runner.events().find((e) => e.stage === 'dhcp-discover')?.detail).toMatchObject({ arch: 0 });
+    expect(evs.find((e) => e.stage === 'dhcp-discover')?.detail).toMatchObject({ arch: 0 });
   });
 
   it('proxy: dhclient sending option 93 = 7 gets ipxe.efi, no address; a plain client gets nothing', async () => {
@@ -118,7 +127,8 @@ describe.skipIf(skip !== undefined || noClients.length > 0)(`DHCP interop in nam
     expect(reboot.out).toMatch(new RegExp(`DHCPREQUEST for ${ip!.replace(/\./g, '\\.')}`));
     expect(reboot.out).toMatch(new RegExp(`DHCPACK of ${ip!.replace(/\./g, '\\.')}`));
     expect(reboot.out).not.toMatch(/DHCPDISCOVER/);
-    const requests = runner.events().filter((e) => e.stage === 'dhcp-request').map((e) => e.detail?.state);
+    const requests = (await eventsWhen((es) => es.some((e) => e.stage === 'dhcp-request' && e.detail?.state === 'init-reboot')))
+      .filter((e) => e.stage === 'dhcp-request').map((e) => e.detail?.state);
     expect(requests, `${runner.lines.join('\n')}\n--- fresh:\n${fresh.out}\n--- reboot:\n${reboot.out}`).toContain('init-reboot');
   });
 
@@ -144,7 +154,8 @@ describe.skipIf(skip !== undefined || noClients.length > 0)(`DHCP interop in nam
       proc.kill('SIGUSR1');
       expect(await waitOut(/SCRIPT renew/), out).not.toBeNull();
       expect(out).toMatch(new RegExp(`SCRIPT renew ${ip.replace(/\./g, '\\.')}`));
-      const renewing = runner.events().find((e) => e.stage === 'dhcp-request' && e.detail?.state === 'renewing');
+      const isRenewing = (e: ReturnType<Runner['events']>[number]) => e.stage === 'dhcp-request' && e.detail?.state === 'renewing';
+      const renewing = (await eventsWhen((es) => es.some(isRenewing))).find(isRenewing);
       expect(renewing?.detail).toMatchObject({ ip });
     } finally {
       proc.kill('SIGTERM');
