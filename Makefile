@@ -1,9 +1,6 @@
 # The appliance's build. `make run` and `make test` are the two set-up commands of README.md.
 SHELL := /bin/bash
 NODE_MODULES := node_modules/.package-lock.json
-# The appliance runs with libuv's io_uring file I/O, as the systemd unit starts it; tests and
-# benches run the same way (docs/decisions.md, "Runtime and packaging").
-export UV_USE_IO_URING := 1
 
 .PHONY: all build run test typecheck deps system-deps firmware bench clean
 

@@ -10,8 +10,9 @@
  * go to the image, writes allocate in the clone); "file" serves the raw file as tgt does.
  * Writes carry a non-zero byte pattern (qemu-img bench writes zeros by default, which the
  * store keeps as unallocated zero extents: cheaper than real data, so not a fair measure).
- * ISCSI_BENCH_BACKING=store (or file) runs one of them only. Ours runs with libuv's io_uring
- * file I/O as the product does (UV_USE_IO_URING=1); UV_USE_IO_URING=0 measures the thread pool.
+ * ISCSI_BENCH_BACKING=store (or file) runs one of them only. Ours does its file I/O as the
+ * product does: on libuv's thread pool, sized by appliance/core/io-threads.ts (2 threads) unless
+ * UV_THREADPOOL_SIZE is set; UV_USE_IO_URING=1 measures libuv's io_uring instead.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync, closeSync } from 'node:fs';
@@ -28,7 +29,8 @@ const SIZE = 512 * 1024 * 1024;
 const INITIATOR = 'iqn.2026-11.local.netboot:initiator:test1';
 const TGT_IQN = 'iqn.2026-11.local.netboot:bench-tgt';
 const OUR_IQN = 'iqn.2026-11.local.netboot:test';
-const URING = process.env.UV_USE_IO_URING ?? '1';
+const URING = process.env.UV_USE_IO_URING ?? '0';
+const POOL = process.env.UV_THREADPOOL_SIZE ?? 'default (2, io-threads.ts)';
 
 async function freePort(): Promise<number> {
   const s = createServer();
@@ -146,7 +148,7 @@ async function main(): Promise<void> {
     ];
     const out: string[] = [];
     const pad = (s: string, n: number) => s.padEnd(n);
-    out.push(`ours with UV_USE_IO_URING=${URING}; best of ${ROUNDS} rounds of ${SECONDS} s`);
+    out.push(`ours with UV_USE_IO_URING=${URING}, UV_THREADPOOL_SIZE=${POOL}; best of ${ROUNDS} rounds of ${SECONDS} s`);
     out.push(`${pad('workload', 50)}${pad('tgt', 12)}${ours.map((o) => pad(o.e.name, 18) + pad('ratio', 8)).join('')}`);
     // ISCSI_BENCH_ROWS=0,2 runs a subset (while tuning).
     const pick = process.env.ISCSI_BENCH_ROWS?.split(',').map(Number);

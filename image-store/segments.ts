@@ -17,15 +17,33 @@ import { fileIo, type SegmentIo } from './io';
 export class SegmentSpace {
   readonly chunksPerSegment: number;
   private fds: number[] = [];
-  /** 1 = allocated (durable or in flight), 0 = free. One byte per chunk. */
+  /** 1 = allocated (durable, in flight, or held in a reservation), 0 = free. One byte per chunk. */
   private used = new Uint8Array(0);
   /**
    * Free chunks as a stack: O(1) allocation however fragmented the space is. Fresh segments are
    * pushed highest first so sequential allocation is contiguous (reads of it coalesce); freed
-   * chunks are reused first.
+   * chunks are reused first. An entry may be stale (its chunk was taken as part of a group
+   * reservation): allocation skips it. `stacked` keeps every chunk in the stack at most once.
    */
   private free = new Int32Array(0);
-  private freeCount = 0;
+  private stacked = new Uint8Array(0);
+  private stackTop = 0;
+  /** Truly free chunks (not allocated, not reserved). */
+  private freeChunks = 0;
+  /**
+   * Groups: `groupChunks` chunks aligned in one segment file (1 MiB worth). A volume reserves a
+   * whole free group for a group of its logical chunks (reserveGroup), so chunks that are
+   * neighbours on the client's disk are neighbours in the file: a sequential write or read over
+   * them is one pwrite/pread, whatever order the client first wrote them in.
+   */
+  readonly groupChunks: number;
+  private groupFree = new Uint16Array(0);
+  private groups = new Int32Array(0);
+  private groupStacked = new Uint8Array(0);
+  private groupTop = 0;
+  /** Chunks held in volumes' reservations and not yet written: free for the purposes of accounting and reclaim. */
+  private reserved = 0;
+  private holders = new Set<ReservationHolder>();
   private growing: Promise<void> | null = null;
   private dirty = new Set<number>();
   private lastSync: Promise<unknown> = Promise.resolve();
@@ -42,6 +60,8 @@ export class SegmentSpace {
     readonly io: SegmentIo = fileIo,
   ) {
     this.chunksPerSegment = segmentBytes / chunkBytes;
+    const g = Math.min(MAX_GROUP_CHUNKS, Math.max(1, Math.floor(GROUP_BYTES / chunkBytes)));
+    this.groupChunks = this.chunksPerSegment % g === 0 ? g : 1;
   }
 
   /** Opens the recorded segment files and marks every chunk a committed extent uses. */
@@ -51,13 +71,41 @@ export class SegmentSpace {
       if (s.id !== i) throw new Error(`segment ids are not contiguous at ${i}`);
       this.fds.push(fs.openSync(this.file(i), 'r+'));
     });
-    this.used = new Uint8Array(segs.length * this.chunksPerSegment);
+    const used = new Uint8Array(segs.length * this.chunksPerSegment);
     for (const [p] of this.meta.q.allRealRaw.iterate() as Iterable<[number]>) {
-      if (p < this.used.length) this.used[p] = 1;
+      if (p < used.length) used[p] = 1;
     }
-    this.free = new Int32Array(this.used.length);
-    this.freeCount = 0;
-    for (let p = this.used.length - 1; p >= 0; p--) if (this.used[p] === 0) this.free[this.freeCount++] = p;
+    this.rebuild(used);
+  }
+
+  /** Sets the used map and rebuilds every derived structure from it (load and grow). */
+  private rebuild(used: Uint8Array<ArrayBuffer>): void {
+    const n = used.length;
+    const G = this.groupChunks;
+    this.used = used;
+    this.free = new Int32Array(n);
+    this.stacked = new Uint8Array(n);
+    this.stackTop = 0;
+    this.freeChunks = 0;
+    for (let p = n - 1; p >= 0; p--) {
+      if (used[p] === 0) {
+        this.free[this.stackTop++] = p;
+        this.stacked[p] = 1;
+        this.freeChunks++;
+      }
+    }
+    const ng = n / G;
+    this.groupFree = new Uint16Array(ng);
+    for (let p = 0; p < n; p++) if (used[p] === 0) this.groupFree[(p / G) | 0]++;
+    this.groups = new Int32Array(ng);
+    this.groupStacked = new Uint8Array(ng);
+    this.groupTop = 0;
+    for (let g = ng - 1; g >= 0; g--) {
+      if (this.groupFree[g] === G) {
+        this.groups[this.groupTop++] = g;
+        this.groupStacked[g] = 1;
+      }
+    }
   }
 
   /** Path of segment i. */
@@ -73,8 +121,14 @@ export class SegmentSpace {
     return this.used.length;
   }
 
+  /** Chunks holding data or being written (reservations not yet written count as free). */
   get usedChunks(): number {
-    return this.used.length - this.freeCount;
+    return this.used.length - this.freeChunks - this.reserved;
+  }
+
+  /** Chunks held in reservations and not yet written (for status and tests). */
+  get reservedChunks(): number {
+    return this.reserved;
   }
 
   /** Bytes the store may grow to: the capacity limit, or what the filesystem has above the reserve. */
@@ -93,17 +147,19 @@ export class SegmentSpace {
     return Math.max(cap, have);
   }
 
-  /** Takes one free chunk; grows by a segment when none is left; throws NO_SPACE when it cannot. */
+  /**
+   * Takes one free chunk. When none is left: takes back the volumes' unwritten reservations,
+   * else waits for (or starts) a new segment; throws NO_SPACE when the store cannot grow.
+   */
   async alloc(): Promise<number> {
+    let reclaimed = false;
     for (;;) {
       const p = this.tryAlloc();
-      if (p >= 0) {
-        // Keep about a segment of zero-filled headroom so writes rarely wait for one to be made
-        // (256 MiB of zeros takes a while on USB flash); statfs at most once per 256 allocations.
-        if (this.freeCount < this.chunksPerSegment && !this.growing && (this.lowChecks++ & 255) === 0 && this.canGrow()) {
-          void this.grow().catch(() => {});
-        }
-        return p;
+      if (p >= 0) return p;
+      if (this.reserved > 0 && !reclaimed) {
+        reclaimed = true;
+        this.reclaim();
+        continue;
       }
       if (this.growing) {
         await this.growing;
@@ -116,24 +172,135 @@ export class SegmentSpace {
 
   /** Synchronous allocation from existing segments; -1 when none is free. */
   tryAlloc(): number {
-    while (this.freeCount > 0) {
-      const p = this.free[--this.freeCount];
+    while (this.stackTop > 0) {
+      const p = this.free[--this.stackTop];
+      this.stacked[p] = 0;
       if (this.used[p] === 0) {
-        this.used[p] = 1;
+        this.take(p);
+        this.keepHeadroom();
         return p;
       }
     }
     return -1;
   }
 
+  /**
+   * Keeps about a segment of zero-filled headroom so writes rarely wait for one to be made (256
+   * MiB of zeros takes a while on USB flash); statfs at most once per 256 allocations. Reserved
+   * chunks count as headroom: they are handed back before anyone waits for a new segment.
+   */
+  private keepHeadroom(): void {
+    if (this.freeChunks + this.reserved < this.chunksPerSegment && !this.growing && (this.lowChecks++ & 255) === 0 && this.canGrow()) {
+      void this.grow().catch(() => {});
+    }
+  }
+
+  private take(p: number): void {
+    this.used[p] = 1;
+    this.freeChunks--;
+    this.groupFree[(p / this.groupChunks) | 0]--;
+  }
+
   /** Returns chunks to the free pool. Call only once the change that freed them is durable. */
   release(chunks: Iterable<number>): void {
+    const G = this.groupChunks;
     for (const p of chunks) {
       if (p >= 0 && p < this.used.length && this.used[p] === 1) {
         this.used[p] = 0;
-        this.free[this.freeCount++] = p;
+        this.freeChunks++;
+        if (this.stacked[p] === 0) {
+          this.stacked[p] = 1;
+          this.free[this.stackTop++] = p;
+        }
+        const g = (p / G) | 0;
+        if (++this.groupFree[g] === G && this.groupStacked[g] === 0) {
+          this.groupStacked[g] = 1;
+          this.groups[this.groupTop++] = g;
+        }
       }
     }
+  }
+
+  /**
+   * Takes a whole free group for a volume's reservation and returns its first chunk, or -1 when
+   * groups are off (chunks of 1 MiB or more), none is whole, or reservations would outgrow the
+   * free space left (they never hold more than half of it). The holder writes slots as it needs
+   * them (useReserved) and gives back the rest (unreserve), also whenever reclaim() asks.
+   */
+  reserveGroup(holder: ReservationHolder): number {
+    const G = this.groupChunks;
+    if (G === 1 || this.freeChunks - G < this.reserved + G) return -1;
+    while (this.groupTop > 0) {
+      const g = this.groups[--this.groupTop];
+      this.groupStacked[g] = 0;
+      if (this.groupFree[g] !== G) continue;
+      const base = g * G;
+      for (let p = base; p < base + G; p++) this.take(p);
+      this.reserved += G;
+      this.holders.add(holder);
+      this.keepHeadroom();
+      return base;
+    }
+    return -1;
+  }
+
+  /** A reserved chunk is being written: it now counts as used. */
+  useReserved(): void {
+    this.reserved--;
+  }
+
+  /** Gives back reserved chunks that were never written. */
+  unreserve(chunks: number[]): void {
+    this.reserved -= chunks.length;
+    this.release(chunks);
+  }
+
+  /** A holder with no reservation left. */
+  forget(holder: ReservationHolder): void {
+    this.holders.delete(holder);
+  }
+
+  /** Space is short: every volume gives back the reserved chunks it has not written. */
+  private reclaim(): void {
+    for (const h of [...this.holders]) h.dropReservations();
+    this.holders.clear();
+  }
+
+  /**
+   * After rebuild() over a grown map (reserved chunks are still marked used there): the fresh
+   * segment's chunks and groups go at the bottom, lowest on top, and the old stacks (freed
+   * chunks, reused first) back on top of them.
+   */
+  private restack(stack: Int32Array, groupStack: Int32Array): void {
+    const base = this.used.length - this.chunksPerSegment;
+    // Fresh segment's chunks, lowest on top, under the old entries.
+    let top = 0;
+    this.stacked.fill(0);
+    for (let k = this.chunksPerSegment - 1; k >= 0; k--) {
+      this.free[top++] = base + k;
+      this.stacked[base + k] = 1;
+    }
+    for (const p of stack) {
+      if (this.stacked[p] === 0) {
+        this.free[top++] = p;
+        this.stacked[p] = 1;
+      }
+    }
+    this.stackTop = top;
+    const G = this.groupChunks;
+    let gt = 0;
+    this.groupStacked.fill(0);
+    for (let g = (base + this.chunksPerSegment) / G - 1; g >= base / G; g--) {
+      this.groups[gt++] = g;
+      this.groupStacked[g] = 1;
+    }
+    for (const g of groupStack) {
+      if (this.groupStacked[g] === 0) {
+        this.groups[gt++] = g;
+        this.groupStacked[g] = 1;
+      }
+    }
+    this.groupTop = gt;
   }
 
   /** Index of the segment being created right now (its file exists but is not recorded yet), or -1. */
@@ -176,16 +343,13 @@ export class SegmentSpace {
       syncDir(this.dir);
       this.meta.q.addSegment.run(i, this.segmentBytes);
       this.fds.push(fs.openSync(file, 'r+'));
-      const base = this.used.length;
-      const grown = new Uint8Array(base + this.chunksPerSegment);
+      // The new chunks go under the free ones already stacked (freed chunks are reused first).
+      const grown = new Uint8Array(this.used.length + this.chunksPerSegment);
       grown.set(this.used);
-      this.used = grown;
-      const stack = new Int32Array(grown.length);
-      // New chunks go under the existing free ones (freed chunks are reused first), lowest on top.
-      for (let k = this.chunksPerSegment - 1; k >= 0; k--) stack[this.chunksPerSegment - 1 - k] = base + k;
-      stack.set(this.free.subarray(0, this.freeCount), this.chunksPerSegment);
-      this.free = stack;
-      this.freeCount += this.chunksPerSegment;
+      const stack = this.free.subarray(0, this.stackTop).slice();
+      const groupStack = this.groups.subarray(0, this.groupTop).slice();
+      this.rebuild(grown);
+      this.restack(stack, groupStack);
     };
     this.growing = run().finally(() => {
       this.growing = null;
@@ -211,13 +375,19 @@ export class SegmentSpace {
     }
   }
 
-  /** fdatasyncs every segment written since the last call (one sync per segment per flush). */
+  /**
+   * fdatasyncs every segment written since the last call (one sync per segment per flush), one
+   * after another: a sync on USB storage can take a long time, and it must never hold every
+   * thread of the small I/O pool (appliance/core/io-threads.ts) while other disks wait to read.
+   */
   async syncDirty(): Promise<void> {
     // A sync already running may cover data another flush relies on (it took those segments
     // off the dirty set): wait for it too, or that flush could commit before its data is durable.
     const segs = [...this.dirty];
     this.dirty.clear();
-    const mine = Promise.all(segs.map((s) => this.io.sync(this.fds[s])));
+    const mine = (async () => {
+      for (const s of segs) await this.io.sync(this.fds[s]);
+    })();
     const all = Promise.all([this.lastSync, mine]);
     this.lastSync = all.catch(() => {});
     try {
@@ -237,6 +407,16 @@ export class SegmentSpace {
     for (const fd of this.fds) fs.closeSync(fd);
     this.fds = [];
   }
+}
+
+/** Bytes a reservation group covers, and the most chunks one may hold (a 32-bit slot mask). */
+const GROUP_BYTES = 1 << 20;
+const MAX_GROUP_CHUNKS = 32;
+
+/** A volume that holds group reservations (VolumeCore). */
+export interface ReservationHolder {
+  /** Gives back every reserved chunk not yet written (SegmentSpace.unreserve). */
+  dropReservations(): void;
 }
 
 /** fsyncs a directory so a newly created file's entry survives a power cut (no-op where unsupported). */

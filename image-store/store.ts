@@ -345,7 +345,10 @@ export class ImageStore {
       return new StoreVolume(`disk-${d.id}`, core, ro, () => {
         core.handles--;
         if (!ro) core.writers--;
-        if (core.handles === 0 && this.diskCores.get(d.id) === core) this.diskCores.delete(d.id);
+        if (core.handles === 0) {
+          core.dropReservations();
+          if (this.diskCores.get(d.id) === core) this.diskCores.delete(d.id);
+        }
       });
     }
     let layer: number;

@@ -2,7 +2,7 @@ import { VolumeError } from './block-volume';
 import { StoreError } from './errors';
 import { isZero } from './io';
 import { ZERO_EXTENT, type Metadata } from './metadata';
-import type { SegmentSpace } from './segments';
+import type { ReservationHolder, SegmentSpace } from './segments';
 
 const BLOCK = 512;
 /** Uncommitted new mappings that trigger a background flush (1 GiB at 64 KiB chunks). */
@@ -20,7 +20,7 @@ export const DESTAGE_ENTRIES = 16384;
  * in one SQLite transaction (data durable before the metadata that points at it), then releases
  * the chunks that commit freed.
  */
-export class VolumeCore {
+export class VolumeCore implements ReservationHolder {
   readonly chunkBytes: number;
   readonly chunkBlocks: number;
   readonly blockCount: number;
@@ -42,6 +42,13 @@ export class VolumeCore {
   /** Set by ImageStore.close(): every later call fails with CLOSED instead of touching closed fds. */
   closed = false;
   private nextFlush: Promise<void> | null = null;
+  /**
+   * Group reservations (SegmentSpace.reserveGroup), by logical group of `space.groupChunks`
+   * chunks: the first physical chunk reserved for it (-1: none), and a mask of its slots not
+   * written yet. Made on the first copy on write; read-only views never have them.
+   */
+  private resBase: Int32Array | null = null;
+  private resFree: Uint32Array | null = null;
 
   constructor(
     private readonly meta: Metadata,
@@ -205,37 +212,47 @@ export class VolumeCore {
         if (single === null) single = p;
         else (many ??= [single]).push(p);
       };
-      // Owned chunks that lie one after another in the same segment file take one pwrite
-      // (a sequential 1 MiB write into chunks a disk allocated in order: 1 call, not 16).
+      // Chunks that lie one after another in the same segment file take one pwrite: owned ones,
+      // and fresh ones for whole chunks not owned yet (a group reservation puts a disk's
+      // neighbouring chunks side by side): a sequential 1 MiB write is 1 call, not 16.
       let runChunk = -1;
       let runFd = -1;
       let runPos = 0;
       let runOff = 0;
       let runLen = 0;
+      let fresh: number[] | null = null;
       const issueRun = () => {
         if (runChunk < 0) return;
-        // One segment per run (positions are contiguous in one file): marking one chunk marks it.
-        add(this.writeInPlaceRun(runChunk, runFd, runOff, runLen, runPos, data));
+        add(fresh ? this.writeFreshRun(runChunk, runFd, runOff, runLen, runPos, data, fresh) : this.writeInPlaceRun(runChunk, runFd, runOff, runLen, runPos, data));
         runChunk = -1;
+        fresh = null;
       };
       while (byte < end) {
         const l = Math.floor(byte / cb);
         const inChunk = byte - l * cb;
         const n = Math.min(cb - inChunk, end - byte);
         const v = this.map[l];
+        let p = -1;
+        let isFresh = false;
         if (this.ownedIdle(l, v)) {
-          const fd = this.space.fdOf(v - 1);
-          const pos = this.space.posOf(v - 1) + inChunk;
-          if (runChunk >= 0 && fd === runFd && pos === runPos + runLen) {
-            runLen += n;
-          } else {
+          p = v - 1;
+        } else if (n === cb && (this.cow.size === 0 || !this.cow.has(l)) && !isZero(data, o, n)) {
+          p = this.allocFor(l);
+          isFresh = p >= 0;
+        }
+        if (p >= 0) {
+          const fd = this.space.fdOf(p);
+          const pos = this.space.posOf(p) + inChunk;
+          if (runChunk < 0 || fd !== runFd || pos !== runPos + runLen) {
             issueRun();
-            runChunk = v - 1;
+            runChunk = p;
             runFd = fd;
             runPos = pos;
             runOff = o;
-            runLen = n;
+            runLen = 0;
           }
+          runLen += n;
+          if (isFresh) (fresh ??= []).push(l, p);
         } else {
           issueRun();
           add(this.writeChunkSlow(l, inChunk, data, o, n));
@@ -251,6 +268,82 @@ export class VolumeCore {
     } finally {
       this.writeDone();
     }
+  }
+
+  /**
+   * One pwrite over chunks contiguous in one segment file, some of them fresh: `fresh` lists
+   * (logical, physical) pairs of whole chunks this write copies on write. They are held in
+   * `cow` while the write runs (other writes to them wait), and switched to their new chunk
+   * only once it holds the data; on a failure they go back to the pool and the map is untouched.
+   */
+  private writeFreshRun(p0: number, fd: number, o: number, n: number, pos: number, data: Buffer, fresh: number[]): Promise<void> {
+    const job = this.space.io.write(fd, data, o, n, pos).then(
+      () => {
+        this.space.markDirty(p0);
+        for (let i = 0; i < fresh.length; i += 2) this.setEntry(fresh[i], fresh[i + 1]);
+      },
+      (err: Error) => {
+        const chunks: number[] = [];
+        for (let i = 1; i < fresh.length; i += 2) chunks.push(fresh[i]);
+        this.space.release(chunks);
+        throw err;
+      },
+    );
+    const settled = job.catch(() => {});
+    for (let i = 0; i < fresh.length; i += 2) this.cow.set(fresh[i], settled);
+    void settled.then(() => {
+      for (let i = 0; i < fresh.length; i += 2) if (this.cow.get(fresh[i]) === settled) this.cow.delete(fresh[i]);
+    });
+    return job;
+  }
+
+  /**
+   * A fresh chunk for logical chunk l: its slot in the reservation of l's group when that slot
+   * was never written (reserving the group on first use), so chunks that are neighbours on the
+   * disk are neighbours in the segment file whatever order they are first written in; else
+   * any free chunk. -1 when none is free without waiting (then the caller awaits space.alloc()).
+   */
+  private allocFor(l: number): number {
+    const G = this.space.groupChunks;
+    if (G > 1 && this.writable) {
+      const g = (l / G) | 0;
+      const bit = 1 << (l - g * G);
+      if (this.resBase === null) {
+        this.resBase = new Int32Array(Math.ceil(this.map.length / G)).fill(-1);
+        this.resFree = new Uint32Array(this.resBase.length);
+      }
+      let base = this.resBase[g];
+      if (base < 0) {
+        base = this.space.reserveGroup(this);
+        if (base >= 0) {
+          this.resBase[g] = base;
+          this.resFree![g] = G === 32 ? 0xffffffff : (1 << G) - 1;
+        }
+      }
+      if (base >= 0 && (this.resFree![g] & bit) !== 0) {
+        this.resFree![g] &= ~bit;
+        this.space.useReserved();
+        return base + (l - g * G);
+      }
+    }
+    return this.space.tryAlloc();
+  }
+
+  /** Gives back every reserved chunk not written yet (the volume closes, or space is short). */
+  dropReservations(): void {
+    const base = this.resBase;
+    const free = this.resFree;
+    if (base === null || free === null) return;
+    const G = this.space.groupChunks;
+    const back: number[] = [];
+    for (let g = 0; g < base.length; g++) {
+      if (base[g] < 0) continue;
+      for (let k = 0; k < G; k++) if ((free[g] & (1 << k)) !== 0) back.push(base[g] + k);
+      base[g] = -1;
+      free[g] = 0;
+    }
+    this.space.unreserve(back);
+    this.space.forget(this);
   }
 
   /** An owned chunk with no copy in progress is one pwrite; others go through writeChunkSlow. */
@@ -323,7 +416,7 @@ export class VolumeCore {
       this.setEntry(l, ZERO_EXTENT);
       return;
     }
-    let p = this.space.tryAlloc();
+    let p = this.allocFor(l);
     if (p < 0) p = await this.space.alloc();
     try {
       const [buf, bo] = await this.merged(l, inChunk, data, o, n);
@@ -392,7 +485,7 @@ export class VolumeCore {
     // Writes are held and none is in flight (writeAtomic's gate): the old chunk is stable.
     const [buf, bo] = await this.merged(l, inChunk, data, o, n);
     if (isZero(buf, bo, cb)) return ZERO_EXTENT;
-    let p = this.space.tryAlloc();
+    let p = this.allocFor(l);
     if (p < 0) p = await this.space.alloc();
     fresh.push(p);
     await this.space.io.write(this.space.fdOf(p), buf, bo, cb, this.space.posOf(p));

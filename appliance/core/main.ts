@@ -1,3 +1,5 @@
+// First: sets the file I/O thread pool's size before anything can start the pool.
+import './io-threads';
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { apiVerbs } from '../cli/verbs';

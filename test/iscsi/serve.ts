@@ -6,6 +6,8 @@
  * directory, and a client disk cloned from it (copy-on-write), which is what clients boot from.
  * Prints "PORT <n>" once listening; target iqn.2026-11.local.netboot:test, disk at LUN 0.
  */
+// First, as in the appliance: the file I/O thread pool's size, before anything starts the pool.
+import '../../appliance/core/io-threads';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
