@@ -148,25 +148,33 @@ export class SegmentSpace {
   }
 
   /**
-   * Takes one free chunk. When none is left: takes back the volumes' unwritten reservations,
-   * else waits for (or starts) a new segment; throws NO_SPACE when the store cannot grow.
+   * Takes one free chunk. When none is left: waits for (or starts) a new segment; when the store
+   * cannot grow, takes back the volumes' unwritten reservations; else throws NO_SPACE.
    */
   async alloc(): Promise<number> {
     let reclaimed = false;
     for (;;) {
       const p = this.tryAlloc();
       if (p >= 0) return p;
+      if (this.growing) {
+        await this.growing.catch(() => {});
+        continue;
+      }
+      let failure: unknown = new StoreError('NO_SPACE', 'the image store is full');
+      if (this.canGrow()) {
+        try {
+          await this.grow();
+          continue;
+        } catch (err) {
+          failure = err;
+        }
+      }
       if (this.reserved > 0 && !reclaimed) {
         reclaimed = true;
         this.reclaim();
         continue;
       }
-      if (this.growing) {
-        await this.growing;
-        continue;
-      }
-      if (!this.canGrow()) throw new StoreError('NO_SPACE', 'the image store is full');
-      await this.grow();
+      throw failure;
     }
   }
 
@@ -184,13 +192,22 @@ export class SegmentSpace {
     return -1;
   }
 
+  /** Takes chunk p when it is free (a volume's preferred place for a chunk); false when it is not. */
+  tryTake(p: number): boolean {
+    if (p < 0 || p >= this.used.length || this.used[p] !== 0) return false;
+    this.take(p);
+    this.keepHeadroom();
+    return true;
+  }
+
   /**
    * Keeps about a segment of zero-filled headroom so writes rarely wait for one to be made (256
-   * MiB of zeros takes a while on USB flash); statfs at most once per 256 allocations. Reserved
-   * chunks count as headroom: they are handed back before anyone waits for a new segment.
+   * MiB of zeros takes a while on USB flash); statfs at most once per 256 allocations. Chunks in
+   * reservations do not count: while the store can grow, reservations never go short of whole
+   * free groups; once it cannot, they are handed back before anyone is refused (alloc()).
    */
   private keepHeadroom(): void {
-    if (this.freeChunks + this.reserved < this.chunksPerSegment && !this.growing && (this.lowChecks++ & 255) === 0 && this.canGrow()) {
+    if (this.freeChunks < this.chunksPerSegment && !this.growing && (this.lowChecks++ & 255) === 0 && this.canGrow()) {
       void this.grow().catch(() => {});
     }
   }
@@ -223,13 +240,13 @@ export class SegmentSpace {
 
   /**
    * Takes a whole free group for a volume's reservation and returns its first chunk, or -1 when
-   * groups are off (chunks of 1 MiB or more), none is whole, or reservations would outgrow the
-   * free space left (they never hold more than half of it). The holder writes slots as it needs
-   * them (useReserved) and gives back the rest (unreserve), also whenever reclaim() asks.
+   * groups are off (chunks of 1 MiB or more) or fewer than two whole groups' worth of chunks are
+   * free (the last ones go to single allocations). The holder writes slots as it needs them
+   * (useReserved) and gives back the rest (unreserve) when it closes or reclaim() asks.
    */
   reserveGroup(holder: ReservationHolder): number {
     const G = this.groupChunks;
-    if (G === 1 || this.freeChunks - G < this.reserved + G) return -1;
+    if (G === 1 || this.freeChunks < 2 * G) return -1;
     while (this.groupTop > 0) {
       const g = this.groups[--this.groupTop];
       this.groupStacked[g] = 0;
@@ -353,6 +370,8 @@ export class SegmentSpace {
     };
     this.growing = run().finally(() => {
       this.growing = null;
+      // The next time space runs low, look at once (statfs is rate-limited only while the store cannot grow).
+      this.lowChecks = 0;
     });
     return this.growing;
   }

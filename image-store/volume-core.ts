@@ -261,8 +261,13 @@ export class VolumeCore implements ReservationHolder {
         o += n;
       }
       issueRun();
-      if (many) await Promise.all(many);
-      else if (single) await single;
+      if (many) {
+        // Every part settles before the write does, failed or not: the caller may reuse `data`
+        // as soon as this resolves or rejects (the iSCSI target recycles write buffers).
+        const settled = await Promise.allSettled(many as Promise<void>[]);
+        const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (failed) throw failed.reason;
+      } else if (single) await single;
     } catch (err) {
       throw writeError(err);
     } finally {
@@ -298,35 +303,56 @@ export class VolumeCore implements ReservationHolder {
   }
 
   /**
-   * A fresh chunk for logical chunk l: its slot in the reservation of l's group when that slot
-   * was never written (reserving the group on first use), so chunks that are neighbours on the
-   * disk are neighbours in the segment file whatever order they are first written in; else
-   * any free chunk. -1 when none is free without waiting (then the caller awaits space.alloc()).
+   * A fresh chunk for logical chunk l, placed so that chunks which are neighbours on the disk are
+   * neighbours in the segment file, whatever order they are first written in:
+   * 1. its slot in the reservation of l's group, when that slot was never written;
+   * 2. else its slot next to the chunks the group already has (written in an earlier session, or
+   *    before a snapshot), when that chunk is free;
+   * 3. else its slot in a whole free group reserved now (a first write to the group);
+   * 4. else any free chunk. -1 when none is free without waiting (the caller awaits space.alloc()).
    */
   private allocFor(l: number): number {
     const G = this.space.groupChunks;
     if (G > 1 && this.writable) {
       const g = (l / G) | 0;
-      const bit = 1 << (l - g * G);
+      const slot = l - g * G;
       if (this.resBase === null) {
         this.resBase = new Int32Array(Math.ceil(this.map.length / G)).fill(-1);
         this.resFree = new Uint32Array(this.resBase.length);
       }
       let base = this.resBase[g];
-      if (base < 0) {
-        base = this.space.reserveGroup(this);
-        if (base >= 0) {
-          this.resBase[g] = base;
-          this.resFree![g] = G === 32 ? 0xffffffff : (1 << G) - 1;
+      if (base >= 0) {
+        if ((this.resFree![g] & (1 << slot)) !== 0) {
+          this.resFree![g] &= ~(1 << slot);
+          this.space.useReserved();
+          return base + slot;
         }
-      }
-      if (base >= 0 && (this.resFree![g] & bit) !== 0) {
-        this.resFree![g] &= ~bit;
-        this.space.useReserved();
-        return base + (l - g * G);
+      } else {
+        const home = this.homeOf(g);
+        if (home >= 0) {
+          if (this.space.tryTake(home + slot)) return home + slot;
+        } else if ((base = this.space.reserveGroup(this)) >= 0) {
+          this.resBase[g] = base;
+          this.resFree![g] = (G === 32 ? 0xffffffff : (1 << G) - 1) & ~(1 << slot);
+          this.space.useReserved();
+          return base + slot;
+        }
       }
     }
     return this.space.tryAlloc();
+  }
+
+  /** First chunk of the aligned physical group where the disk's own chunks of group g sit, or -1. */
+  private homeOf(g: number): number {
+    const G = this.space.groupChunks;
+    const end = Math.min(this.map.length, (g + 1) * G);
+    for (let l = g * G; l < end; l++) {
+      const v = this.map[l];
+      if (v === 0 || this.gen[l] !== this.top) continue;
+      const base = v - 1 - (l - g * G);
+      if (base >= 0 && base % G === 0) return base;
+    }
+    return -1;
   }
 
   /** Gives back every reserved chunk not written yet (the volume closes, or space is short). */

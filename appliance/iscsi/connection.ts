@@ -15,6 +15,7 @@ import type { SessionParams, TargetLimits } from './params';
 import { LogicalUnit, noSuchLun, reportLuns, type ScsiResult } from './scsi/logical-unit';
 import type { LuShared } from './scsi/logical-unit';
 import { Status } from './scsi/sense';
+import type { WriteBuffers } from './write-buffers';
 import type { TargetDirectory, TargetEntry } from './target-directory';
 import { decodeText, encodeText, type TextPair } from './text';
 
@@ -59,6 +60,8 @@ export interface ConnectionContext {
    * target is one medium, so COMPARE AND WRITE stays atomic across both.
    */
   luShared(volumeId: string): LuShared;
+  /** Buffers for write data, shared by every connection. */
+  writeBuffers: WriteBuffers;
   loginRefused(conn: IscsiConnection, target: TargetEntry | null, initiator: string, reason: string, status: number): void;
   count(name: 'pdusIn' | 'pdusOut' | 'bytesIn' | 'bytesOut' | 'commands' | 'errors' | 'rejects', n?: number): void;
 }
@@ -69,6 +72,8 @@ interface Task {
   lu: LogicalUnit | null;
   /** Write data (EDTL bytes) being assembled. */
   buf: Buffer | null;
+  /** buf came from ctx.writeBuffers: it goes back there once the command has been answered. */
+  pooled: boolean;
   received: number;
   /** End of the unsolicited region (immediate + unsolicited Data-Out), §13.13-13.14. */
   unsolicitedEnd: number;
@@ -76,7 +81,6 @@ interface Task {
   nextR2T: number;
   outstandingR2T: number;
   r2tSN: number;
-  /** Expected DataSN of the next Data-Out in the current sequence, by TTT. */
   /** Expected DataSN per open Data-Out sequence, by TTT (created for writes only). */
   dataSN: Map<number, number> | null;
   /** Delivered in CmdSN order (for non-immediate commands). */
@@ -393,7 +397,7 @@ export class IscsiConnection {
     const p = this.params!;
     const task: Task = {
       itt: cmd.itt, cmd, lu: this.luns.get(cmd.lun) ?? null, buf: null, received: 0, unsolicitedEnd: 0, nextR2T: 0,
-      outstandingR2T: 0, r2tSN: 0, dataSN: null, ordered, executing: false, aborted: false, reservedBytes: 0,
+      outstandingR2T: 0, r2tSN: 0, dataSN: null, ordered, executing: false, aborted: false, reservedBytes: 0, pooled: false,
       dataError: false,
     };
     this.tasks.set(cmd.itt, task);
@@ -435,7 +439,8 @@ export class IscsiConnection {
 
   private allocateWrite(task: Task): void {
     const cmd = task.cmd;
-    task.buf = Buffer.allocUnsafe(cmd.edtl);
+    task.buf = this.ctx.writeBuffers.acquire(cmd.edtl);
+    task.pooled = true;
     this.writeBuffered += cmd.edtl;
     task.reservedBytes = cmd.edtl;
     if (cmd.data.length) cmd.data.copy(task.buf, 0);
@@ -586,6 +591,13 @@ export class IscsiConnection {
   /** Sends Data-In and status for a finished task (§10.4, §11.7: status in the last Data-In when possible). */
   private complete(task: Task, r: ScsiResult): void {
     this.tasks.delete(task.itt);
+    // Executed (its volume call settled) or failed before it could: no Data-Out can be placed
+    // into the buffer any more (placement stops once a task executes) and nothing reads it.
+    if (task.pooled && task.executing) {
+      task.pooled = false;
+      this.ctx.writeBuffers.release(task.buf!);
+      task.buf = null;
+    }
     if (task.reservedBytes) {
       this.writeBuffered -= task.reservedBytes;
       task.reservedBytes = 0;

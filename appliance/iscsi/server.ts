@@ -4,6 +4,7 @@ import type { Logger } from '../core/log';
 import type { BootEventSink } from '../core/model';
 import { bindError, type Service, type ServiceState, type ServiceStatus } from '../core/service';
 import { IscsiConnection, type ConnectionContext } from './connection';
+import { WriteBuffers } from './write-buffers';
 import { LoginStatus } from './constants';
 import type { AdmitRequest, LoginOutcome } from './login';
 import { DEFAULT_LIMITS, type TargetLimits } from './params';
@@ -165,6 +166,8 @@ export class IscsiServer implements Service {
   }
 
   private ctxCache: ConnectionContext | null = null;
+  /** Write data buffers kept for reuse: up to 32 MiB idle (a few QD32 bursts of 1 MiB writes). */
+  private readonly writeBuffers = new WriteBuffers(32 * 1024 * 1024);
 
   private context(): ConnectionContext {
     if (this.ctxCache) return this.ctxCache;
@@ -185,6 +188,7 @@ export class IscsiServer implements Service {
         if (!s) this.shared.set(volumeId, (s = new LuShared()));
         return s;
       },
+      writeBuffers: this.writeBuffers,
       loginRefused: (_conn, target, initiator, reason, status) => {
         counters.loginFailures++;
         this.record(target, 'iscsi-login-refused', { initiator, reason, status: `0x${status.toString(16).padStart(4, '0')}` });

@@ -105,6 +105,32 @@ describe('write layout', () => {
     }
   });
 
+  it('puts chunks a group gets in a later session (the disk closed and opened again) next to the ones it has', async () => {
+    const io = new CountingIo();
+    const { store } = await storeWithImage('sessions', 4 * MIB, io);
+    try {
+      let v = store.openVolume('d');
+      await v.write(2048 + 3 * 128, pattern(4096, 40)); // chunk 3 of the second MiB
+      await v.close(); // its reservation is given back
+      // Meanwhile another disk takes chunks: it must not get the slots next to chunk 3.
+      store.createDisk('e', 'g');
+      const e = store.openVolume('e');
+      await e.write(0, pattern(2 * MIB, 41));
+      await e.close();
+      v = store.openVolume('d');
+      for (let c = 0; c < 16; c++) if (c !== 3) await v.write(2048 + c * 128 + 8, pattern(4096, 50 + c));
+      io.writes = [];
+      const d = pattern(MIB, 60);
+      await v.write(2048, d);
+      expect(io.writes).toEqual([MIB]);
+      expect((await v.read(2048, 2048)).equals(d)).toBe(true);
+      await v.close();
+      expect(store.check().problems).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('gives reserved chunks back when the disk closes, never counts them as used, and hands them to others when space runs out', async () => {
     const dir = tempDir('reserve-pressure');
     dirs.push(dir);

@@ -1,0 +1,35 @@
+import { describe, expect, it } from 'vitest';
+import { WriteBuffers } from '../../appliance/iscsi/write-buffers';
+
+describe('write buffers', () => {
+  it('hands a released buffer out again for a write of the same size class, never one still in use', () => {
+    const pool = new WriteBuffers(4 << 20);
+    const a = pool.acquire(1 << 20);
+    const b = pool.acquire(1 << 20);
+    expect(a.length).toBe(1 << 20);
+    expect(a.buffer).not.toBe(b.buffer);
+    pool.release(a);
+    expect(pool.idleTotal).toBe(1 << 20);
+    // 768 KiB rounds up to the same 1 MiB class: the released memory comes back, sized to fit.
+    const c = pool.acquire(768 * 1024);
+    expect(c.buffer).toBe(a.buffer);
+    expect(c.length).toBe(768 * 1024);
+    expect(pool.idleTotal).toBe(0);
+    // b is still out: a new acquire never returns it.
+    const d = pool.acquire(1 << 20);
+    expect(d.buffer).not.toBe(b.buffer);
+    expect(d.buffer).not.toBe(c.buffer);
+  });
+
+  it('keeps at most maxIdleBytes idle and leaves small or foreign buffers to the GC', () => {
+    const pool = new WriteBuffers(2 << 20);
+    const bufs = [pool.acquire(1 << 20), pool.acquire(1 << 20), pool.acquire(1 << 20)];
+    for (const b of bufs) pool.release(b);
+    expect(pool.idleTotal).toBe(2 << 20);
+    const small = pool.acquire(4096);
+    expect(small.length).toBe(4096);
+    pool.release(small);
+    pool.release(Buffer.alloc(1 << 20).subarray(1));
+    expect(pool.idleTotal).toBe(2 << 20);
+  });
+});
