@@ -8,6 +8,7 @@ import { StoreError } from './errors';
 import { Metadata, openDatabase, storeGeometry, type DiskRow, type GcResult, type ImageRow, type SnapshotRow } from './metadata';
 import { SegmentSpace } from './segments';
 import type { SegmentIo } from './io';
+import { ChainMaps, type ResolvedMap } from './chain-maps';
 import { VolumeCore } from './volume-core';
 import { StoreVolume } from './volume';
 import { importFile } from './import';
@@ -94,6 +95,8 @@ export class ImageStore {
   /** @internal */ readonly db: Database.Database;
   private readonly diskCores = new Map<number, VolumeCore>();
   private readonly roCores = new Set<VolumeCore>();
+  /** Resolved maps of images and snapshots, copied into each volume opened over them (64 MiB: 8M chunks, 512 GiB of 64 KiB chunks). */
+  private readonly chainMaps: ChainMaps;
   private readonly imageHandles = new Map<number, number>();
   private closed = false;
   private importing = 0;
@@ -109,6 +112,7 @@ export class ImageStore {
   ) {
     this.db = db;
     this.meta = new Metadata(db);
+    this.chainMaps = new ChainMaps(this.meta, 64 * 1024 * 1024);
     const g = storeGeometry(db);
     this.space = new SegmentSpace(dir, this.meta, g.chunkBytes, g.segmentBytes, limits, io);
     this.space.load();
@@ -159,6 +163,8 @@ export class ImageStore {
   /** @internal */ commit(fn: () => GcResult | void): void {
     const res = this.db.transaction(fn)();
     if (!res) return;
+    // Frozen layers change only here: a layer deleted or folded (its id may even be reused).
+    if (res.merged.length > 0 || res.deleted.length > 0) this.chainMaps.clear();
     this.space.release(res.freed);
     for (const m of res.merged) {
       for (const core of this.diskCores.values()) core.onMerged(m.from, m.into);
@@ -336,7 +342,7 @@ export class ImageStore {
     if (d && opts.snapshot === undefined) {
       let core = this.diskCores.get(d.id);
       if (!core) {
-        core = new VolumeCore(this.meta, this.space, d.layer, d.size_bytes, true);
+        core = new VolumeCore(this.meta, this.space, d.layer, d.size_bytes, true, this.startOf(d.layer, d.size_bytes));
         this.diskCores.set(d.id, core);
       }
       const ro = opts.readOnly === true;
@@ -368,7 +374,7 @@ export class ImageStore {
       imageId = img.id;
     }
     this.meta.pin(layer);
-    const core = new VolumeCore(this.meta, this.space, layer, size, false);
+    const core = new VolumeCore(this.meta, this.space, layer, size, false, this.chainMaps.copy(layer, Math.ceil(size / this.space.chunkBytes)));
     this.roCores.add(core);
     if (imageId !== undefined) this.imageHandles.set(imageId, (this.imageHandles.get(imageId) ?? 0) + 1);
     return new StoreVolume(id, core, true, () => {
@@ -377,6 +383,14 @@ export class ImageStore {
       // The pinned layer may have been merged into its child meanwhile; core.top follows merges.
       if (this.meta.unpin(core.top) && !this.closed) this.commit(() => this.meta.collect(core.top));
     });
+  }
+
+  /** The resolved map below a disk's writable top (from the cache of frozen chains), for its VolumeCore. */
+  private startOf(top: number, sizeBytes: number): ResolvedMap {
+    const chunks = Math.ceil(sizeBytes / this.space.chunkBytes);
+    const parent = (this.meta.q.layer.get(top) as { parent: number | null } | undefined)?.parent ?? null;
+    if (parent === null) return { map: new Uint32Array(chunks), gen: new Uint32Array(chunks) };
+    return this.chainMaps.copy(parent, chunks);
   }
 
   /** @internal True when any view is open (check skips the leak scan then: in-flight chunks are not durable yet). */

@@ -1,6 +1,7 @@
 import { VolumeError } from './block-volume';
 import { StoreError } from './errors';
 import { isZero } from './io';
+import { applyLayer, resolveChain, type ResolvedMap } from './chain-maps';
 import { ZERO_EXTENT, type Metadata } from './metadata';
 import type { ReservationHolder, SegmentSpace } from './segments';
 
@@ -57,22 +58,24 @@ export class VolumeCore implements ReservationHolder {
     public top: number,
     readonly sizeBytes: number,
     readonly writable: boolean,
+    /**
+     * The resolved map of the frozen chain this view starts from, this core's own to keep: the
+     * chain below a disk's top (then the top's extents are applied over it), or the whole chain
+     * of a read-only view. Resolved from SQLite when not given.
+     */
+    start?: ResolvedMap,
   ) {
     this.chunkBytes = space.chunkBytes;
     this.chunkBlocks = this.chunkBytes / BLOCK;
     this.blockCount = Math.floor(sizeBytes / BLOCK);
     const chunks = Math.ceil(sizeBytes / this.chunkBytes);
-    this.map = new Uint32Array(chunks);
-    this.gen = new Uint32Array(chunks);
-    // Apply the chain root first so upper layers override lower ones.
-    const chain = meta.chain(top).reverse();
-    for (const layer of chain) {
-      for (const [l, p] of meta.q.extentsRaw.iterate(layer) as Iterable<[number, number]>) {
-        if (l >= chunks) continue;
-        this.map[l] = p < 0 ? 0 : p + 1;
-        this.gen[l] = layer;
-      }
+    if (start) {
+      if (start.map.length !== chunks) throw new Error(`resolved map has ${start.map.length} entries, the view ${chunks}`);
+      if (writable) applyLayer(meta, top, start);
     }
+    const resolved = start ?? resolveChain(meta, top, chunks);
+    this.map = resolved.map;
+    this.gen = resolved.gen;
   }
 
   /**
