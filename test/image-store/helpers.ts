@@ -35,3 +35,20 @@ export function haveQemuImg(): boolean {
     return false;
   }
 }
+
+/**
+ * Writes `step` blocks at a time from block 0, each with pattern(step * 512, tagBase + lba),
+ * until a write fails; returns how far it got (blocks) and the error (undefined if none failed).
+ */
+export async function fillUntilFailure(vol: { blockCount: number; write(lba: number, data: Buffer): Promise<void> }, step: number, tagBase: number): Promise<{ written: number; err: unknown }> {
+  let written = 0;
+  for (let lba = 0; lba < vol.blockCount; lba += step) {
+    try {
+      await vol.write(lba, pattern(step * 512, tagBase + lba));
+      written = lba + step;
+    } catch (err) {
+      return { written, err };
+    }
+  }
+  return { written, err: undefined };
+}

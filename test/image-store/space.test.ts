@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { VolumeError } from '../../image-store/block-volume';
-import { openStore, pattern, tempDir } from './helpers';
+import { fillUntilFailure, openStore, pattern, tempDir } from './helpers';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -30,17 +30,7 @@ describe('disk full', () => {
     const snap = await store.createSnapshot('b', 'keep');
 
     // Fill the store from disk a, 64 KiB at a time, until a write is refused.
-    let written = 0;
-    let err: unknown;
-    for (let lba = 0; lba < a.blockCount; lba += 128) {
-      try {
-        await a.write(lba, pattern(65536, 100 + lba));
-        written = lba + 128;
-      } catch (e) {
-        err = e;
-        break;
-      }
-    }
+    const { written, err } = await fillUntilFailure(a, 128, 100);
     expect(err).toBeInstanceOf(VolumeError);
     expect((err as VolumeError).code).toBe('NO_SPACE');
     expect(written).toBeGreaterThan(0);

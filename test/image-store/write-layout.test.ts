@@ -6,7 +6,7 @@ import { silentLogger } from '../../appliance/core/log';
 import { VolumeError } from '../../image-store/block-volume';
 import { fileIo, type SegmentIo } from '../../image-store/io';
 import { ImageStore } from '../../image-store/store';
-import { openStore, pattern, prng, tempDir } from './helpers';
+import { fillUntilFailure, openStore, pattern, prng, tempDir } from './helpers';
 
 /**
  * Layout of a disk's chunks in the segment files, and what it buys: chunks that are neighbours on
@@ -159,17 +159,7 @@ describe('write layout', () => {
       for (let g = 4; g < 8; g++) await a2.write(g * 256, pattern(4096, 30 + g));
       expect(space.reservedChunks).toBeGreaterThan(0);
       const b = store.openVolume('b');
-      let written = 0;
-      let err: unknown;
-      for (let lba = 0; lba < b.blockCount; lba += 8) {
-        try {
-          await b.write(lba, pattern(4096, 500 + lba));
-          written = lba + 8;
-        } catch (e) {
-          err = e;
-          break;
-        }
-      }
+      const { written, err } = await fillUntilFailure(b, 8, 500);
       expect((err as VolumeError).code).toBe('NO_SPACE');
       expect(space.reservedChunks).toBe(0);
       expect(store.usage().freeBytes).toBeLessThan(4096);
