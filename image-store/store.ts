@@ -163,7 +163,7 @@ export class ImageStore {
   /** @internal */ commit(fn: () => GcResult | void): void {
     const res = this.db.transaction(fn)();
     if (!res) return;
-    // Frozen layers change only here: a layer deleted or folded (its id may even be reused).
+    // Frozen layers change only here: a layer deleted, or folded into its child.
     if (res.merged.length > 0 || res.deleted.length > 0) this.chainMaps.clear();
     this.space.release(res.freed);
     for (const m of res.merged) {
