@@ -55,7 +55,7 @@ export class SegmentSpace {
     private readonly meta: Metadata,
     readonly chunkBytes: number,
     readonly segmentBytes: number,
-    private readonly limits: { capacityBytes?: number; reserveBytes: number },
+    private readonly limits: { capacityBytes?: number; reserveBytes: number; reservationBytes: number },
     /** Segment data I/O (tests substitute a volatile cache). */
     readonly io: SegmentIo = fileIo,
   ) {
@@ -240,13 +240,17 @@ export class SegmentSpace {
 
   /**
    * Takes a whole free group for a volume's reservation and returns its first chunk, or -1 when
-   * groups are off (chunks of 1 MiB or more) or fewer than two whole groups' worth of chunks are
-   * free (the last ones go to single allocations). The holder writes slots as it needs them
-   * (useReserved) and gives back the rest (unreserve) when it closes or reclaim() asks.
+   * groups are off (chunks of 1 MiB or more), fewer than two whole groups' worth of chunks are
+   * free (the last ones go to single allocations), or the unwritten reserved chunks would pass
+   * `limits.reservationBytes` (reservations make the store grow: each new segment is written
+   * full of zeros, on USB storage that I/O competes with the clients'). The holder writes slots
+   * as it needs them (useReserved) and gives back the rest (unreserve) when it closes or
+   * reclaim() asks.
    */
   reserveGroup(holder: ReservationHolder): number {
     const G = this.groupChunks;
     if (G === 1 || this.freeChunks < 2 * G) return -1;
+    if ((this.reserved + G) * this.chunkBytes > this.limits.reservationBytes) return -1;
     while (this.groupTop > 0) {
       const g = this.groups[--this.groupTop];
       this.groupStacked[g] = 0;

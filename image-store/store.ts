@@ -75,6 +75,11 @@ export interface ImageStoreOptions {
   reserveMiB?: number;
   /** Upper bound on the bytes of segment files (tests use it to simulate a full disk). */
   capacityBytes?: number;
+  /**
+   * Most bytes held in group reservations and not yet written, all disks together (default
+   * 1 GiB; image-store/README.md, "Layout"): bounds how far reservations make the store grow.
+   */
+  reservationMiB?: number;
   /** qemu-img binary for formats other than raw/qcow2 (default: "qemu-img" on PATH). */
   qemuImg?: string;
   /** @internal Segment data I/O; tests pass a volatile write cache to simulate power cuts. */
@@ -107,7 +112,7 @@ export class ImageStore {
     private readonly log: Logger,
     private readonly qemuImg: string,
     db: Database.Database,
-    limits: { capacityBytes?: number; reserveBytes: number },
+    limits: { capacityBytes?: number; reserveBytes: number; reservationBytes: number },
     io: SegmentIo | undefined,
   ) {
     this.db = db;
@@ -136,6 +141,7 @@ export class ImageStore {
     return new ImageStore(opts.dir, opts.clock, log, opts.qemuImg ?? 'qemu-img', db, {
       capacityBytes: opts.capacityBytes,
       reserveBytes: (opts.reserveMiB ?? 256) * 1024 * 1024,
+      reservationBytes: (opts.reservationMiB ?? 1024) * 1024 * 1024,
     }, opts.io);
   }
 

@@ -84,6 +84,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
     segmentMiB: config.store.segmentMiB,
     chunkKiB: config.store.chunkKiB,
     reserveMiB: config.store.reserveMiB,
+    reservationMiB: config.store.reservationMiB,
   });
   const clients = new ClientRegistry(db, store, { iqnPrefix: config.iscsi.iqnPrefix, clock });
 

@@ -84,6 +84,8 @@ export const configSchema = strict({
     chunkKiB: z.number().int().min(4).max(4096).default(64),
     /** Space left free on the filesystem for everything else. */
     reserveMiB: z.number().int().min(0).default(256),
+    /** Most space held unwritten in layout reservations, all disks together (image-store/README.md, "Layout"). */
+    reservationMiB: z.number().int().min(0).default(1024),
   }).prefault({}),
 });
 

@@ -31,12 +31,12 @@ class CountingIo implements SegmentIo {
 
 const MIB = 1024 * 1024;
 
-async function storeWithImage(tag: string, size: number, io: SegmentIo): Promise<{ store: ImageStore; golden: Buffer }> {
+async function storeWithImage(tag: string, size: number, io: SegmentIo, reservationMiB?: number): Promise<{ store: ImageStore; golden: Buffer }> {
   const work = tempDir(tag);
   dirs.push(work);
   const golden = pattern(size, 5);
   fs.writeFileSync(path.join(work, 'g.raw'), golden);
-  const store = ImageStore.open({ dir: path.join(work, 'store'), clock: new FakeClock(), log: silentLogger(), segmentMiB: 16, chunkKiB: 64, reserveMiB: 0, io });
+  const store = ImageStore.open({ dir: path.join(work, 'store'), clock: new FakeClock(), log: silentLogger(), segmentMiB: 16, chunkKiB: 64, reserveMiB: 0, io, reservationMiB });
   await store.importImage('g', path.join(work, 'g.raw'));
   store.createDisk('d', 'g');
   return { store, golden };
@@ -128,6 +128,34 @@ describe('write layout', () => {
       expect(store.check().problems).toEqual([]);
     } finally {
       await store.close();
+    }
+  });
+
+  it('holds no more unwritten reserved space than reservationMiB, all disks together (0: none)', async () => {
+    for (const [limit, most] of [[1, 15], [0, 0]] as const) {
+      const { store, golden } = await storeWithImage(`limit-${limit}`, 8 * MIB, fileIo, limit);
+      try {
+        store.createDisk('e', 'g');
+        const d = store.openVolume('d');
+        const e = store.openVolume('e');
+        const space = (store as unknown as { space: { reservedChunks: number } }).space;
+        // 4 KiB into each of 4 MiB-groups of each disk: 1 MiB holds one group of 16 (15 unwritten).
+        for (let g = 0; g < 4; g++) {
+          await d.write(g * 2048, pattern(4096, g));
+          await e.write(g * 2048 + 8, pattern(4096, 10 + g));
+          expect(space.reservedChunks, `limit ${limit} MiB, group ${g}`).toBeLessThanOrEqual(most);
+        }
+        expect(space.reservedChunks).toBe(most);
+        // Past the limit the writes still land: each reads back over the golden image.
+        const want = Buffer.from(golden.subarray(0, 4 * MIB));
+        for (let g = 0; g < 4; g++) pattern(4096, 10 + g).copy(want, g * MIB + 4096);
+        expect((await e.read(0, 8192)).equals(want)).toBe(true);
+        await d.close();
+        await e.close();
+        expect(space.reservedChunks).toBe(0);
+      } finally {
+        await store.close();
+      }
     }
   });
 
