@@ -78,7 +78,7 @@ export class SegmentSpace {
     this.rebuild(used);
   }
 
-  /** Sets the used map and rebuilds every derived structure from it (load and grow). */
+  /** Sets the used map and builds every derived structure from it (at load). */
   private rebuild(used: Uint8Array<ArrayBuffer>): void {
     const n = used.length;
     const G = this.groupChunks;
@@ -288,40 +288,37 @@ export class SegmentSpace {
   }
 
   /**
-   * After rebuild() over a grown map (reserved chunks are still marked used there): the fresh
-   * segment's chunks and groups go at the bottom, lowest on top, and the old stacks (freed
-   * chunks, reused first) back on top of them.
+   * Adds a fresh segment's chunks (all free, in whole free groups) to the free map. They go at
+   * the bottom of both stacks, lowest on top, under the entries already stacked: freed chunks and
+   * groups are reused first, then the new segment is handed out in order.
    */
-  private restack(stack: Int32Array, groupStack: Int32Array): void {
-    const base = this.used.length - this.chunksPerSegment;
-    // Fresh segment's chunks, lowest on top, under the old entries.
-    let top = 0;
-    this.stacked.fill(0);
-    for (let k = this.chunksPerSegment - 1; k >= 0; k--) {
-      this.free[top++] = base + k;
-      this.stacked[base + k] = 1;
-    }
-    for (const p of stack) {
-      if (this.stacked[p] === 0) {
-        this.free[top++] = p;
-        this.stacked[p] = 1;
-      }
-    }
-    this.stackTop = top;
+  private addSegmentChunks(): void {
+    const base = this.used.length;
+    const cps = this.chunksPerSegment;
     const G = this.groupChunks;
-    let gt = 0;
-    this.groupStacked.fill(0);
-    for (let g = (base + this.chunksPerSegment) / G - 1; g >= base / G; g--) {
-      this.groups[gt++] = g;
-      this.groupStacked[g] = 1;
-    }
-    for (const g of groupStack) {
-      if (this.groupStacked[g] === 0) {
-        this.groups[gt++] = g;
-        this.groupStacked[g] = 1;
-      }
-    }
-    this.groupTop = gt;
+    this.used = grownCopy(this.used, cps);
+    const stacked = grownCopy(this.stacked, cps);
+    stacked.fill(1, base);
+    this.stacked = stacked;
+    const free = new Int32Array(base + cps);
+    for (let k = 0; k < cps; k++) free[k] = base + cps - 1 - k;
+    free.set(this.free.subarray(0, this.stackTop), cps);
+    this.free = free;
+    this.stackTop += cps;
+    this.freeChunks += cps;
+    const g0 = base / G;
+    const ng = cps / G;
+    const groupFree = grownCopy(this.groupFree, ng);
+    groupFree.fill(G, g0);
+    this.groupFree = groupFree;
+    const groupStacked = grownCopy(this.groupStacked, ng);
+    groupStacked.fill(1, g0);
+    this.groupStacked = groupStacked;
+    const groups = new Int32Array(g0 + ng);
+    for (let k = 0; k < ng; k++) groups[k] = g0 + ng - 1 - k;
+    groups.set(this.groups.subarray(0, this.groupTop), ng);
+    this.groups = groups;
+    this.groupTop += ng;
   }
 
   /** Index of the segment being created right now (its file exists but is not recorded yet), or -1. */
@@ -364,13 +361,7 @@ export class SegmentSpace {
       syncDir(this.dir);
       this.meta.q.addSegment.run(i, this.segmentBytes);
       this.fds.push(fs.openSync(file, 'r+'));
-      // The new chunks go under the free ones already stacked (freed chunks are reused first).
-      const grown = new Uint8Array(this.used.length + this.chunksPerSegment);
-      grown.set(this.used);
-      const stack = this.free.subarray(0, this.stackTop).slice();
-      const groupStack = this.groups.subarray(0, this.groupTop).slice();
-      this.rebuild(grown);
-      this.restack(stack, groupStack);
+      this.addSegmentChunks();
     };
     this.growing = run().finally(() => {
       this.growing = null;
@@ -430,6 +421,13 @@ export class SegmentSpace {
     for (const fd of this.fds) fs.closeSync(fd);
     this.fds = [];
   }
+}
+
+/** A copy of `a` with `extra` zeroed entries after its own. */
+function grownCopy<T extends Uint8Array<ArrayBuffer> | Uint16Array<ArrayBuffer>>(a: T, extra: number): T {
+  const b = new (a.constructor as new (n: number) => T)(a.length + extra);
+  b.set(a);
+  return b;
 }
 
 /** Bytes a reservation group covers, and the most chunks one may hold (a 32-bit slot mask). */
