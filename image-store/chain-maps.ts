@@ -11,8 +11,8 @@ export interface ResolvedMap {
  * layers override lower ones. One SQLite row per extent of every layer in the chain (1-2 µs a
  * row: a 32 GiB image holding 20 GiB of data is 320k rows).
  */
-export function resolveChain(meta: Metadata, top: number, chunks: number, into?: ResolvedMap): ResolvedMap {
-  const out = into ?? { map: new Uint32Array(chunks), gen: new Uint32Array(chunks) };
+export function resolveChain(meta: Metadata, top: number, chunks: number): ResolvedMap {
+  const out = { map: new Uint32Array(chunks), gen: new Uint32Array(chunks) };
   for (const layer of meta.chain(top).reverse()) applyLayer(meta, layer, out);
   return out;
 }
@@ -71,10 +71,5 @@ export class ChainMaps {
   clear(): void {
     this.cache.clear();
     this.bytes = 0;
-  }
-
-  /** Maps kept (for tests). */
-  get size(): number {
-    return this.cache.size;
   }
 }

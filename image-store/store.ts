@@ -8,7 +8,7 @@ import { StoreError } from './errors';
 import { Metadata, openDatabase, storeGeometry, type DiskRow, type GcResult, type ImageRow, type SnapshotRow } from './metadata';
 import { SegmentSpace } from './segments';
 import type { SegmentIo } from './io';
-import { ChainMaps, type ResolvedMap } from './chain-maps';
+import { applyLayer, ChainMaps, type ResolvedMap } from './chain-maps';
 import { VolumeCore } from './volume-core';
 import { StoreVolume } from './volume';
 import { importFile } from './import';
@@ -348,7 +348,7 @@ export class ImageStore {
     if (d && opts.snapshot === undefined) {
       let core = this.diskCores.get(d.id);
       if (!core) {
-        core = new VolumeCore(this.meta, this.space, d.layer, d.size_bytes, true, this.startOf(d.layer, d.size_bytes));
+        core = new VolumeCore(this.meta, this.space, d.layer, d.size_bytes, true, this.resolveDisk(d.layer, d.size_bytes));
         this.diskCores.set(d.id, core);
       }
       const ro = opts.readOnly === true;
@@ -391,12 +391,16 @@ export class ImageStore {
     });
   }
 
-  /** The resolved map below a disk's writable top (from the cache of frozen chains), for its VolumeCore. */
-  private startOf(top: number, sizeBytes: number): ResolvedMap {
+  /**
+   * A disk's resolved map: the frozen chain below its writable top (from the cache), with the
+   * top's own extents applied over it.
+   */
+  private resolveDisk(top: number, sizeBytes: number): ResolvedMap {
     const chunks = Math.ceil(sizeBytes / this.space.chunkBytes);
     const parent = (this.meta.q.layer.get(top) as { parent: number | null } | undefined)?.parent ?? null;
-    if (parent === null) return { map: new Uint32Array(chunks), gen: new Uint32Array(chunks) };
-    return this.chainMaps.copy(parent, chunks);
+    const m = parent === null ? { map: new Uint32Array(chunks), gen: new Uint32Array(chunks) } : this.chainMaps.copy(parent, chunks);
+    applyLayer(this.meta, top, m);
+    return m;
   }
 
   /** @internal True when any view is open (check skips the leak scan then: in-flight chunks are not durable yet). */

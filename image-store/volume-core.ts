@@ -1,7 +1,7 @@
 import { VolumeError } from './block-volume';
 import { StoreError } from './errors';
 import { isZero } from './io';
-import { applyLayer, resolveChain, type ResolvedMap } from './chain-maps';
+import type { ResolvedMap } from './chain-maps';
 import { ZERO_EXTENT, type Metadata } from './metadata';
 import type { ReservationHolder, SegmentSpace } from './segments';
 
@@ -58,22 +58,14 @@ export class VolumeCore implements ReservationHolder {
     public top: number,
     readonly sizeBytes: number,
     readonly writable: boolean,
-    /**
-     * The resolved map of the frozen chain this view starts from, this core's own to keep: the
-     * chain below a disk's top (then the top's extents are applied over it), or the whole chain
-     * of a read-only view. Resolved from SQLite when not given.
-     */
-    start?: ResolvedMap,
+    /** The view's resolved map (ImageStore builds it), this core's own to keep and change. */
+    resolved: ResolvedMap,
   ) {
     this.chunkBytes = space.chunkBytes;
     this.chunkBlocks = this.chunkBytes / BLOCK;
     this.blockCount = Math.floor(sizeBytes / BLOCK);
     const chunks = Math.ceil(sizeBytes / this.chunkBytes);
-    if (start) {
-      if (start.map.length !== chunks) throw new Error(`resolved map has ${start.map.length} entries, the view ${chunks}`);
-      if (writable) applyLayer(meta, top, start);
-    }
-    const resolved = start ?? resolveChain(meta, top, chunks);
+    if (resolved.map.length !== chunks) throw new Error(`resolved map has ${resolved.map.length} entries, the view ${chunks}`);
     this.map = resolved.map;
     this.gen = resolved.gen;
   }
@@ -239,7 +231,7 @@ export class VolumeCore implements ReservationHolder {
         let isFresh = false;
         if (this.ownedIdle(l, v)) {
           p = v - 1;
-        } else if (n === cb && (this.cow.size === 0 || !this.cow.has(l)) && !isZero(data, o, n)) {
+        } else if (n === cb && !this.copying(l) && !isZero(data, o, n)) {
           p = this.allocFor(l);
           isFresh = p >= 0;
         }
@@ -384,7 +376,12 @@ export class VolumeCore implements ReservationHolder {
 
   /** True when chunk l (map entry v) is the disk's own and no copy-on-write of it is running: writable in place. */
   private ownedIdle(l: number, v: number): boolean {
-    return v !== 0 && this.gen[l] === this.top && (this.cow.size === 0 || !this.cow.has(l));
+    return v !== 0 && this.gen[l] === this.top && !this.copying(l);
+  }
+
+  /** True while a copy on write of chunk l (or a fresh run holding it) is running. */
+  private copying(l: number): boolean {
+    return this.cow.size !== 0 && this.cow.has(l);
   }
 
   /** One pwrite over owned chunks contiguous in one segment file (see writeInPlace on marking). */
