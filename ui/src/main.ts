@@ -76,6 +76,7 @@ function Shell(props: { session: SessionInfo; onLogout: () => void; refresh: () 
 function App(): El {
   const [session, setSession] = useState<SessionInfo | undefined>(undefined);
   const [error, setError] = useState<string | undefined>(undefined);
+  const [signingOut, setSigningOut] = useState(false);
 
   const check = async () => {
     try {
@@ -95,6 +96,7 @@ function App(): El {
 
   let body: El;
   if (!session) body = h('main', { class: 'login' }, h('p', { class: 'muted' }, error ? `Cannot reach the appliance: ${error}` : 'Loading…'));
+  else if (signingOut) body = h('main', { class: 'login' }, h('p', { class: 'muted' }, 'Signing out…'));
   else if (!session.authenticated) {
     body = h(LoginPage, {
       key: String(session.passwordSet),
@@ -107,9 +109,20 @@ function App(): El {
   } else {
     body = h(Shell, {
       session,
+      // The signed-in pages go first, so none of their polls can reach the API with the old
+      // cookie (a 401 after sign-out); the login page follows once the session is known.
       onLogout: () => {
-        configureApi({ csrf: '' });
-        void check();
+        setSigningOut(true);
+        void (async () => {
+          try {
+            await api('POST', '/api/logout');
+          } catch {
+            // Already signed out (expired): the login page is where we go anyway.
+          }
+          configureApi({ csrf: '' });
+          await check();
+          setSigningOut(false);
+        })();
       },
       refresh: () => void check(),
     });

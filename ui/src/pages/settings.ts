@@ -94,11 +94,6 @@ export function SettingsPage(props: { session: SessionInfo; onLogout: () => void
       h(ActionButton, {
         onClick: async () => {
           if (!(await confirmAction({ title: 'Sign out?', body: h('p', null, 'You will need the token or password to come back.'), confirmLabel: 'Sign out' }))) return;
-          try {
-            await api('POST', '/api/logout');
-          } catch {
-            // Already signed out (expired): the login page is where we go anyway.
-          }
           props.onLogout();
         },
       }, 'Sign out')),
