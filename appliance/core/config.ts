@@ -24,6 +24,11 @@ export const configSchema = strict({
   http: strict({
     host: host.default('0.0.0.0'),
     port: port.default(8080),
+    /**
+     * Extra Host header names the API answers to, besides localhost, the appliance's own
+     * addresses and `<mdns.name>.local` (DNS-rebinding defence, docs/security.md).
+     */
+    allowedHosts: z.array(z.string().min(1).max(253)).default([]),
   }).prefault({}),
   iscsi: strict({
     enabled: z.boolean().default(true),
@@ -34,6 +39,14 @@ export const configSchema = strict({
     maxConnections: z.number().int().min(1).max(4096).default(256),
     /** NOP-In ping interval for initiators that answer pings (never used to drop iPXE). 0 = off. */
     nopInIntervalSeconds: z.number().int().min(0).max(3600).default(30),
+    /** Connections one source address may hold at once (docs/security.md). */
+    maxConnectionsPerAddress: z.number().int().min(1).max(4096).default(8),
+    /** A connection not in full-feature phase of a normal session by then is closed (login, discovery). */
+    loginTimeoutSeconds: z.number().int().min(1).max(3600).default(15),
+    /** A discovery session is closed after this long, whatever it does. */
+    discoveryTimeoutSeconds: z.number().int().min(1).max(3600).default(30),
+    /** Data-In bytes queued on one connection before the target stops reading its next command. */
+    maxQueuedDataInMiB: z.number().int().min(1).max(1024).default(16),
   }).prefault({}),
   tftp: strict({
     enabled: z.boolean().default(true),
@@ -72,6 +85,20 @@ export const configSchema = strict({
     enrollImage: z.string().default(''),
     /** UEFI x64 iPXE build: ipxe.efi (own NIC drivers) or snponly.efi (the firmware's driver, for odd NICs). */
     efiBinary: z.enum(['ipxe.efi', 'snponly.efi']).default('ipxe.efi'),
+    /**
+     * New clients get generated CHAP credentials (true), or none: name-only logins for labs
+     * (false). Mutual CHAP stays optional either way.
+     */
+    chapByDefault: z.boolean().default(true),
+    /** Seconds a one-time boot-script URL handed out in a DHCP answer stays valid. */
+    scriptTokenSeconds: z.number().int().min(5).max(3600).default(120),
+  }).prefault({}),
+  images: strict({
+    /**
+     * Directories a server-side import (`POST /api/images {path}`) may read from, besides
+     * `<dataDir>/import` ('' entries ignored). Paths are checked after realpath.
+     */
+    importDirs: z.array(z.string().min(1)).default([]),
   }).prefault({}),
   mdns: strict({
     enabled: z.boolean().default(true),
