@@ -12,7 +12,7 @@ import { normaliseMac } from '../../core/model';
  */
 export function bootRoutes(ctx: () => BootScriptContext, binaries: () => IpxeBinaries, clients: ClientRegistry) {
   return async (app: FastifyInstance) => {
-    app.get<{ Params: { file: string } }>('/boot/:file', async (req, reply) => {
+    app.get<{ Params: { file: string } }>('/boot/:file', { config: { public: true, anyHost: true } }, async (req, reply) => {
       const { file } = req.params;
       if (/\.ipxe$/i.test(file)) {
         // A boot starts: the registry consumes a one-shot next-boot choice and answers which of
