@@ -1,13 +1,18 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { writeFileDurable } from './durable-file';
 
 /** Where the admin token lives: `<dataDir>/admin.token`, mode 0600. */
 export function adminTokenPath(dataDir: string): string {
   return join(dataDir, 'admin.token');
 }
 
-/** Reads the admin token, creating it (32 random bytes, hex) on first start. */
+/**
+ * Reads the admin token, creating it (32 random bytes, hex) on first start. An existing file is
+ * tightened to 0600; a new one is written durably, so the token the CLI and the admin were
+ * shown is the one still there after a power cut.
+ */
 export function ensureAdminToken(dataDir: string): string {
   const file = adminTokenPath(dataDir);
   if (existsSync(file)) {
@@ -17,10 +22,9 @@ export function ensureAdminToken(dataDir: string): string {
       return token;
     }
   }
-  mkdirSync(dirname(file), { recursive: true });
+  mkdirSync(dirname(file), { recursive: true, mode: 0o750 });
   const token = randomBytes(32).toString('hex');
-  writeFileSync(file, token + '\n', { mode: 0o600 });
-  chmodSync(file, 0o600);
+  writeFileDurable(file, token + '\n', 0o600);
   return token;
 }
 

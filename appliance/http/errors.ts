@@ -17,6 +17,9 @@ export function installErrorHandler(app: FastifyInstance): void {
     if (err instanceof ApiError) {
       return reply.status(err.statusCode).send({ error: { code: err.code, message: err.message, details: err.details } });
     }
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      return reply.status(415).send({ error: { code: 'UNSUPPORTED_MEDIA_TYPE', message: 'send request bodies as application/json' } });
+    }
     if (err.validation) {
       return reply.status(400).send({ error: { code: 'VALIDATION', message: err.message } });
     }
@@ -27,7 +30,8 @@ export function installErrorHandler(app: FastifyInstance): void {
     request.log.error({ err, request: { method: request.method, url: request.url } }, 'request failed');
     return reply.status(500).send({ error: { code: 'INTERNAL', message: 'internal error' } });
   });
-  app.setNotFoundHandler((request, reply) => {
-    reply.status(404).send({ error: { code: 'NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` } });
+  // The same answer for every unmatched request, whatever it asked: nothing to probe.
+  app.setNotFoundHandler((_request, reply) => {
+    reply.status(404).send({ error: { code: 'NOT_FOUND', message: 'no such route' } });
   });
 }

@@ -1,14 +1,16 @@
 import type Database from 'better-sqlite3';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
-import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tokenMatches } from '../core/admin-token';
 import type { Clock } from '../core/clock';
+import { writeFileDurable } from '../core/durable-file';
 import { ApiError } from '../core/errors';
 import type { Logger } from '../core/log';
 import type { RoutePlugin } from './app';
 import type { RequestAuthenticator } from './auth';
+import { PasswordHasher, type ScryptParams } from './password-hash';
 
 /**
  * The web UI's login: a session cookie instead of the bearer token, so the token never sits in
@@ -25,10 +27,14 @@ import type { RequestAuthenticator } from './auth';
  *   `X-CSRF-Token`, else 403 CSRF. Bearer requests carry no cookie and need no CSRF token.
  * - Sessions expire after `idleMs` without a request and `maxAgeMs` after login. They live in
  *   memory: a restart logs everyone out, which is the safe direction.
- * - Login is rate-limited per client address: `maxFailures` wrong attempts within `windowMs`
- *   lock the address out (429 + Retry-After) until the window passes, even for right answers.
+ * - Login is rate-limited per client address: `maxFailures` attempts within `windowMs` that
+ *   did not succeed lock the address out (429 + Retry-After) until the window passes, even for
+ *   right answers. An attempt takes its slot before the password is hashed, so parallel
+ *   guesses count while they are still being checked.
+ * - At most two password hashes run at once across the app, in worker threads (not libuv's
+ *   pool, which the image store's I/O needs); a login past that gets 429 + Retry-After: 1.
  * - The password is stored as an scrypt hash (N=2^15, r=8, p=1) in `<dataDir>/ui-auth.json`,
- *   mode 0600, written atomically.
+ *   mode 0600, written durably (fsync, rename, fsync the directory).
  */
 
 export interface UiAuthDeps {
@@ -48,13 +54,14 @@ export interface UiAuthDeps {
   windowMs?: number;
   /** Open sessions kept (default 1000): past it, expired ones go, then the least recently used. */
   maxSessions?: number;
+  /** Where passwords are hashed (default: two worker threads); tests pass one to count hashes. */
+  hasher?: PasswordHasher;
 }
 
-/** What uiAuth gives the core: its routes, the cookie authenticator and the public paths. */
+/** What uiAuth gives the core: its routes (login and session probe marked public) and the cookie authenticator. */
 export interface UiAuth {
   routes: RoutePlugin;
   authenticator: RequestAuthenticator;
-  publicPaths: string[];
 }
 
 /** How a UI session was opened. */
@@ -78,7 +85,7 @@ export const SESSION_COOKIE = 'nb_session';
 /** The header a cookie-authenticated state-changing request must carry. */
 export const CSRF_HEADER = 'x-csrf-token';
 
-const SCRYPT = { N: 1 << 15, r: 8, p: 1, keyLen: 32 } as const;
+const SCRYPT: ScryptParams = { N: 1 << 15, r: 8, p: 1, keyLen: 32 };
 const MIN_PASSWORD = 10;
 const MAX_PASSWORD = 1024;
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -89,12 +96,10 @@ function sha256(s: string): string {
   return createHash('sha256').update(s).digest('hex');
 }
 
-function scryptAsync(password: string, salt: Buffer, p: { N: number; r: number; p: number }): Promise<Buffer> {
-  return new Promise((resolve, reject) =>
-    scrypt(password, salt, SCRYPT.keyLen, { N: p.N, r: p.r, p: p.p, maxmem: 256 * p.N * p.r }, (err, key) =>
-      err ? reject(err) : resolve(key),
-    ),
-  );
+/** All password hashers are busy: the caller answers 429 and counts nothing against the address. */
+function hasherBusy(reply: FastifyReply): ApiError {
+  reply.header('Retry-After', '1');
+  return new ApiError('BUSY', 429, 'the appliance is checking other passwords; try again in a second');
 }
 
 function safeEqual(a: string, b: string): boolean {
@@ -114,7 +119,11 @@ export function readCookie(header: string | undefined, name: string): string | u
   return undefined;
 }
 
-/** Counts failed logins per address in a fixed window; no timers (expiry is checked lazily). */
+/**
+ * Counts login attempts per address in a fixed window; no timers (expiry is checked lazily).
+ * An attempt takes a slot before it is checked and keeps it unless it succeeds (which clears
+ * the address) or was never checked (release).
+ */
 class LoginLimiter {
   private readonly failures = new Map<string, { count: number; windowStart: number }>();
 
@@ -132,15 +141,25 @@ class LoginLimiter {
     return e.count >= this.max ? left : 0;
   }
 
-  fail(address: string): void {
+  /** Takes an attempt slot; returns 0, or the milliseconds to wait when the address has none left. */
+  take(address: string): number {
+    const wait = this.retryAfter(address);
+    if (wait > 0) return wait;
     const now = this.clock.now();
     const e = this.failures.get(address);
     if (e && now - e.windowStart < this.windowMs) {
       e.count++;
-      return;
+      return 0;
     }
     if (this.failures.size >= MAX_TRACKED_ADDRESSES) this.prune(now);
     this.failures.set(address, { count: 1, windowStart: now });
+    return 0;
+  }
+
+  /** Gives back a slot taken for an attempt that was never checked. */
+  release(address: string): void {
+    const e = this.failures.get(address);
+    if (e && e.count > 0) e.count--;
   }
 
   succeed(address: string): void {
@@ -157,11 +176,11 @@ class LoginLimiter {
   }
 }
 
-/** Reads and writes the password hash file. */
+/** Reads and writes the password hash file; hashing goes through the shared hasher. */
 class PasswordStore {
   private readonly file: string;
 
-  constructor(dataDir: string) {
+  constructor(dataDir: string, private readonly hasher: PasswordHasher) {
     this.file = join(dataDir, 'ui-auth.json');
   }
 
@@ -175,27 +194,32 @@ class PasswordStore {
     return this.read() !== undefined;
   }
 
-  async verify(password: string): Promise<boolean> {
+  /** Checks a password; 'busy' when every hasher is taken (nothing was checked). */
+  async verify(password: string): Promise<boolean | 'busy'> {
     const f = this.read();
     if (!f) return false;
     const { N, r, p, salt, hash } = f.password;
-    const key = await scryptAsync(password, Buffer.from(salt, 'base64'), { N, r, p });
+    const pending = this.hasher.tryHash(password, Buffer.from(salt, 'base64'), { N, r, p, keyLen: SCRYPT.keyLen });
+    if (!pending) return 'busy';
+    const key = await pending;
     const want = Buffer.from(hash, 'base64');
     return key.length === want.length && timingSafeEqual(key, want);
   }
 
-  async set(password: string, now: number): Promise<void> {
+  /** Stores a new password; 'busy' when every hasher is taken (nothing was changed). */
+  async set(password: string, now: number): Promise<'busy' | undefined> {
     const salt = randomBytes(16);
-    const key = await scryptAsync(password, salt, SCRYPT);
+    const pending = this.hasher.tryHash(password, salt, SCRYPT);
+    if (!pending) return 'busy';
+    const key = await pending;
     const body: PasswordFile = {
       version: 1,
       password: { algo: 'scrypt', N: SCRYPT.N, r: SCRYPT.r, p: SCRYPT.p, salt: salt.toString('base64'), hash: key.toString('base64'), setAt: new Date(now).toISOString() },
     };
-    // Write beside, then rename: a crash never leaves a half-written hash that locks users out.
-    const tmp = `${this.file}.tmp`;
-    writeFileSync(tmp, JSON.stringify(body, null, 2) + '\n', { mode: 0o600 });
-    chmodSync(tmp, 0o600);
-    renameSync(tmp, this.file);
+    // Durable and atomic: a crash never leaves a half-written hash that locks users out, nor
+    // brings back the old password after the admin changed it.
+    writeFileDurable(this.file, JSON.stringify(body, null, 2) + '\n', 0o600);
+    return undefined;
   }
 }
 
@@ -229,7 +253,8 @@ export function uiAuth(deps: UiAuthDeps): UiAuth {
   const idleMs = deps.idleMs ?? 12 * 3600_000;
   const maxAgeMs = deps.maxAgeMs ?? 7 * 24 * 3600_000;
   const limiter = new LoginLimiter(clock, deps.maxFailures ?? 5, deps.windowMs ?? 60_000);
-  const passwords = new PasswordStore(deps.dataDir);
+  const hasher = deps.hasher ?? new PasswordHasher(2);
+  const passwords = new PasswordStore(deps.dataDir, hasher);
   const maxSessions = deps.maxSessions ?? 1000;
   /** Keyed by SHA-256 of the cookie value. */
   const sessions = new Map<string, Session>();
@@ -297,26 +322,41 @@ export function uiAuth(deps: UiAuthDeps): UiAuth {
     return !!header?.startsWith('Bearer ') && tokenMatches(header.slice(7).trim(), token);
   };
 
+  /** Takes a login slot for the address, or throws 429 when it has none left this window. */
+  const takeSlot = (address: string, reply: FastifyReply) => {
+    const wait = limiter.take(address);
+    if (wait > 0) {
+      reply.header('Retry-After', String(Math.ceil(wait / 1000)));
+      log.warn({ address }, 'login refused: too many failed attempts');
+      throw new ApiError('TOO_MANY_ATTEMPTS', 429, 'too many failed logins from this address; try again later');
+    }
+  };
+
   const routes: RoutePlugin = (app: FastifyInstance) => {
-    app.post('/api/login', { schema: loginSchema }, async (request, reply: FastifyReply) => {
+    app.addHook('onClose', async () => {
+      if (!deps.hasher) await hasher.close();
+    });
+
+    app.post('/api/login', { schema: loginSchema, config: { public: true } }, async (request, reply: FastifyReply) => {
       const body = request.body as { token?: string; password?: string };
       const address = request.ip;
-      const wait = limiter.retryAfter(address);
-      if (wait > 0) {
-        reply.header('Retry-After', String(Math.ceil(wait / 1000)));
-        log.warn({ address }, 'login refused: too many failed attempts');
-        throw new ApiError('TOO_MANY_ATTEMPTS', 429, 'too many failed logins from this address; try again later');
-      }
+      const hasToken = typeof body.token === 'string' && body.token !== '';
+      const hasPassword = typeof body.password === 'string' && body.password !== '';
+      if (!hasToken && !hasPassword) throw new ApiError('VALIDATION', 400, 'send { token } or { password }');
+      // The slot is taken before anything is checked: thirty parallel guesses get five checks.
+      takeSlot(address, reply);
       let method: LoginMethod | undefined;
-      if (typeof body.token === 'string' && body.token) {
-        if (tokenMatches(body.token.trim(), token)) method = 'token';
-      } else if (typeof body.password === 'string' && body.password) {
-        if (await passwords.verify(body.password)) method = 'password';
+      if (hasToken) {
+        if (tokenMatches(body.token!.trim(), token)) method = 'token';
       } else {
-        throw new ApiError('VALIDATION', 400, 'send { token } or { password }');
+        const ok = await passwords.verify(body.password!);
+        if (ok === 'busy') {
+          limiter.release(address);
+          throw hasherBusy(reply);
+        }
+        if (ok) method = 'password';
       }
       if (!method) {
-        limiter.fail(address);
         log.warn({ address, with: body.token ? 'token' : 'password' }, 'login failed');
         throw new ApiError('LOGIN_FAILED', 401, 'wrong token or password');
       }
@@ -339,7 +379,7 @@ export function uiAuth(deps: UiAuthDeps): UiAuth {
       return reply.status(204).send();
     });
 
-    app.get('/api/session', async (request, reply) => {
+    app.get('/api/session', { config: { public: true } }, async (request, reply) => {
       reply.header('Cache-Control', 'no-store');
       const found = lookup(request);
       if (!found) return { authenticated: false, passwordSet: passwords.isSet() };
@@ -353,11 +393,17 @@ export function uiAuth(deps: UiAuthDeps): UiAuth {
       // knowing the current one: it is the root of trust and the way back from a lost password.
       const viaToken = bearerOk(request) || found?.session.method === 'token';
       if (passwords.isSet() && !viaToken) {
-        if (!body.currentPassword || !(await passwords.verify(body.currentPassword))) {
-          throw new ApiError('LOGIN_FAILED', 403, 'the current password is wrong');
+        // Proving the current password is a guess like a login: same slots, same hashers.
+        takeSlot(request.ip, reply);
+        const ok = body.currentPassword ? await passwords.verify(body.currentPassword) : false;
+        if (ok === 'busy') {
+          limiter.release(request.ip);
+          throw hasherBusy(reply);
         }
+        if (!ok) throw new ApiError('LOGIN_FAILED', 403, 'the current password is wrong');
+        limiter.succeed(request.ip);
       }
-      await passwords.set(body.password, clock.now());
+      if ((await passwords.set(body.password, clock.now())) === 'busy') throw hasherBusy(reply);
       // Every other password session ends: whoever knew the old password is out.
       for (const [key, s] of sessions) if (s.method === 'password' && key !== found?.key) sessions.delete(key);
       log.info({ by: viaToken ? 'token' : 'password' }, 'ui password set');
@@ -365,5 +411,5 @@ export function uiAuth(deps: UiAuthDeps): UiAuth {
     });
   };
 
-  return { routes, authenticator, publicPaths: ['/api/login', '/api/session'] };
+  return { routes, authenticator };
 }

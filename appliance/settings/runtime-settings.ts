@@ -1,6 +1,7 @@
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { writeFileDurable } from '../core/durable-file';
 
 /**
  * Settings changed from the UI at run time, kept in `<dataDir>/settings.json` and laid over the
@@ -22,9 +23,10 @@ export function readRuntimeSettings(dataDir: string): RuntimeSettings {
   }
 }
 
-/** Writes the overrides atomically (write + rename), so a power cut leaves the old or the new file. */
+/**
+ * Writes the overrides durably (core/durable-file.ts), mode 0600: after a power cut the file is
+ * the old or the new one, and once the API has answered, the new one.
+ */
 export function writeRuntimeSettings(dataDir: string, s: RuntimeSettings): void {
-  const tmp = file(dataDir) + '.tmp';
-  writeFileSync(tmp, JSON.stringify(s, null, 2) + '\n', { mode: 0o600 });
-  renameSync(tmp, file(dataDir));
+  writeFileDurable(file(dataDir), JSON.stringify(s, null, 2) + '\n', 0o600);
 }

@@ -19,7 +19,6 @@ async function makeApp(clock: FastifyClock, dataDir: string): Promise<FastifyIns
     log: silentLogger(),
     token: TOKEN,
     authenticators: [auth.authenticator],
-    publicPaths: auth.publicPaths,
     routes: [
       auth.routes,
       statusRoutes({ version: 't', startedAt: 0, now: () => clock.now(), serverAddress: '127.0.0.1', services: () => [], storage: async () => ({ dataDir, filesystem: { totalBytes: 1, freeBytes: 1, availableBytes: 1 } }) }),
@@ -189,7 +188,7 @@ describe('UI auth', () => {
   it('keeps at most maxSessions sessions, dropping the least recently used', async () => {
     const auth = uiAuth({ dataDir: dir, clock, token: TOKEN, log: silentLogger(), maxSessions: 2 });
     const ping = (app: FastifyInstance) => void app.get('/api/ping', async () => 'pong');
-    const small = await buildHttpApp({ log: silentLogger(), token: TOKEN, routes: [auth.routes, ping], authenticators: [auth.authenticator], publicPaths: auth.publicPaths });
+    const small = await buildHttpApp({ log: silentLogger(), token: TOKEN, routes: [auth.routes, ping], authenticators: [auth.authenticator] });
     const open = async () => cookieOf(await small.inject({ method: 'POST', url: '/api/login', payload: { token: TOKEN } }));
     const alive = async (cookie: string) => (await small.inject({ method: 'GET', url: '/api/session', headers: { cookie } })).json().authenticated as boolean;
     const a = await open();
@@ -206,7 +205,7 @@ describe('UI auth', () => {
 
   it('marks the cookie Secure when the request came over TLS', async () => {
     const auth = uiAuth({ dataDir: dir, clock, token: TOKEN, log: silentLogger() });
-    const https = await buildHttpApp({ log: silentLogger(), token: TOKEN, routes: [auth.routes], authenticators: [auth.authenticator], publicPaths: auth.publicPaths });
+    const https = await buildHttpApp({ log: silentLogger(), token: TOKEN, routes: [auth.routes], authenticators: [auth.authenticator] });
     // fastify derives request.protocol from the socket; inject cannot fake TLS, so decorate it.
     https.addHook('onRequest', async (req) => {
       Object.defineProperty(req, 'protocol', { value: 'https' });

@@ -40,7 +40,7 @@ export function metricsRoutes(services: () => readonly Service[]) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'netboot_' });
   return async (app: FastifyInstance) => {
-    app.get('/metrics', async (_req, reply) => {
+    app.get('/metrics', { config: { public: true } }, async (_req, reply) => {
       reply.header('Content-Type', registry.contentType);
       return (await registry.metrics()) + serviceMetricsText(services());
     });

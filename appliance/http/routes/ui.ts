@@ -70,7 +70,8 @@ export function uiRoutes(opts: UiRouteOptions = {}) {
       if (request.headers['if-none-match'] === etag) return reply.status(304).send();
       return reply.send(html);
     };
-    app.get('/', page);
-    app.get('/index.html', page);
+    // The shell is public (it holds no data; the login page is in it) but still Host-checked.
+    app.get('/', { config: { public: true } }, page);
+    app.get('/index.html', { config: { public: true } }, page);
   };
 }
