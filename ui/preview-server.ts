@@ -91,7 +91,6 @@ async function main(): Promise<void> {
     log,
     token,
     authenticators: [auth.authenticator],
-    publicPaths: auth.publicPaths,
     routes: [
       auth.routes,
       uiRoutes(),

@@ -206,7 +206,9 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
     ui.routes,
     uiRoutes(),
   ];
-  const http = await buildHttpApp({ log: child('http'), token, routes, authenticators: [ui.authenticator], publicPaths: ui.publicPaths });
+  // Names the UI and API answer to besides localhost and the box's interface addresses (DNS rebinding).
+  const hosts = { names: [`${config.mdns.name}.local`, serverAddress, ...config.http.allowedHosts] };
+  const http = await buildHttpApp({ log: child('http'), token, routes, authenticators: [ui.authenticator], hosts });
   const httpService = new HttpService(http, config.http.host, config.http.port);
   const mdns = config.mdns.enabled
     ? new MdnsAdvertiser({ name: config.mdns.name, httpPort: config.http.port, version: deps.version, interface: config.dhcp.interface || undefined, log, clock })
