@@ -38,8 +38,8 @@ describe('the bundled appliance (issue 2)', () => {
     expect(wrong.status).toBe(401);
   });
 
-  it('keeps the admin token private (mode 0600)', () => {
-    expect(statSync(join(app.dataDir, 'admin.token')).mode & 0o777).toBe(0o600);
+  it('keeps the admin token and the database (CHAP secrets) private (mode 0600)', () => {
+    for (const f of ['admin.token', 'appliance.db', 'appliance.db-wal', 'appliance.db-shm']) expect({ f, mode: statSync(join(app.dataDir, f)).mode & 0o777 }).toEqual({ f, mode: 0o600 });
   });
 
   it('serves Prometheus metrics with per-service counters', async () => {
@@ -49,6 +49,24 @@ describe('the bundled appliance (issue 2)', () => {
     expect(text).toMatch(/^netboot_process_resident_memory_bytes \d+/m);
     expect(text).toMatch(/^netboot_service_up\{service="http"\} 1$/m);
     expect(text).toMatch(/^netboot_http_requests_total \d+$/m);
+  });
+
+  it('hashes UI passwords in its worker thread from the single-file bundle (issue #13)', async () => {
+    expect((await app.api('POST', '/api/password', { password: 'correct horse battery' })).status).toBe(204);
+    const login = async (password: string) =>
+      (await fetch(app.url + '/api/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ password }) })).status;
+    expect(await login('correct horse battery')).toBe(200);
+    expect(await login('wrong password here')).toBe(401);
+  });
+
+  it('refuses a foreign Host, a text/plain body and a percent-encoded path without the token (issue #13)', async () => {
+    // fetch would normalise the path and never send a foreign Host: write the bytes.
+    const { rawRequest } = await import('../http/helpers');
+    const port = Number(new URL(app.url).port);
+    expect((await rawRequest(port, 'GET', '/api/status', { host: 'evil.example', authorization: `Bearer ${app.token}` })).status).toBe(421);
+    const plain = await fetch(app.url + '/api/settings', { method: 'PATCH', headers: { 'content-type': 'text/plain', authorization: `Bearer ${app.token}` }, body: '{}' });
+    expect(plain.status).toBe(415);
+    expect((await rawRequest(port, 'GET', '/%61pi/clients')).status).toBe(401);
   });
 
   it('`appliance status` reads address and token from the same config', () => {
