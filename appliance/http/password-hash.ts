@@ -27,6 +27,13 @@ parentPort.on('message', (m) => {
 });
 `;
 
+/** What the UI auth needs from a hasher (a fake in tests that count attempts). */
+export interface PasswordHashing {
+  /** Starts a hash, or returns undefined when the hasher is at its concurrency limit. */
+  tryHash(password: string, salt: Buffer, params: ScryptParams): Promise<Buffer> | undefined;
+  close(): Promise<void>;
+}
+
 interface Job {
   resolve: (key: Buffer) => void;
   reject: (err: Error) => void;
@@ -38,7 +45,7 @@ interface Job {
  * time; when all are busy tryHash refuses at once instead of queueing, so a login storm costs
  * at most `concurrency` cores and no memory beyond them (each hash holds 128·N·r bytes).
  */
-export class PasswordHasher {
+export class PasswordHasher implements PasswordHashing {
   /** Hashes begun since creation (tests and metrics). */
   started = 0;
   private readonly idle: Worker[] = [];

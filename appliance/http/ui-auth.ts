@@ -10,7 +10,7 @@ import { ApiError } from '../core/errors';
 import type { Logger } from '../core/log';
 import type { RoutePlugin } from './app';
 import type { RequestAuthenticator } from './auth';
-import { PasswordHasher, type ScryptParams } from './password-hash';
+import { PasswordHasher, type PasswordHashing, type ScryptParams } from './password-hash';
 
 /**
  * The web UI's login: a session cookie instead of the bearer token, so the token never sits in
@@ -55,7 +55,7 @@ export interface UiAuthDeps {
   /** Open sessions kept (default 1000): past it, expired ones go, then the least recently used. */
   maxSessions?: number;
   /** Where passwords are hashed (default: two worker threads); tests pass one to count hashes. */
-  hasher?: PasswordHasher;
+  hasher?: PasswordHashing;
 }
 
 /** What uiAuth gives the core: its routes (login and session probe marked public) and the cookie authenticator. */
@@ -180,7 +180,7 @@ class LoginLimiter {
 class PasswordStore {
   private readonly file: string;
 
-  constructor(dataDir: string, private readonly hasher: PasswordHasher) {
+  constructor(dataDir: string, private readonly hasher: PasswordHashing) {
     this.file = join(dataDir, 'ui-auth.json');
   }
 
@@ -253,7 +253,7 @@ export function uiAuth(deps: UiAuthDeps): UiAuth {
   const idleMs = deps.idleMs ?? 12 * 3600_000;
   const maxAgeMs = deps.maxAgeMs ?? 7 * 24 * 3600_000;
   const limiter = new LoginLimiter(clock, deps.maxFailures ?? 5, deps.windowMs ?? 60_000);
-  const hasher = deps.hasher ?? new PasswordHasher(2);
+  const hasher: PasswordHashing = deps.hasher ?? new PasswordHasher(2);
   const passwords = new PasswordStore(deps.dataDir, hasher);
   const maxSessions = deps.maxSessions ?? 1000;
   /** Keyed by SHA-256 of the cookie value. */

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { pbkdf2, randomBytes } from 'node:crypto';
+import { createHash, pbkdf2, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '../../appliance/core/clock';
 import { silentLogger } from '../../appliance/core/log';
 import { buildHttpApp } from '../../appliance/http/app';
-import { PasswordHasher } from '../../appliance/http/password-hash';
+import { PasswordHasher, type PasswordHashing } from '../../appliance/http/password-hash';
 import { uiAuth } from '../../appliance/http/ui-auth';
 
 const TOKEN = 'c'.repeat(64);
@@ -50,6 +50,27 @@ describe('login throttling is counted before hashing (issue #13)', () => {
     expect(codes.filter((c) => c === 401).length).toBe(hashed);
     expect(codes.filter((c) => c === 429).length).toBe(30 - hashed);
     for (const r of results.filter((x) => x.statusCode === 429)) expect(Number(r.headers['retry-after'])).toBeGreaterThan(0);
+  });
+
+  it('pending attempts count against the limit: with hashers to spare and a limit of 3, 30 parallel guesses get 3 hashes', async () => {
+    // A slow fake hasher that never refuses, so only the per-address slots can hold the line.
+    let started = 0;
+    const fake: PasswordHashing = {
+      tryHash: (password, salt) => {
+        started++;
+        return new Promise((res) => setTimeout(() => res(createHash('sha256').update(salt).update(password).digest()), 50));
+      },
+      close: async () => undefined,
+    };
+    const auth = uiAuth({ dataDir: dir, clock: new FakeClock(), token: TOKEN, log: silentLogger(), hasher: fake, maxFailures: 3 });
+    const small = await buildHttpApp({ log: silentLogger(), token: TOKEN, routes: [auth.routes], authenticators: [auth.authenticator] });
+    expect((await small.inject({ method: 'POST', url: '/api/password', headers: { authorization: `Bearer ${TOKEN}` }, payload: { password: PASSWORD } })).statusCode).toBe(204);
+    started = 0;
+    const results = await Promise.all(Array.from({ length: 30 }, (_, i) => small.inject({ method: 'POST', url: '/api/login', payload: { password: `guess ${i}` }, remoteAddress: '10.0.0.5' })));
+    expect(started).toBe(3);
+    expect(results.filter((r) => r.statusCode === 401).length).toBe(3);
+    expect(results.filter((r) => r.statusCode === 429).length).toBe(27);
+    await small.close();
   });
 
   it('sequential wrong passwords: the 6th is refused without hashing, even when right', async () => {
