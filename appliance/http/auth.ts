@@ -50,7 +50,8 @@ export function installBodyTypeCheck(app: FastifyInstance, streamRoutes: Readonl
   app.addHook('onRequest', async (request, reply) => {
     if (request.is404) return;
     const length = request.headers['content-length'];
-    const hasBody = request.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+    // Anything but a plain zero length counts as a body (Node has already refused malformed ones).
+    const hasBody = request.headers['transfer-encoding'] !== undefined || (length !== undefined && Number(length) !== 0);
     if (!hasBody) return;
     const type = (request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
     if (type === 'application/json') return;
