@@ -1,12 +1,14 @@
 /**
- * The boot policy as the DHCP server uses it: decideBoot() plus the binaries found at start and
- * a rate-limited warning when a client needs a binary that is not installed.
+ * The boot policy as the DHCP server uses it: decideBoot() plus the binaries found at start, a
+ * rate-limited warning when a client needs a binary that is not installed, and a fresh one-time
+ * token in every script URL it hands out (decideBoot stays pure; the minting happens here).
  */
 import type { Clock } from '../core/clock';
 import type { Logger } from '../core/log';
 import type { ClientDirectory } from '../core/model';
 import { findIpxeBinaries, missingBinaries, type EfiBinaryChoice, type IpxeBinaries } from './binaries';
-import { decideBoot, type BootAnswer, type BootRequest } from './policy';
+import { decideBoot, scriptUrl, type BootAnswer, type BootRequest } from './policy';
+import type { TokenBinding } from './script-tokens';
 
 export interface BootPolicyOptions {
   /** config.boot */
@@ -18,6 +20,11 @@ export interface BootPolicyOptions {
   clock: Clock;
   /** Pre-resolved binaries (tests); default: looked up in boot.ipxeDir now. */
   binaries?: IpxeBinaries;
+  /**
+   * Mints the one-time token of each script URL handed to iPXE (ScriptTokens). Without it the
+   * URL is the static one, which serves no credentials (tests, tools that only want the URL).
+   */
+  tokens?: { mint(mac: string, binding?: TokenBinding): string };
 }
 
 /** Decides per request; remembers each MAC's last architecture (for enrollment at script time). */
@@ -31,8 +38,11 @@ export class BootPolicy {
     for (const m of missingBinaries(this.binaries)) opts.log.warn({ ipxeDir: opts.boot.ipxeDir }, m);
   }
 
-  /** The answer for one request; `serverAddress` is the address on the interface the request came in on. */
-  decide(req: BootRequest, serverAddress: string): BootAnswer {
+  /**
+   * The answer for one request; `serverAddress` is the address on the interface the request came
+   * in on; `binding` what the DHCP exchange knows of the client's address (bound into the token).
+   */
+  decide(req: BootRequest, serverAddress: string, binding?: TokenBinding): BootAnswer {
     if (this.archByMac.size > 10_000) this.archByMac.clear(); // bounded: a flood of fake MACs cannot grow it
     this.archByMac.set(req.mac, req.arch);
     const answer = decideBoot(req, {
@@ -50,6 +60,14 @@ export class BootPolicy {
         this.warnedAt.set(req.mac, now);
         this.opts.log.warn({ mac: req.mac, arch: req.arch, family: answer.family }, answer.reason);
       }
+    }
+    // Every answer that hands iPXE its script gets its own token. Not for an unknown client under
+    // "menu": its menu carries nothing secret, and minting for every MAC on the LAN would let a
+    // flood of fake ones evict real clients' tokens.
+    const wantsToken = answer.kind === 'ipxe' && answer.url !== undefined && (answer.client !== undefined || this.opts.boot.unknownClients === 'enroll');
+    if (wantsToken && this.opts.tokens) {
+      const token = this.opts.tokens.mint(req.mac, binding);
+      return { ...answer, url: scriptUrl(req.mac, serverAddress, this.opts.httpPort, token) };
     }
     return answer;
   }

@@ -1,13 +1,18 @@
 /**
  * The HTTP side of booting, framework-free so the integrator can mount it on fastify:
- *   GET /boot/:file  ->  file ends in .ipxe ? bootScriptFor(file, ctx) : bootBinaryPath(file, binaries)
+ *   GET /boot/:file  ->  file ends in .ipxe ? bootScriptFor(file, ctx, access) : bootBinaryPath(file, binaries)
  * Every script served is recorded as a `script-fetched` boot event.
+ *
+ * Issue #13: a script with CHAP credentials, an enrolment or a one-shot boot is served only to a
+ * fetch that presented a valid one-time link (`access.trusted`, checked by the route against
+ * script-tokens.ts). Anyone can ask for the static address, so it serves no secret and changes
+ * no state: it tells the client to fetch a fresh link through DHCP (renderRetryScript).
  */
 import { join } from 'node:path';
 import type { Logger } from '../core/log';
 import { normaliseMac, type BootEventSink, type ClientDirectory, type ClientRecord } from '../core/model';
 import type { IpxeBinaries } from './binaries';
-import { renderIpxeScript, renderMenuScript } from './ipxe-script';
+import { renderIpxeScript, renderMenuScript, renderRetryScript } from './ipxe-script';
 import { scriptUrl } from './policy';
 
 /** Everything bootScriptFor needs. */
@@ -25,6 +30,14 @@ export interface BootScriptContext {
   log?: Logger;
 }
 
+/** What the fetch proved. The default (nothing) is the static address: no credentials, no state change. */
+export interface ScriptAccess {
+  /** A valid one-time link was presented (and spent) by the machine it was minted for. */
+  trusted: boolean;
+  /** A link was presented and refused: the user is told so on screen. */
+  refused?: boolean;
+}
+
 /** An HTTP answer: iPXE runs a body only with status 200. */
 export interface BootHttpResponse {
   status: number;
@@ -40,19 +53,28 @@ const pending = new WeakMap<object, Map<string, Promise<ClientRecord>>>();
  * The script for `file` ("aa-bb-cc-dd-ee-ff.ipxe", any MAC spelling normaliseMac accepts):
  * the sanboot script for a registered client; for an unknown one the menu, an enrolment (then
  * its sanboot script), or 404 when unknownClients is "ignore". 400 for a name that is not a MAC.
- * Async because enrolment clones a disk.
+ * Without `access.trusted`, a client with CHAP or a pending one-shot boot, and an enrolment, get
+ * the retry script instead (see the file comment); a client without CHAP gets its name-only
+ * sanboot script. Async because enrolment clones a disk.
  */
-export async function bootScriptFor(file: string, ctx: BootScriptContext): Promise<BootHttpResponse> {
+export async function bootScriptFor(file: string, ctx: BootScriptContext, access: ScriptAccess = { trusted: false }): Promise<BootHttpResponse> {
   const stem = file.replace(/\.ipxe$/i, '');
   const mac = normaliseMac(stem);
   if (!mac) return { status: 400, contentType: TEXT, body: `not a MAC address: ${stem}\n` };
   const url = scriptUrl(mac, ctx.serverAddress, ctx.httpPort);
   const opts = { serverAddress: ctx.serverAddress, iscsiPort: ctx.iscsiPort };
   const known = ctx.clients.byMac(mac);
+  const retry = (name: string | undefined, why: 'static' | 'enrol') => {
+    const reason = access.refused ? 'refused' : why;
+    ctx.events?.record({ mac, stage: 'script-fetched', detail: { kind: 'retry', reason } });
+    return { status: 200, contentType: TEXT, body: renderRetryScript({ mac, name, reason }) };
+  };
   if (known) {
-    ctx.events?.record({ mac, stage: 'script-fetched', detail: { kind: 'sanboot', target: known.target } });
+    if (!access.trusted && (access.refused || known.chap || known.nextBoot)) return retry(known.name, 'static');
+    ctx.events?.record({ mac, stage: 'script-fetched', detail: { kind: 'sanboot', target: known.target, ...(access.trusted ? { link: 'one-time' } : {}) } });
     return { status: 200, contentType: TEXT, body: renderIpxeScript(known, opts) };
   }
+  if (ctx.unknownClients === 'enroll' && !access.trusted) return retry(undefined, 'enrol');
   switch (ctx.unknownClients) {
     case 'ignore':
       return { status: 404, contentType: TEXT, body: `unknown client ${mac}\n` };

@@ -1,10 +1,16 @@
 /**
  * iPXE scripts served at /boot/<mac>.ipxe. Pure text builders.
  *
- * iPXE syntax notes (ipxe.org/scripting, ipxe.org/cmd): `${name}` expands settings everywhere, and
+ * iPXE syntax notes (ipxe.org/scripting, ipxe.org/cmd, src/core/exec.c): `${name}` expands
+ * settings everywhere, repeatedly (an expanded value that spells `${..}` is expanded again), and
  * there is no escape for `$`, so values that could contain it (CHAP secrets) are written with the
- * `:hex` setting type. A failed command stops the script unless followed by `||`. `choose`
- * with a timeout keeps a failed boot from retrying in a tight loop.
+ * `:hex` setting type. After expansion a line is split at whitespace, with no quoting; a token
+ * `||`, `&&` or `;` ends a command and starts the next, a token that begins with `#` starts a
+ * comment, a line ending in `\` continues on the next line, and a line is a command or a `:label`.
+ * So text shown to the user (client names are user input) goes through scriptText(), which keeps
+ * a conservative set of characters: nothing that can expand, end a command or a line.
+ * A failed command stops the script unless followed by `||`. `choose` with a timeout keeps a
+ * failed boot from retrying in a tight loop.
  */
 import type { ClientRecord } from '../core/model';
 import { iscsiRootPath } from './policy';
@@ -27,9 +33,15 @@ function setLine(name: string, value: string): string {
   return `set ${name}:hex ${hex}`;
 }
 
-/** Text for `echo`: strips `$` and control characters (a client name is user input). */
-function echoText(s: string): string {
-  return s.replace(/[\x00-\x1f\x7f$]/g, '?');
+/**
+ * Text safe to put on an `echo`, `menu`, `item` or comment line: letters, digits, space and
+ * `. _ : @ + - / = , ( ) [ ] ! ? ' * %`; anything else (`$ { } ; | & # \`, control characters,
+ * newlines, non-ASCII the firmware console cannot show) becomes `_`. Whitespace runs collapse
+ * (iPXE splits at whitespace anyway), and the result never starts with `-` (never an option).
+ */
+export function scriptText(s: string): string {
+  const t = s.replace(/\s+/g, ' ').trim().replace(/[^A-Za-z0-9 ._:@+\-/=,()[\]!?'*%]/g, '_').replace(/^-/, '_');
+  return t || '_';
 }
 
 /**
@@ -43,8 +55,8 @@ export function renderIpxeScript(client: ClientRecord, opts: ScriptOptions): str
   const wait = Math.max(1, Math.round(opts.retrySeconds ?? 20)) * 1000;
   const lines = [
     '#!ipxe',
-    `# netboot appliance: ${echoText(client.name)} (${client.mac}), image ${echoText(client.image)}`,
-    `echo netboot: ${echoText(client.name)} (${client.mac}) boots disk ${echoText(client.disk)}`,
+    `# netboot appliance: ${scriptText(client.name)} (${client.mac}), image ${scriptText(client.image)}`,
+    `echo netboot: ${scriptText(client.name)} (${client.mac}) boots disk ${scriptText(client.disk)}`,
     setLine('initiator-iqn', client.initiatorName),
   ];
   if (client.chap) {
@@ -64,7 +76,7 @@ export function renderIpxeScript(client: ClientRecord, opts: ScriptOptions): str
     'echo netboot: the disk returned control to iPXE',
     ':failed',
     `echo netboot: booting ${client.mac} from ${root} failed (\${errno})`,
-    `menu netboot: ${echoText(client.name)} could not boot`,
+    `menu netboot: ${scriptText(client.name)} could not boot`,
     'item boot Retry the iSCSI boot',
     'item shell iPXE shell',
     'item exit Exit to the next boot device',
@@ -81,6 +93,62 @@ export function renderIpxeScript(client: ClientRecord, opts: ScriptOptions): str
   return lines.join('\n');
 }
 
+/** Why a script was served without credentials; shown on the client's screen. */
+export type RetryReason = 'static' | 'refused' | 'enrol';
+
+const RETRY_TEXT: Record<RetryReason, string> = {
+  static: 'this script address carries no disk credentials: they come only through the one-time link in a DHCP answer',
+  refused: 'the one-time boot link was refused (used already, expired, or asked for from another machine)',
+  enrol: 'this machine is enrolled only through the one-time link in a DHCP answer',
+};
+
+/**
+ * What the static `/boot/<mac>.ipxe` serves a client whose boot needs a one-time link (it has
+ * CHAP, a pending one-shot boot, or would be enrolled), and what a refused link gets: no
+ * credentials, a message saying what happened, then, after a pause, `dhcp` again and a chain to
+ * the fresh `${filename}` (a new one-time link from our DHCP answer; proxyDHCP's filename too,
+ * since the network's own server sends none). The attempt counter is a setting that survives
+ * `chain --replace` (`${netboot-tries}` grows by one `x` per attempt; iPXE scripts have no
+ * arithmetic): after `attempts` tries the menu stops retrying by itself and defaults to exit.
+ */
+export function renderRetryScript(opts: { mac: string; name?: string; reason: RetryReason; waitSeconds?: number; attempts?: number }): string {
+  const wait = Math.max(1, Math.round(opts.waitSeconds ?? 10)) * 1000;
+  const attempts = Math.max(1, Math.min(10, Math.round(opts.attempts ?? 3)));
+  const who = opts.name ? `${scriptText(opts.name)} (${opts.mac})` : opts.mac;
+  return [
+    '#!ipxe',
+    `echo netboot: ${who}: ${scriptText(RETRY_TEXT[opts.reason])}`,
+    `iseq \${netboot-tries} ${'x'.repeat(attempts)} && goto giveup ||`,
+    `echo netboot: asking DHCP for a fresh one-time link in ${wait / 1000} s`,
+    ':wait',
+    `menu netboot: ${who} waits for a one-time boot link`,
+    'item retry Ask DHCP again now',
+    'item shell iPXE shell',
+    'item exit Exit to the next boot device',
+    `choose --default retry --timeout ${wait} selected || goto retry`,
+    'goto ${selected}',
+    ':retry',
+    'set netboot-tries ${netboot-tries}x',
+    'dhcp || goto wait',
+    'chain --replace --autofree ${filename} || goto wait',
+    ':giveup',
+    `echo netboot: no usable boot link after ${attempts} attempts; see this client's boot timeline in the web UI`,
+    'clear netboot-tries',
+    `menu netboot: ${who} could not get a boot link`,
+    'item retry Ask DHCP again',
+    'item shell iPXE shell',
+    'item exit Exit to the next boot device',
+    `choose --default exit --timeout ${wait * 3} selected || goto exit`,
+    'goto ${selected}',
+    ':shell',
+    'shell',
+    'goto wait',
+    ':exit',
+    'exit 1',
+    '',
+  ].join('\n');
+}
+
 /**
  * The script an unknown client gets when boot.unknownClients is "menu" (or when enrolment failed):
  * shows its MAC so the user can register it, then retry (re-fetch this script), shell, or exit
@@ -89,7 +157,7 @@ export function renderIpxeScript(client: ClientRecord, opts: ScriptOptions): str
 export function renderMenuScript(mac: string, opts: { scriptUrl: string; message?: string; timeoutSeconds?: number }): string {
   const wait = Math.max(1, Math.round(opts.timeoutSeconds ?? 30)) * 1000;
   const lines = ['#!ipxe', `echo netboot: this machine (${mac}) is not registered with the appliance`];
-  if (opts.message) lines.push(`echo netboot: ${echoText(opts.message)}`);
+  if (opts.message) lines.push(`echo netboot: ${scriptText(opts.message)}`);
   lines.push(
     ':menu',
     `menu netboot: unknown client ${mac}`,

@@ -72,9 +72,13 @@ export function scriptPath(mac: string): string {
   return `/boot/${mac.replace(/:/g, '-')}.ipxe`;
 }
 
-/** `http://server:port/boot/aa-bb-...ipxe`. */
-export function scriptUrl(mac: string, serverAddress: string, httpPort: number): string {
-  return `http://${serverAddress}:${httpPort}${scriptPath(mac)}`;
+/**
+ * `http://server:port/boot/aa-bb-...ipxe`, with `?t=<token>` for a one-time link that carries the
+ * client's CHAP credentials (script-tokens.ts). The token is base64url: nothing in it needs
+ * escaping in a URL, a DHCP option or an iPXE script.
+ */
+export function scriptUrl(mac: string, serverAddress: string, httpPort: number, token?: string): string {
+  return `http://${serverAddress}:${httpPort}${scriptPath(mac)}${token ? `?t=${token}` : ''}`;
 }
 
 /**

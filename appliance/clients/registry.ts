@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3';
+import { randomBytes } from 'node:crypto';
 import type { Clock } from '../core/clock';
 import { ApiError, badRequest, conflict, notFound } from '../core/errors';
 import {
@@ -65,6 +66,24 @@ const IQN = /^(iqn\.\d{4}-\d{2}\.[^\s]+|eui\.[0-9a-fA-F]{16}|naa\.[0-9a-fA-F]{16
 const DISK_NAME = /^[a-z0-9][a-z0-9-]{0,31}$/;
 const THROWAWAY = { oneshot: 'oneshot', rescue: 'rescue' } as const;
 
+/**
+ * Client names reach iPXE scripts (`echo`, `menu`) and the UI. iPXE expands `${..}` everywhere and
+ * treats `;`, `||`, `&&`, a leading `#` and a trailing `\` as syntax (boot/ipxe-script.ts), so
+ * those characters, `{}`, `<>`, backquotes and control characters (newlines) are refused here;
+ * the script builder escapes again as defence in depth (names stored before this rule).
+ */
+const CLIENT_NAME_FORBIDDEN = /[\x00-\x1f\x7f$;|&#\\{}<>`]/;
+
+/**
+ * Generated CHAP secrets: 12 random bytes as base64url with `_` turned into `.`: 16 characters
+ * from letters, digits, `-` and `.` (nothing iPXE, a shell or the iBFT treats specially).
+ * 96 bits, the minimum RFC 7143 section 12.1.3 asks of a random CHAP secret, in 16 characters,
+ * the most the Microsoft iSCSI initiator accepts (12-16), so Windows iBFT boots work too.
+ */
+export function generateChapSecret(): string {
+  return randomBytes(12).toString('base64url').replace(/_/g, '.');
+}
+
 /** Parses a MAC from user input or throws 400 BAD_MAC. */
 export function macOrThrow(input: string): string {
   const mac = normaliseMac(input);
@@ -87,7 +106,15 @@ export class ClientRegistry implements ClientDirectory {
   constructor(
     private readonly db: Database.Database,
     private readonly store: DiskStore,
-    private readonly opts: { iqnPrefix: string; clock: Clock },
+    private readonly opts: {
+      iqnPrefix: string;
+      clock: Clock;
+      /**
+       * config boot.chapByDefault: new clients (added, enrolled, copied or moved) get generated
+       * one-way CHAP credentials unless the caller passes `chap` (null = none). Default true.
+       */
+      chapByDefault?: boolean;
+    },
   ) {
     db.exec(`CREATE TABLE IF NOT EXISTS clients (
         mac TEXT PRIMARY KEY, name TEXT NOT NULL, lun INTEGER NOT NULL DEFAULT 0,
@@ -183,6 +210,13 @@ export class ClientRegistry implements ClientDirectory {
   }
 
   private validate(input: ClientInput): void {
+    if (input.name !== undefined) {
+      const name = input.name.trim();
+      if (name.length > 64) throw badRequest('BAD_NAME', 'client names are at most 64 characters');
+      if (CLIENT_NAME_FORBIDDEN.test(name)) {
+        throw badRequest('BAD_NAME', 'client names may not contain control characters or any of $ ; | & # \\ { } < > ` (they reach iPXE scripts)');
+      }
+    }
     for (const i of input.initiators ?? []) {
       if (!IQN.test(i)) throw badRequest('BAD_INITIATOR', `"${i}" is not an iSCSI name (iqn.YYYY-MM.domain[:id], eui. or naa.)`);
     }
@@ -212,12 +246,25 @@ export class ClientRegistry implements ClientDirectory {
     make();
   }
 
-  /** Adds a client whose 'default' disk is a new copy-on-write clone of `image`. */
+  /**
+   * The credentials a new client gets when the caller names none: generated one-way CHAP (user =
+   * its initiator name, which iPXE also writes into the iBFT) when boot.chapByDefault is on,
+   * else none. Mutual CHAP is never generated: it needs the target's secret set on the client side too.
+   */
+  private defaultChap(mac: string): ChapCredentials | null {
+    return this.opts.chapByDefault === false ? null : { user: this.initiatorName(mac), secret: generateChapSecret() };
+  }
+
+  /**
+   * Adds a client whose 'default' disk is a new copy-on-write clone of `image`. Without
+   * `input.chap` it gets generated CHAP credentials (boot.chapByDefault); `chap: null` means none.
+   */
   create(macInput: string, image: string, input: ClientInput = {}): ClientRecord {
     const mac = macOrThrow(macInput);
     if (this.cache.has(mac)) throw conflict('CLIENT_EXISTS', `client ${mac} already exists`);
     this.requireImage(image);
     this.validate(input);
+    if (input.chap === undefined) input = { ...input, chap: this.defaultChap(mac) };
     const disk = this.storeDiskName(mac, 'default');
     this.freshDisk(disk, () => this.store.createDisk(disk, image));
     try {
@@ -419,9 +466,15 @@ export class ClientRegistry implements ClientDirectory {
     if (!opts.copy) this.refuseInUse(from, src.disk, 'move the disk');
     const dest = this.storeDiskName(to, 'default');
     if (this.store.getDisk(dest)) this.store.deleteDisk(dest);
+    if (opts.name !== undefined) this.validate({ name: opts.name });
     await this.copyStoreDisk(src.disk, dest, opts.snapshot);
+    // The new MAC is another machine: it gets its own secret, never the old client's (which that
+    // machine knows from its iBFT). A client without CHAP stays without unless the default is on.
+    const chap = from.chap
+      ? { ...from.chap, user: from.chap.user === from.initiatorName ? this.initiatorName(to) : from.chap.user, secret: generateChapSecret(), ...(from.chap.targetUser ? { targetSecret: generateChapSecret() } : {}) }
+      : this.defaultChap(to);
     try {
-      this.insertClient(to, src.image, { name: opts.name, initiators: from.initiators, chap: from.chap });
+      this.insertClient(to, src.image, { name: opts.name, initiators: from.initiators, chap });
     } catch (err) {
       this.store.deleteDisk(dest);
       throw err;

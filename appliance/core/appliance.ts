@@ -4,6 +4,8 @@ import { mkdirSync, statfsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BootPolicy } from '../boot/boot-policy';
 import type { BootScriptContext } from '../boot/http';
+import { procNeighbours } from '../boot/neighbours';
+import { ScriptTokens } from '../boot/script-tokens';
 import { ClientRegistry } from '../clients/registry';
 import { ClientTargets } from '../clients/targets';
 import { DhcpServer } from '../dhcp/server';
@@ -18,6 +20,7 @@ import { uiRoutes } from '../http/routes/ui';
 import { HttpService } from '../http/service';
 import { uiAuth } from '../http/ui-auth';
 import { ImportJobs } from '../images/import-jobs';
+import { ensureImportDir, importDirs } from '../images/import-paths';
 import { ImageFlagStore } from '../images/image-flags';
 import { SnapshotScheduler } from '../backups/snapshot-scheduler';
 import { clientUseRoutes } from '../http/routes/client-uses';
@@ -71,6 +74,8 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
   const token = ensureAdminToken(dataDir);
   // The TFTP extra root (custom iPXE builds, files an admin drops in) lives under dataDir by default.
   if (!config.tftp.root) mkdirSync(join(dataDir, 'tftp'), { recursive: true });
+  // Server-side imports read only from here and images.importDirs (issue #13: no host file through an import).
+  ensureImportDir(dataDir);
   const db = openDatabase(join(dataDir, 'appliance.db'));
   const events = new BootEventStore(db, clock);
   const serverAddress = resolveServerAddress(config.serverAddress, config.dhcp.interface);
@@ -86,7 +91,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
     reserveMiB: config.store.reserveMiB,
     reservationMiB: config.store.reservationMiB,
   });
-  const clients = new ClientRegistry(db, store, { iqnPrefix: config.iscsi.iqnPrefix, clock });
+  const clients = new ClientRegistry(db, store, { iqnPrefix: config.iscsi.iqnPrefix, clock, chapByDefault: config.boot.chapByDefault });
 
   // --- protocol services -------------------------------------------------------------------
   const tftp = new TftpServer({
@@ -112,6 +117,8 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
     nopInIntervalSeconds: config.iscsi.nopInIntervalSeconds,
     portalAddress: serverAddress,
   });
+  // One-time script links (issue #13): minted into each DHCP answer, redeemed by the /boot route.
+  const scriptTokens = new ScriptTokens({ clock, ttlMs: config.boot.scriptTokenSeconds * 1000 });
   const policy = new BootPolicy({
     boot: config.boot,
     clients,
@@ -119,6 +126,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
     iscsiPort: config.iscsi.port,
     log: child('boot'),
     clock,
+    tokens: scriptTokens,
   });
   const settings = readRuntimeSettings(dataDir);
   let dhcpMode = settings.dhcp?.mode ?? config.dhcp.mode;
@@ -174,7 +182,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
   const routes: RoutePlugin[] = [
     statusRoutes({ version: deps.version, startedAt, now: () => clock.now(), serverAddress, services: () => services, storage }),
     metricsRoutes(() => services),
-    imageRoutes({ store, clients, jobs, flags, uploadDir: join(dataDir, 'uploads') }),
+    imageRoutes({ store, clients, jobs, flags, uploadDir: join(dataDir, 'uploads'), importDirs: importDirs(dataDir, config.images.importDirs) }),
     clientUseRoutes({ clients, store, flags, scheduler }),
     clientRoutes({ clients, store, events, sessions, serverAddress, iscsiPort: () => iscsi.port || config.iscsi.port, disconnect: (t) => iscsi.disconnect(t) }),
     systemRoutes({
@@ -202,7 +210,11 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
         log.info({ mode }, 'DHCP mode changed');
       },
     }),
-    bootRoutes(bootCtx, () => policy.binaries, clients),
+    bootRoutes(bootCtx, () => policy.binaries, clients, {
+      tokens: scriptTokens,
+      neighbours: procNeighbours('/proc/net/arp', (err) => child('boot').warn({ err }, 'cannot read the neighbour table: one-time boot links only work for DHCP-bound addresses')),
+      now: () => clock.now(),
+    }),
     ui.routes,
     uiRoutes(),
   ];

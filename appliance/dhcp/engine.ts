@@ -22,9 +22,13 @@ export interface Inbound {
   from: Destination;
 }
 
-/** The boot decision as the responders need it (BootPolicy implements it). */
+/**
+ * The boot decision as the responders need it (BootPolicy implements it). `binding.address` is the
+ * client's address when the exchange knows it (full mode's yiaddr, a 4011 request's ciaddr): the
+ * policy binds the one-time script link it mints for this answer to it (boot/script-tokens.ts).
+ */
 export interface PolicyPort {
-  decide(req: PolicyRequest, serverAddress: string): BootAnswer;
+  decide(req: PolicyRequest, serverAddress: string, binding?: { address?: string }): BootAnswer;
 }
 
 /** status() counters of the DHCP service. */

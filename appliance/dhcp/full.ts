@@ -158,7 +158,10 @@ export class FullResponder implements Responder {
   /** Boot options when the client is a boot client the policy answers; returns the boot file. */
   private bootOptions(reply: ReturnType<typeof baseReply>, info: ClientRequestInfo): string | undefined {
     if (!isBootClient(info)) return undefined;
-    const answer = this.ctx.policy.decide(policyRequest(info), this.ctx.serverAddress);
+    // The address this answer gives (yiaddr) or confirms (INFORM's ciaddr): the one-time script
+    // link minted for it is valid only from there.
+    const address = reply.yiaddr !== ZERO ? reply.yiaddr : reply.ciaddr !== ZERO ? reply.ciaddr : undefined;
+    const answer = this.ctx.policy.decide(policyRequest(info), this.ctx.serverAddress, { address });
     applyBootAnswer(reply, answer, info, this.ctx.serverAddress);
     return bootFileOf(answer);
   }

@@ -64,7 +64,8 @@ export class ProxyResponder implements Responder {
     }
     ctx.counters.requests += 1;
     emit(ctx, info.mac, 'dhcp-request', { xid: info.xid, ip: packet.ciaddr, arch: info.arch, port: 4011 });
-    const answer = ctx.policy.decide(policyRequest(info), ctx.serverAddress);
+    // A 4011 request comes from a configured client: its ciaddr binds the one-time script link.
+    const answer = ctx.policy.decide(policyRequest(info), ctx.serverAddress, { address: packet.ciaddr !== ZERO ? packet.ciaddr : undefined });
     if (answer.kind === 'ignore' || answer.kind === 'missing-binary') {
       ctx.counters.ignored += 1;
       return [];

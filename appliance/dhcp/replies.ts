@@ -94,7 +94,10 @@ export function applyBootAnswer(reply: BootReply, answer: BootAnswer, info: Clie
   if (info.uuid) add(build.raw(Opt.clientUuid, info.uuid));
 }
 
-/** The file the answer boots (for telemetry), or undefined. */
+/**
+ * The file the answer boots (for telemetry and the log), or undefined. A one-time script link's
+ * token is masked: events and logs outlive the link and are no place for a credential.
+ */
 export function bootFileOf(answer: BootAnswer): string | undefined {
   switch (answer.kind) {
     case 'chainload':
@@ -102,7 +105,7 @@ export function bootFileOf(answer: BootAnswer): string | undefined {
     case 'http-boot':
       return answer.url;
     case 'ipxe':
-      return answer.url ?? answer.rootPath;
+      return answer.url?.replace(/\?t=[^&]*$/, '?t=one-time') ?? answer.rootPath;
     default:
       return undefined;
   }

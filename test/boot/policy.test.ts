@@ -139,7 +139,13 @@ describe('bootScriptFor', () => {
     const enrolled = { ...client, mac: '02:00:00:00:00:98', name: 'new', target: 'iqn.2026-11.local.netboot:new' };
     const enroll = vi.fn(async () => enrolled);
     const { c, events } = sctx({ unknownClients: 'enroll', enroll, archOf: () => 7 });
-    const [a, b] = await Promise.all([bootScriptFor('02-00-00-00-00-98.ipxe', c), bootScriptFor('02:00:00:00:00:98.ipxe', c)]);
+    // Issue #13: the static address never enrols (anyone could create disks with it).
+    const untrusted = await bootScriptFor('02-00-00-00-00-98.ipxe', c);
+    expect(untrusted.body).not.toContain('sanboot');
+    expect(enroll).not.toHaveBeenCalled();
+    events.length = 0;
+    const trusted = { trusted: true };
+    const [a, b] = await Promise.all([bootScriptFor('02-00-00-00-00-98.ipxe', c, trusted), bootScriptFor('02:00:00:00:00:98.ipxe', c, trusted)]);
     expect(enroll).toHaveBeenCalledTimes(1);
     expect(enroll).toHaveBeenCalledWith('02:00:00:00:00:98', 7);
     expect(a.body).toContain('iqn.2026-11.local.netboot:new');
@@ -149,7 +155,7 @@ describe('bootScriptFor', () => {
 
   it('a failed enrolment yields a menu naming the error', async () => {
     const { c } = sctx({ unknownClients: 'enroll', enroll: async () => { throw new Error('image debian not found'); } });
-    const r = await bootScriptFor('02-00-00-00-00-97.ipxe', c);
+    const r = await bootScriptFor('02-00-00-00-00-97.ipxe', c, { trusted: true });
     expect(r.status).toBe(200);
     expect(r.body).toContain('enrolment failed: image debian not found');
   });

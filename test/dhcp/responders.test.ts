@@ -10,6 +10,7 @@ import { LeaseStore } from '../../appliance/dhcp/leases';
 import { build, getIp, getMessageType, getOption, getString, getU32, Opt, readRequest } from '../../appliance/dhcp/options';
 import { decodePacket, encodePacket, FLAG_BROADCAST, hardwareAddress, type BootRequest, type DhcpOption } from '../../appliance/dhcp/packet';
 import { ProxyResponder } from '../../appliance/dhcp/proxy';
+import { ScriptTokens } from '../../appliance/boot/script-tokens';
 
 const SERVER = '198.18.0.1';
 const binaries = { dir: '/ipxe', bios: 'undionly.kpxe', efiX64: 'ipxe.efi' };
@@ -41,18 +42,19 @@ function inbound(packet: BootRequest, via: Via = 'broadcast', from = { address: 
   return { packet, info: readRequest(packet, hardwareAddress(packet)), via, from };
 }
 
-function setup(clients: ClientRecord[] = [], unknownClients: 'ignore' | 'menu' | 'enroll' = 'menu') {
+function setup(clients: ClientRecord[] = [], unknownClients: 'ignore' | 'menu' | 'enroll' = 'menu', withTokens = false) {
   const clock = new FakeClock();
+  const tokens = withTokens ? new ScriptTokens({ clock, ttlMs: 120_000 }) : undefined;
   const events: BootEvent[] = [];
   const seen = new Map<string, string>();
   const map = new Map(clients.map((c) => [c.mac, c]));
   const directory = { byMac: (m: string) => map.get(m) };
-  const policy = new BootPolicy({ boot: { ipxeDir: '/ipxe', unknownClients }, clients: directory, httpPort: 8080, iscsiPort: 3260, log: silentLogger(), clock, binaries });
+  const policy = new BootPolicy({ boot: { ipxeDir: '/ipxe', unknownClients }, clients: directory, httpPort: 8080, iscsiPort: 3260, log: silentLogger(), clock, binaries, tokens });
   const ctx: ResponderContext = {
     serverAddress: SERVER, serverPort: 67, clientPort: 68, policy, clock, log: silentLogger(),
     events: { record: (e) => events.push(e) }, counters: newCounters(), noteAddress: (ip, mac) => seen.set(ip, mac),
   };
-  return { clock, events, ctx, directory, map, seen };
+  return { clock, events, ctx, directory, map, seen, tokens: tokens! };
 }
 
 describe('proxy responder', () => {
@@ -311,5 +313,67 @@ describe('full responder', () => {
     expect(getMessageType(nak.packet)).toBe('nak');
     expect(nak.to).toEqual({ address: '198.18.0.254', port: 67 });
     expect(nak.packet.flags & FLAG_BROADCAST).toBe(FLAG_BROADCAST);
+  });
+});
+
+describe('one-time script links in DHCP answers (issue #13)', () => {
+  const c = clientRecord('52:54:00:12:34:56', { chap: { user: 'u', secret: 'generated-secret-1' } });
+  const tokenOf = (file: string) => /\?t=([A-Za-z0-9_-]+)$/.exec(file)?.[1];
+  const staticUrl = `http://${SERVER}:8080/boot/52-54-00-12-34-56.ipxe`;
+
+  it('every proxy offer to iPXE carries its own fresh token, bound to the MAC only (proxy does not know the address)', () => {
+    const s = setup([c], 'ignore', true);
+    const r = new ProxyResponder(s.ctx);
+    const [a] = r.handle(inbound(request(c.mac, 'discover', ipxe)));
+    const [b] = r.handle(inbound(request(c.mac, 'discover', ipxe)));
+    const ta = tokenOf(a.packet.file);
+    const tb = tokenOf(b.packet.file);
+    expect(a.packet.file.startsWith(`${staticUrl}?t=`)).toBe(true);
+    expect(getString(a.packet, Opt.bootfileName)).toBe(a.packet.file);
+    expect(ta).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    expect(tb).toBeDefined();
+    expect(tb).not.toBe(ta);
+    // Bound to the MAC through the neighbour table; any address will do in proxy mode.
+    expect(s.tokens.redeem(ta!, { mac: c.mac, peer: '198.18.0.150', neighbourMac: '02:00:00:00:99:99' })).toEqual({ ok: false, reason: 'wrong-neighbour' });
+    expect(s.tokens.redeem(ta!, { mac: c.mac, peer: '198.18.0.150', neighbourMac: c.mac })).toEqual({ ok: true });
+    // The telemetry and log never carry the token.
+    const offer = s.events.find((e) => e.stage === 'dhcp-offer');
+    expect(String(offer?.detail?.file)).toBe(`${staticUrl}?t=one-time`);
+    expect(JSON.stringify(s.events)).not.toContain(ta!);
+  });
+
+  it('a port-4011 ACK binds its token to the client address (ciaddr)', () => {
+    const s = setup([c], 'ignore', true);
+    const req = request(c.mac, 'request', ipxe, { ciaddr: '198.18.0.55' });
+    const [out] = new ProxyResponder(s.ctx).handle(inbound(req, 'pxe', { address: '198.18.0.55', port: 68 }));
+    const t = tokenOf(out.packet.file)!;
+    expect(s.tokens.redeem(t, { mac: c.mac, peer: '198.18.0.56', neighbourMac: c.mac })).toEqual({ ok: false, reason: 'wrong-address' });
+    expect(s.tokens.redeem(t, { mac: c.mac, peer: '198.18.0.55', neighbourMac: c.mac })).toEqual({ ok: true });
+  });
+
+  it('full mode: OFFER and ACK each carry a fresh token bound to yiaddr; redeeming one retires the other', () => {
+    const s = setup([c], 'ignore', true);
+    const r = new FullResponder(s.ctx, { range: ['198.18.0.100', '198.18.0.102'], netmask: '255.255.255.0', router: '', dns: [], domain: '', leaseSeconds: 600 }, new LeaseStore(new Database(':memory:')), s.directory);
+    const [offer] = r.handle(inbound(request(c.mac, 'discover', ipxe)));
+    const ip = offer.packet.yiaddr;
+    const [ack] = r.handle(inbound(request(c.mac, 'request', [...ipxe, build.ip(Opt.requestedIp, ip), build.ip(Opt.serverId, SERVER)])));
+    const to = tokenOf(offer.packet.file)!;
+    const ta = tokenOf(ack.packet.file)!;
+    expect(to).toBeDefined();
+    expect(ta).toBeDefined();
+    expect(ta).not.toBe(to);
+    expect(s.tokens.redeem(ta, { mac: c.mac, peer: '198.18.0.101', neighbourMac: c.mac })).toEqual({ ok: false, reason: 'wrong-address' });
+    expect(s.tokens.redeem(ta, { mac: c.mac, peer: ip, neighbourMac: c.mac })).toEqual({ ok: true });
+    expect(s.tokens.redeem(ta, { mac: c.mac, peer: ip, neighbourMac: c.mac })).toEqual({ ok: false, reason: 'spent' });
+    expect(s.tokens.redeem(to, { mac: c.mac, peer: ip, neighbourMac: c.mac })).toEqual({ ok: false, reason: 'unknown' });
+  });
+
+  it('no token for firmware (it gets an iPXE binary) nor for an unknown client\'s menu', () => {
+    const s = setup([c], 'menu', true);
+    const r = new ProxyResponder(s.ctx);
+    expect(r.handle(inbound(request(c.mac, 'discover', pxeBios)))[0].packet.file).toBe('undionly.kpxe');
+    const [menu] = r.handle(inbound(request('02:00:00:00:00:42', 'discover', ipxe)));
+    expect(menu.packet.file).toBe(`http://${SERVER}:8080/boot/02-00-00-00-00-42.ipxe`);
+    expect(s.tokens.size()).toBe(0);
   });
 });

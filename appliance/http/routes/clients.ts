@@ -52,7 +52,10 @@ const clientProps = {
   ip: { anyOf: [{ type: 'string', format: 'ipv4' }, { type: 'null' }] },
 } as const;
 
-/** Clients: CRUD, boot timeline, snapshots, reset. CHAP secrets are accepted, never returned. */
+/**
+ * Clients: CRUD, boot timeline, snapshots, reset. CHAP secrets are accepted, never returned; new
+ * clients get generated ones unless `chap: null` (or boot.chapByDefault false).
+ */
 export function clientRoutes(deps: ClientRouteDeps) {
   /** What every client's view needs, gathered once per request (the dashboard lists them all every few seconds). */
   const snapshot = () => ({ latest: deps.events.latestByClient(), sessions: deps.sessions() });
@@ -73,6 +76,8 @@ export function clientRoutes(deps: ClientRouteDeps) {
       initiatorName: c.initiatorName,
       initiators: c.initiators,
       chap: c.chap ? { user: c.chap.user, mutual: !!c.chap.targetUser } : null,
+      // Issue #13: a client without CHAP is protected by its guessable initiator name alone.
+      warnings: c.chap ? [] : ['CHAP is off: any machine on the LAN that uses this client\'s initiator name (<prefix>:initiator-<mac>) can log in to its disk. Set chap to fix it.'],
       ip: c.ip,
       createdAt: c.createdAt,
       online: sessions.length > 0,
