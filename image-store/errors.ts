@@ -10,6 +10,7 @@ export type StoreErrorCode =
   | 'SNAPSHOT_EXISTS'
   | 'BAD_NAME'
   | 'BAD_IMAGE'
+  | 'IMAGE_REFERENCES_FILE'
   | 'NO_SPACE'
   | 'ABORTED'
   | 'NO_QEMU_IMG'
@@ -26,6 +27,7 @@ const STATUS: Record<StoreErrorCode, number> = {
   DISK_IN_USE: 409,
   BAD_NAME: 400,
   BAD_IMAGE: 422,
+  IMAGE_REFERENCES_FILE: 400, // an import naming another file (backing file, extent): refused, see import.ts
   NO_SPACE: 507,
   ABORTED: 499,
   NO_QEMU_IMG: 501,

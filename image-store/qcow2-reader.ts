@@ -18,7 +18,11 @@ export class RawSource implements ImageSource {
   private constructor(private readonly fd: number, readonly size: number) {}
 
   static open(file: string): RawSource {
-    const fd = fs.openSync(file, 'r');
+    return RawSource.fromFd(fs.openSync(file, 'r'));
+  }
+
+  /** Reads through an open descriptor (which it then owns): the file checked is the file read. */
+  static fromFd(fd: number): RawSource {
     return new RawSource(fd, fs.fstatSync(fd).size);
   }
 
@@ -60,7 +64,11 @@ export class Qcow2Source implements ImageSource {
 
   /** Opens and validates; throws DecodeError for a bad file, or with `unsupported` set for a feature we skip. */
   static async open(file: string): Promise<Qcow2Source> {
-    const fd = fs.openSync(file, 'r');
+    return Qcow2Source.fromFd(fs.openSync(file, 'r'));
+  }
+
+  /** As open, through a descriptor it then owns (closed here on failure). Never opens another file. */
+  static async fromFd(fd: number): Promise<Qcow2Source> {
     try {
       const fileSize = fs.fstatSync(fd).size;
       const head = Buffer.alloc(Math.min(4096, fileSize));

@@ -17,6 +17,7 @@ export class DecodeError extends Error {
 export interface Qcow2Header {
   version: 2 | 3;
   backingFileOffset: number;
+  backingFileSize: number;
   clusterBits: number;
   size: number;
   cryptMethod: number;
@@ -58,6 +59,7 @@ export function decodeQcow2Header(b: Buffer): Qcow2Header {
   const h: Qcow2Header = {
     version,
     backingFileOffset: u64(b, 8),
+    backingFileSize: b.readUInt32BE(16),
     clusterBits: b.readUInt32BE(20),
     size: u64(b, 24),
     cryptMethod: b.readUInt32BE(32),
@@ -98,6 +100,34 @@ export function unsupportedFeature(h: Qcow2Header): string | null {
   if (h.incompatibleFeatures & INCOMPAT_COMPRESSION && h.compressionType !== 0) return 'uses zstd compression';
   if (h.incompatibleFeatures & ~(INCOMPAT_DIRTY | INCOMPAT_COMPRESSION)) return 'uses unknown incompatible features';
   return null;
+}
+
+/** Header extension type naming the external data file (section "Header extensions"). */
+export const EXT_EXTERNAL_DATA_FILE = 0x44415441;
+
+/**
+ * The other files a qcow2 header names: its backing file and its external data file (from the
+ * incompatible bit and/or the header extension; qemu opens either). `head` must hold the header
+ * and its extensions (they end within the first cluster). Empty when the image is self-contained.
+ */
+export function qcow2FileReferences(h: Qcow2Header, head: Buffer): { kind: 'backing file' | 'external data file'; name: string }[] {
+  const refs: { kind: 'backing file' | 'external data file'; name: string }[] = [];
+  if (h.backingFileOffset !== 0) {
+    const end = h.backingFileOffset + h.backingFileSize;
+    const name = end <= head.length ? head.toString('utf8', h.backingFileOffset, end) : '(name past the first cluster)';
+    refs.push({ kind: 'backing file', name });
+  }
+  let dataFile: string | undefined;
+  // Extensions follow the header: 4-byte type, 4-byte length, data padded to 8 bytes; type 0 ends.
+  for (let o = h.headerLength; o + 8 <= head.length; ) {
+    const type = head.readUInt32BE(o);
+    const len = head.readUInt32BE(o + 4);
+    if (type === 0) break;
+    if (type === EXT_EXTERNAL_DATA_FILE) dataFile = head.toString('utf8', o + 8, Math.min(head.length, o + 8 + len));
+    o += 8 + Math.ceil(len / 8) * 8;
+  }
+  if (dataFile !== undefined || h.incompatibleFeatures & INCOMPAT_EXTERNAL_DATA) refs.push({ kind: 'external data file', name: dataFile ?? '(unnamed)' });
+  return refs;
 }
 
 /** L1/L2 entry offset field: bits 9..55 (the copied flag and reserved bits masked out). */

@@ -192,7 +192,7 @@ export class ImageStore {
   async importImage(
     name: string,
     file: string,
-    opts: { onProgress?: (done: number, total: number) => void; signal?: AbortSignal; format?: string } = {},
+    opts: { onProgress?: (done: number, total: number) => void; signal?: AbortSignal; format?: string; sourceName?: string; exclusive?: boolean } = {},
   ): Promise<ImageInfo> {
     this.assertOpen();
     this.checkName(name);

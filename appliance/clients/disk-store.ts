@@ -9,7 +9,11 @@ import type { BlockVolume } from '../../image-store/block-volume';
 export interface DiskStore {
   listImages(): ImageSummary[];
   getImage(name: string): ImageSummary | undefined;
-  importImage(name: string, file: string, opts?: { onProgress?: (done: number, total: number) => void; signal?: AbortSignal }): Promise<ImageSummary>;
+  importImage(
+    name: string,
+    file: string,
+    opts?: { onProgress?: (done: number, total: number) => void; signal?: AbortSignal; sourceName?: string; exclusive?: boolean },
+  ): Promise<ImageSummary>;
   deleteImage(name: string): void;
   createDisk(name: string, image: string): DiskSummary;
   getDisk(name: string): DiskSummary | undefined;

@@ -40,8 +40,12 @@ export class ImportJobs {
     return this.jobs.get(name);
   }
 
-  /** Starts importing `file` as image `name`; `cleanup` runs afterwards (e.g. deletes an upload). */
-  start(name: string, file: string, cleanup?: () => void): ImportJob {
+  /**
+   * Starts importing `file` as image `name`; `cleanup` runs afterwards (e.g. deletes an upload or
+   * closes the descriptor `file` reopens). `sourceName` is what the image records as its source;
+   * `exclusive` says nobody else can write the file (see image-store/import.ts).
+   */
+  start(name: string, file: string, cleanup?: () => void, opts: { sourceName?: string; exclusive?: boolean } = {}): ImportJob {
     checkImageName(name);
     if (this.store.getImage(name)) throw conflict('IMAGE_EXISTS', `image "${name}" already exists`);
     if (this.jobs.get(name)?.state === 'importing') throw conflict('IMPORT_RUNNING', `image "${name}" is being imported`);
@@ -49,9 +53,10 @@ export class ImportJobs {
     this.jobs.set(name, job);
     const abort = new AbortController();
     this.aborts.set(name, abort);
-    this.log.info({ image: name, file }, 'image import started');
+    this.log.info({ image: name, file: opts.sourceName ?? file }, 'image import started');
     this.store
       .importImage(name, file, {
+        ...opts,
         signal: abort.signal,
         onProgress: (done, total) => {
           job.doneBytes = done;

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import { createWriteStream, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
-import { isAbsolute, join } from 'node:path';
+import { closeSync, createWriteStream, mkdirSync, rmSync } from 'node:fs';
+import { basename, isAbsolute, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
@@ -9,6 +9,8 @@ import type { DiskStore } from '../../clients/disk-store';
 import { badRequest, conflict, notFound } from '../../core/errors';
 import { checkImageName, type ImportJobs } from '../../images/import-jobs';
 import type { ImageFlagStore } from '../../images/image-flags';
+import { openImportFile } from '../../images/import-paths';
+import { inspectImageFile } from '../../../image-store/import';
 
 export interface ImageRouteDeps {
   store: DiskStore;
@@ -16,12 +18,22 @@ export interface ImageRouteDeps {
   jobs: ImportJobs;
   flags: ImageFlagStore;
   uploadDir: string;
+  /** Where `POST /api/images {path}` may read (images/import-paths.ts). */
+  importDirs: readonly string[];
+  /** qemu-img, for checking formats we do not read natively (default: from PATH). */
+  qemuImg?: string;
 }
 
 const nameParam = { type: 'object', required: ['name'], properties: { name: { type: 'string', maxLength: 64 } } } as const;
 
-/** Golden images: list, import from a path on the appliance or by upload, inspect, delete. */
+/**
+ * Golden images: list, import from a path inside an import directory or by upload, inspect,
+ * delete. Either way the file is checked before the 202: an image that names another file
+ * (backing file, extent) is refused with 400 IMAGE_REFERENCES_FILE.
+ */
 export function imageRoutes(deps: ImageRouteDeps) {
+  const inspect = (file: string, sourceName: string) => inspectImageFile(file, { qemuImg: deps.qemuImg ?? 'qemu-img', sourceName });
+
   const view = (name: string) => {
     const img = deps.store.getImage(name);
     const job = deps.jobs.get(name);
@@ -58,8 +70,16 @@ export function imageRoutes(deps: ImageRouteDeps) {
         const { name, path } = req.body;
         checkImageName(name);
         if (!isAbsolute(path)) throw badRequest('BAD_PATH', 'path must be absolute (a file on the appliance)');
-        if (!existsSync(path) || !statSync(path).isFile()) throw notFound('FILE_NOT_FOUND', `no file at ${path}`);
-        const job = deps.jobs.start(name, path);
+        // The descriptor opened here is the file imported: the job reads /proc/self/fd/N, not the path.
+        const opened = openImportFile(path, deps.importDirs);
+        let job;
+        try {
+          await inspect(opened.procPath, basename(opened.realPath));
+          job = deps.jobs.start(name, opened.procPath, () => closeSync(opened.fd), { sourceName: basename(opened.realPath) });
+        } catch (err) {
+          closeSync(opened.fd);
+          throw err;
+        }
         return reply.status(202).send({ name, state: job.state, progress: job.progress });
       },
     );
@@ -82,7 +102,15 @@ export function imageRoutes(deps: ImageRouteDeps) {
           rmSync(tmp, { force: true });
           throw badRequest('UPLOAD_FAILED', `upload interrupted: ${(err as Error).message}`);
         }
-        const job = deps.jobs.start(name, tmp, () => rmSync(tmp, { force: true }));
+        let job;
+        try {
+          await inspect(tmp, `upload of ${name}`);
+          // Our own 0600 file: qemu-img may read it in place (no private copy needed).
+          job = deps.jobs.start(name, tmp, () => rmSync(tmp, { force: true }), { exclusive: true });
+        } catch (err) {
+          rmSync(tmp, { force: true });
+          throw err;
+        }
         return reply.status(202).send({ name, state: job.state, progress: job.progress });
       },
     );
