@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BUNDLE, startAppliance, waitForImport, type RunningAppliance } from '../helpers/appliance-process';
+import { BUNDLE, startAppliance, testConfig, waitForImport, type RunningAppliance } from '../helpers/appliance-process';
 
 const hasQemuIo = spawnSync('qemu-io', ['--version']).status === 0;
 
@@ -27,7 +27,8 @@ describe.skipIf(!hasQemuIo)('images, clients and snapshots through the bundled a
 
   beforeAll(async () => {
     writeFileSync(imageFile, golden);
-    app = await startAppliance();
+    // Server-side imports read only from import directories (issue #13): the temp dir is one.
+    app = await startAppliance(testConfig(join(dir, 'var'), { images: { importDirs: [dir] } }));
     const st = await app.api('GET', '/api/status');
     iscsiPort = Number(/:(\d+)$/.exec(st.json.services.find((s: { name: string }) => s.name === 'iscsi').listen[0])![1]);
   });

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAppliance, type RunningAppliance } from '../helpers/appliance-process';
+import { startAppliance, testConfig, type RunningAppliance } from '../helpers/appliance-process';
 
 const hasTools = spawnSync('qemu-io', ['--version']).status === 0 && spawnSync('iscsi-ls', ['--help']).status !== null;
 
@@ -32,7 +32,8 @@ describe.skipIf(!hasTools)('rescue, one-shot boots, named disks, moving disks, b
   const sanbootTarget = (s: string) => /\nsanboot iscsi:[^ ]*:(iqn[^ \n]+)/.exec(s)?.[1];
 
   beforeAll(async () => {
-    app = await startAppliance();
+    // Server-side imports read only from import directories (issue #13): the temp dir is one.
+    app = await startAppliance(testConfig(join(dir, 'var'), { images: { importDirs: [dir] } }));
     const st = await app.api('GET', '/api/status');
     iscsiPort = Number(/:(\d+)$/.exec(st.json.services.find((s: { name: string }) => s.name === 'iscsi').listen[0])![1]);
     for (const name of ['alpha', 'beta', 'rescue']) {

@@ -10,7 +10,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { bootLogLines, REPO_ROOT, type TestDisk } from './build-disk';
+import { bootLogLines, CACHE_DIR, REPO_ROOT, type TestDisk } from './build-disk';
 import { Lab, labMac, type BootResult, type LabProcess } from './lab';
 
 /**
@@ -79,6 +79,8 @@ export function labConfig(lab: Lab, dataDir: string, opts: ApplianceOptions): Re
         : {}),
     },
     boot: { ipxeDir: '/usr/lib/ipxe' },
+    // Server-side imports read only from import directories (issue #13): the built disks and the run's files.
+    images: { importDirs: [CACHE_DIR, join(REPO_ROOT, 'test-artifacts/e2e')] },
     mdns: { enabled: false },
     log: { level: 'info', format: 'json' },
   };
