@@ -1,3 +1,5 @@
+import { createReadStream, statSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import type { Config } from '../core/config';
 import { readAdminToken, adminTokenPath } from '../core/admin-token';
 import { readRuntimeInfo } from '../core/runtime-info';
@@ -29,13 +31,28 @@ export class ApiClient {
 
   /** Sends a request; returns the parsed JSON body, or throws CliError with the API's message. */
   async call<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
+    return this.send<T>(path, {
+      method,
+      headers: { authorization: `Bearer ${this.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      body: body !== undefined ? JSON.stringify(body) : undefined,
+    });
+  }
+
+  /** PUTs the file `file` as an application/octet-stream body, streamed (images are large). */
+  async upload<T = unknown>(path: string, file: string): Promise<T> {
+    const size = statSync(file).size;
+    return this.send<T>(path, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/octet-stream', 'content-length': String(size) },
+      body: Readable.toWeb(createReadStream(file)) as ReadableStream,
+      duplex: 'half',
+    } as RequestInit);
+  }
+
+  private async send<T>(path: string, init: RequestInit): Promise<T> {
     let res: Response;
     try {
-      res = await fetch(this.base + path, {
-        method,
-        headers: { authorization: `Bearer ${this.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-        body: body !== undefined ? JSON.stringify(body) : undefined,
-      });
+      res = await fetch(this.base + path, init);
     } catch (err) {
       throw new CliError(`cannot reach the appliance at ${this.base} (${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}): is it running?`);
     }

@@ -1,4 +1,7 @@
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { Config } from '../core/config';
+import { importDirs, isInImportDir } from '../images/import-paths';
 import { ApiClient, CliError } from './api-client';
 import { bytes, table } from './format';
 
@@ -45,7 +48,7 @@ const status: Verb = {
 const image: Verb = {
   name: 'image',
   usage: 'image list | import NAME FILE | rm NAME',
-  summary: 'golden images: list, import a raw/qcow2 file on the appliance, delete',
+  summary: 'golden images: list, import a disk image file (read in place from an import directory, else uploaded), delete',
   async run(args, config, { json }) {
     const api = new ApiClient(config);
     const [sub, ...rest] = args;
@@ -55,8 +58,15 @@ const image: Verb = {
     }
     if (sub === 'import') {
       need(rest, 2, this.usage);
-      const res = await api.call('POST', '/api/images', { name: rest[0], path: rest[1] });
-      return print(json, res, () => `imported ${rest[0]}`);
+      const [name, file] = [rest[0], resolve(rest[1])];
+      // The service reads files in place only inside its import directories (issue #13); any
+      // other file is streamed to it, so the verb works wherever the file is.
+      const inPlace = isInImportDir(file, importDirs(resolve(config.dataDir), config.images.importDirs));
+      if (!inPlace && !existsSync(file)) throw new CliError(`no file at ${file}`);
+      const res = inPlace
+        ? await api.call('POST', '/api/images', { name, path: file })
+        : await api.upload(`/api/images/${encodeURIComponent(name)}/upload`, file);
+      return print(json, res, () => `importing ${name} from ${file}${inPlace ? '' : ' (uploaded)'}: \`image list\` shows when it is ready`);
     }
     if (sub === 'rm') {
       need(rest, 1, this.usage);

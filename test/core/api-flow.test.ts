@@ -113,6 +113,13 @@ describe.skipIf(!hasQemuIo)('images, clients and snapshots through the bundled a
     expect(cli('image', 'import', 'cli-img', imageFile).status).toBe(0);
     expect((await waitForImport(app, 'cli-img')).state).toBe('ready');
     expect(cli('image', 'list').stdout).toMatch(/cli-img\s+8\.0 MiB\s+ready/);
+    // A file outside the service's import directories is uploaded instead of refused (issue #13).
+    const elsewhere = join(mkdtempSync(join(tmpdir(), 'nb-flow-up-')), 'up.raw');
+    writeFileSync(elsewhere, golden.subarray(0, 1024 * 1024));
+    const up = cli('image', 'import', 'cli-up', elsewhere);
+    expect(up.status, up.stderr).toBe(0);
+    expect(up.stdout).toContain('(uploaded)');
+    expect((await waitForImport(app, 'cli-up')).state).toBe('ready');
     const add = cli('client', 'add', '52:54:00:aa:bb:03', 'cli-img', 'lab');
     expect(add.status).toBe(0);
     expect(add.stdout).toContain('target iqn.');

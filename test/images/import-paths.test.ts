@@ -20,7 +20,7 @@ describe('server-side import paths (issue #13)', () => {
     const res = await fetch(`http://127.0.0.1:${live.port}${url}`, {
       method,
       headers: { authorization: `Bearer ${live.appliance.token}`, ...(body !== undefined ? { 'content-type': contentType } : {}) },
-      body: body === undefined ? undefined : Buffer.isBuffer(body) ? body : JSON.stringify(body),
+      body: body === undefined ? undefined : Buffer.isBuffer(body) ? new Uint8Array(body) : JSON.stringify(body),
     });
     const text = await res.text();
     return { status: res.status, json: text ? JSON.parse(text) : undefined };
