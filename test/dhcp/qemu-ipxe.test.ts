@@ -6,6 +6,11 @@
  * Topology: namespace A holds bridge br0 (198.18.4.1/24) with qemu's tap0 and a veth to
  * namespace R (198.18.4.2/24, dnsmasq). Nothing listens on iSCSI, so the script's sanboot fails
  * and the script's failure menu shows: the test asserts on the serial log up to that point.
+ *
+ * The client has CHAP (issue #13): its script, with the secret, comes only through the one-time
+ * link in our DHCP answer, redeemed by the appliance's /boot route against the namespace's real
+ * neighbour table. Reaching `netboot: sanboot` proves iPXE took the tokened URL and the kernel
+ * had the client's MAC for its address when the fetch arrived.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
@@ -24,8 +29,16 @@ const skip = netnsUnavailable() ?? (missingTools('qemu-system-x86_64', 'dnsmasq'
 const MAC = '52:54:00:12:34:56';
 const client: ClientRecord = {
   mac: MAC, name: 'qemu-pc', image: 'debian', disk: 'qemu-pc', target: 'iqn.2026-11.local.netboot:qemu-pc', lun: 0,
-  initiatorName: 'iqn.2026-11.local.netboot:initiator:qemu-pc', initiators: [], chap: null, ip: null, createdAt: 0,
+  initiatorName: 'iqn.2026-11.local.netboot:initiator:qemu-pc', initiators: [], chap: { user: 'qemu-pc', secret: 'qemu-secret-0123' }, ip: null, createdAt: 0,
 };
+/**
+ * iPXE prints the filename from DHCP: the per-client script with a one-time token (then fetches
+ * it, showing the URL without its query). The console wraps at 80 columns: match on unwrapped().
+ */
+const TOKENED = /Filename: (http:\/\/198\.18\.4\.1:8080\/boot\/52-54-00-12-34-56\.ipxe\?t=[A-Za-z0-9_-]{22})/;
+const unwrapped = (serial: string) => serial.replace(/\n/g, '');
+/** The runner's line for the credentialed script (secret and token never printed). */
+const SERVED = /^HTTP .*52-54-00-12-34-56\.ipxe\?t=one-time.*"status":200,"credentials":true,"sanboot":true/;
 
 describe.skipIf(skip !== undefined)(`iPXE in qemu against the DHCP service${skip ? ` (skipped: ${skip})` : ''}`, () => {
   const A = `nb-dhcp-qa-${process.pid}`;
@@ -55,7 +68,7 @@ describe.skipIf(skip !== undefined)(`iPXE in qemu against the DHCP service${skip
   });
   afterAll(() => {
     [A, R].forEach(deleteNamespace);
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    if (dir && !process.env.KEEP_QEMU_DIR) rmSync(dir, { recursive: true, force: true });
   });
 
   function spec(dhcp: Record<string, unknown>) {
@@ -94,14 +107,14 @@ describe.skipIf(skip !== undefined)(`iPXE in qemu against the DHCP service${skip
     const serial = await bootQemu('full', /Retry the iSCSI boot/);
     expect(serial).toMatch(/iPXE initialising devices/);
     expect(serial).toMatch(/net0: 198\.18\.4\.1\d\d\/255\.255\.255\.0/);
-    expect(serial).toMatch(/http:\/\/198\.18\.4\.1:8080\/boot\/52-54-00-12-34-56\.ipxe/);
+    expect(unwrapped(serial)).toMatch(TOKENED);
     expect(serial).toMatch(/netboot: qemu-pc \(52:54:00:12:34:56\) boots disk qemu-pc/);
     expect(serial).toMatch(/netboot: sanboot iscsi:198\.18\.4\.1::3260:0:iqn\.2026-11\.local\.netboot:qemu-pc/);
     // No target listens: the script's failure menu appears instead of a tight retry loop.
     expect(serial).toMatch(/netboot: booting 52:54:00:12:34:56 from [\s\S]*? failed/);
     expect(serial).toMatch(/Retry the iSCSI boot/);
     expect(serial.match(/netboot: sanboot/g)?.length).toBe(1);
-    await runner.waitFor(/^HTTP .*52-54-00-12-34-56\.ipxe.*"status":200/, 5000);
+    await runner.waitFor(SERVED, 5000);
     const stages = runner.events().filter((e) => e.mac === MAC).map((e) => e.stage);
     expect(stages).toEqual(expect.arrayContaining(['dhcp-discover', 'dhcp-offer', 'dhcp-request', 'dhcp-ack', 'script-fetched']));
     expect(runner.events().find((e) => e.stage === 'dhcp-discover')?.detail).toMatchObject({ arch: 0 });
@@ -116,8 +129,17 @@ describe.skipIf(skip !== undefined)(`iPXE in qemu against the DHCP service${skip
     const serial = await bootQemu('proxy', /Retry the iSCSI boot/);
     expect(serial).toMatch(/iPXE initialising devices/);
     expect(serial).toMatch(/net0: 198\.18\.4\.15\d\/255\.255\.255\.0/);
-    expect(serial).toMatch(/http:\/\/198\.18\.4\.1:8080\/boot\/52-54-00-12-34-56\.ipxe/);
+    expect(unwrapped(serial)).toMatch(TOKENED);
     expect(serial).toMatch(/netboot: sanboot iscsi:198\.18\.4\.1::3260:0:iqn\.2026-11\.local\.netboot:qemu-pc/);
+    await runner.waitFor(SERVED, 5000);
+    // Another machine on the LAN (the router's namespace) replaying the link iPXE used, or asking
+    // for the static address, gets no secret (the proxy offer carrying the link was broadcast).
+    const link = TOKENED.exec(unwrapped(serial))![1];
+    for (const url of [link, 'http://198.18.4.1:8080/boot/52-54-00-12-34-56.ipxe']) {
+      const r = sh('ip', ['netns', 'exec', R, 'curl', '-sS', '--max-time', '5', url]);
+      expect(r).toMatch(/^#!ipxe/);
+      expect(r).not.toMatch(/password|qemu-secret|sanboot/);
+    }
     const events = runner.events().filter((e) => e.mac === MAC);
     expect(events.some((e) => e.stage === 'dhcp-offer' && e.detail?.proxy === true)).toBe(true);
     // Debian's iPXE (1.0.0+git-20190125) boots from the proxy offer without a port-4011 request;
@@ -129,7 +151,7 @@ describe.skipIf(skip !== undefined)(`iPXE in qemu against the DHCP service${skip
     runner = startRunner(A, dir, 'quefi', spec({ mode: 'full', range: ['198.18.4.100', '198.18.4.120'], conflictProbeSeconds: 1 }));
     await runner.waitFor(/^READY/, 30_000);
     const serial = await bootQemu('uefi', /Retry the iSCSI boot/, 240_000, true);
-    expect(serial).toMatch(/http:\/\/198\.18\.4\.1:8080\/boot\/52-54-00-12-34-56\.ipxe/);
+    expect(unwrapped(serial)).toMatch(TOKENED);
     expect(serial).toMatch(/netboot: sanboot iscsi:198\.18\.4\.1::3260:0:iqn\.2026-11\.local\.netboot:qemu-pc/);
     const discover = runner.events().find((e) => e.mac === MAC && e.stage === 'dhcp-discover');
     expect(discover?.detail).toMatchObject({ arch: 7 });

@@ -3,11 +3,15 @@
  * a test can start it inside a network namespace: `ip netns exec NS npx tsx runner.ts spec.json`.
  * Prints one line per happening on stdout: `READY {...}`, `EVENT {...}` (BootEventSink),
  * `HTTP {...}` (script fetches), `FATAL message` (then exits 3). Stops cleanly on SIGTERM.
+ * The HTTP side is the appliance's own /boot route (http/routes/boot.ts) with one-time links:
+ * the DHCP answers mint them, the route redeems them against this namespace's neighbour table
+ * (/proc/net/arp), as the appliance does (issue #13). `HTTP` lines say whether the script served
+ * carried CHAP credentials (`credentials`), never the secret or the token.
  * With `eventStore`, events go to the appliance's BootEventStore instead (database opened as the
  * appliance opens it: WAL, synchronous=FULL) and `logFile` takes the JSON log: the work a boot
  * request costs in the appliance (bench/dhcp-vs-dnsmasq.ts --appliance).
  */
-import { createServer } from 'node:http';
+import Fastify from 'fastify';
 import { readFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import pino from 'pino';
@@ -18,7 +22,9 @@ import { createLogger } from '../../../appliance/core/log';
 import type { ClientRecord } from '../../../appliance/core/model';
 import { FatalError } from '../../../appliance/core/service';
 import { BootPolicy } from '../../../appliance/boot/boot-policy';
-import { bootScriptFor } from '../../../appliance/boot/http';
+import { procNeighbours } from '../../../appliance/boot/neighbours';
+import { ScriptTokens } from '../../../appliance/boot/script-tokens';
+import { bootRoutes } from '../../../appliance/http/routes/boot';
 import { DhcpServer } from '../../../appliance/dhcp/server';
 import { BootEventStore } from '../../../appliance/telemetry/boot-events';
 
@@ -51,25 +57,26 @@ const db = spec.eventStore ? openDatabase(spec.dbFile) : new Database(spec.dbFil
 if (!spec.eventStore) db.pragma('journal_mode = WAL');
 const events = spec.eventStore ? new BootEventStore(db, systemClock)
   : spec.quiet ? undefined : { record: (e: unknown) => console.log(`EVENT ${JSON.stringify(e)}`) };
-const policy = new BootPolicy({ boot: cfg.boot, clients, httpPort: cfg.http.port, iscsiPort: cfg.iscsi.port, log, clock: systemClock });
+const tokens = new ScriptTokens({ clock: systemClock, ttlMs: cfg.boot.scriptTokenSeconds * 1000 });
+const policy = new BootPolicy({ boot: cfg.boot, clients, httpPort: cfg.http.port, iscsiPort: cfg.iscsi.port, log, clock: systemClock, tokens: spec.http ? tokens : undefined });
 const server = new DhcpServer({ config: cfg.dhcp, serverAddress: spec.serverAddress, clients, policy, db, clock: systemClock, log, events, tftpPort: 69 });
 
-const http = spec.http
-  ? createServer((req, res) => {
-      const m = /^\/boot\/([^/?]+)$/.exec(req.url ?? '');
-      if (!m) {
-        res.writeHead(404).end();
-        return;
-      }
-      void bootScriptFor(m[1], {
-        clients, serverAddress: server.serverAddress, httpPort: cfg.http.port, iscsiPort: cfg.iscsi.port,
-        unknownClients: cfg.boot.unknownClients, archOf: (mac) => server.archOf(mac), events, log,
-      }).then((r) => {
-        console.log(`HTTP ${JSON.stringify({ url: req.url, status: r.status })}`);
-        res.writeHead(r.status, { 'content-type': r.contentType }).end(r.body);
-      });
-    })
-  : undefined;
+const http = spec.http ? Fastify() : undefined;
+if (http) {
+  const ctx = () => ({
+    clients, serverAddress: server.serverAddress, httpPort: cfg.http.port, iscsiPort: cfg.iscsi.port,
+    unknownClients: cfg.boot.unknownClients, archOf: (mac: string) => server.archOf(mac), events, log,
+  });
+  // The records are fixed here: a boot starts on the client's default disk.
+  const registry = { byMac: clients.byMac, beginBoot: async (mac: string) => ({ client: byMac.get(mac)!, reason: 'default' as const }) };
+  void http.register(bootRoutes(ctx, () => policy.binaries, registry, { tokens, neighbours: procNeighbours(), now: () => systemClock.now() }));
+  http.addHook('onSend', async (req, reply, payload) => {
+    const body = typeof payload === 'string' ? payload : '';
+    const url = req.url.replace(/\?t=[^&]*/, '?t=one-time');
+    console.log(`HTTP ${JSON.stringify({ url, peer: req.socket.remoteAddress, status: reply.statusCode, credentials: /^set password/m.test(body), sanboot: /^sanboot /m.test(body) })}`);
+    return payload;
+  });
+}
 
 async function main(): Promise<void> {
   try {
@@ -79,14 +86,14 @@ async function main(): Promise<void> {
     db.close();
     process.exit(err instanceof FatalError ? 3 : 4);
   }
-  if (http) await new Promise<void>((r) => http.listen(cfg.http.port, server.serverAddress, () => r()));
+  if (http) await http.listen({ port: cfg.http.port, host: server.serverAddress });
   console.log(`READY ${JSON.stringify(server.status())}`);
 }
 
 process.on('SIGTERM', () => {
   void (async () => {
     await server.stop();
-    http?.close();
+    await http?.close();
     console.log(`STOPPED ${JSON.stringify(server.status().counters)}`);
     db.close();
     process.exit(0);
