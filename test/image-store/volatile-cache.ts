@@ -58,6 +58,13 @@ export class VolatileCache implements SegmentIo {
     }
   }
 
+  /** Drops every unsynced sector of fd (a failed writeback: the data never reaches the disk). */
+  lose(fd: number): number {
+    const n = this.pending.get(fd)?.size ?? 0;
+    this.pending.delete(fd);
+    return n;
+  }
+
   async cut(rnd: () => number): Promise<number> {
     let lost = 0;
     for (const [fd, p] of this.pending) {
@@ -68,5 +75,31 @@ export class VolatileCache implements SegmentIo {
     }
     this.pending.clear();
     return lost;
+  }
+}
+
+/**
+ * A volatile cache whose next fdatasync fails the way Linux fails it after a writeback error:
+ * the call reports EIO and the dirty data it was to write is gone (the kernel marked the pages
+ * clean), so the sync after it succeeds with nothing left to write ("fsyncgate").
+ */
+export class FailingSync extends VolatileCache {
+  /** Syncs still to fail (each fails once, then the error is cleared). */
+  failSyncs = 0;
+  syncCalls = 0;
+
+  constructor() {
+    super(Infinity);
+  }
+
+  override async sync(fd: number): Promise<void> {
+    this.syncCalls++;
+    if (this.failSyncs > 0) {
+      this.failSyncs--;
+      this.lose(fd);
+      await new Promise((r) => setImmediate(r));
+      throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO', errno: -5, syscall: 'fdatasync' });
+    }
+    return super.sync(fd);
   }
 }
