@@ -3,12 +3,17 @@ import path from 'node:path';
 import type { DiskRow, GcResult, ImageRow, SnapshotRow } from './metadata';
 import type { ImageStore } from './store';
 
-/** One broken invariant. Leaks are repairable; corruption is reported only. */
+/**
+ * One broken invariant. Leaks are repairable; corruption is reported only. `degraded` (a failed
+ * fdatasync lost acknowledged writes) is cleared by repair: the loss happened, the metadata does
+ * not point at the lost data, and repair is where the admin acknowledges having seen it.
+ */
 export interface CheckProblem {
   kind:
     | 'integrity' | 'segment' | 'stray-segment-file' | 'dangling-parent' | 'cycle' | 'orphan-extents'
     | 'extent-out-of-range' | 'double-mapped' | 'bad-extent' | 'dangling-ref' | 'orphan-snapshot'
-    | 'unreferenced-layer' | 'mergeable-layer' | 'half-imported' | 'free-map' | 'leaked-chunks';
+    | 'unreferenced-layer' | 'mergeable-layer' | 'half-imported' | 'free-map' | 'leaked-chunks'
+    | 'degraded';
   detail: string;
   repairable: boolean;
 }
@@ -37,6 +42,13 @@ export function checkStore(store: ImageStore, opts: { repair?: boolean }): Check
   const problems: CheckProblem[] = [];
   const repaired: string[] = [];
   const add = (kind: CheckProblem['kind'], detail: string, repairable: boolean) => problems.push({ kind, detail, repairable });
+
+  const health = store.health();
+  const deg = health.degraded;
+  if (deg) {
+    const when = new Date(deg.since).toISOString();
+    add('degraded', `${deg.failures} fdatasync failure(s) since ${when} (${deg.reason}): writes not yet flushed were lost on disk(s) ${deg.disks.join(', ') || '(none open)'}; their last durable state is kept`, !store.hasFailedVolumes());
+  }
 
   const integrity = db.pragma('integrity_check', { simple: true });
   if (integrity !== 'ok') add('integrity', `sqlite integrity_check: ${String(integrity)}`, false);
@@ -149,6 +161,7 @@ export function checkStore(store: ImageStore, opts: { repair?: boolean }): Check
   }
 
   if (opts.repair && problems.some((p) => p.repairable)) {
+    if (deg && store.clearDegraded()) repaired.push(`cleared degraded (fdatasync failures since ${new Date(deg.since).toISOString()} acknowledged)`);
     for (const f of stray) {
       fs.rmSync(path.join(store.dir, f), { force: true });
       repaired.push(`removed ${f}`);

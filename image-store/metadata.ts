@@ -158,6 +158,18 @@ export class Metadata {
     };
   }
 
+  /** The store's degraded record (store.ts DegradedInfo) in the meta table, or null. */
+  getDegraded(): unknown {
+    const r = this.db.prepare("SELECT value FROM meta WHERE key = 'degraded'").get() as { value: string } | undefined;
+    return r ? JSON.parse(r.value) : null;
+  }
+
+  /** Records (durably: synchronous=FULL) or clears the degraded record. */
+  setDegraded(value: unknown): void {
+    if (value === null) this.db.prepare("DELETE FROM meta WHERE key = 'degraded'").run();
+    else this.db.prepare("INSERT INTO meta (key, value) VALUES ('degraded', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(JSON.stringify(value));
+  }
+
   /** Creates an empty layer over `parent` (null for a root). */
   newLayer(parent: number | null, now: number): number {
     return Number(this.q.newLayer.run(parent, now).lastInsertRowid);

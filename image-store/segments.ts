@@ -49,6 +49,13 @@ export class SegmentSpace {
   private lastSync: Promise<unknown> = Promise.resolve();
   private lowChecks = 0;
   private lastDirty = -1;
+  /**
+   * Called when an fdatasync of segment `segment` fails. Linux reports a writeback error once and
+   * drops the dirty pages (they are marked clean, the data is not on the disk), so the next
+   * fdatasync of the file succeeds: the caller must treat every write not yet proven durable as
+   * lost, never retry its way to a commit (README.md "A failed fdatasync").
+   */
+  onSyncFailure: ((segment: number, err: Error) => void) | null = null;
 
   constructor(
     private readonly dir: string,
@@ -400,7 +407,15 @@ export class SegmentSpace {
     const segs = [...this.dirty];
     this.dirty.clear();
     const mine = (async () => {
-      for (const s of segs) await this.io.sync(this.fds[s]);
+      for (const s of segs) {
+        try {
+          await this.io.sync(this.fds[s]);
+        } catch (err) {
+          // Told before any flush waiting on this sync resumes, so none of them can commit.
+          this.onSyncFailure?.(s, err as Error);
+          throw err;
+        }
+      }
     })();
     const all = Promise.all([this.lastSync, mine]);
     this.lastSync = all.catch(() => {});

@@ -66,6 +66,30 @@ export interface StoreUsage {
   chunkBytes: number;
 }
 
+/**
+ * Why the store is degraded: an fdatasync of segment data failed, so writes acknowledged to
+ * clients were lost (README.md "A failed fdatasync"). Persisted until check --repair clears it.
+ */
+export interface DegradedInfo {
+  /** When the first failure happened (ms since the epoch), and the latest one. */
+  since: number;
+  last: number;
+  /** How many fdatasync calls failed. */
+  failures: number;
+  /** The latest failure's error, e.g. "EIO: i/o error, fdatasync". */
+  reason: string;
+  /** Segment files whose sync failed. */
+  segments: number[];
+  /** Disks that lost writes (they failed every I/O until reopened). */
+  disks: string[];
+}
+
+/** store.health(): 'degraded' once a failed fdatasync lost data, until check --repair clears it. */
+export interface StoreHealth {
+  state: 'ok' | 'degraded';
+  degraded?: DegradedInfo;
+}
+
 export interface ImageStoreOptions {
   dir: string;
   clock: Clock;
@@ -105,6 +129,9 @@ export class ImageStore {
   private readonly imageHandles = new Map<number, number>();
   private closed = false;
   private importing = 0;
+  /** Aborts the imports running now (a failed fdatasync may have dropped what they wrote). */
+  private readonly importAborts = new Set<AbortController>();
+  private degraded: DegradedInfo | null;
 
   private constructor(
     readonly dir: string,
@@ -121,7 +148,62 @@ export class ImageStore {
     const g = storeGeometry(db);
     this.space = new SegmentSpace(dir, this.meta, g.chunkBytes, g.segmentBytes, limits, io);
     this.space.load();
+    this.degraded = this.meta.getDegraded() as DegradedInfo | null;
+    this.space.onSyncFailure = (segment, err) => this.syncFailed(segment, err);
     this.recover();
+  }
+
+  /**
+   * An fdatasync failed: the data it was to make durable may be gone (Linux drops the pages and
+   * the next fdatasync succeeds). Every disk with writes not proven durable stops (VolumeCore
+   * .syncFailed), running imports are aborted, and the store is marked degraded in its database
+   * so the admin sees it in status and check even after a restart.
+   */
+  private syncFailed(segment: number, err: Error): void {
+    const reason = `fdatasync of segment ${segment} failed: ${err.message}`;
+    const hit: string[] = [];
+    for (const [id, core] of this.diskCores) {
+      if (core.syncFailed(reason)) hit.push((this.meta.q.diskById.get(id) as DiskRow | undefined)?.name ?? `#${id}`);
+    }
+    for (const ac of this.importAborts) ac.abort();
+    const now = this.clock.now();
+    const d: DegradedInfo = this.degraded ?? { since: now, last: now, failures: 0, reason, segments: [], disks: [] };
+    d.last = now;
+    d.failures++;
+    d.reason = reason;
+    if (!d.segments.includes(segment)) d.segments.push(segment);
+    for (const n of hit) if (!d.disks.includes(n)) d.disks.push(n);
+    this.degraded = d;
+    try {
+      this.meta.setDegraded(d);
+    } catch (e) {
+      this.log.error({ err: e }, 'could not record the degraded state in the store database');
+    }
+    this.log.error({ segment, err, disks: hit }, 'fdatasync failed: writes not yet flushed are lost; those disks fail I/O until reconnected (store degraded)');
+  }
+
+  /** 'ok', or 'degraded' with why (a failed fdatasync lost data). */
+  health(): StoreHealth {
+    return this.degraded ? { state: 'degraded', degraded: { ...this.degraded, segments: [...this.degraded.segments], disks: [...this.degraded.disks] } } : { state: 'ok' };
+  }
+
+  /** @internal True while a disk stopped by a failed fdatasync is still open (check cannot clear degraded then). */
+  hasFailedVolumes(): boolean {
+    for (const core of this.diskCores.values()) if (core.failure) return true;
+    return false;
+  }
+
+  /**
+   * @internal Clears the degraded mark (check --repair, once the admin has seen the report);
+   * false while a stopped disk is still open.
+   */
+  clearDegraded(): boolean {
+    if (!this.degraded) return true;
+    if (this.hasFailedVolumes()) return false;
+    this.meta.setDegraded(null);
+    this.degraded = null;
+    this.log.warn('degraded state cleared');
+    return true;
   }
 
   /** Opens the store in `dir`, creating the directory and database on first use. */
@@ -198,10 +280,14 @@ export class ImageStore {
     this.checkName(name);
     if (this.meta.q.imageByName.get(name) || this.meta.q.diskByName.get(name)) throw new StoreError('IMAGE_EXISTS', `${name} already exists`);
     this.importing++;
+    const ac = new AbortController();
+    const signal = opts.signal ? AbortSignal.any([opts.signal, ac.signal]) : ac.signal;
+    this.importAborts.add(ac);
     let row: ImageRow;
     try {
-      row = await importFile(this, name, file, { ...opts, qemuImg: this.qemuImg, log: this.log, now: this.clock.now() });
+      row = await importFile(this, name, file, { ...opts, signal, qemuImg: this.qemuImg, log: this.log, now: this.clock.now() });
     } finally {
+      this.importAborts.delete(ac);
       this.importing--;
     }
     this.log.info({ image: name, sizeBytes: row.size_bytes }, 'image imported');
@@ -545,7 +631,8 @@ export class ImageStore {
   /** Flushes every open disk, then closes the database and segment files. Open handles become CLOSED. */
   async close(): Promise<void> {
     if (this.closed) return;
-    for (const core of this.diskCores.values()) await core.flush();
+    // A disk stopped by a failed fdatasync has nothing it may commit.
+    for (const core of this.diskCores.values()) if (!core.closed) await core.flush();
     await this.space.idle();
     this.closed = true;
     for (const core of [...this.diskCores.values(), ...this.roCores]) core.closed = true;

@@ -40,8 +40,19 @@ export class VolumeCore implements ReservationHolder {
   /** Reads in flight, and chunks whose release waits for them (a read must never see reused space). */
   private reading = 0;
   private heldFrees: number[] = [];
-  /** Set by ImageStore.close(): every later call fails with CLOSED instead of touching closed fds. */
+  /**
+   * Set by ImageStore.close(): every later call fails with CLOSED instead of touching closed fds.
+   * Also set when a failed fdatasync lost data this view wrote (`failure` then says so).
+   */
   closed = false;
+  /** Why the view stopped after a failed fdatasync (README.md "A failed fdatasync"), or null. */
+  failure: VolumeError | null = null;
+  /**
+   * Data writes completed, and how many of them the last successful flush covered: when they
+   * differ, some acknowledged data is not proven durable yet.
+   */
+  private writeSeq = 0;
+  private syncedSeq = 0;
   private nextFlush: Promise<void> | null = null;
   /**
    * Group reservations (SegmentSpace.reserveGroup), by logical group of `space.groupChunks`
@@ -75,7 +86,7 @@ export class VolumeCore implements ReservationHolder {
    * with no async frame or closure array; longer reads coalesce chunks adjacent on disk.
    */
   read(lba: number, blocks: number): Promise<Buffer> {
-    if (this.closed) return Promise.reject(new VolumeError('CLOSED', 'the image store is closed'));
+    if (this.closed) return Promise.reject(this.closedError());
     const len = blocks * BLOCK;
     const byte = lba * BLOCK;
     const l = Math.floor(byte / this.chunkBytes);
@@ -95,6 +106,40 @@ export class VolumeCore implements ReservationHolder {
         throw new VolumeError('IO', `read failed: ${err.message}`);
       },
     );
+  }
+
+  /** The error a stopped view answers with: its fdatasync failure, else CLOSED. */
+  private closedError(): VolumeError {
+    return this.failure ?? new VolumeError('CLOSED', 'the image store is closed');
+  }
+
+  /** A data write into physical chunk p completed: its segment needs a sync before a commit. */
+  private written(p: number): void {
+    this.space.markDirty(p);
+    this.writeSeq++;
+  }
+
+  /**
+   * An fdatasync failed (SegmentSpace.onSyncFailure): the kernel may have dropped any write not
+   * yet proven durable, and a retried sync would succeed without it. When this view has such
+   * writes it stops: its uncommitted entries are never committed (the durable extents keep the
+   * old data), and every later read, write and flush fails with IO, so no initiator is told its
+   * data is durable and none reads a dropped page back from the disk (for a fresh chunk that is
+   * its previous owner's data). Returns true when it stopped. Which segment the failure hit is
+   * not used: tracking the segments of each view's writes would be work on every write, and an
+   * EIO from the store's one disk rarely concerns one segment alone.
+   *
+   * The chunks of the dropped entries stay allocated until the next open of the store (the free
+   * map is rebuilt from durable extents) or check --repair: a write still in flight may land in
+   * them, so handing them to another disk now could mix two disks' data.
+   */
+  syncFailed(reason: string): boolean {
+    if (!this.writable || this.failure !== null || this.writeSeq === this.syncedSeq) return false;
+    this.failure = new VolumeError('IO', `data written since the last completed flush may be lost (${reason}); the disk fails all I/O until every handle is closed and it is opened again`);
+    this.closed = true;
+    this.dirty.clear();
+    this.volatileFrees = [];
+    return true;
   }
 
   private readDone(): void {
@@ -163,7 +208,7 @@ export class VolumeCore implements ReservationHolder {
    * Fast path (no gate, inside one owned chunk, no copy in progress): one pwrite, no async frame.
    */
   write(lba: number, data: Buffer): Promise<void> {
-    if (this.closed) return Promise.reject(new VolumeError('CLOSED', 'the image store is closed'));
+    if (this.closed) return Promise.reject(this.closedError());
     if (this.gate === null) {
       const byte = lba * BLOCK;
       const l = Math.floor(byte / this.chunkBytes);
@@ -174,7 +219,7 @@ export class VolumeCore implements ReservationHolder {
         this.inflight++;
         return this.space.io.write(this.space.fdOf(p), data, 0, data.length, this.space.posOf(p) + inChunk).then(
           () => {
-            this.space.markDirty(p);
+            this.written(p);
             this.writeDone();
           },
           (err: Error) => {
@@ -279,7 +324,7 @@ export class VolumeCore implements ReservationHolder {
   private writeFreshRun(p0: number, fd: number, o: number, n: number, pos: number, data: Buffer, fresh: number[]): Promise<void> {
     const job = this.space.io.write(fd, data, o, n, pos).then(
       () => {
-        this.space.markDirty(p0);
+        this.written(p0);
         for (let i = 0; i < fresh.length; i += 2) this.setEntry(fresh[i], fresh[i + 1]);
       },
       (err: Error) => {
@@ -386,7 +431,7 @@ export class VolumeCore implements ReservationHolder {
 
   /** One pwrite over owned chunks contiguous in one segment file (see writeInPlace on marking). */
   private writeInPlaceRun(p: number, fd: number, o: number, n: number, pos: number, data: Buffer): Promise<void> {
-    return this.space.io.write(fd, data, o, n, pos).then(() => this.space.markDirty(p));
+    return this.space.io.write(fd, data, o, n, pos).then(() => this.written(p));
   }
 
   /**
@@ -447,7 +492,7 @@ export class VolumeCore implements ReservationHolder {
     try {
       const [buf, bo] = await this.merged(l, inChunk, data, o, n);
       await this.space.io.write(this.space.fdOf(p), buf, bo, cb, this.space.posOf(p));
-      this.space.markDirty(p);
+      this.written(p);
     } catch (err) {
       this.space.release([p]);
       throw err;
@@ -466,7 +511,7 @@ export class VolumeCore implements ReservationHolder {
    * chunks go back to the pool and the map is untouched.
    */
   async writeAtomic(lba: number, data: Buffer): Promise<void> {
-    if (this.closed) throw new VolumeError('CLOSED', 'the image store is closed');
+    if (this.closed) throw this.closedError();
     if (data.length === 0) return;
     await this.exclusive(async () => {
       const cb = this.chunkBytes;
@@ -490,7 +535,7 @@ export class VolumeCore implements ReservationHolder {
       }
       if (this.closed) {
         this.space.release(fresh);
-        throw new VolumeError('CLOSED', 'the image store is closed');
+        throw this.closedError();
       }
       // The switch: no await from here to the end, so no reader, destage or flush sees half of it.
       for (let l = first; l <= last; l++) {
@@ -515,7 +560,7 @@ export class VolumeCore implements ReservationHolder {
     if (p < 0) p = await this.space.alloc();
     fresh.push(p);
     await this.space.io.write(this.space.fdOf(p), buf, bo, cb, this.space.posOf(p));
-    this.space.markDirty(p);
+    this.written(p);
     return p;
   }
 
@@ -545,6 +590,7 @@ export class VolumeCore implements ReservationHolder {
 
   /** Deallocates whole chunks in the range (they read as zeros); zero-fills partial edges. */
   async unmap(lba: number, blocks: number): Promise<void> {
+    if (this.closed) throw this.closedError();
     await this.exclusive(async () => {
       const cb = this.chunkBytes;
       let byte = lba * BLOCK;
@@ -583,7 +629,7 @@ export class VolumeCore implements ReservationHolder {
 
   /** Makes every write that resolved before this call durable. Concurrent calls are grouped. */
   flush(): Promise<void> {
-    if (this.closed) return Promise.reject(new VolumeError('CLOSED', 'the image store is closed'));
+    if (this.closed) return Promise.reject(this.closedError());
     if (!this.flushing) {
       this.flushing = this.runFlush().finally(() => {
         this.flushing = null;
@@ -602,6 +648,9 @@ export class VolumeCore implements ReservationHolder {
   }
 
   private async runFlush(): Promise<void> {
+    // Writes completed before this point are covered by the sync below (their segments are in
+    // the dirty set or in a sync already running); later ones may not be.
+    const seq = this.writeSeq;
     const entries = [...this.dirty];
     this.dirty.clear();
     const volatile = this.volatileFrees;
@@ -609,6 +658,9 @@ export class VolumeCore implements ReservationHolder {
     const freed: number[] = [];
     try {
       await this.space.syncDirty();
+      // Some sync failed while ours ran (ours succeeding proves nothing: the failure was told
+      // to this view first, and a view that stopped commits nothing).
+      if (this.failure) throw this.failure;
       if (entries.length > 0) {
         const top = this.top;
         const q = this.meta.q;
@@ -621,11 +673,16 @@ export class VolumeCore implements ReservationHolder {
         })();
       }
     } catch (err) {
-      // Put back what was not committed (newer entries win) so a later flush retries it.
+      // A failed sync stopped this view (syncFailed ran before this catch): nothing to retry.
+      if (this.failure) throw this.failure;
+      // Put back what was not committed (newer entries win) so a later flush retries it. Only
+      // a failure that lost no data gets here (a SQLite error, or a sync failure that found
+      // this view with every write already durable).
       for (const [l, p] of entries) if (!this.dirty.has(l)) this.dirty.set(l, p);
       this.volatileFrees.push(...volatile);
       throw new VolumeError('IO', `flush failed: ${(err as Error).message}`);
     }
+    this.syncedSeq = seq;
     this.releaseWhenUnread(freed);
     this.releaseWhenUnread(volatile);
   }
