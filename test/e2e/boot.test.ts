@@ -8,7 +8,9 @@
  * Covered: full-DHCP mode (boot, snapshot, boot, restore, boot: the file has two lines, not
  * three), a UEFI client, two clients booting at once on their own disks, and proxy mode next to
  * a router's address-only DHCP server (dnsmasq on another lab host), and a rescue boot (issue 8):
- * a one-shot rescue image that sees the client's own disk as LUN 1 and repairs it.
+ * a one-shot rescue image that sees the client's own disk as LUN 1 and repairs it. Every client
+ * has the CHAP credentials the appliance generates by default (issue #13), handed to iPXE only
+ * through the one-time script link in the DHCP answer.
  *
  * Skips only when the lab cannot run here (no qemu, not root). A missing or broken appliance
  * FAILS: that is what this test is for.
@@ -52,6 +54,20 @@ function expectFullBoot(b: BootResult, client: ClientView, line: number): void {
   expect(b.wroteLine, context).toBe(line);
 }
 
+/**
+ * Issue #13: the client has generated CHAP (so both iSCSI logins, iPXE's and the initramfs's from
+ * the iBFT, had to pass it: the target refuses a CHAP client without), and its script came
+ * through a one-time link the appliance redeemed for that MAC against its neighbour table.
+ */
+async function expectChapAndOneTimeLink(app: LabAppliance, mac: string): Promise<void> {
+  const view = await app.call('GET', `/api/clients/${mac}`);
+  expect(view.chap, JSON.stringify(view)).toEqual({ user: view.initiatorName, mutual: false });
+  const redeemed = app.log().split('\n').filter((l) => l.includes('"one-time boot link redeemed"') && l.includes(`"mac":"${mac}"`));
+  expect(redeemed.length, 'one-time boot link redeemed in the appliance log').toBeGreaterThan(0);
+  expect(redeemed[0]).toContain(`"neighbourMac":"${mac}"`);
+  expect(app.log()).not.toMatch(/\?t=[A-Za-z0-9_-]{22}/);
+}
+
 function report(b: BootResult): void {
   console.log(`${formatBoot(b)}\n    ${formatTimeline(b)}`);
 }
@@ -91,6 +107,7 @@ suite(`e2e boot through the appliance${why ? ` (skipped: ${why})` : ''}`, () => 
       const boot1 = await lab!.startQemu({ name: 'full-bios-1', mac, firmware: 'bios', timeoutMs: BOOT_LIMIT_MS }).result();
       report(boot1);
       expectFullBoot(boot1, client, 1);
+      await expectChapAndOneTimeLink(app!, mac);
 
       const snap = await app!.call('POST', `/api/clients/${mac}/snapshots`, { name: 'after-boot-1' }, [200, 201]);
       expect(snap.id, JSON.stringify(snap)).toBeDefined();
@@ -203,6 +220,7 @@ suite(`e2e boot through the appliance${why ? ` (skipped: ${why})` : ''}`, () => 
       const boot = await lab!.startQemu({ name: 'proxy-bios-1', mac, firmware: 'bios', timeoutMs: BOOT_LIMIT_MS }).result();
       report(boot);
       expectFullBoot(boot, client, 1);
+      await expectChapAndOneTimeLink(app!, mac);
       // The initramfs's own DHCP got its lease from the router, not from the appliance.
       const dhcp = boot.markers.find((m) => m.kind === 'DHCP')?.text ?? '';
       expect(dhcp).toContain(`server=${router}`);
