@@ -180,7 +180,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
 
   let services: Service[] = [];
   const routes: RoutePlugin[] = [
-    statusRoutes({ version: deps.version, startedAt, now: () => clock.now(), serverAddress, services: () => services, storage }),
+    statusRoutes({ version: deps.version, startedAt, now: () => clock.now(), serverAddress, services: () => services, storage, storeHealth: () => store.health() }),
     metricsRoutes(() => services),
     imageRoutes({ store, clients, jobs, flags, uploadDir: join(dataDir, 'uploads'), importDirs: importDirs(dataDir, config.images.importDirs) }),
     clientUseRoutes({ clients, store, flags, scheduler }),

@@ -6,7 +6,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import Fastify from 'fastify';
 import { afterAll, describe, expect, it } from 'vitest';
+import { statusRoutes } from '../../appliance/http/routes/status';
 import { FakeClock } from '../../appliance/core/clock';
 import { silentLogger } from '../../appliance/core/log';
 import { fileIo, type SegmentIo } from '../../image-store/io';
@@ -149,6 +151,27 @@ describe('a failed fdatasync (issue #13)', () => {
     const v = store.openVolume('d', { readOnly: true });
     expect((await v.read(8, 8)).equals(pattern(CHUNK, 11))).toBe(true);
     await v.close();
+    await store.close();
+  });
+
+  it('shows in GET /api/status', async () => {
+    const { dir } = await setup('fsyncgate-status');
+    const io = new FailingSync();
+    const store = open(dir, io);
+    const app = Fastify();
+    await app.register(
+      statusRoutes({ version: 't', startedAt: 0, now: () => 0, serverAddress: '127.0.0.1', services: () => [], storage: async () => ({ dataDir: dir, filesystem: { totalBytes: 1, freeBytes: 1, availableBytes: 1 } }), storeHealth: () => store.health() }),
+    );
+    expect((await app.inject({ method: 'GET', url: '/api/status' })).json().storeHealth).toEqual({ state: 'ok' });
+    const vol = store.openVolume('d');
+    await vol.write(8, pattern(CHUNK, 4));
+    io.failSyncs = 1;
+    await expect(vol.flush()).rejects.toMatchObject({ code: 'IO' });
+    const st = (await app.inject({ method: 'GET', url: '/api/status' })).json().storeHealth;
+    expect(st).toMatchObject({ state: 'degraded', degraded: { failures: 1, disks: ['d'], segments: [0] } });
+    expect(st.degraded.reason).toMatch(/fdatasync of segment 0 failed: EIO/);
+    await app.close();
+    await vol.close();
     await store.close();
   });
 });

@@ -15,9 +15,30 @@ export interface StatusDeps {
   serverAddress: string;
   services: () => readonly Service[];
   storage: () => Promise<StorageUsage>;
+  /**
+   * The image store's health: 'degraded' once a failed fdatasync lost acknowledged writes
+   * (image-store/README.md "A failed fdatasync"), until `appliance check --repair` clears it.
+   */
+  storeHealth?: () => StoreHealthView;
 }
 
-/** GET /api/status: version, uptime, every service with its listen address and state, storage usage. */
+/** What /api/status reports as `storeHealth` (image-store's StoreHealth, kept structural here). */
+export interface StoreHealthView {
+  state: 'ok' | 'degraded';
+  degraded?: { since: number; last: number; failures: number; reason: string; segments: number[]; disks: string[] };
+}
+
+/** Times as ISO strings, like startedAt. */
+function storeHealthJson(h: StoreHealthView) {
+  if (!h.degraded) return { state: h.state };
+  const d = h.degraded;
+  return { state: h.state, degraded: { ...d, since: new Date(d.since).toISOString(), last: new Date(d.last).toISOString() } };
+}
+
+/**
+ * GET /api/status: version, uptime, every service with its listen address and state, storage
+ * usage, and the image store's health (degraded after a failed fdatasync).
+ */
 export function statusRoutes(deps: StatusDeps) {
   return async (app: FastifyInstance) => {
     app.get('/api/status', async () => ({
@@ -30,6 +51,7 @@ export function statusRoutes(deps: StatusDeps) {
         return { name: s.name, state: st.state, listen: st.listen, ...(st.detail ? { detail: st.detail } : {}), counters: st.counters };
       }),
       storage: await deps.storage(),
+      ...(deps.storeHealth ? { storeHealth: storeHealthJson(deps.storeHealth()) } : {}),
     }));
   };
 }
