@@ -77,7 +77,9 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
   // Server-side imports read only from here and images.importDirs (issue #13: no host file through an import).
   ensureImportDir(dataDir);
   const db = openDatabase(join(dataDir, 'appliance.db'));
-  const events = new BootEventStore(db, clock);
+  // Registered clients keep their boot timelines; other MACs (spoofable by anyone on the
+  // segment) are bounded (issue #13). `clients` is built below; events are recorded only later.
+  const events = new BootEventStore(db, clock, { isClient: (mac) => clients.byMac(mac) !== undefined });
   const serverAddress = resolveServerAddress(config.serverAddress, config.dhcp.interface);
   const startedAt = clock.now();
   const child = (service: string) => log.child({ service });

@@ -11,18 +11,66 @@ export interface StoredBootEvent {
   detail: Record<string, string | number | boolean>;
 }
 
+/** Bounds on what BootEventStore keeps. */
+export interface BootEventLimits {
+  /** Events kept per MAC, newest first (default 500; up to TRIM_SLACK more between trims). */
+  perClient?: number;
+  /**
+   * MACs that are not registered clients whose events are kept (default 500): the ones seen
+   * most recently; the oldest is forgotten first. Anyone on the segment can send DISCOVERs with
+   * a new chaddr each (issue #13), so without it the table grows with every spoofed MAC.
+   */
+  maxUnknownMacs?: number;
+  /**
+   * True for a registered client's MAC (their timelines are never dropped for the unknown
+   * bound). Injected so telemetry does not depend on the client registry. Default: none is.
+   */
+  isClient?: (mac: string) => boolean;
+}
+
+/** Rows a MAC may pass perClient by before it is trimmed: one DELETE per TRIM_SLACK events, not per event. */
+const TRIM_SLACK = 50;
+
+/** What the store knows of one MAC's rows, so the bounds cost no query per event. */
+interface MacState {
+  rows: number;
+  /** The newest row: its id, stage+detail key and time (identical repeats within 1 s collapse). */
+  id: number;
+  key: string;
+  at: number;
+}
+
 /**
  * Keeps each client's boot timeline in SQLite, bounded to `perClient` events per MAC (oldest
- * dropped) so a client that loops forever cannot fill the disk. Repeated identical events
- * within a second collapse into one (a ROM retrying DHCP 10 times is one line, with a count).
+ * dropped) so a client that loops forever cannot fill the disk, and to `maxUnknownMacs` MACs
+ * that are not registered clients (least recently seen dropped) so spoofed DHCP traffic cannot
+ * either. Repeated identical events within a second collapse into one (a ROM retrying DHCP 10
+ * times is one line, with a count).
+ *
+ * Every writer (the DHCP server's EventBatch, TFTP, iSCSI, the script route) comes through
+ * record(), so the bounds hold whichever path writes. The per-MAC row counts and the order of
+ * unknown MACs live in memory, read from the table on first use (so a table grown before a
+ * restart, or before these bounds existed, is cut back then). If a batch's commit fails after
+ * an eviction, the memory is ahead of the table: the rows left behind are found at the next start.
  */
 export class BootEventStore implements BootEventSink {
   private readonly insert;
   private readonly trim;
-  private readonly last = new Map<string, { key: string; at: number; id: number }>();
   private readonly bump;
+  private readonly dropMac;
+  private readonly perClient: number;
+  private readonly maxUnknownMacs: number;
+  private readonly isClient: (mac: string) => boolean;
+  /** Every MAC with rows (registered clients and at most maxUnknownMacs others). */
+  private readonly macs = new Map<string, MacState>();
+  /** MACs not known as clients, least recently seen first (a Set keeps insertion order). */
+  private readonly unknown = new Set<string>();
+  private loaded = false;
 
-  constructor(private readonly db: Database.Database, private readonly clock: Clock, private readonly perClient = 500) {
+  constructor(private readonly db: Database.Database, private readonly clock: Clock, limits: BootEventLimits = {}) {
+    this.perClient = limits.perClient ?? 500;
+    this.maxUnknownMacs = limits.maxUnknownMacs ?? 500;
+    this.isClient = limits.isClient ?? (() => false);
     db.exec(`CREATE TABLE IF NOT EXISTS boot_events (
       id INTEGER PRIMARY KEY AUTOINCREMENT,
       mac TEXT NOT NULL, at INTEGER NOT NULL, stage TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '{}',
@@ -33,21 +81,79 @@ export class BootEventStore implements BootEventSink {
     this.trim = db.prepare(
       'DELETE FROM boot_events WHERE mac = ? AND id <= (SELECT id FROM boot_events WHERE mac = ? ORDER BY id DESC LIMIT 1 OFFSET ?)',
     );
+    this.dropMac = db.prepare('DELETE FROM boot_events WHERE mac = ?');
   }
 
   record(event: BootEvent): void {
+    if (!this.loaded) this.load();
     const now = this.clock.now();
+    const mac = event.mac;
     const detail = JSON.stringify(event.detail ?? {});
     const key = `${event.stage}|${detail}`;
-    const prev = this.last.get(event.mac);
-    if (prev && prev.key === key && now - prev.at < 1000) {
-      this.bump.run(now, prev.id);
-      prev.at = now;
+    let st = this.macs.get(mac);
+    if (st && st.key === key && now - st.at < 1000) {
+      this.bump.run(now, st.id);
+      st.at = now;
+      this.seen(mac);
       return;
     }
-    const id = Number(this.insert.run(event.mac, now, event.stage, detail).lastInsertRowid);
-    this.last.set(event.mac, { key, at: now, id });
-    if (id % 50 === 0) this.trim.run(event.mac, event.mac, this.perClient);
+    const id = Number(this.insert.run(mac, now, event.stage, detail).lastInsertRowid);
+    if (!st) this.macs.set(mac, (st = { rows: 0, id, key, at: now }));
+    st.rows++;
+    st.id = id;
+    st.key = key;
+    st.at = now;
+    if (st.rows >= this.perClient + TRIM_SLACK) this.trimMac(mac, st);
+    this.seen(mac);
+  }
+
+  /** Moves an unknown MAC to the most recent end, and forgets the least recent beyond the bound. */
+  private seen(mac: string): void {
+    if (this.isClient(mac)) {
+      this.unknown.delete(mac);
+      return;
+    }
+    this.unknown.delete(mac);
+    this.unknown.add(mac);
+    if (this.unknown.size > this.maxUnknownMacs) this.evict();
+  }
+
+  private evict(): void {
+    for (const mac of this.unknown) {
+      if (this.unknown.size <= this.maxUnknownMacs) break;
+      this.unknown.delete(mac);
+      // Registered since its last event: it keeps its timeline (and leaves the unknown count).
+      if (this.isClient(mac)) continue;
+      this.dropMac.run(mac);
+      this.macs.delete(mac);
+    }
+  }
+
+  private trimMac(mac: string, st: MacState): void {
+    this.trim.run(mac, mac, this.perClient);
+    st.rows = Math.min(st.rows, this.perClient);
+  }
+
+  /** Reads each MAC's row count and recency from the table, then applies both bounds. */
+  private load(): void {
+    this.loaded = true;
+    const rows = this.db
+      .prepare('SELECT mac, count(*) AS n, max(id) AS last FROM boot_events GROUP BY mac ORDER BY last')
+      .all() as { mac: string; n: number; last: number }[];
+    for (const r of rows) {
+      // key '' never matches: no collapsing into an event from before the restart.
+      const st: MacState = { rows: r.n, id: r.last, key: '', at: -Infinity };
+      this.macs.set(r.mac, st);
+      if (st.rows > this.perClient) this.trimMac(r.mac, st);
+      if (!this.isClient(r.mac)) this.unknown.add(r.mac);
+    }
+    if (this.unknown.size > this.maxUnknownMacs) this.evict();
+  }
+
+  /** MACs whose events are kept (for tests and status). */
+  get trackedMacs(): number {
+    if (!this.loaded) this.load();
+    return this.macs.size;
   }
 
   /** The newest `limit` events of one client, oldest first. */
@@ -68,7 +174,8 @@ export class BootEventStore implements BootEventSink {
 
   /** Drops a client's timeline (client deleted). */
   forget(mac: string): void {
-    this.db.prepare('DELETE FROM boot_events WHERE mac = ?').run(mac);
-    this.last.delete(mac);
+    this.dropMac.run(mac);
+    this.macs.delete(mac);
+    this.unknown.delete(mac);
   }
 }

@@ -22,8 +22,7 @@ function make(perClient = 500, maxUnknownMacs = 500) {
   const db = new Database(':memory:');
   const clock = new FakeClock();
   const clients = new Set(CLIENTS);
-  // Options as the appliance passes them (as never: the pre-fix constructor took a number here).
-  const store = new BootEventStore(db, clock, { perClient, maxUnknownMacs, isClient: (m: string) => clients.has(m) } as never);
+  const store = new BootEventStore(db, clock, { perClient, maxUnknownMacs, isClient: (m: string) => clients.has(m) });
   return { db, clock, clients, store };
 }
 
@@ -105,7 +104,7 @@ describe('boot events are bounded (issue #13)', () => {
       for (let i = 0; i < 3_000; i++) ins.run(mac(i));
       for (let k = 0; k < 5; k++) ins.run(CLIENTS[0]);
     })();
-    const store = new BootEventStore(db, new FakeClock(), { maxUnknownMacs: 500, isClient: (m: string) => CLIENTS.includes(m) } as never);
+    const store = new BootEventStore(db, new FakeClock(), { maxUnknownMacs: 500, isClient: (m: string) => CLIENTS.includes(m) });
     const event: BootEvent = { mac: mac(5_000), stage: 'dhcp-discover' };
     store.record(event);
     const c = count(db);
