@@ -60,7 +60,9 @@ describe.skipIf(!hasQemuIo)('images, clients and snapshots through the bundled a
   });
 
   it('adds a client under any MAC spelling and reports its target, initiator and root path', async () => {
-    const r = await app.api('POST', '/api/clients', { mac: '52-54-00-AA-BB-01', image: 'golden', name: 'desk' });
+    // chap: null: qemu-io logs in below by initiator name only (new clients get generated CHAP
+    // by default since issue #13; CHAP logins are covered in test/iscsi and the e2e boots).
+    const r = await app.api('POST', '/api/clients', { mac: '52-54-00-AA-BB-01', image: 'golden', name: 'desk', chap: null });
     expect(r.status).toBe(201);
     client = r.json;
     expect(r.json.mac).toBe(mac);
