@@ -28,7 +28,7 @@ async function main(argv: string[]): Promise<number> {
   else {
     const s = report.stats;
     process.stdout.write(`${report.ok ? 'clean' : 'PROBLEMS'}: ${s.images} image(s), ${s.disks} disk(s), ${s.snapshots} snapshot(s), ${s.layers} layer(s), ${s.chunksInUse} chunk(s) in ${s.segments} segment(s)\n`);
-    for (const p of report.problems) process.stdout.write(`  ${p.repairable ? 'leak' : 'ERROR'} ${p.kind}: ${p.detail}\n`);
+    for (const p of report.problems) process.stdout.write(`  ${p.kind === 'degraded' ? 'DEGRADED' : p.repairable ? 'leak' : 'ERROR'} ${p.kind}: ${p.detail}\n`);
     for (const r of report.repaired) process.stdout.write(`  repaired: ${r}\n`);
   }
   const remaining = report.problems.filter((p) => !(repair && p.repairable));

@@ -63,6 +63,8 @@ export async function importFile(store: ImageStore, name: string, file: string, 
     let batch: [number, number][] = [];
     const commitBatch = async (final: boolean) => {
       await space.syncDirty();
+      // A failed fdatasync elsewhere aborts imports (the store is degraded): never commit after it.
+      if (opts.signal?.aborted) throw new StoreError('ABORTED', `import of ${name} aborted`);
       const b = batch;
       batch = [];
       store.commit(() => {
