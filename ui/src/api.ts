@@ -101,6 +101,8 @@ export interface Status {
     filesystem?: { totalBytes: number; freeBytes: number; availableBytes: number };
     store?: { capacityBytes: number; usedBytes: number; freeBytes: number };
   };
+  /** Degraded after a failed fdatasync, until `appliance check --repair` (image-store/README.md). */
+  storeHealth?: { state: 'ok' | 'degraded'; degraded?: { since: string; last: string; failures: number; reason: string; disks: string[] } };
 }
 
 export interface Settings {

@@ -12,6 +12,10 @@ export function ServicesStrip(props: { status: Status | undefined }): El | null 
       h('div', { key: svc.name, class: 'chip', title: [svc.listen.join(', '), svc.detail].filter(Boolean).join(' — ') },
         h(Dot, { state: svc.state === 'running' ? 'ok' : svc.state === 'failed' ? 'bad' : svc.state === 'disabled' || svc.state === 'stopped' ? 'off' : 'warn', text: svc.name }))),
     h('div', { class: 'chip muted' }, `v${s.version} · up ${duration(s.uptimeSeconds)} · ${s.serverAddress}`),
+    s.storeHealth?.state === 'degraded'
+      ? h('div', { class: 'chip', role: 'alert', title: s.storeHealth.degraded?.reason },
+        h(Dot, { state: 'bad', text: `storage degraded: a disk write was lost (${s.storeHealth.degraded?.disks.join(', ') || 'no disk open'}); run "appliance check --repair" with the service stopped` }))
+      : null,
   );
 }
 

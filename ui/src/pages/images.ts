@@ -84,7 +84,9 @@ function ImportForm(props: { onStarted: () => void }): El {
             },
           }))
         : h('div', { class: 'field grow' }, h('label', { for: 'img-path' }, 'Path on the appliance'),
-          h('input', { id: 'img-path', placeholder: '/mnt/usb/debian-12.qcow2', value: path, spellcheck: false, onInput: (e: Event) => setPath((e.target as HTMLInputElement).value) })),
+          h('input', { id: 'img-path', placeholder: '/srv/netboot/import/debian-12.qcow2', value: path, spellcheck: false, onInput: (e: Event) => setPath((e.target as HTMLInputElement).value) }),
+          // Server-side imports read only from the import directories (docs/security.md).
+          h('p', { class: 'hint' }, 'Only files in the import folder (<data>/import, or a USB stick labelled NETIMPORT at /media/netimport) can be imported by path.')),
       h('div', { class: 'field' }, h('label', { for: 'img-name' }, 'Name'),
         h('input', { id: 'img-name', class: name && !nameOk ? 'invalid' : '', placeholder: 'debian-12', value: name, spellcheck: false, onInput: (e: Event) => setName((e.target as HTMLInputElement).value) })),
       h('div', { class: 'field actions' },
