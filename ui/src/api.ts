@@ -38,6 +38,8 @@ export interface Client {
   initiators?: string[];
   chap?: { user: string } | null;
   ip?: string | null;
+  /** What an admin should know (e.g. CHAP off: the disk opens to its initiator name alone). */
+  warnings?: string[];
   createdAt: string;
   online: boolean;
   sessions?: number;
