@@ -216,7 +216,7 @@ mkdir -p "$mnt/boot/grub/x86_64-efi"
 cp /usr/lib/grub/x86_64-efi/*.mod /usr/lib/grub/x86_64-efi/*.lst "$mnt/boot/grub/x86_64-efi/"
 printf 'search --no-floppy --fs-uuid --set=root %s\nset prefix=($root)/boot/grub\n' "$uuid" >"$work/early.cfg"
 grub-mkimage -O x86_64-efi -o "$work/BOOTX64.EFI" -c "$work/early.cfg" -p /boot/grub \
-  part_gpt ext2 search_fs_uuid normal
+  part_gpt ext2 search search_fs_uuid normal
 mmd -i "${loop}p2" ::/EFI ::/EFI/BOOT
 mcopy -i "${loop}p2" "$work/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
 cat >"$mnt/boot/grub/grub.cfg" <<EOF
