@@ -1,7 +1,7 @@
 import { silentLogger } from '../../appliance/core/log';
 import { systemClock } from '../../appliance/core/clock';
 import type { BootEvent, ChapCredentials } from '../../appliance/core/model';
-import { IscsiServer } from '../../appliance/iscsi/server';
+import { IscsiServer, type IscsiServerOptions } from '../../appliance/iscsi/server';
 import type { TargetDirectory, TargetEntry, TargetLun } from '../../appliance/iscsi/target-directory';
 import type { Logger } from '../../appliance/core/log';
 
@@ -11,7 +11,8 @@ export const IQN_INITIATOR2 = 'iqn.2026-11.local.netboot:initiator:test2';
 
 /** A directory over a fixed list of targets (the integrator's mapping, simplified). */
 export class StaticDirectory implements TargetDirectory {
-  constructor(readonly targets: TargetEntry[]) {}
+  /** Replaceable: a test swaps an entry to model the integrator changing a client (e.g. CHAP off). */
+  constructor(public targets: TargetEntry[]) {}
   list(initiatorName: string): { name: string }[] {
     return this.targets.filter((t) => t.allowedInitiators.includes(initiatorName)).map((t) => ({ name: t.name }));
   }
@@ -29,14 +30,15 @@ export function target(name: string, luns: TargetLun[], opts: { chap?: ChapCrede
   };
 }
 
-/** Starts a target on 127.0.0.1 and a free port. */
-export async function startTarget(targets: TargetEntry[], opts: { log?: Logger; nopInIntervalSeconds?: number; port?: number } = {}) {
+/** Starts a target on 127.0.0.1 and a free port; `extra` overrides any server option. */
+export async function startTarget(targets: TargetEntry[], opts: { log?: Logger; nopInIntervalSeconds?: number; port?: number; extra?: Partial<IscsiServerOptions> } = {}) {
   const events: BootEvent[] = [];
+  const directory = new StaticDirectory(targets);
   const server = new IscsiServer({
-    host: '127.0.0.1', port: opts.port ?? 0, directory: new StaticDirectory(targets), clock: systemClock,
+    host: '127.0.0.1', port: opts.port ?? 0, directory, clock: systemClock,
     log: opts.log ?? silentLogger(), events: { record: (e) => events.push(e) }, maxConnections: 64,
-    nopInIntervalSeconds: opts.nopInIntervalSeconds ?? 30, portalAddress: '127.0.0.1',
+    nopInIntervalSeconds: opts.nopInIntervalSeconds ?? 30, portalAddress: '127.0.0.1', ...opts.extra,
   });
   await server.start();
-  return { server, port: server.port, events };
+  return { server, port: server.port, events, directory };
 }

@@ -16,7 +16,8 @@ export interface LoginOptions {
   targetName?: string;
   sessionType?: 'Normal' | 'Discovery';
   isid?: string;
-  chap?: { user: string; secret: string };
+  /** CHAP; `mutual` also challenges the target (CHAP_I/CHAP_C, §12.1.3). */
+  chap?: { user: string; secret: string; mutual?: boolean };
   digests?: boolean;
   /** Operational keys to offer (defaults: iPXE-like, InitialR2T=Yes, ImmediateData=No). */
   keys?: TextPair[];
@@ -59,10 +60,11 @@ export class TestInitiator {
   answerPings = true;
   private closedWaiters: (() => void)[] = [];
 
-  static async connect(port: number, host = '127.0.0.1'): Promise<TestInitiator> {
+  /** Connects; `localAddress` picks the source address (127.0.0.2 is loopback too). */
+  static async connect(port: number, host = '127.0.0.1', localAddress?: string): Promise<TestInitiator> {
     const t = new TestInitiator();
     await new Promise<void>((resolve, reject) => {
-      t.socket = connect(port, host, resolve);
+      t.socket = connect({ port, host, localAddress }, resolve);
       t.socket.once('error', reject);
     });
     t.socket.on('error', () => undefined);
@@ -96,6 +98,11 @@ export class TestInitiator {
 
   destroy(): void {
     this.socket.destroy();
+  }
+
+  /** Stops reading the socket: an initiator that sends commands but never takes its Data-In. */
+  stopReading(): void {
+    this.socket.pause();
   }
 
   private sendPdu(bhs: Buffer, data?: Buffer): void {
@@ -230,7 +237,9 @@ export class TestInitiator {
       if (r.status) return r.status;
       const m = new Map(r.pairs);
       const resp = chapResponse(Number(m.get('CHAP_I')), o.chap.secret, decodeChapBinary(m.get('CHAP_C')!)!);
-      r = await this.loginPdu(0, 1, true, isid, [['CHAP_N', o.chap.user], ['CHAP_R', `0x${resp.toString('hex')}`]]);
+      const answer: TextPair[] = [['CHAP_N', o.chap.user], ['CHAP_R', `0x${resp.toString('hex')}`]];
+      if (o.chap.mutual) answer.push(['CHAP_I', '7'], ['CHAP_C', `0x${'5a'.repeat(16)}`]);
+      r = await this.loginPdu(0, 1, true, isid, answer);
       if (r.status) return r.status;
     }
     const keys: TextPair[] = o.keys ?? [
