@@ -27,18 +27,22 @@ import { decodeText, encodeText, type TextPair } from './text';
  * output is bounded by pausing the socket when the peer stops reading.
  */
 
-/** Commands the initiator may have outstanding (MaxCmdSN - ExpCmdSN + 1, §4.2.2.1). */
+/**
+ * Commands the initiator may have outstanding. The window we advertise (MaxCmdSN - ExpCmdSN + 1,
+ * §4.2.2.1) is what is left of QUEUE_DEPTH after the commands not yet answered, so a peer can
+ * never have more than QUEUE_DEPTH commands (plus as many immediate ones) held here at once.
+ */
 export const QUEUE_DEPTH = 128;
-/** Stop reading from a peer that does not read its responses past this many queued bytes. */
-const MAX_PENDING_OUTPUT = 16 * 1024 * 1024;
-/** Write data allocated for in-flight commands before R2Ts wait (per connection). */
+/**
+ * Write data allocated for in-flight commands before R2Ts wait (per connection). Writes whose
+ * first burst comes unsolicited (InitialR2T=No) while over this get a buffer of that first burst
+ * only (at most FirstBurstLength, §13.14), and the rest of their buffer once others finish.
+ */
 const MAX_WRITE_BUFFERED = 64 * 1024 * 1024;
 /** Largest EDTL accepted for a command carrying data: bounds what one command may make us allocate. */
 const MAX_EDTL = 16 * 1024 * 1024;
 /** Output batches up to this size are joined into one buffer before the socket sees them. */
 const SMALL_BATCH = 64 * 1024;
-/** Time a connection gets to complete its login. */
-const LOGIN_TIMEOUT_MS = 30_000;
 
 /** What a connection needs from the server. */
 export interface ConnectionContext {
@@ -50,7 +54,21 @@ export interface ConnectionContext {
   /** "address:port,tpgt" for SendTargets. */
   portal: string;
   nopInIntervalMs: number;
+  /** A connection not in full-feature phase of a normal session by then is closed. */
+  loginTimeoutMs: number;
+  /** A discovery session is closed this long after its login completed. */
+  discoveryTimeoutMs: number;
+  /**
+   * Bytes of Data-In (queued on the socket, batched, or being read for commands already
+   * started) beyond which this connection starts no new command and reads no more from its
+   * peer until the peer has taken some (issue #13).
+   */
+  maxQueuedDataIn: number;
+  /** A warning about this connection's peer, rate-limited per address by the server. */
+  warn(conn: IscsiConnection, fields: Record<string, unknown>, msg: string): void;
   admit(conn: IscsiConnection, req: AdmitRequest): { status: number; reason?: string };
+  /** Final admission once authentication is known (session takeover rules). */
+  admitSession(conn: IscsiConnection, outcome: LoginOutcome): { status: number; reason?: string };
   /** Called once the login succeeds; returns the TSIH of the (new) session. */
   sessionStarted(conn: IscsiConnection, outcome: LoginOutcome): number;
   sessionEnded(conn: IscsiConnection): void;
@@ -90,6 +108,12 @@ interface Task {
   reservedBytes: number;
   /** A Data-Out arrived out of sequence: the command fails once its data is in. */
   dataError: boolean;
+  /** buf holds only the unsolicited first burst (over MAX_WRITE_BUFFERED); grown when R2Ts may go. */
+  partial: boolean;
+  /** Data-In bytes reserved against maxQueuedDataIn while this read executes. */
+  dataInReserved: number;
+  /** In dispatchWaiters (counted in inFlight already). */
+  waiting: boolean;
 }
 
 type Phase = 'login' | 'full' | 'logout' | 'closed';
@@ -143,10 +167,23 @@ export class IscsiConnection {
   private readonly luns = new Map<number, LogicalUnit>();
   private lunsOpening: Promise<void> | null = null;
   private writeBuffered = 0;
+  /** Bytes of first-burst-only buffers (Task.partial): at most QUEUE_DEPTH × FirstBurstLength. */
+  private partialBuffered = 0;
   private readonly r2tWaiters: Task[] = [];
+  /** Data-In bytes of reads executing (reserved before their volume call). */
+  private dataInReserved = 0;
+  /**
+   * Commands ready to execute but held because too much Data-In is queued for this peer, in
+   * the order they became ready: once one waits, every later one waits behind it, so the
+   * target never reorders a peer's commands for it.
+   */
+  private readonly dispatchWaiters: Task[] = [];
+  /** Highest MaxCmdSN advertised: the window never shrinks below it (§4.2.2.1). */
+  private advertisedMaxCmdSN: number | null = null;
   private nextTtt = 1;
   private cancelNop: (() => void) | null = null;
-  private cancelLoginTimer: (() => void) | null = null;
+  /** The login timeout, then (discovery sessions) the discovery timeout. */
+  private cancelPhaseTimer: (() => void) | null = null;
   private lastRx: number;
   private nopOutstanding: number | null = null;
   private answersPings = false;
@@ -169,24 +206,23 @@ export class IscsiConnection {
       limits: ctx.limits,
       portalGroupTag: ctx.portalGroupTag,
       admit: (req) => ctx.admit(this, req),
+      admitSession: (outcome) => ctx.admitSession(this, outcome),
     });
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
     socket.on('close', () => this.onClose());
-    socket.on('drain', () => {
-      if (this.phase !== 'closed' && socket.isPaused()) socket.resume();
-    });
-    // A login must finish in LOGIN_TIMEOUT_MS, whether or not NOP pings are on: a peer that
-    // connects and stalls must not hold a connection slot.
-    this.cancelLoginTimer = ctx.clock.setTimeout(() => {
-      this.cancelLoginTimer = null;
+    socket.on('drain', this.onOutputTaken);
+    // A login must finish in loginTimeoutMs, whether or not NOP pings are on: a peer that
+    // connects and stalls must not hold a connection slot (issue #13).
+    this.cancelPhaseTimer = ctx.clock.setTimeout(() => {
+      this.cancelPhaseTimer = null;
       if (this.phase === 'login') {
-        this.log.debug({ initiator: this.initiatorName }, 'login timed out');
+        this.ctx.warn(this, { peer: this.address, initiator: this.initiatorName }, 'login not completed in time, closing');
         this.destroy();
       }
-    }, LOGIN_TIMEOUT_MS);
+    }, ctx.loginTimeoutMs);
   }
 
   /** The initiator name (known after the first login PDU). */
@@ -217,7 +253,7 @@ export class IscsiConnection {
     } catch (err) {
       this.protocolError(err instanceof DecodeError ? err.reason : String(err));
     }
-    if (this.socket.writableLength > MAX_PENDING_OUTPUT && !this.socket.isPaused()) this.socket.pause();
+    this.throttleInput();
   }
 
   /** Drops the connection for a protocol violation (ERL 0: no recovery within the connection, §7.1.1). */
@@ -295,8 +331,18 @@ export class IscsiConnection {
     }
     if (step.kind === 'complete') {
       this.phase = 'full';
-      this.cancelLoginTimer?.();
-      this.cancelLoginTimer = null;
+      this.cancelPhaseTimer?.();
+      this.cancelPhaseTimer = null;
+      if (step.outcome.sessionType === 'Discovery') {
+        // SendTargets needs a second or two; a discovery session kept open holds a slot for
+        // nothing (issue #13), so it ends after discoveryTimeoutMs whatever it does.
+        this.cancelPhaseTimer = this.ctx.clock.setTimeout(() => {
+          this.cancelPhaseTimer = null;
+          if (this.phase === 'closed') return;
+          this.ctx.warn(this, { peer: this.address, initiator: this.initiatorName }, 'discovery session open too long, closing');
+          this.destroy();
+        }, this.ctx.discoveryTimeoutMs);
+      }
       this.armNop(Math.min(PROBE_MS, this.ctx.nopInIntervalMs));
       // Digests start with the first PDU after the final Login Response (§13.1).
       this.framer.headerDigest = this.params!.headerDigest;
@@ -328,8 +374,16 @@ export class IscsiConnection {
 
   // ---- CmdSN ordering ---------------------------------------------------------------------
 
+  /**
+   * MaxCmdSN for the next PDU we send: the window grants only the slots of QUEUE_DEPTH that
+   * unanswered commands leave free, and never moves back below what was already advertised
+   * (the initiator ignores a smaller MaxCmdSN and may already use it, §4.2.2.1).
+   */
   private maxCmdSN(): number {
-    return (this.expCmdSN + QUEUE_DEPTH - 1) >>> 0;
+    const free = Math.max(0, QUEUE_DEPTH - this.tasks.size);
+    const proposed = (this.expCmdSN + free - 1) >>> 0;
+    if (this.advertisedMaxCmdSN === null || snDiff(proposed, this.advertisedMaxCmdSN) > 0) this.advertisedMaxCmdSN = proposed;
+    return this.advertisedMaxCmdSN;
   }
 
   /**
@@ -338,9 +392,14 @@ export class IscsiConnection {
    * ignore"); early ones wait for the gap to fill.
    */
   private ordered(pdu: ScsiCommand | TaskMgmtRequest | TextRequest | LogoutRequest, deliver: () => void): void {
-    if (pdu.immediate) return deliver();
+    if (pdu.immediate) {
+      // Immediate commands take no CmdSN, so the window does not bound them: past QUEUE_DEPTH
+      // unanswered commands they are rejected (§11.17.1 reason 0x06, "too many immediate commands").
+      if (pdu.op === 'scsiCommand' && this.tasks.size >= QUEUE_DEPTH) return this.reject(RejectReason.ImmediateCommandReject, pdu.header);
+      return deliver();
+    }
     const d = snDiff(pdu.cmdSN, this.expCmdSN);
-    if (d < 0 || d >= QUEUE_DEPTH) {
+    if (d < 0 || snDiff(pdu.cmdSN, this.advertisedMaxCmdSN ?? this.maxCmdSN()) > 0) {
       this.log.debug({ cmdSN: pdu.cmdSN, expCmdSN: this.expCmdSN }, 'CmdSN outside the window, ignored');
       return;
     }
@@ -398,7 +457,7 @@ export class IscsiConnection {
     const task: Task = {
       itt: cmd.itt, cmd, lu: this.luns.get(cmd.lun) ?? null, buf: null, received: 0, unsolicitedEnd: 0, nextR2T: 0,
       outstandingR2T: 0, r2tSN: 0, dataSN: null, ordered, executing: false, aborted: false, reservedBytes: 0, pooled: false,
-      dataError: false,
+      dataError: false, partial: false, dataInReserved: 0, waiting: false,
     };
     this.tasks.set(cmd.itt, task);
     if (cmd.write && cmd.edtl > 0) {
@@ -425,8 +484,16 @@ export class IscsiConnection {
       if (task.unsolicitedEnd > imm) task.dataSN!.set(RESERVED_TAG, 0);
       if (imm === cmd.edtl) {
         task.buf = cmd.data; // the whole write came as immediate data: no copy
-      } else if (task.unsolicitedEnd === 0 && this.writeBuffered + cmd.edtl > MAX_WRITE_BUFFERED) {
+      } else if (task.unsolicitedEnd < cmd.edtl && this.writeBuffered > 0 && this.writeBuffered + cmd.edtl > MAX_WRITE_BUFFERED) {
         // Too much write data buffered already: ask for this one's data once others finish.
+        // Unsolicited Data-Out may already be on its way (InitialR2T=No) and cannot be refused:
+        // it gets a buffer of its first burst only, never the whole EDTL (issue #13).
+        if (task.unsolicitedEnd > imm) {
+          task.buf = Buffer.allocUnsafe(task.unsolicitedEnd);
+          if (imm) cmd.data.copy(task.buf, 0);
+          task.partial = true;
+          this.partialBuffered += task.unsolicitedEnd;
+        }
         this.r2tWaiters.push(task);
         return;
       } else {
@@ -439,11 +506,19 @@ export class IscsiConnection {
 
   private allocateWrite(task: Task): void {
     const cmd = task.cmd;
+    const first = task.partial ? task.buf! : null;
     task.buf = this.ctx.writeBuffers.acquire(cmd.edtl);
     task.pooled = true;
     this.writeBuffered += cmd.edtl;
     task.reservedBytes = cmd.edtl;
-    if (cmd.data.length) cmd.data.copy(task.buf, 0);
+    if (first) {
+      // The first burst gathered so far (immediate data included); later pieces land in buf.
+      first.copy(task.buf, 0);
+      task.partial = false;
+      this.partialBuffered -= first.length;
+    } else if (cmd.data.length) {
+      cmd.data.copy(task.buf, 0);
+    }
   }
 
   /** Starts writes that waited for buffer space. */
@@ -493,7 +568,7 @@ export class IscsiConnection {
     const task = this.tasks.get(h.readUInt32BE(16));
     if (!task || !task.buf || !task.dataSN || task.executing || task.aborted || !task.dataSN.has(h.readUInt32BE(20))) return undefined;
     const off = h.readUInt32BE(40);
-    if (off + len > task.cmd.edtl) return undefined;
+    if (off + len > task.buf.length) return undefined;
     return task.buf.subarray(off, off + len);
   }
 
@@ -517,6 +592,8 @@ export class IscsiConnection {
     seqs.set(d.ttt, d.dataSN + 1);
     const len = d.data.length;
     if (d.bufferOffset + len > task.cmd.edtl) return this.protocolError('Data-Out beyond the expected data transfer length');
+    // Unsolicited data stops at FirstBurstLength (§13.14); a first-burst-only buffer ends there.
+    if (d.ttt === RESERVED_TAG && d.bufferOffset + len > task.unsolicitedEnd) return this.protocolError('unsolicited Data-Out beyond the first burst');
     // Already in place when the framer gathered it into task.buf (placeDataOut).
     const placed = d.data.buffer === task.buf.buffer && d.data.byteOffset === task.buf.byteOffset + d.bufferOffset;
     if (len > 0 && !placed) d.data.copy(task.buf, d.bufferOffset);
@@ -530,10 +607,78 @@ export class IscsiConnection {
   }
 
   private maybeExecute(task: Task): void {
-    if (!task.ordered || task.executing || task.aborted) return;
+    if (!task.ordered || task.executing || task.aborted || task.waiting) return;
     if (task.cmd.write && task.cmd.edtl > 0 && task.received < task.cmd.edtl) return;
-    task.executing = true;
     this.inFlight++;
+    if (this.dispatchWaiters.length > 0 || !this.mayStart(task)) {
+      task.waiting = true;
+      this.dispatchWaiters.push(task);
+      this.throttleInput();
+      return;
+    }
+    this.start(task);
+  }
+
+  /** Data-In this connection holds: on the socket, in the output batch, being read for started commands. */
+  private queuedDataIn(): number {
+    return this.socket.writableLength + this.outBytes + this.dataInReserved;
+  }
+
+  /**
+   * Whether a command may start now (issue #13): a command returning data waits while that data
+   * would take the connection's queued Data-In past maxQueuedDataIn, unless nothing is queued
+   * (so one large read always goes, and an honest slow reader is slowed, never dropped).
+   */
+  private mayStart(task: Task): boolean {
+    if (!task.cmd.read || task.cmd.edtl === 0) return true;
+    const queued = this.queuedDataIn();
+    return queued === 0 || queued + task.cmd.edtl <= this.ctx.maxQueuedDataIn;
+  }
+
+  /** Starts the commands waiting for Data-In room, in order, as far as room allows. */
+  private pumpDispatch(): void {
+    while (this.dispatchWaiters.length > 0) {
+      const task = this.dispatchWaiters[0];
+      if (!task.aborted && this.phase !== 'closed' && !this.mayStart(task)) break;
+      this.dispatchWaiters.shift();
+      task.waiting = false;
+      if (task.aborted || this.phase === 'closed') this.settle();
+      else this.start(task);
+    }
+  }
+
+  /**
+   * Input flow control: read nothing more from the peer while it leaves more than
+   * maxQueuedDataIn unread or commands wait for Data-In room. Its commands then wait in its own
+   * socket buffers and TCP window, not in our memory; reading resumes as output is taken.
+   */
+  private throttleInput(): void {
+    if (this.socket.isPaused() || this.phase === 'closed') return;
+    if (this.socket.writableLength > this.ctx.maxQueuedDataIn || this.dispatchWaiters.length > 0) this.socket.pause();
+  }
+
+  /** The peer took output (a write reached the kernel, or the socket drained). */
+  private readonly onOutputTaken = (): void => {
+    if (this.phase === 'closed') return;
+    if (this.dispatchWaiters.length > 0) this.pumpDispatch();
+    if (this.socket.isPaused() && this.socket.writableLength <= this.ctx.maxQueuedDataIn && this.dispatchWaiters.length === 0) {
+      this.socket.resume();
+    }
+  };
+
+  /** One command fewer in flight; wakes whenIdle() waiters at zero. */
+  private settle(): void {
+    this.inFlight--;
+    if (this.inFlight === 0 && this.idleWaiters.length) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /** Executes a task counted in inFlight. */
+  private start(task: Task): void {
+    task.executing = true;
+    if (task.cmd.read && task.cmd.edtl > 0) {
+      task.dataInReserved = task.cmd.edtl;
+      this.dataInReserved += task.cmd.edtl;
+    }
     if (task.dataError) {
       this.complete(task, { status: Status.CheckCondition, sense: dataPhaseError(), dataIn: null, dataOutWanted: task.cmd.edtl });
       return;
@@ -591,6 +736,9 @@ export class IscsiConnection {
   /** Sends Data-In and status for a finished task (§10.4, §11.7: status in the last Data-In when possible). */
   private complete(task: Task, r: ScsiResult): void {
     this.tasks.delete(task.itt);
+    // Its data now counts as output (outBytes, then the socket's) instead of a reservation.
+    this.dataInReserved -= task.dataInReserved;
+    task.dataInReserved = 0;
     // Executed (its volume call settled) or failed before it could: no Data-Out can be placed
     // into the buffer any more (placement stops once a task executes) and nothing reads it.
     if (task.pooled && task.executing) {
@@ -603,8 +751,7 @@ export class IscsiConnection {
       task.reservedBytes = 0;
       this.drainR2tWaiters();
     }
-    this.inFlight--;
-    if (this.inFlight === 0 && this.idleWaiters.length) for (const w of this.idleWaiters.splice(0)) w();
+    this.settle();
     if (task.aborted || this.phase === 'closed') return;
     const cmd = task.cmd;
     const edtl = cmd.edtl;
@@ -778,6 +925,14 @@ export class IscsiConnection {
       this.tasks.delete(task.itt);
       if (task.reservedBytes) this.writeBuffered -= task.reservedBytes;
       task.reservedBytes = 0;
+      if (task.partial) this.partialBuffered -= task.buf!.length;
+      task.partial = false;
+      if (task.waiting) {
+        this.dispatchWaiters.splice(this.dispatchWaiters.indexOf(task), 1);
+        task.waiting = false;
+        this.settle();
+        this.pumpDispatch();
+      }
     }
   }
 
@@ -960,16 +1115,19 @@ export class IscsiConnection {
     this.outBytes = 0;
     if (q.length === 0 || this.socket.destroyed) return;
     this.ctx.count('bytesOut', n);
+    // The last write's callback runs once the batch reached the kernel: commands waiting for
+    // Data-In room may start then, without waiting for the whole buffer to drain.
     if (q.length === 1) {
-      this.socket.write(q[0]);
+      this.socket.write(q[0], this.onOutputTaken);
     } else if (n <= SMALL_BATCH) {
-      this.socket.write(Buffer.concat(q, n));
+      this.socket.write(Buffer.concat(q, n), this.onOutputTaken);
     } else {
       this.socket.cork();
-      for (const b of q) this.socket.write(b);
+      for (let i = 0; i < q.length - 1; i++) this.socket.write(q[i]);
+      this.socket.write(q[q.length - 1], this.onOutputTaken);
       this.socket.uncork();
     }
-    if (this.socket.writableLength > MAX_PENDING_OUTPUT && !this.socket.isPaused()) this.socket.pause();
+    this.throttleInput();
   };
 
   private out(b: Buffer): void {
@@ -1049,9 +1207,14 @@ export class IscsiConnection {
     this.phase = 'closed';
     this.cancelNop?.();
     this.cancelNop = null;
-    this.cancelLoginTimer?.();
-    this.cancelLoginTimer = null;
+    this.cancelPhaseTimer?.();
+    this.cancelPhaseTimer = null;
     for (const task of this.tasks.values()) task.aborted = true;
+    // Commands that never started will not: they stop counting as in flight.
+    for (const task of this.dispatchWaiters.splice(0)) {
+      task.waiting = false;
+      this.settle();
+    }
     this.ctx.sessionEnded(this);
     void (async () => {
       if (this.lunsOpening) await this.lunsOpening.catch(() => undefined);

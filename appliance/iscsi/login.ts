@@ -27,6 +27,17 @@ export interface LoginReply {
   pairs: TextPair[];
 }
 
+/**
+ * How strongly a login authenticated (RFC 7143 §12.1): none, one-way CHAP (the initiator proved
+ * its secret), mutual CHAP (the target proved its own as well). Ordered: none < chap < mutual.
+ */
+export type AuthStrength = 'none' | 'chap' | 'mutual';
+
+/** AuthStrength as a number, for "at least as strong as" comparisons. */
+export function authRank(a: AuthStrength): number {
+  return a === 'mutual' ? 2 : a === 'chap' ? 1 : 0;
+}
+
 /** A finished login: what the session needs. */
 export interface LoginOutcome {
   sessionType: 'Normal' | 'Discovery';
@@ -37,6 +48,8 @@ export interface LoginOutcome {
   isid: string;
   tsih: number;
   cid: number;
+  /** What the security stage proved; a live session is only taken over by a login at least as strong. */
+  auth: AuthStrength;
 }
 
 /** One step of the login. `failure` names the refusal for logs and telemetry. */
@@ -60,6 +73,11 @@ export interface LoginOptions {
   portalGroupTag: number;
   /** Session-level checks (TSIH, exclusivity); returns LoginStatus.Success or a refusal. */
   admit(req: AdmitRequest): { status: number; reason?: string };
+  /**
+   * Last check before the final Login Response, once authentication is known (session
+   * takeover needs it); LoginStatus.Success or a refusal. Absent = always admitted.
+   */
+  admitSession?(outcome: LoginOutcome): { status: number; reason?: string };
   /** Challenge source (tests inject a fixed one). */
   random?: (n: number) => Buffer;
 }
@@ -77,6 +95,7 @@ export class LoginNegotiation {
   private target: TargetEntry | null = null;
   private chap: ChapCredentials | null = null;
   private auth: AuthState = 'open';
+  private mutual = false;
   private chapId = 0;
   private chapChallenge: Buffer = Buffer.alloc(0);
   private isid = '';
@@ -195,13 +214,14 @@ export class LoginNegotiation {
     if (transit) {
       this.stage = nsg;
       if (nsg === Stage.FullFeature) {
-        return {
-          kind: 'complete', reply,
-          outcome: {
-            sessionType: this.sessionType, initiatorName: this.initiatorName, initiatorAlias: this.initiatorAlias,
-            target: this.target, params: this.params, isid: this.isid, tsih: this.tsih, cid: this.cid,
-          },
+        const outcome: LoginOutcome = {
+          sessionType: this.sessionType, initiatorName: this.initiatorName, initiatorAlias: this.initiatorAlias,
+          target: this.target, params: this.params, isid: this.isid, tsih: this.tsih, cid: this.cid,
+          auth: !this.chap ? 'none' : this.mutual ? 'mutual' : 'chap',
         };
+        const admitted = this.opts.admitSession?.(outcome) ?? { status: LoginStatus.Success };
+        if (admitted.status !== LoginStatus.Success) return fail(admitted.status, admitted.reason ?? 'refused');
+        return { kind: 'complete', reply, outcome };
       }
     }
     return { kind: 'continue', reply };
@@ -262,6 +282,7 @@ export class LoginNegotiation {
         // Reflection attack guard (§12.1.3): never answer our own challenge.
         if (challenge.equals(this.chapChallenge)) return 'mutual CHAP challenge reflected';
         answer.push(['CHAP_N', this.chap.targetUser], ['CHAP_R', encodeChapBinary(chapResponse(id, this.chap.targetSecret, challenge))]);
+        this.mutual = true;
       }
       this.auth = 'done';
       return undefined;

@@ -6,7 +6,7 @@ import { bindError, type Service, type ServiceState, type ServiceStatus } from '
 import { IscsiConnection, type ConnectionContext } from './connection';
 import { WriteBuffers } from './write-buffers';
 import { LoginStatus } from './constants';
-import type { AdmitRequest, LoginOutcome } from './login';
+import { authRank, type AdmitRequest, type LoginOutcome } from './login';
 import { DEFAULT_LIMITS, type TargetLimits } from './params';
 import { LuShared } from './scsi/logical-unit';
 import type { TargetDirectory, TargetEntry } from './target-directory';
@@ -26,7 +26,28 @@ export interface IscsiServerOptions {
   portalAddress: string;
   /** Negotiation limits (tests shrink them). */
   limits?: Partial<TargetLimits>;
+  /** Connections one source address may hold at once (default 8; config iscsi.maxConnectionsPerAddress). */
+  maxConnectionsPerAddress?: number;
+  /** A connection not in full-feature phase of a normal session by then is closed (default 15). */
+  loginTimeoutSeconds?: number;
+  /** A discovery session is closed this long after its login, whatever it does (default 30). */
+  discoveryTimeoutSeconds?: number;
+  /** Data-In queued on one connection before it stops taking new commands (default 16). */
+  maxQueuedDataInMiB?: number;
 }
+
+/** Defaults of the optional limits: the same as config.iscsi's (appliance/core/config.ts). */
+export const DEFAULT_ABUSE_LIMITS = {
+  maxConnectionsPerAddress: 8,
+  loginTimeoutSeconds: 15,
+  discoveryTimeoutSeconds: 30,
+  maxQueuedDataInMiB: 16,
+} as const;
+
+/** Per-address warnings: at most one per address per this interval. */
+const WARN_INTERVAL_MS = 60_000;
+/** Addresses remembered for warning rate limits (oldest forgotten first): bounded state per attempt. */
+const WARN_ADDRESSES = 256;
 
 /** One row of GET /api/sessions. */
 export interface IscsiSessionInfo {
@@ -55,6 +76,10 @@ export class IscsiServer implements Service {
   private state: ServiceState = 'stopped';
   private readonly conns = new Set<IscsiConnection>();
   private readonly sessionsByTsih = new Map<number, IscsiConnection>();
+  /** Open connections per source address (entries removed at zero, so at most maxConnections). */
+  private readonly perAddress = new Map<string, number>();
+  /** Last warning time per address (WARN_ADDRESSES at most). */
+  private readonly warnedAt = new Map<string, number>();
   private readonly shared = new Map<string, LuShared>();
   private nextTsih = 1;
   private boundPort = 0;
@@ -157,6 +182,23 @@ export class IscsiServer implements Service {
       socket.destroy();
       return;
     }
+    // One host must not hold every connection slot (issue #13): count open connections per
+    // source address and refuse beyond the cap. The count drops when the socket closes.
+    const host = normaliseAddress(socket.remoteAddress ?? '');
+    const cap = this.opts.maxConnectionsPerAddress ?? DEFAULT_ABUSE_LIMITS.maxConnectionsPerAddress;
+    const held = this.perAddress.get(host) ?? 0;
+    if (held >= cap) {
+      this.counters.connectionsRefused++;
+      this.warn(host, { address: host, cap }, 'too many connections from one address, refusing');
+      socket.destroy();
+      return;
+    }
+    this.perAddress.set(host, held + 1);
+    socket.once('close', () => {
+      const n = (this.perAddress.get(host) ?? 1) - 1;
+      if (n > 0) this.perAddress.set(host, n);
+      else this.perAddress.delete(host);
+    });
     this.counters.connections++;
     const address = `${socket.remoteAddress}:${socket.remotePort}`;
     const conn = new IscsiConnection(socket, address, this.context());
@@ -180,7 +222,12 @@ export class IscsiServer implements Service {
       portalGroupTag: PORTAL_GROUP_TAG,
       portal: `${this.opts.portalAddress}:${this.boundPort},${PORTAL_GROUP_TAG}`,
       nopInIntervalMs: this.opts.nopInIntervalSeconds * 1000,
+      loginTimeoutMs: (this.opts.loginTimeoutSeconds ?? DEFAULT_ABUSE_LIMITS.loginTimeoutSeconds) * 1000,
+      discoveryTimeoutMs: (this.opts.discoveryTimeoutSeconds ?? DEFAULT_ABUSE_LIMITS.discoveryTimeoutSeconds) * 1000,
+      maxQueuedDataIn: (this.opts.maxQueuedDataInMiB ?? DEFAULT_ABUSE_LIMITS.maxQueuedDataInMiB) * 1024 * 1024,
+      warn: (conn, fields, msg) => this.warn(normaliseAddress(conn.socket.remoteAddress ?? ''), fields, msg),
       admit: (conn, req) => this.admit(conn, req),
+      admitSession: (conn, outcome) => this.admitSession(conn, outcome),
       sessionStarted: (conn, outcome) => this.sessionStarted(conn, outcome),
       sessionEnded: (conn) => this.sessionEnded(conn),
       luShared: (volumeId) => {
@@ -220,18 +267,61 @@ export class IscsiServer implements Service {
     return { status: LoginStatus.Success };
   }
 
-  private sessionStarted(conn: IscsiConnection, outcome: LoginOutcome): number {
-    // Session reinstatement (§6.3.5): same initiator + ISID with TSIH 0 replaces the old session.
-    // An exclusive writer's own initiator also takes over its older session (iPXE → OS handoff).
+  /**
+   * The live sessions a login would replace. Session reinstatement (§6.3.5): same initiator +
+   * ISID with TSIH 0 replaces the old session. An exclusive writer's own initiator also takes
+   * over its older session (iPXE never logs out; the OS logs in with the iBFT's name and a new
+   * ISID).
+   */
+  private replacedBy(conn: IscsiConnection, outcome: LoginOutcome): IscsiConnection[] {
+    const out: IscsiConnection[] = [];
     for (const other of this.conns) {
       if (other === conn || other.phase === 'closed' || !other.outcome) continue;
       const sameInitiator = other.outcome.initiatorName === outcome.initiatorName;
       const sameIsid = other.outcome.isid === outcome.isid;
       const sameTarget = other.outcome.target?.name === outcome.target?.name;
-      if (sameInitiator && sameTarget && (sameIsid || (outcome.target?.exclusiveWriter && other.holdsWritable))) {
-        this.log.info({ initiator: outcome.initiatorName, isid: outcome.isid, old: other.tsih }, 'session reinstated, closing the old one');
-        other.destroy();
+      if (sameInitiator && sameTarget && (sameIsid || (outcome.target?.exclusiveWriter && other.holdsWritable))) out.push(other);
+    }
+    return out;
+  }
+
+  /**
+   * A live session is never taken over by a login that authenticated less strongly than it did
+   * (issue #13): an initiator name is no secret (it is derived from the client's name, and iPXE
+   * sends it in clear), so a login without CHAP of a CHAP session's name, or a one-way CHAP login
+   * against a mutual-CHAP session, is refused and the live session keeps its disk. Equal or
+   * stronger logins still take over: iscsistart after switch-root logs in with the iBFT's CHAP.
+   * 0x0301 SERVICE UNAVAILABLE (§11.13.5) as for a busy exclusive writer: transient, it ends
+   * with the live session.
+   */
+  private admitSession(conn: IscsiConnection, outcome: LoginOutcome): { status: number; reason?: string } {
+    if (outcome.sessionType !== 'Normal') return { status: LoginStatus.Success };
+    for (const other of this.replacedBy(conn, outcome)) {
+      if (authRank(other.outcome!.auth) > authRank(outcome.auth)) {
+        this.warn(normaliseAddress(conn.socket.remoteAddress ?? ''), { initiator: outcome.initiatorName, auth: outcome.auth, liveAuth: other.outcome!.auth },
+          'login would take over a more strongly authenticated session, refused');
+        return { status: LoginStatus.ServiceUnavailable, reason: `live session authenticated with ${other.outcome!.auth}, login with ${outcome.auth}` };
       }
+    }
+    return { status: LoginStatus.Success };
+  }
+
+  /** Warns at most once per WARN_INTERVAL_MS per address; the table of addresses is bounded. */
+  private warn(address: string, fields: Record<string, unknown>, msg: string): void {
+    const now = this.opts.clock.now();
+    const last = this.warnedAt.get(address);
+    if (last !== undefined && now - last < WARN_INTERVAL_MS) return;
+    this.warnedAt.delete(address);
+    this.warnedAt.set(address, now);
+    if (this.warnedAt.size > WARN_ADDRESSES) this.warnedAt.delete(this.warnedAt.keys().next().value!);
+    this.log.warn(fields, msg);
+  }
+
+  private sessionStarted(conn: IscsiConnection, outcome: LoginOutcome): number {
+    // admitSession() has checked, in this same synchronous step, that each may be replaced.
+    for (const other of this.replacedBy(conn, outcome)) {
+      this.log.info({ initiator: outcome.initiatorName, isid: outcome.isid, old: other.tsih, auth: outcome.auth }, 'session reinstated, closing the old one');
+      other.destroy();
     }
     let tsih = this.nextTsih;
     while (tsih === 0 || this.sessionsByTsih.has(tsih)) tsih = (tsih + 1) & 0xffff;
@@ -262,4 +352,9 @@ export class IscsiServer implements Service {
       this.log.warn({ err: (err as Error).message }, 'boot event not recorded');
     }
   }
+}
+
+/** "::ffff:10.0.0.5" (an IPv4 peer on a dual-stack socket) and "10.0.0.5" are one host. */
+function normaliseAddress(address: string): string {
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
 }
