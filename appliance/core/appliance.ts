@@ -93,7 +93,8 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
     reserveMiB: config.store.reserveMiB,
     reservationMiB: config.store.reservationMiB,
   });
-  const clients = new ClientRegistry(db, store, { iqnPrefix: config.iscsi.iqnPrefix, clock, chapByDefault: config.boot.chapByDefault });
+  // `jobs` is built below; the registry asks it only when a verb names an image that is not ready.
+  const clients = new ClientRegistry(db, store, { iqnPrefix: config.iscsi.iqnPrefix, clock, chapByDefault: config.boot.chapByDefault, importing: (name) => jobs.get(name) });
 
   // --- protocol services -------------------------------------------------------------------
   const tftp = new TftpServer({
@@ -117,6 +118,10 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
     events,
     maxConnections: config.iscsi.maxConnections,
     nopInIntervalSeconds: config.iscsi.nopInIntervalSeconds,
+    maxConnectionsPerAddress: config.iscsi.maxConnectionsPerAddress,
+    loginTimeoutSeconds: config.iscsi.loginTimeoutSeconds,
+    discoveryTimeoutSeconds: config.iscsi.discoveryTimeoutSeconds,
+    maxQueuedDataInMiB: config.iscsi.maxQueuedDataInMiB,
     portalAddress: serverAddress,
   });
   // One-time script links (issue #13): minted into each DHCP answer, redeemed by the /boot route.
@@ -129,6 +134,8 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
     log: child('boot'),
     clock,
     tokens: scriptTokens,
+    // boot.unknownClients 'auto' follows the DHCP mode, which the settings page can change.
+    dhcpMode: () => dhcpMode,
   });
   const settings = readRuntimeSettings(dataDir);
   let dhcpMode = settings.dhcp?.mode ?? config.dhcp.mode;
@@ -153,6 +160,8 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
     httpPort: httpService.boundPort,
     iscsiPort: iscsi.port || config.iscsi.port,
     unknownClients: config.boot.unknownClients,
+    dhcpMode,
+    mdnsHost: config.mdns.enabled ? `${config.mdns.name}.local` : '',
     enroll: config.boot.unknownClients === 'enroll' ? enroll : undefined,
     archOf: (mac) => dhcp.archOf(mac),
     events,
@@ -186,7 +195,10 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
     metricsRoutes(() => services),
     imageRoutes({ store, clients, jobs, flags, uploadDir: join(dataDir, 'uploads'), importDirs: importDirs(dataDir, config.images.importDirs) }),
     clientUseRoutes({ clients, store, flags, scheduler }),
-    clientRoutes({ clients, store, events, sessions, serverAddress, iscsiPort: () => iscsi.port || config.iscsi.port, disconnect: (t) => iscsi.disconnect(t) }),
+    clientRoutes({
+      clients, store, events, sessions, serverAddress, iscsiPort: () => iscsi.port || config.iscsi.port, disconnect: (t) => iscsi.disconnect(t),
+      unknownMode: () => ({ mode: policy.unknownClients(), setting: config.boot.unknownClients, dhcpMode }),
+    }),
     systemRoutes({
       storage: () => system.storage(dataDir),
       health: () => system.health(),
