@@ -7,12 +7,14 @@ import type { Clock } from '../core/clock';
 import type { Logger } from '../core/log';
 import type { ClientDirectory } from '../core/model';
 import { findIpxeBinaries, missingBinaries, type EfiBinaryChoice, type IpxeBinaries } from './binaries';
-import { decideBoot, scriptUrl, type BootAnswer, type BootRequest } from './policy';
+import { decideBoot, effectiveUnknownClients, scriptUrl, type BootAnswer, type BootRequest, type UnknownClientsMode, type UnknownClientsSetting } from './policy';
 import type { TokenBinding } from './script-tokens';
 
 export interface BootPolicyOptions {
   /** config.boot */
-  boot: { ipxeDir: string; unknownClients: 'ignore' | 'menu' | 'enroll'; efiBinary?: EfiBinaryChoice };
+  boot: { ipxeDir: string; unknownClients: UnknownClientsSetting; efiBinary?: EfiBinaryChoice };
+  /** The DHCP mode in force (it can change at run time); decides boot.unknownClients 'auto'. */
+  dhcpMode?: () => 'off' | 'proxy' | 'full';
   clients: ClientDirectory;
   httpPort: number;
   iscsiPort: number;
@@ -50,7 +52,7 @@ export class BootPolicy {
       serverAddress,
       httpPort: this.opts.httpPort,
       iscsiPort: this.opts.iscsiPort,
-      unknownClients: this.opts.boot.unknownClients,
+      unknownClients: this.unknownClients(),
       binaries: this.binaries,
     });
     if (answer.kind === 'missing-binary') {
@@ -64,12 +66,17 @@ export class BootPolicy {
     // Every answer that hands iPXE its script gets its own token. Not for an unknown client under
     // "menu": its menu carries nothing secret, and minting for every MAC on the LAN would let a
     // flood of fake ones evict real clients' tokens.
-    const wantsToken = answer.kind === 'ipxe' && answer.url !== undefined && (answer.client !== undefined || this.opts.boot.unknownClients === 'enroll');
+    const wantsToken = answer.kind === 'ipxe' && answer.url !== undefined && (answer.client !== undefined || this.unknownClients() === 'enroll');
     if (wantsToken && this.opts.tokens) {
       const token = this.opts.tokens.mint(req.mac, binding);
       return { ...answer, url: scriptUrl(req.mac, serverAddress, this.opts.httpPort, token) };
     }
     return answer;
+  }
+
+  /** What unknown clients get now (boot.unknownClients, 'auto' resolved by the DHCP mode). */
+  unknownClients(): UnknownClientsMode {
+    return effectiveUnknownClients(this.opts.boot.unknownClients, this.opts.dhcpMode?.());
   }
 
   /** Option 93 from this MAC's latest DHCP request, if seen. */

@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import type { Logger } from '../core/log';
 import { normaliseMac, type BootEventSink, type ClientDirectory, type ClientRecord } from '../core/model';
 import type { IpxeBinaries } from './binaries';
-import { renderIpxeScript, renderMenuScript, renderRetryScript } from './ipxe-script';
-import { scriptUrl } from './policy';
+import { renderIpxeScript, renderMenuScript, renderRetryScript, renderWaitScript } from './ipxe-script';
+import { effectiveUnknownClients, scriptUrl, type UnknownClientsSetting } from './policy';
 
 /** Everything bootScriptFor needs. */
 export interface BootScriptContext {
@@ -21,7 +21,12 @@ export interface BootScriptContext {
   serverAddress: string;
   httpPort: number;
   iscsiPort: number;
-  unknownClients: 'ignore' | 'menu' | 'enroll';
+  /** config boot.unknownClients; 'auto' is resolved with dhcpMode (effectiveUnknownClients). */
+  unknownClients: UnknownClientsSetting;
+  /** The DHCP mode in force, for unknownClients 'auto'. */
+  dhcpMode?: 'off' | 'proxy' | 'full';
+  /** The appliance's mDNS host name (`netboot.local`), shown on the "wait" screen; '' or absent when mDNS is off. */
+  mdnsHost?: string;
   /** Creates a client (clone of boot.enrollImage) for an unknown MAC; needed for 'enroll'. */
   enroll?: (mac: string, arch: number | undefined) => Promise<ClientRecord>;
   /** The client's architecture from its last DHCP request (BootPolicy.archOf / DhcpServer.archOf). */
@@ -52,7 +57,7 @@ const pending = new WeakMap<object, Map<string, Promise<ClientRecord>>>();
 /**
  * The script for `file` ("aa-bb-cc-dd-ee-ff.ipxe", any MAC spelling normaliseMac accepts):
  * the sanboot script for a registered client; for an unknown one the menu, an enrolment (then
- * its sanboot script), or 404 when unknownClients is "ignore". 400 for a name that is not a MAC.
+ * its sanboot script), the waiting screen, or 404 when unknownClients is "ignore". 400 for a name that is not a MAC.
  * Without `access.trusted`, a client with CHAP or a pending one-shot boot, and an enrolment, get
  * the retry script instead (see the file comment); a client without CHAP gets its name-only
  * sanboot script. Async because enrolment clones a disk.
@@ -74,13 +79,18 @@ export async function bootScriptFor(file: string, ctx: BootScriptContext, access
     ctx.events?.record({ mac, stage: 'script-fetched', detail: { kind: 'sanboot', target: known.target, ...(access.trusted ? { link: 'one-time' } : {}) } });
     return { status: 200, contentType: TEXT, body: renderIpxeScript(known, opts) };
   }
-  if (ctx.unknownClients === 'enroll' && !access.trusted) return retry(undefined, 'enrol');
-  switch (ctx.unknownClients) {
+  const mode = effectiveUnknownClients(ctx.unknownClients, ctx.dhcpMode);
+  if (mode === 'enroll' && !access.trusted) return retry(undefined, 'enrol');
+  switch (mode) {
     case 'ignore':
       return { status: 404, contentType: TEXT, body: `unknown client ${mac}\n` };
     case 'menu':
       ctx.events?.record({ mac, stage: 'script-fetched', detail: { kind: 'menu' } });
       return { status: 200, contentType: TEXT, body: renderMenuScript(mac, { scriptUrl: url }) };
+    case 'wait':
+      // Nothing secret and no state change: the poll ends when an admin assigns an image.
+      ctx.events?.record({ mac, stage: 'script-fetched', detail: { kind: 'wait' } });
+      return { status: 200, contentType: TEXT, body: renderWaitScript(mac, { mdnsHost: ctx.mdnsHost ?? '', uiUrl: `http://${ctx.serverAddress}:${ctx.httpPort}` }) };
     case 'enroll': {
       if (!ctx.enroll) {
         ctx.log?.error({ mac }, 'boot.unknownClients is "enroll" but no enroll callback is wired');

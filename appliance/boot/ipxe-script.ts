@@ -178,3 +178,66 @@ export function renderMenuScript(mac: string, opts: { scriptUrl: string; message
   );
   return lines.join('\n');
 }
+
+/** Where the waiting screen sends the admin (boot.unknownClients "wait"). */
+export interface WaitScriptOptions {
+  /** The appliance's mDNS name with `.local` (config mdns.name), e.g. "netboot.local"; '' when mDNS is off. */
+  mdnsHost: string;
+  /** The web UI's address as the client reaches it, e.g. "http://198.18.0.1:8080". */
+  uiUrl: string;
+  /** Seconds between polls for the first `fastPolls` polls (default 5), then `slowSeconds` (default 30). */
+  pollSeconds?: number;
+  fastPolls?: number;
+  slowSeconds?: number;
+}
+
+/**
+ * What an unknown client gets under boot.unknownClients "wait": a screen naming where to give it
+ * a disk (the mDNS name and the address, plus its MAC), then it keeps asking without anyone at
+ * the keyboard: after a pause it runs `dhcp` again and chains the fresh `${filename}`. While
+ * the MAC is unknown that is this script again; once an admin assigns an image, the DHCP answer
+ * carries the client's one-time link (CHAP and all), so the machine boots by itself.
+ * Backoff, bounded: `fastPolls` polls `pollSeconds` apart, then every `slowSeconds` (a poll is a
+ * DHCP exchange and one small HTTP fetch). The poll count lives in the setting `netboot-polls`
+ * (one `x` per poll; iPXE scripts have no arithmetic), which survives `chain --replace`.
+ * The pause is `choose --timeout` (every iPXE build has menus; `sleep` is optional), and a failed
+ * `dhcp` or `chain` returns to that pause, so there is no tight loop.
+ */
+export function renderWaitScript(mac: string, opts: WaitScriptOptions): string {
+  const fast = Math.max(1, Math.round(opts.pollSeconds ?? 5)) * 1000;
+  const slow = Math.max(1, Math.round(opts.slowSeconds ?? 30)) * 1000;
+  const fastPolls = Math.max(1, Math.min(30, Math.round(opts.fastPolls ?? 12)));
+  const where = [opts.mdnsHost ? `http://${opts.mdnsHost}` : '', opts.uiUrl].filter(Boolean).map(scriptText);
+  return [
+    '#!ipxe',
+    `echo netboot: this machine (${mac}) waits for a disk`,
+    `echo netboot: open ${where.join(' or ')} and give ${mac} an image: it then boots by itself`,
+    `iseq \${netboot-polls} ${'x'.repeat(fastPolls)} && goto slow ||`,
+    'set netboot-polls ${netboot-polls}x',
+    `set netboot-delay ${fast}`,
+    'goto wait',
+    ':slow',
+    `set netboot-delay ${slow}`,
+    ':wait',
+    `menu netboot: ${mac} waits for a disk`,
+    `item --gap Open ${where.join(' or ')}`,
+    `item --gap and give ${mac} an image: this PC then boots by itself.`,
+    'item --gap',
+    'item retry Ask again now (it asks by itself every few seconds)',
+    'item shell iPXE shell',
+    'item exit Exit to the next boot device',
+    'choose --default retry --timeout ${netboot-delay} selected || goto retry',
+    'goto ${selected}',
+    ':retry',
+    'echo netboot: asking the appliance again',
+    'dhcp || goto wait',
+    'chain --replace --autofree ${filename} || goto wait',
+    ':shell',
+    'shell',
+    'goto wait',
+    ':exit',
+    'clear netboot-polls',
+    'exit 1',
+    '',
+  ].join('\n');
+}

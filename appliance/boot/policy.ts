@@ -26,6 +26,26 @@ export interface BootRequest {
   ipxe: ReadonlyMap<number, Buffer> | undefined;
 }
 
+/**
+ * What an unknown client gets (config boot.unknownClients): nothing; a menu; a new client disk of
+ * boot.enrollImage; or a screen that says where to assign it an image and keeps asking until
+ * one is (renderWaitScript).
+ */
+export type UnknownClientsMode = 'ignore' | 'menu' | 'enroll' | 'wait';
+/** The config value: a mode, or 'auto' (decided by the DHCP mode: effectiveUnknownClients). */
+export type UnknownClientsSetting = UnknownClientsMode | 'auto';
+
+/**
+ * The mode in force. 'auto' is 'wait' in full DHCP mode (the appliance owns an isolated network:
+ * every machine that PXE-boots there is meant to boot from it) and 'ignore' in proxy mode or with
+ * DHCP off (next to the office's own DHCP server, a PC that tries the network first must not be
+ * taken over). An explicit setting always wins (docs/decisions.md, "Unknown clients").
+ */
+export function effectiveUnknownClients(setting: UnknownClientsSetting, dhcpMode: 'off' | 'proxy' | 'full' | undefined): UnknownClientsMode {
+  if (setting !== 'auto') return setting;
+  return dhcpMode === 'full' ? 'wait' : 'ignore';
+}
+
 /** The settings the decision depends on. */
 export interface BootPolicyContext {
   clients: ClientDirectory;
@@ -33,7 +53,7 @@ export interface BootPolicyContext {
   serverAddress: string;
   httpPort: number;
   iscsiPort: number;
-  unknownClients: 'ignore' | 'menu' | 'enroll';
+  unknownClients: UnknownClientsMode;
   binaries: IpxeBinaries;
 }
 

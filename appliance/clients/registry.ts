@@ -114,6 +114,11 @@ export class ClientRegistry implements ClientDirectory {
        * one-way CHAP credentials unless the caller passes `chap` (null = none). Default true.
        */
       chapByDefault?: boolean;
+      /**
+       * The import in progress under an image name, if any (ImportJobs.get): a verb naming an
+       * image that is still importing answers 409 IMAGE_NOT_READY with its progress, not 404.
+       */
+      importing?: (image: string) => { state: string; progress: number; doneBytes: number; totalBytes: number } | undefined;
     },
   ) {
     db.exec(`CREATE TABLE IF NOT EXISTS clients (
@@ -236,8 +241,19 @@ export class ClientRegistry implements ClientDirectory {
     }
   }
 
-  private requireImage(image: string): void {
-    if (!this.store.getImage(image)) throw notFound('IMAGE_NOT_FOUND', `no golden image "${image}"`);
+  /**
+   * Throws unless `image` is a ready golden image: 409 IMAGE_NOT_READY (details: progress 0..1,
+   * doneBytes, totalBytes) while it is still importing (issue #14: it used to be 404, which sent
+   * the UI and scripts looking for a typo), else 404 IMAGE_NOT_FOUND.
+   */
+  requireImage(image: string): void {
+    if (this.store.getImage(image)) return;
+    const job = this.opts.importing?.(image);
+    if (job?.state === 'importing') {
+      const { progress, doneBytes, totalBytes } = job;
+      throw new ApiError('IMAGE_NOT_READY', 409, `image "${image}" is still importing (${Math.floor(progress * 100)}%): try again when the import is done`, { progress, doneBytes, totalBytes });
+    }
+    throw notFound('IMAGE_NOT_FOUND', `no golden image "${image}"`);
   }
 
   /** Makes a fresh store disk, replacing one left behind by a crash. */

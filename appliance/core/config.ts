@@ -80,8 +80,12 @@ export const configSchema = strict({
   boot: strict({
     /** Where undionly.kpxe, ipxe.efi, snponly.efi are (Debian package `ipxe`). */
     ipxeDir: z.string().default('/usr/lib/ipxe'),
-    /** What an unknown MAC gets: nothing, a menu script, or a new client disk of enrollImage. */
-    unknownClients: z.enum(['ignore', 'menu', 'enroll']).default('ignore'),
+    /**
+     * What an unknown MAC gets: nothing, a menu script, a new client disk of enrollImage, or a
+     * screen that waits for an admin to assign it an image (boot/policy.ts). 'auto': 'wait' in
+     * full DHCP mode, 'ignore' otherwise (a proxy must not take over office PCs that PXE-boot first).
+     */
+    unknownClients: z.enum(['auto', 'ignore', 'menu', 'enroll', 'wait']).default('auto'),
     enrollImage: z.string().default(''),
     /** UEFI x64 iPXE build: ipxe.efi (own NIC drivers) or snponly.efi (the firmware's driver, for odd NICs). */
     efiBinary: z.enum(['ipxe.efi', 'snponly.efi']).default('ipxe.efi'),

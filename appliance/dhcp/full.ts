@@ -15,7 +15,7 @@ import type { Lease, LeaseStore } from './leases';
 import { build, Opt, type ClientRequestInfo } from './options';
 import { FLAG_BROADCAST, type DhcpOption } from './packet';
 import { applyBootAnswer, baseReply, bootFileOf, destinationFor, finishReply, type Outbound } from './replies';
-import { isBootClient } from '../boot/policy';
+import { isBootClient, isIpxe } from '../boot/policy';
 
 /** config.dhcp as full mode reads it. */
 export interface FullModeConfig {
@@ -202,7 +202,8 @@ export class FullResponder implements Responder {
     const ctx = this.ctx;
     ctx.counters.discovers += 1;
     const boot = isBootClient(info);
-    if (boot) emit(ctx, info.mac, 'dhcp-discover', { xid: info.xid, arch: info.arch });
+    // vc and ipxe let the "waiting to boot" list say what asked and how far it got (telemetry).
+    if (boot) emit(ctx, info.mac, 'dhcp-discover', { xid: info.xid, arch: info.arch, vc: info.vendorClass, ipxe: isIpxe(info) || undefined });
     const ip = this.allocate(info.mac, info.requestedIp);
     if (!ip) {
       if (this.exhaustedWarnedAt + 60_000 <= this.now) {

@@ -10,7 +10,7 @@
  */
 import { ZERO } from './ipv4';
 import { type Inbound, type Responder, type ResponderContext, emit, policyRequest } from './engine';
-import { isBootClient } from '../boot/policy';
+import { isBootClient, isIpxe } from '../boot/policy';
 import { applyBootAnswer, baseReply, bootFileOf, destinationFor, finishReply, type Outbound } from './replies';
 
 /** The proxy-mode responder. */
@@ -40,7 +40,8 @@ export class ProxyResponder implements Responder {
         return [];
       }
       ctx.counters.discovers += 1;
-      emit(ctx, info.mac, 'dhcp-discover', { xid: info.xid, arch: info.arch, ipxe: info.userClass === 'iPXE' || undefined });
+      // vc (option 60) lets the "waiting to boot" list say what kind of machine asked (telemetry).
+      emit(ctx, info.mac, 'dhcp-discover', { xid: info.xid, arch: info.arch, vc: info.vendorClass, ipxe: isIpxe(info) || undefined });
       const answer = ctx.policy.decide(policyRequest(info), ctx.serverAddress);
       if (answer.kind === 'ignore' || answer.kind === 'missing-binary') {
         ctx.log.debug({ mac: info.mac, xid: info.xid, reason: answer.reason }, 'no proxy offer');

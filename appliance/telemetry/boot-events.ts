@@ -11,6 +11,36 @@ export interface StoredBootEvent {
   detail: Record<string, string | number | boolean>;
 }
 
+/** How far an unknown client's boot got, furthest last. */
+export const UNKNOWN_STAGES = ['dhcp', 'tftp', 'ipxe', 'script'] as const;
+export type UnknownStage = (typeof UNKNOWN_STAGES)[number];
+
+/**
+ * A network-boot client the appliance heard but does not know (no client row): what zero-touch
+ * enrolment lists as "waiting to boot". Derived from its boot events as they are recorded.
+ */
+export interface UnknownClient {
+  mac: string;
+  /** Option 93 (client architecture), when a DHCP request carried it. */
+  arch: number | null;
+  /** Option 60 (PXEClient:Arch:..., HTTPClient..., iPXE's own), when seen. */
+  vendorClass: string | null;
+  /** Its address, when the exchange told us (full mode's lease, a REQUEST's address). */
+  address: string | null;
+  firstSeen: number;
+  lastSeen: number;
+  /** How far it got: DHCP only, fetched iPXE over TFTP, iPXE asked DHCP, iPXE fetched its script. */
+  stage: UnknownStage;
+}
+
+/** The furthest stage an event shows, for an unknown MAC; undefined for stages it cannot reach. */
+function unknownStage(event: BootEvent): UnknownStage | undefined {
+  if (event.stage.startsWith('dhcp-')) return event.detail?.ipxe === true ? 'ipxe' : 'dhcp';
+  if (event.stage.startsWith('tftp-')) return 'tftp';
+  if (event.stage === 'script-fetched') return 'script';
+  return undefined;
+}
+
 /** Bounds on what BootEventStore keeps. */
 export interface BootEventLimits {
   /** Events kept per MAC, newest first (default 500; up to TRIM_SLACK more between trims). */
@@ -52,12 +82,19 @@ interface MacState {
  * unknown MACs live in memory, read from the table on first use (so a table grown before a
  * restart, or before these bounds existed, is cut back then). If a batch's commit fails after
  * an eviction, the memory is ahead of the table: the rows left behind are found at the next start.
+ *
+ * Zero-touch enrolment (issue #14): for each MAC that is not a client, one summary row in
+ * `unknown_clients` (architecture, vendor class, address, first/last seen, furthest stage) is
+ * kept beside its events, under the same `maxUnknownMacs` bound and dropped with them, so the
+ * "waiting to boot" list costs one small table, not a scan of the timelines.
  */
 export class BootEventStore implements BootEventSink {
   private readonly insert;
   private readonly trim;
   private readonly bump;
   private readonly dropMac;
+  private readonly upsertUnknown;
+  private readonly dropUnknown;
   private readonly perClient: number;
   private readonly maxUnknownMacs: number;
   private readonly isClient: (mac: string) => boolean;
@@ -82,6 +119,16 @@ export class BootEventStore implements BootEventSink {
       'DELETE FROM boot_events WHERE mac = ? AND id <= (SELECT id FROM boot_events WHERE mac = ? ORDER BY id DESC LIMIT 1 OFFSET ?)',
     );
     this.dropMac = db.prepare('DELETE FROM boot_events WHERE mac = ?');
+    db.exec(`CREATE TABLE IF NOT EXISTS unknown_clients (
+      mac TEXT PRIMARY KEY, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,
+      arch INTEGER, vendor_class TEXT, address TEXT, stage TEXT NOT NULL, rank INTEGER NOT NULL);`);
+    this.upsertUnknown = db.prepare(`INSERT INTO unknown_clients (mac, first_seen, last_seen, arch, vendor_class, address, stage, rank)
+      VALUES (@mac, @now, @now, @arch, @vc, @address, @stage, @rank)
+      ON CONFLICT(mac) DO UPDATE SET last_seen = excluded.last_seen,
+        arch = coalesce(excluded.arch, arch), vendor_class = coalesce(excluded.vendor_class, vendor_class),
+        address = coalesce(excluded.address, address),
+        stage = CASE WHEN excluded.rank > rank THEN excluded.stage ELSE stage END, rank = max(rank, excluded.rank)`);
+    this.dropUnknown = db.prepare('DELETE FROM unknown_clients WHERE mac = ?');
   }
 
   record(event: BootEvent): void {
@@ -94,7 +141,7 @@ export class BootEventStore implements BootEventSink {
     if (st && st.key === key && now - st.at < 1000) {
       this.bump.run(now, st.id);
       st.at = now;
-      this.seen(mac);
+      this.seen(mac, event, now);
       return;
     }
     const id = Number(this.insert.run(mac, now, event.stage, detail).lastInsertRowid);
@@ -104,17 +151,34 @@ export class BootEventStore implements BootEventSink {
     st.key = key;
     st.at = now;
     if (st.rows >= this.perClient + TRIM_SLACK) this.trimMac(mac, st);
-    this.seen(mac);
+    this.seen(mac, event, now);
   }
 
-  /** Moves an unknown MAC to the most recent end, and forgets the least recent beyond the bound. */
-  private seen(mac: string): void {
+  /**
+   * Moves an unknown MAC to the most recent end (updating its summary row), and forgets the least
+   * recent beyond the bound. A MAC that has become a client leaves the unknown list.
+   */
+  private seen(mac: string, event: BootEvent, now: number): void {
     if (this.isClient(mac)) {
-      this.unknown.delete(mac);
+      if (this.unknown.delete(mac)) this.dropUnknown.run(mac);
       return;
     }
     this.unknown.delete(mac);
     this.unknown.add(mac);
+    const stage = unknownStage(event);
+    if (stage) {
+      const d = event.detail ?? {};
+      const ip = typeof d.ip === 'string' && d.ip !== '0.0.0.0' ? d.ip : null;
+      this.upsertUnknown.run({
+        mac,
+        now,
+        arch: typeof d.arch === 'number' ? d.arch : null,
+        vc: typeof d.vc === 'string' ? d.vc.slice(0, 64) : null,
+        address: ip,
+        stage,
+        rank: UNKNOWN_STAGES.indexOf(stage),
+      });
+    }
     if (this.unknown.size > this.maxUnknownMacs) this.evict();
   }
 
@@ -123,8 +187,12 @@ export class BootEventStore implements BootEventSink {
       if (this.unknown.size <= this.maxUnknownMacs) break;
       this.unknown.delete(mac);
       // Registered since its last event: it keeps its timeline (and leaves the unknown count).
-      if (this.isClient(mac)) continue;
+      if (this.isClient(mac)) {
+        this.dropUnknown.run(mac);
+        continue;
+      }
       this.dropMac.run(mac);
+      this.dropUnknown.run(mac);
       this.macs.delete(mac);
     }
   }
@@ -148,6 +216,25 @@ export class BootEventStore implements BootEventSink {
       if (!this.isClient(r.mac)) this.unknown.add(r.mac);
     }
     if (this.unknown.size > this.maxUnknownMacs) this.evict();
+    // Summaries whose timeline is gone (evicted before a crash) or whose MAC became a client.
+    this.db.exec('DELETE FROM unknown_clients WHERE mac NOT IN (SELECT DISTINCT mac FROM boot_events)');
+    for (const r of this.db.prepare('SELECT mac FROM unknown_clients').all() as { mac: string }[]) {
+      if (this.isClient(r.mac)) this.dropUnknown.run(r.mac);
+    }
+  }
+
+  /**
+   * The network-boot clients heard that are not clients, most recently seen first (at most
+   * maxUnknownMacs). A MAC registered since its last event is left out.
+   */
+  unknownClients(): UnknownClient[] {
+    if (!this.loaded) this.load();
+    const rows = this.db.prepare('SELECT * FROM unknown_clients ORDER BY last_seen DESC, mac').all() as {
+      mac: string; first_seen: number; last_seen: number; arch: number | null; vendor_class: string | null; address: string | null; stage: UnknownStage;
+    }[];
+    return rows
+      .filter((r) => !this.isClient(r.mac))
+      .map((r) => ({ mac: r.mac, arch: r.arch, vendorClass: r.vendor_class, address: r.address, firstSeen: r.first_seen, lastSeen: r.last_seen, stage: r.stage }));
   }
 
   /** MACs whose events are kept (for tests and status). */
@@ -175,6 +262,7 @@ export class BootEventStore implements BootEventSink {
   /** Drops a client's timeline (client deleted). */
   forget(mac: string): void {
     this.dropMac.run(mac);
+    this.dropUnknown.run(mac);
     this.macs.delete(mac);
     this.unknown.delete(mac);
   }

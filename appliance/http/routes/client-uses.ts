@@ -89,7 +89,7 @@ export function clientUseRoutes(deps: ClientUseDeps) {
         const b = req.body;
         let next: NextBoot;
         if (b.rescue !== undefined) {
-          if (!deps.store.getImage(b.rescue)) throw notFound('IMAGE_NOT_FOUND', `no golden image "${b.rescue}"`);
+          deps.clients.requireImage(b.rescue);
           if (!deps.flags.get(b.rescue).rescue) throw badRequest('NOT_A_RESCUE_IMAGE', `image "${b.rescue}" is not marked as a rescue image (PATCH /api/images/${b.rescue} {"rescue": true})`);
           next = { kind: 'rescue', image: b.rescue };
         } else if (b.image !== undefined) next = { kind: 'image', image: b.image };
@@ -173,8 +173,8 @@ export function clientUseRoutes(deps: ClientUseDeps) {
         },
       },
       async (req) => {
-        const img = deps.store.getImage(req.params.name);
-        if (!img) throw notFound('IMAGE_NOT_FOUND', `no image "${req.params.name}"`);
+        deps.clients.requireImage(req.params.name);
+        const img = deps.store.getImage(req.params.name)!;
         deps.flags.set(img.name, { rescue: req.body.rescue });
         return { ...img, ...deps.flags.get(img.name) };
       },

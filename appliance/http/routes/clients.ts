@@ -31,6 +31,17 @@ export interface ClientRouteDeps {
   disconnect: (targets: string[]) => Promise<number>;
   /** Called after a client is removed (e.g. to drop DHCP reservations). */
   onDeleted?: (mac: string) => void;
+  /** What unknown clients get now, and why (GET /api/unknown-clients says it beside the list). */
+  unknownMode?: () => UnknownModeView;
+}
+
+/** The boot.unknownClients setting, what it means under the current DHCP mode, and that mode. */
+export interface UnknownModeView {
+  /** What unknown clients get now: 'ignore' (listed, not answered), 'menu', 'enroll' or 'wait'. */
+  mode: 'ignore' | 'menu' | 'enroll' | 'wait';
+  /** The configured value ('auto' = decided by the DHCP mode). */
+  setting: string;
+  dhcpMode: string;
 }
 
 const macParam = { type: 'object', required: ['mac'], properties: { mac: { type: 'string', maxLength: 32 } } } as const;
@@ -129,6 +140,13 @@ export function clientRoutes(deps: ClientRouteDeps) {
       },
     );
 
+    // Zero-touch enrolment (issue #14): network-boot clients heard that are not clients yet, most
+    // recent first. POST /api/clients with one's MAC gives it a disk; it then leaves this list.
+    app.get('/api/unknown-clients', async () => ({
+      ...(deps.unknownMode?.() ?? { mode: 'ignore', setting: 'ignore', dhcpMode: 'off' }),
+      clients: deps.events.unknownClients(),
+    }));
+
     app.get<{ Params: { mac: string } }>('/api/clients/:mac', { schema: { params: macParam } }, async (req) => view(deps.clients.get(req.params.mac)));
 
     app.patch<{ Params: { mac: string }; Body: ClientInput }>(
@@ -207,7 +225,7 @@ export function clientRoutes(deps: ClientRouteDeps) {
       async (req) => {
         const c = deps.clients.get(req.params.mac);
         const image = req.body?.image ?? c.image;
-        if (!deps.store.getImage(image)) throw notFound('IMAGE_NOT_FOUND', `no golden image "${image}"`);
+        deps.clients.requireImage(image);
         await maybeForce(c, req.query.force);
         inUse(c, 'reset the disk');
         await deps.store.resetDisk(c.disk, image);
