@@ -175,3 +175,54 @@ describe('login and discovery timeouts on a fake clock (issue #13)', () => {
     expect(await closedWithin(d, 2000)).toBe(true);
   });
 });
+
+describe('what one connection can make the target hold (issue #13)', () => {
+  it('grants only the CmdSN slots unanswered commands leave free: the 129th queued command is ignored, not held', async () => {
+    // Failed before the fix: the window moved with ExpCmdSN, so a peer could keep any number of
+    // commands waiting on a slow disk (160 accepted here).
+    const disk = new MemoryDisk('window-disk', 2048);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const open = async () => {
+      const v = await disk.open();
+      const read = v.read.bind(v);
+      v.read = async (lba, blocks) => {
+        await gate;
+        return read(lba, blocks);
+      };
+      return v;
+    };
+    const r = await startTarget([target(T, [{ lun: 0, open, readOnly: false }])], { nopInIntervalSeconds: 0 });
+    cleanups.push(() => r.server.stop());
+    const i = await connect(r.port);
+    expect(await i.login({ initiatorName: IQN_INITIATOR, targetName: T })).toBe(0);
+    const first = i.cmdSN;
+    let answered = 0;
+    // Sent blindly, ignoring MaxCmdSN, as an abusive initiator would.
+    for (let k = 0; k < 160; k++) void i.read10(k, 1).then(() => answered++, () => undefined);
+    await settle(200);
+    release();
+    await settle(500);
+    expect(answered).toBe(128);
+    // The window moved on by what was answered: CmdSN first+128 (never accepted) is usable now.
+    i.cmdSN = (first + 128) >>> 0;
+    expect((await i.read10(0, 1)).status).toBe(0);
+    expect(i.maxCmdSN - i.cmdSN).toBeGreaterThanOrEqual(100);
+  });
+
+  it('warns once per address, not once per refused connection', async () => {
+    const lines: string[] = [];
+    const pino = (await import('pino')).default;
+    const log = pino({ level: 'warn' }, { write: (l: string) => void lines.push(l) });
+    const disk = new MemoryDisk('warn-disk', 64);
+    const r = await startTarget([target(T, [{ lun: 0, open: () => disk.open(), readOnly: false }])],
+      { log, extra: { maxConnectionsPerAddress: 1 } });
+    cleanups.push(() => r.server.stop());
+    await connect(r.port);
+    const refused: TestInitiator[] = [];
+    for (let k = 0; k < 20; k++) refused.push(await connect(r.port));
+    for (const x of refused) expect(await closedWithin(x, 2000)).toBe(true);
+    expect(r.server.status().counters.connectionsRefused).toBe(20);
+    expect(lines.filter((l) => l.includes('too many connections')).length).toBe(1);
+  });
+});
