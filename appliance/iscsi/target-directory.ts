@@ -35,7 +35,8 @@ export interface TargetEntry {
   /**
    * Refuse a read-write login while a session of another initiator holds the disk. A login of
    * the same initiator name replaces its older session instead (iPXE never logs out: the OS's
-   * iscsistart login, with the iBFT's name, must take over). Refused with 0x0301 SERVICE
+   * iscsistart login, with the iBFT's name, must take over), provided it authenticated at least
+   * as strongly as that session (CHAP replaces only CHAP; issue #13). Refused with 0x0301 SERVICE
    * UNAVAILABLE (§11.13.5): the condition is transient, the initiator did nothing wrong
    * (class 2 would say it did), and open-iscsi retries class 3 errors; 0x0206 "too many
    * connections" is about connections within one session and 0x0208 about session spanning.
