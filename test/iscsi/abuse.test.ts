@@ -210,6 +210,32 @@ describe('what one connection can make the target hold (issue #13)', () => {
     expect(i.maxCmdSN - i.cmdSN).toBeGreaterThanOrEqual(100);
   });
 
+  it('writes past the 64 MiB write-buffer budget with unsolicited first bursts land intact', async () => {
+    // The over-budget path: the 9th-12th 8 MiB writes hold only their 64 KiB first burst (immediate
+    // data + unsolicited Data-Out) until earlier writes free their buffers, then get R2Ts.
+    const disk = new MemoryDisk('burst-disk', 12 * 16384);
+    const r = await startTarget([target(T, [{ lun: 0, open: () => disk.open(), readOnly: false }])], { nopInIntervalSeconds: 0 });
+    cleanups.push(() => r.server.stop());
+    const i = await connect(r.port);
+    expect(await i.login({ initiatorName: IQN_INITIATOR, targetName: T, keys: [
+      ['InitialR2T', 'No'], ['ImmediateData', 'Yes'], ['FirstBurstLength', '65536'], ['MaxBurstLength', '16776192'],
+      ['MaxRecvDataSegmentLength', '262144'], ['MaxOutstandingR2T', '1'], ['ErrorRecoveryLevel', '0'],
+    ] })).toBe(0);
+    const datas = Array.from({ length: 12 }, (_, k) => Buffer.alloc(8 << 20, k + 1));
+    const results = await Promise.all(datas.map((d, k) => {
+      const cdb = Buffer.alloc(10);
+      cdb[0] = 0x2a;
+      cdb.writeUInt32BE(k * 16384, 2);
+      cdb.writeUInt16BE(16384, 7);
+      return i.command(cdb, { dataOut: d, immediate: 32768, unsolicited: 32768 });
+    }));
+    expect(results.map((x) => x.status)).toEqual(Array(12).fill(0));
+    for (let k = 0; k < 12; k++) {
+      const at = k * (8 << 20);
+      expect([disk.data[at], disk.data[at + 40000], disk.data[at + (8 << 20) - 1]]).toEqual([k + 1, k + 1, k + 1]);
+    }
+  }, 30_000);
+
   it('warns once per address, not once per refused connection', async () => {
     const lines: string[] = [];
     const pino = (await import('pino')).default;

@@ -100,4 +100,33 @@ describe('an initiator that never reads its Data-In (issue #13)', () => {
     expect(peak - baseline).toBeLessThan(64);
     expect(honestReads).toBeGreaterThan(10);
   }, 60_000);
+
+  it('holds at most its write-buffer budget for a writer that never sends its last Data-Out', async () => {
+    // 128 WRITEs of 8 MiB, each with a 64 KiB first burst (immediate + unsolicited) and then all
+    // of its R2T'd data but the last 512 bytes: before the fix every one got an 8 MiB buffer.
+    const baseline = rssMiB(child.pid!);
+    const w = await TestInitiator.connect(port);
+    initiators.push(w);
+    expect(await w.login({ initiatorName: IQN_INITIATOR, targetName: T, isid: '400001370204', keys: [
+      ['InitialR2T', 'No'], ['ImmediateData', 'Yes'], ['FirstBurstLength', '65536'], ['MaxBurstLength', '16776192'],
+      ['MaxRecvDataSegmentLength', '262144'], ['ErrorRecoveryLevel', '0'],
+    ] })).toBe(0);
+    const data = Buffer.alloc(8 * MiB, 0x5a);
+    for (let k = 0; k < 128; k++) {
+      const cdb = Buffer.alloc(10);
+      cdb[0] = 0x2a;
+      cdb.writeUInt32BE((k % 8) * 16384, 2);
+      cdb.writeUInt16BE(16384, 7);
+      void w.command(cdb, { dataOut: data, immediate: 32768, unsolicited: 32768, sendUpTo: data.length - 512 }).catch(() => undefined);
+    }
+    let peak = baseline;
+    const t0 = Date.now();
+    while (Date.now() - t0 < 3000) {
+      await settle(100);
+      peak = Math.max(peak, rssMiB(child.pid!));
+    }
+    console.log(`stalled writer: target RSS baseline ${baseline.toFixed(0)} MiB, peak ${peak.toFixed(0)} MiB (+${(peak - baseline).toFixed(0)})`);
+    // MAX_WRITE_BUFFERED (64 MiB) of whole buffers + 120 first bursts of 64 KiB, and slack.
+    expect(peak - baseline).toBeLessThan(112);
+  }, 60_000);
 });

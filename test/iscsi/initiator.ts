@@ -40,6 +40,8 @@ interface Pending {
   chunks: Buffer[];
   dataOut: Buffer | null;
   lun: number;
+  /** Data-Out stops before this offset (a writer that never sends its last bytes). */
+  sendUpTo: number;
 }
 
 export class TestInitiator {
@@ -170,8 +172,8 @@ export class TestInitiator {
         const len = h.readUInt32BE(44);
         const seg = Number(this.negotiated.get('MaxRecvDataSegmentLength') ?? 8192);
         let sn = 0;
-        for (let o = off; o < off + len; o += seg) {
-          const n = Math.min(seg, off + len - o);
+        for (let o = off; o < Math.min(off + len, p.sendUpTo); o += seg) {
+          const n = Math.min(seg, off + len - o, p.sendUpTo - o);
           const b = this.bhs(0x05, o + n >= off + len ? 0x80 : 0, n);
           b[9] = p.lun;
           b.writeUInt32BE(itt, 16);
@@ -259,12 +261,21 @@ export class TestInitiator {
   }
 
   /** Sends a SCSI command and waits for its status. */
-  command(cdb: Buffer, opts: { dataOut?: Buffer; edtl?: number; lun?: number } = {}): Promise<CommandResult> {
+  /**
+   * Sends a SCSI command and waits for its status. For writes: `immediate` bytes go in the
+   * command PDU and `unsolicited` more as unsolicited Data-Out (when negotiated, §13.13-13.14);
+   * `sendUpTo` withholds the data from that offset on (the command then never completes).
+   */
+  command(cdb: Buffer, opts: { dataOut?: Buffer; edtl?: number; lun?: number; immediate?: number; unsolicited?: number; sendUpTo?: number } = {}): Promise<CommandResult> {
     const itt = ++this.itt;
     const lun = opts.lun ?? 0;
     const write = !!opts.dataOut;
     const edtl = opts.edtl ?? opts.dataOut?.length ?? 0;
-    const b = this.bhs(0x01, 0x80 | (write ? 0x20 : edtl ? 0x40 : 0) | 0x01, 0);
+    const immediate = write ? Math.min(opts.immediate ?? 0, edtl) : 0;
+    const unsolicited = write ? Math.min(opts.unsolicited ?? 0, edtl - immediate) : 0;
+    const sendUpTo = opts.sendUpTo ?? edtl;
+    // F is clear when unsolicited Data-Out follows the command (§11.3.1).
+    const b = this.bhs(0x01, (unsolicited ? 0 : 0x80) | (write ? 0x20 : edtl ? 0x40 : 0) | 0x01, immediate);
     b[9] = lun;
     b.writeUInt32BE(itt, 16);
     b.writeUInt32BE(edtl, 20);
@@ -274,8 +285,22 @@ export class TestInitiator {
     cdb.copy(b, 32, 0, Math.min(16, cdb.length));
     return new Promise((resolve, reject) => {
       if (this.closed) return reject(new Error('connection closed'));
-      this.pending.set(itt, { resolve, reject, chunks: [], dataOut: opts.dataOut ?? null, lun });
-      this.sendPdu(b);
+      this.pending.set(itt, { resolve, reject, chunks: [], dataOut: opts.dataOut ?? null, lun, sendUpTo });
+      this.sendPdu(b, immediate ? opts.dataOut!.subarray(0, immediate) : undefined);
+      const seg = Number(this.negotiated.get('MaxRecvDataSegmentLength') ?? 8192);
+      let sn = 0;
+      const end = Math.min(immediate + unsolicited, sendUpTo);
+      for (let o = immediate; o < end; o += seg) {
+        const n = Math.min(seg, end - o);
+        const d = this.bhs(0x05, o + n >= immediate + unsolicited ? 0x80 : 0, n);
+        d[9] = lun;
+        d.writeUInt32BE(itt, 16);
+        d.writeUInt32BE(0xffffffff, 20);
+        d.writeUInt32BE(this.expStatSN, 28);
+        d.writeUInt32BE(sn++, 36);
+        d.writeUInt32BE(o, 40);
+        this.sendPdu(d, opts.dataOut!.subarray(o, o + n));
+      }
     });
   }
 
