@@ -101,7 +101,8 @@ beforeAll(async () => {
     dhcp: { mode: 'off' },
     mdns: { enabled: false },
     // qemu-io below logs in by initiator name: no generated CHAP for the client the UI adds (issue #13).
-    boot: { chapByDefault: false },
+    // "wait": an unknown MAC that fetches its script is listed as waiting to boot (issue #14).
+    boot: { chapByDefault: false, unknownClients: 'wait' },
   }));
   proc = spawn(process.execPath, [BUNDLE, 'serve', '--config', config], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   proc.stdout!.on('data', (d) => (output += d));
@@ -199,6 +200,23 @@ async function flow(): Promise<void> {
     expect(client.status).toBe(200);
     expect(client.body).toMatchObject({ mac: MAC, name: 'ui-test-pc', image: 'golden', online: false });
     await shot('dashboard');
+
+    // Waiting to boot (issue #14): an unknown machine that fetched its wait script is listed at the
+    // top of the clients page with what mode is on; one click gives it a disk and moves it down.
+    const WAITING = '52:54:00:0e:17:09';
+    await page.waitForSelector('.waiting-mode[data-mode="wait"]');
+    const wait = await fetch(`${base}/boot/52-54-00-0e-17-09.ipxe`);
+    expect(await wait.text()).toContain('waits for a disk');
+    await page.waitForSelector(`.waiting-row[data-mac="${WAITING}"] >> text=waiting on screen`, { timeout: 8000 });
+    await shot('waiting');
+    await page.selectOption(`.waiting-row[data-mac="${WAITING}"] select.assign-image`, 'golden');
+    await page.click(`.waiting-row[data-mac="${WAITING}"] >> text=Give it a disk`);
+    await page.waitForSelector(`a.client-row[data-mac="${WAITING}"]`);
+    await page.waitForSelector(`.waiting-row[data-mac="${WAITING}"]`, { state: 'detached' });
+    expect((await api('GET', `/api/clients/${WAITING}`)).body).toMatchObject({ mac: WAITING, image: 'golden' });
+    expect((await api<{ clients: unknown[] }>('GET', '/api/unknown-clients')).body.clients).toEqual([]);
+    expect((await api('DELETE', `/api/clients/${WAITING}`)).status).toBe(204);
+    await page.waitForSelector(`a.client-row[data-mac="${WAITING}"]`, { state: 'detached' });
 
     // No reloads: a client added elsewhere (the CLI, another browser) shows up by polling.
     const OTHER = '52:54:00:0e:17:02';

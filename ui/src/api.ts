@@ -56,6 +56,26 @@ export interface Client {
   holders?: { initiatorName: string; address: string; since: string | number }[];
 }
 
+/** A network-boot client heard that is not a client yet (GET /api/unknown-clients). */
+export interface UnknownClient {
+  mac: string;
+  arch: number | null;
+  vendorClass: string | null;
+  address: string | null;
+  firstSeen: number;
+  lastSeen: number;
+  /** How far it got: dhcp, tftp (fetched iPXE), ipxe (iPXE asked DHCP), script (fetched its script). */
+  stage: 'dhcp' | 'tftp' | 'ipxe' | 'script';
+}
+
+/** GET /api/unknown-clients: what unknown machines get now, why, and the list. */
+export interface UnknownClients {
+  mode: 'ignore' | 'menu' | 'enroll' | 'wait';
+  setting: string;
+  dhcpMode: string;
+  clients: UnknownClient[];
+}
+
 export interface BootEvent {
   id: number | string;
   at: string | number;

@@ -1,8 +1,9 @@
 /** The dashboard: services at a glance, every client with its state, live iSCSI sessions. */
 import { useRef, useState } from 'preact/hooks';
-import { api, type Client, type Image, type IscsiSession, type Status } from '../api';
+import { api, type Client, type Image, type IscsiSession, type Status, type UnknownClients } from '../api';
 import { ago, bytes, duration, isBadStage, normaliseMac, rate, stageLabel, toMs, when } from '../format';
 import { ActionButton, Card, Dot, Empty, HeadRow, h, link, toast, toastError, usePoll, type El } from '../ui';
+import { WaitingCard } from './waiting';
 
 export function ServicesStrip(props: { status: Status | undefined }): El | null {
   const s = props.status;
@@ -126,12 +127,14 @@ export function DashboardPage(props: { status: Status | undefined }): El {
   const clients = usePoll(() => api<{ clients: Client[] }>('GET', '/api/clients').then((r) => r.clients));
   const sessions = usePoll(() => api<{ sessions: IscsiSession[] }>('GET', '/api/sessions').then((r) => r.sessions));
   const images = usePoll(() => api<{ images: Image[] }>('GET', '/api/images').then((r) => r.images), [], 10_000);
+  const waiting = usePoll(() => api<UnknownClients>('GET', '/api/unknown-clients'));
   const [adding, setAdding] = useState(false);
   const list = clients.data ?? [];
   const online = list.filter((c) => c.online).length;
 
   return h('div', { class: 'page' },
     h(ServicesStrip, { status: props.status }),
+    h(WaitingCard, { data: waiting.data, images: images.data ?? [], onAssigned: () => { waiting.reload(); clients.reload(); } }),
     h(Card, {
       title: h('span', null, 'Clients ', h('span', { class: 'count' }, list.length ? `${online} of ${list.length} online` : '')),
       actions: adding ? null : h('button', { class: 'btn primary', onClick: () => { setAdding(true); images.reload(); } }, '+ Add client'),
