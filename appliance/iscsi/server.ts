@@ -78,7 +78,7 @@ export class IscsiServer implements Service {
   private readonly sessionsByTsih = new Map<number, IscsiConnection>();
   /** Open connections per source address (entries removed at zero, so at most maxConnections). */
   private readonly perAddress = new Map<string, number>();
-  /** Last warning time per address (WARN_ADDRESSES at most). */
+  /** Last warning time per address and message (WARN_ADDRESSES entries at most, oldest dropped). */
   private readonly warnedAt = new Map<string, number>();
   private readonly shared = new Map<string, LuShared>();
   private nextTsih = 1;
@@ -306,13 +306,17 @@ export class IscsiServer implements Service {
     return { status: LoginStatus.Success };
   }
 
-  /** Warns at most once per WARN_INTERVAL_MS per address; the table of addresses is bounded. */
+  /**
+   * Warns at most once per WARN_INTERVAL_MS per address and message (a flood of refused
+   * connections must not hide a refused takeover); the table is bounded (WARN_ADDRESSES).
+   */
   private warn(address: string, fields: Record<string, unknown>, msg: string): void {
     const now = this.opts.clock.now();
-    const last = this.warnedAt.get(address);
+    const key = `${address} ${msg}`;
+    const last = this.warnedAt.get(key);
     if (last !== undefined && now - last < WARN_INTERVAL_MS) return;
-    this.warnedAt.delete(address);
-    this.warnedAt.set(address, now);
+    this.warnedAt.delete(key);
+    this.warnedAt.set(key, now);
     if (this.warnedAt.size > WARN_ADDRESSES) this.warnedAt.delete(this.warnedAt.keys().next().value!);
     this.log.warn(fields, msg);
   }
