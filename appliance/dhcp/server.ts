@@ -10,12 +10,19 @@
  *  - `pxe`: 0.0.0.0:4011 in proxy mode, for PXE boot server requests.
  * Both port-67 sockets set SO_REUSEADDR to coexist, so start() first binds 67 exclusively for a
  * moment: that fails with EADDRINUSE when another local server (dnsmasq, ...) holds the port.
+ *
+ * With a `network` watcher (issue #14) the service starts even while dhcp.interface is missing,
+ * down, without carrier or without an address ('starting', detail says why), binds once an
+ * address shows up and rebinds when it changes: `serverAddress: 'auto'` follows the interface's
+ * first IPv4 address, an explicit one stays fixed (bound once the interface has an address).
  */
 import { createSocket, type RemoteInfo, type Socket, type SocketOptions } from 'node:dgram';
+import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import type Database from 'better-sqlite3';
 import type { Config } from '../core/config';
 import type { Clock } from '../core/clock';
+import type { LinkStatus } from '../core/link-watch';
 import type { Logger } from '../core/log';
 import type { BootEventSink, ClientDirectory } from '../core/model';
 import { bindError, FatalError, type Service, type ServiceStatus, type ServiceState } from '../core/service';
@@ -45,7 +52,37 @@ export interface DhcpServerOptions {
   events?: BootEventSink;
   /** The port clients listen on (68; tests may change it together with config.port). */
   clientPort?: number;
+  /** The interface watcher (core/link-watch.ts): serve when it has an address, follow changes. */
+  network?: NetworkPort;
 }
+
+/** What the DHCP service needs from the interface watcher. */
+export interface NetworkPort {
+  status(): LinkStatus;
+  onChange(fn: (s: LinkStatus) => void): () => void;
+}
+
+/** 24 -> 255.255.255.0 */
+function prefixToMask(prefixlen: number): string {
+  const m = prefixlen <= 0 ? 0 : (0xffffffff << (32 - Math.min(prefixlen, 32))) >>> 0;
+  return [24, 16, 8, 0].map((s) => (m >>> s) & 0xff).join('.');
+}
+
+/** The interface's MAC from sysfs ('' when unreadable: the conflict probe then sends a zero chaddr). */
+function sysMac(ifname: string): string {
+  try {
+    return readFileSync(`/sys/class/net/${ifname}/address`, 'utf8').trim();
+  } catch {
+    return '00:00:00:00:00:00';
+  }
+}
+
+/**
+ * How long an identical request is treated as a second copy of one already answered. The same
+ * frame can reach the wildcard socket twice when it enters the host on two interfaces of one
+ * L2 segment; a client's own retransmission comes a second or more later (RFC 2131 section 4.1).
+ */
+const DUPLICATE_MS = 250;
 
 interface IfaceInfo {
   name: string;
@@ -117,6 +154,13 @@ export class DhcpServer implements Service {
   /** ip -> mac from ciaddr/requested addresses seen, bounded. */
   private readonly addressOwners = new Map<string, string>();
   private cancelProbe: (() => void) | undefined;
+  private ctx: ResponderContext | undefined;
+  private probed = false;
+  private unsubscribe: (() => void) | undefined;
+  /** Rebinds run one at a time, in order of the changes that caused them. */
+  private rebinding: Promise<void> = Promise.resolve();
+  /** Recent request payloads, for dropping a second copy of one frame (DUPLICATE_MS). */
+  private recent: { at: number; msg: Buffer }[] = [];
   private readonly log: Logger;
   /** Boot events, written after the replies are sent (event-batch.ts). */
   private readonly events: EventBatch | undefined;
@@ -136,8 +180,11 @@ export class DhcpServer implements Service {
     this.state = 'starting';
     try {
       await this.startMode(cfg);
-      this.state = 'running';
+      // With a watcher, follow() has set 'running' or 'starting' (waiting for an address).
+      if (!this.opts.network) this.state = 'running';
     } catch (err) {
+      this.unsubscribe?.();
+      this.unsubscribe = undefined;
       // stop() during start (e.g. while probing) is not a failure: it ends stopped.
       const now = this.state as ServiceState; // stop() may have changed it meanwhile
       const cancelled = now === 'stopping' || now === 'stopped';
@@ -150,12 +197,6 @@ export class DhcpServer implements Service {
 
   private async startMode(cfg: Readonly<Config['dhcp']>): Promise<void> {
     const full = cfg.mode === 'full';
-    const iface = resolveInterface(cfg.interface, this.opts.serverAddress, full);
-    this.address = iface?.address ?? this.opts.serverAddress;
-    if (this.address === 'auto') throw new FatalError('proxy DHCP found no IPv4 address to announce: set serverAddress or dhcp.interface');
-    if (full && cfg.range.length === 2 && !sameSubnet(this.address, cfg.range[0], cfg.netmask)) {
-      throw new FatalError(`dhcp.range ${cfg.range[0]}-${cfg.range[1]} is not in the subnet of ${iface!.name} (${this.address}/${cfg.netmask})`);
-    }
     if (this.opts.tftpPort !== undefined && this.opts.tftpPort !== 69) {
       this.log.warn({ tftpPort: this.opts.tftpPort }, 'PXE firmware fetches iPXE from TFTP port 69 only: set tftp.port to 69 or firmware clients will not boot');
     }
@@ -165,8 +206,8 @@ export class DhcpServer implements Service {
     await bindSocket(probe, cfg.port, '0.0.0.0', true);
     await new Promise<void>((r) => probe.close(() => r()));
 
-    const ctx: ResponderContext = {
-      serverAddress: this.address,
+    this.ctx = {
+      serverAddress: '',
       serverPort: cfg.port,
       clientPort: this.opts.clientPort ?? 68,
       policy: this.opts.policy,
@@ -176,15 +217,78 @@ export class DhcpServer implements Service {
       counters: this.counters,
       noteAddress: (ip, mac) => this.noteAddress(ip, mac),
     };
-    if (full) {
+    if (this.opts.network) {
+      this.unsubscribe = this.opts.network.onChange(() => void this.follow(false).catch(() => undefined));
+      await this.follow(true);
+      return;
+    }
+    const iface = resolveInterface(cfg.interface, this.opts.serverAddress, full);
+    const address = iface?.address ?? this.opts.serverAddress;
+    if (address === 'auto') throw new FatalError('proxy DHCP found no IPv4 address to announce: set serverAddress or dhcp.interface');
+    await this.serve(cfg, iface, address);
+  }
+
+  /**
+   * Serves on the watcher's current address, closing the sockets of the previous one first.
+   * At start (`initial`) a FatalError (another DHCP server, a range outside the subnet) rejects
+   * start(); later it leaves the service 'failed' with the reason until the next change.
+   */
+  private follow(initial: boolean): Promise<void> {
+    const step = this.rebinding.then(async () => {
+      if (this.state === 'stopping' || this.state === 'stopped') return;
+      const cfg = this.opts.config;
+      const link = this.opts.network!.status();
+      const fixed = this.opts.serverAddress !== 'auto' ? this.opts.serverAddress : '';
+      const want = link.address ? fixed || link.address : '';
+      if (want === this.address && this.sockets.length > 0) return;
+      if (this.sockets.length > 0) {
+        this.log.info({ from: this.address, to: want || undefined, state: link.state }, want ? 'server address changed: rebinding' : 'interface lost its address: not serving');
+        await this.closeSockets();
+      }
+      this.address = want;
+      if (!want) {
+        this.state = 'starting';
+        this.detail = `waiting for an IPv4 address on ${link.interface || 'any interface'} (${link.state})`;
+        if (initial) this.log.warn({ interface: link.interface, state: link.state }, 'no IPv4 address yet: DHCP will serve once the interface has one');
+        return;
+      }
+      const name = cfg.interface || link.interface;
+      const iface: IfaceInfo = { name, address: want, netmask: prefixToMask(link.prefixlen ?? 24), mac: name ? sysMac(name) : '00:00:00:00:00:00' };
+      try {
+        await this.serve(cfg, iface, want);
+        this.state = 'running';
+        this.detail = undefined;
+      } catch (err) {
+        await this.closeSockets();
+        if (initial || (this.state as ServiceState) === 'stopping' || (this.state as ServiceState) === 'stopped') throw err;
+        this.state = 'failed';
+        this.detail = (err as Error).message;
+        this.log.error({ err, address: want }, 'cannot serve on the new address');
+      }
+    });
+    this.rebinding = step.catch(() => undefined);
+    return step;
+  }
+
+  /** Binds the sockets for `address` (and, once, probes and builds the responder). */
+  private async serve(cfg: Readonly<Config['dhcp']>, iface: IfaceInfo | undefined, address: string): Promise<void> {
+    const full = cfg.mode === 'full';
+    const ctx = this.ctx!;
+    if (full && cfg.range.length === 2 && !sameSubnet(address, cfg.range[0], cfg.netmask)) {
+      throw new FatalError(`dhcp.range ${cfg.range[0]}-${cfg.range[1]} is not in the subnet of ${iface!.name} (${address}/${cfg.netmask})`);
+    }
+    this.address = address;
+    // Responders read ctx.serverAddress per request: siaddr, option 54, script URLs follow it.
+    ctx.serverAddress = address;
+    if (full && !this.probed) {
       if (cfg.conflictProbeSeconds > 0) {
         this.log.info({ interface: iface!.name, seconds: cfg.conflictProbeSeconds }, 'listening for another DHCP server before serving');
         const heard = await probeForDhcpServers(
-          { address: this.address, mac: iface!.mac, seconds: cfg.conflictProbeSeconds, clock: this.opts.clock, log: this.log, serverPort: cfg.port, clientPort: ctx.clientPort },
+          { address, mac: iface!.mac, seconds: cfg.conflictProbeSeconds, clock: this.opts.clock, log: this.log, serverPort: cfg.port, clientPort: ctx.clientPort },
           (cancel) => (this.cancelProbe = cancel),
         );
         this.cancelProbe = undefined;
-        if (this.state !== 'starting') throw new FatalError('DHCP start cancelled');
+        if (this.state === 'stopping' || this.state === 'stopped') throw new FatalError('DHCP start cancelled');
         if (heard.length > 0) {
           const who = heard.map((h) => (h.from === h.serverId ? h.serverId : `${h.serverId} (from ${h.from})`)).join(', ');
           throw new FatalError(`another DHCP server answers on ${iface!.name}: ${who}. Full DHCP refuses to run on a network that has one (nothing was sent to clients); use dhcp.mode "proxy" or an isolated network`);
@@ -192,10 +296,15 @@ export class DhcpServer implements Service {
       } else {
         this.log.warn('dhcp.conflictProbeSeconds is 0: not checking for another DHCP server');
       }
-      this.leases = new LeaseStore(this.opts.db);
-      this.responder = new FullResponder(ctx, { ...cfg, reservations: cfg.reservations }, this.leases, this.opts.clients);
-    } else {
-      this.responder = new ProxyResponder(ctx);
+      this.probed = true;
+    }
+    if (!this.responder) {
+      if (full) {
+        this.leases = new LeaseStore(this.opts.db);
+        this.responder = new FullResponder(ctx, { ...cfg, reservations: cfg.reservations }, this.leases, this.opts.clients);
+      } else {
+        this.responder = new ProxyResponder(ctx);
+      }
     }
 
     const rx = udpSocket(true);
@@ -209,10 +318,10 @@ export class DhcpServer implements Service {
     if (iface) {
       const tx = udpSocket(true);
       this.sockets.push({ sock: tx, via: 'unicast' });
-      await bindSocket(tx, port, this.address);
+      await bindSocket(tx, port, address);
       tx.setBroadcast(true);
       this.tx = tx;
-      this.listen.push(`udp ${this.address}:${port}`);
+      this.listen.push(`udp ${address}:${port}`);
     } else {
       // serverAddress is not local (e.g. behind NAT): replies leave by the routing table.
       this.tx = rx;
@@ -227,11 +336,26 @@ export class DhcpServer implements Service {
       sock.on('message', (msg, rinfo) => this.onMessage(msg, rinfo, via, sock));
       sock.on('error', (err) => this.log.error({ err, via }, 'socket error'));
     }
-    this.log.info({ mode: cfg.mode, interface: iface?.name ?? '(all)', address: this.address, listen: this.listen }, 'DHCP serving');
+    this.log.info({ mode: cfg.mode, interface: iface?.name ?? '(all)', address, listen: this.listen }, 'DHCP serving');
+  }
+
+  /** True when these bytes were answered moments ago (a second copy of one frame). */
+  private duplicate(msg: Buffer): boolean {
+    const now = this.opts.clock.now();
+    this.recent = this.recent.filter((r) => now - r.at < DUPLICATE_MS);
+    if (this.recent.some((r) => r.msg.equals(msg))) return true;
+    // Copied: dgram may hand out a buffer it reuses later.
+    if (this.recent.length < 64) this.recent.push({ at: now, msg: Buffer.from(msg) });
+    return false;
   }
 
   private onMessage(msg: Buffer, rinfo: RemoteInfo, via: Via, sock: Socket): void {
     const from = { address: rinfo.address, port: rinfo.port };
+    if (via === 'broadcast' && this.duplicate(msg)) {
+      this.counters.ignored += 1;
+      this.log.debug({ from, bytes: msg.length }, 'dropped: second copy of a request just answered');
+      return;
+    }
     let outs;
     try {
       const packet = decodePacket(msg);
@@ -311,6 +435,10 @@ export class DhcpServer implements Service {
   async stop(): Promise<void> {
     if (this.state === 'disabled') return;
     this.state = 'stopping';
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+    this.cancelProbe?.();
+    await this.rebinding;
     await this.closeSockets();
     this.state = 'stopped';
   }
