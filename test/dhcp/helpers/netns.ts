@@ -169,3 +169,33 @@ export function runUntil(argv: string[], until: RegExp, timeoutMs: number): Prom
     proc.once('exit', finish);
   });
 }
+
+/** Counts DHCP message types (Discover, Offer, Request, ACK, ...) in `tcpdump -vv` text. */
+export function dhcpTypes(tcpdumpText: string): string[] {
+  return [...tcpdumpText.matchAll(/DHCP-Message \(53\), length 1: (\w+)/g)].map((m) => m[1]!);
+}
+
+/**
+ * tcpdump on `dev` in `ns` for DHCP (ports 67/68), text with -vv; `stop()` ends it and resolves
+ * with what it printed. `ready` resolves once tcpdump listens.
+ */
+export function startTcpdump(ns: string, dev: string): { ready: Promise<void>; stop: () => Promise<string> } {
+  const proc = spawn('ip', ['netns', 'exec', ns, 'tcpdump', '-lnvv', '-i', dev, 'udp port 67 or udp port 68'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let ready!: () => void;
+  const readyP = new Promise<void>((r) => (ready = r));
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => /listening on/.test(d.toString()) && ready());
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  const t = setTimeout(ready, 3000); // tcpdump prints "listening" late on some builds: go on anyway
+  return {
+    ready: readyP.then(() => new Promise<void>((r) => setTimeout(r, 200))),
+    async stop() {
+      clearTimeout(t);
+      await new Promise((r) => setTimeout(r, 300)); // let the last packets print
+      proc.kill('SIGINT');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
+      return out;
+    },
+  };
+}

@@ -10,6 +10,9 @@
  * With `eventStore`, events go to the appliance's BootEventStore instead (database opened as the
  * appliance opens it: WAL, synchronous=FULL) and `logFile` takes the JSON log: the work a boot
  * request costs in the appliance (bench/dhcp-vs-dnsmasq.ts --appliance).
+ * With `watch`, the service follows dhcp.interface through the appliance's LinkWatcher (issue #14)
+ * and the runner prints `NETWORK {...}` (the watcher's status) and then `DHCP {...}` (the
+ * service's status once it has acted on the change) for every change.
  */
 import Fastify from 'fastify';
 import { readFileSync } from 'node:fs';
@@ -25,6 +28,7 @@ import { BootPolicy } from '../../../appliance/boot/boot-policy';
 import { procNeighbours } from '../../../appliance/boot/neighbours';
 import { ScriptTokens } from '../../../appliance/boot/script-tokens';
 import { bootRoutes } from '../../../appliance/http/routes/boot';
+import { LinkWatcher } from '../../../appliance/core/link-watch';
 import { DhcpServer } from '../../../appliance/dhcp/server';
 import { BootEventStore } from '../../../appliance/telemetry/boot-events';
 
@@ -43,6 +47,8 @@ interface RunnerSpec {
   eventStore?: boolean;
   /** Write the JSON log here, asynchronously like the appliance's stdout logger, instead of stdout. */
   logFile?: string;
+  /** Follow dhcp.interface with a LinkWatcher polling every intervalMs (default 500). */
+  watch?: { intervalMs?: number };
 }
 
 const spec = JSON.parse(readFileSync(process.argv[2], 'utf8')) as RunnerSpec;
@@ -59,7 +65,19 @@ const events = spec.eventStore ? new BootEventStore(db, systemClock)
   : spec.quiet ? undefined : { record: (e: unknown) => console.log(`EVENT ${JSON.stringify(e)}`) };
 const tokens = new ScriptTokens({ clock: systemClock, ttlMs: cfg.boot.scriptTokenSeconds * 1000 });
 const policy = new BootPolicy({ boot: cfg.boot, clients, httpPort: cfg.http.port, iscsiPort: cfg.iscsi.port, log, clock: systemClock, tokens: spec.http ? tokens : undefined });
-const server = new DhcpServer({ config: cfg.dhcp, serverAddress: spec.serverAddress, clients, policy, db, clock: systemClock, log, events, tftpPort: 69 });
+const network = spec.watch ? new LinkWatcher({ interface: cfg.dhcp.interface, clock: systemClock, log, intervalMs: spec.watch.intervalMs ?? 500 }) : undefined;
+const server = new DhcpServer({ config: cfg.dhcp, serverAddress: spec.serverAddress, clients, policy, db, clock: systemClock, log, events, tftpPort: 69, network });
+network?.onChange((s) => {
+  console.log(`NETWORK ${JSON.stringify(s)}`);
+  // The service rebinds asynchronously (its own listener runs first): report once it settled.
+  const report = (n: number) => {
+    const st = server.status();
+    const settled = st.state === 'failed' || !s.address || (st.state === 'running' && server.serverAddress === s.address);
+    if (n > 0 && !settled) setTimeout(() => report(n - 1), 50);
+    else console.log(`DHCP ${JSON.stringify({ state: st.state, listen: st.listen, detail: st.detail, address: server.serverAddress })}`);
+  };
+  setTimeout(() => report(40), 20);
+});
 
 const http = spec.http ? Fastify() : undefined;
 if (http) {
@@ -79,7 +97,10 @@ if (http) {
 }
 
 async function main(): Promise<void> {
+  // Without bound sockets (waiting for an address) nothing else keeps the process alive.
+  if (network) setInterval(() => undefined, 1 << 30);
   try {
+    await network?.start();
     await server.start();
   } catch (err) {
     console.log(`FATAL ${(err as Error).message}`);
@@ -93,6 +114,7 @@ async function main(): Promise<void> {
 process.on('SIGTERM', () => {
   void (async () => {
     await server.stop();
+    await network?.stop();
     await http?.close();
     console.log(`STOPPED ${JSON.stringify(server.status().counters)}`);
     db.close();
