@@ -38,6 +38,7 @@ import type { Config } from './config';
 import { openDatabase } from './db';
 import { startAll, stopAll } from './lifecycle';
 import type { Logger } from './log';
+import { LinkWatcher } from './link-watch';
 import { resolveServerAddress } from './network';
 import type { Service } from './service';
 
@@ -81,6 +82,10 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
   // segment) are bounded (issue #13). `clients` is built below; events are recorded only later.
   const events = new BootEventStore(db, clock, { isClient: (mac) => clients.byMac(mac) !== undefined });
   const serverAddress = resolveServerAddress(config.serverAddress, config.dhcp.interface);
+  // Issue #14: the served interface is watched (carrier, address, lease); 'auto' follows its
+  // address, an explicit serverAddress stays. `serverAddress` above is only the start-time guess.
+  const network = new LinkWatcher({ interface: config.dhcp.interface, clock, log });
+  const currentAddress = () => (config.serverAddress !== 'auto' ? config.serverAddress : network.link().address || serverAddress);
   const startedAt = clock.now();
   const child = (service: string) => log.child({ service });
 
@@ -122,7 +127,10 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
     loginTimeoutSeconds: config.iscsi.loginTimeoutSeconds,
     discoveryTimeoutSeconds: config.iscsi.discoveryTimeoutSeconds,
     maxQueuedDataInMiB: config.iscsi.maxQueuedDataInMiB,
-    portalAddress: serverAddress,
+    // Read per SendTargets: a getter, so the portal follows the address (issue #14).
+    get portalAddress() {
+      return currentAddress();
+    },
   });
   // One-time script links (issue #13): minted into each DHCP answer, redeemed by the /boot route.
   const scriptTokens = new ScriptTokens({ clock, ttlMs: config.boot.scriptTokenSeconds * 1000 });
@@ -150,13 +158,14 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
       clock,
       log,
       events,
+      network,
     });
   let dhcp = makeDhcp(dhcpMode);
 
   const enroll = async (mac: string) => clients.create(mac, config.boot.enrollImage, { name: `auto-${mac.replace(/:/g, '')}` });
   const bootCtx = (): BootScriptContext => ({
     clients,
-    serverAddress: dhcp.serverAddress || serverAddress,
+    serverAddress: dhcp.serverAddress || currentAddress(),
     httpPort: httpService.boundPort,
     iscsiPort: iscsi.port || config.iscsi.port,
     unknownClients: config.boot.unknownClients,
@@ -191,12 +200,16 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
 
   let services: Service[] = [];
   const routes: RoutePlugin[] = [
-    statusRoutes({ version: deps.version, startedAt, now: () => clock.now(), serverAddress, services: () => services, storage, storeHealth: () => store.health() }),
+    statusRoutes({ version: deps.version, startedAt, now: () => clock.now(), serverAddress: currentAddress, network: () => network.link(), services: () => services, storage, storeHealth: () => store.health() }),
     metricsRoutes(() => services),
     imageRoutes({ store, clients, jobs, flags, uploadDir: join(dataDir, 'uploads'), importDirs: importDirs(dataDir, config.images.importDirs) }),
     clientUseRoutes({ clients, store, flags, scheduler }),
     clientRoutes({
-      clients, store, events, sessions, serverAddress, iscsiPort: () => iscsi.port || config.iscsi.port, disconnect: (t) => iscsi.disconnect(t),
+      clients, store, events, sessions, iscsiPort: () => iscsi.port || config.iscsi.port, disconnect: (t) => iscsi.disconnect(t),
+      // Read per request: a getter, so root paths follow the address (issue #14).
+      get serverAddress() {
+        return currentAddress();
+      },
       unknownMode: () => ({ mode: policy.unknownClients(), setting: config.boot.unknownClients, dhcpMode }),
     }),
     systemRoutes({
@@ -239,9 +252,12 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
   const mdns = config.mdns.enabled
     ? new MdnsAdvertiser({ name: config.mdns.name, httpPort: config.http.port, version: deps.version, interface: config.dhcp.interface || undefined, log, clock })
     : undefined;
+  // ciao would notice a new address only on its own 15 s poll: announce again at once.
+  if (mdns) network.onChange((now, before) => void (now.address && now.address !== before.address && mdns.refresh()));
 
   const enabled = <T>(on: boolean, s: T) => (on ? [s] : []);
   services = [
+    network,
     ...enabled(config.tftp.enabled, tftp),
     ...enabled(config.iscsi.enabled, iscsi),
     dhcp,

@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Clock } from './clock';
 import type { Logger } from './log';
+import type { Service, ServiceStatus } from './service';
 
 /** Where the interface stands, worst first. */
 export type LinkState = 'no-interface' | 'down' | 'no-carrier' | 'no-address' | 'up';
@@ -34,6 +35,8 @@ export interface LinkStatus {
   /** The address clients are told (the first IPv4 address), or '' while there is none. */
   address: string;
   prefixlen?: number;
+  /** Every IPv4 address on the interface (an explicit serverAddress is served only when listed). */
+  addresses: string[];
   /** When `state` or `address` last changed (ms since the epoch). */
   since: number;
   /** The address came from a DHCP lease: it may change under running clients. */
@@ -52,21 +55,24 @@ export const ipAddressReader: AddressReader = (ifname) => new Promise((resolve, 
   execFile('ip', args, { timeout: 5000 }, (err, stdout) => {
     if (err) return reject(err);
     try {
-      resolve(parseIpAddr(stdout));
+      resolve(parseIpAddr(stdout, !ifname));
     } catch (e) {
       reject(e);
     }
   });
 });
 
-/** Parses `ip -j -4 addr` output: global-scope IPv4 addresses, loopback left out. */
-export function parseIpAddr(json: string): LinkAddress[] {
+/**
+ * Parses `ip -j -4 addr` output into IPv4 addresses; with `skipLoopback` (watching every
+ * interface) loopback interfaces and host-scope addresses are left out.
+ */
+export function parseIpAddr(json: string, skipLoopback = true): LinkAddress[] {
   const links = JSON.parse(json || '[]') as { ifname: string; flags?: string[]; addr_info?: Record<string, unknown>[] }[];
   const out: LinkAddress[] = [];
   for (const l of links) {
-    if (l.flags?.includes('LOOPBACK')) continue;
+    if (skipLoopback && l.flags?.includes('LOOPBACK')) continue;
     for (const a of l.addr_info ?? []) {
-      if (a.family !== 'inet' || a.scope === 'host') continue;
+      if (a.family !== 'inet' || (skipLoopback && a.scope === 'host')) continue;
       const valid = a.valid_life_time as number | undefined;
       out.push({
         address: String(a.local), prefixlen: Number(a.prefixlen), ifname: l.ifname,
@@ -89,13 +95,17 @@ export interface LinkWatcherOptions {
   addresses?: AddressReader;
 }
 
-/** Watches one interface's existence, carrier and addresses; tells listeners when they change. */
-export class LinkWatcher {
-  readonly name = 'link-watch';
+/**
+ * Watches one interface's existence, carrier and addresses; tells listeners when they change.
+ * A Service so the composition root starts it first (DHCP reads it in its own start()).
+ */
+export class LinkWatcher implements Service {
+  readonly name = 'network';
   private current: LinkStatus;
   private cancel: (() => void) | undefined;
   private running = false;
   private polling: Promise<void> | undefined;
+  private changes = 0;
   private readonly listeners = new Set<(s: LinkStatus, prev: LinkStatus) => void>();
   private readonly log: Logger;
   private readonly sysNet: string;
@@ -105,7 +115,7 @@ export class LinkWatcher {
     this.log = opts.log.child({ service: 'network' });
     this.sysNet = opts.sysNet ?? '/sys/class/net';
     this.addresses = opts.addresses ?? ipAddressReader;
-    this.current = { interface: opts.interface, state: 'no-interface', address: '', since: opts.clock.now(), dynamic: false };
+    this.current = { interface: opts.interface, state: 'no-interface', address: '', addresses: [], since: opts.clock.now(), dynamic: false };
   }
 
   /** Reads the interface once (so callers start with the truth), then polls. */
@@ -124,8 +134,19 @@ export class LinkWatcher {
   }
 
   /** The latest reading. */
-  status(): LinkStatus {
-    return { ...this.current };
+  link(): LinkStatus {
+    return { ...this.current, addresses: [...this.current.addresses] };
+  }
+
+  /** For /api/status's service list and /metrics (the `network` block carries the details). */
+  status(): ServiceStatus {
+    const c = this.current;
+    return {
+      state: this.running ? 'running' : 'stopped',
+      listen: [],
+      counters: { changes: this.changes },
+      detail: `${c.interface || 'any interface'}: ${c.state}${c.address ? ` ${c.address}` : ''}${c.dynamic ? ' (DHCP lease)' : ''}`,
+    };
   }
 
   /** Calls fn after every change of state or address; returns an unsubscribe function. */
@@ -175,16 +196,20 @@ export class LinkWatcher {
     // Carrier matters less than an address: a bridge without ports has an address but no carrier.
     if (state === 'up' && !first) state = 'no-address';
     const next: LinkStatus = {
-      interface: name, state, address: first?.address ?? '', prefixlen: first?.prefixlen, since: this.current.since, dynamic: first?.dynamic ?? false,
+      interface: name, state, address: first?.address ?? '', prefixlen: first?.prefixlen, addresses: addrs.map((a) => a.address),
+      since: this.current.since, dynamic: first?.dynamic ?? false,
     };
     const prev = this.current;
-    if (next.state === prev.state && next.address === prev.address && next.dynamic === prev.dynamic && next.prefixlen === prev.prefixlen) return;
+        const same = next.state === prev.state && next.address === prev.address && next.dynamic === prev.dynamic
+      && next.prefixlen === prev.prefixlen && next.addresses.join() === prev.addresses.join();
+    if (same) return;
     next.since = this.opts.clock.now();
     this.current = next;
+    this.changes += 1;
     this.log.info({ interface: name || '(any)', state, address: next.address || undefined, was: prev.address || undefined, dynamic: next.dynamic }, 'network changed');
     for (const fn of [...this.listeners]) {
       try {
-        fn(this.status(), prev);
+        fn(this.link(), prev);
       } catch (err) {
         this.log.error({ err }, 'network change listener failed');
       }

@@ -58,7 +58,7 @@ export interface DhcpServerOptions {
 
 /** What the DHCP service needs from the interface watcher. */
 export interface NetworkPort {
-  status(): LinkStatus;
+  link(): LinkStatus;
   onChange(fn: (s: LinkStatus) => void): () => void;
 }
 
@@ -218,6 +218,7 @@ export class DhcpServer implements Service {
       noteAddress: (ip, mac) => this.noteAddress(ip, mac),
     };
     if (this.opts.network) {
+      if (full && !cfg.interface) throw new FatalError('full DHCP needs dhcp.interface');
       this.unsubscribe = this.opts.network.onChange(() => void this.follow(false).catch(() => undefined));
       await this.follow(true);
       return;
@@ -237,9 +238,14 @@ export class DhcpServer implements Service {
     const step = this.rebinding.then(async () => {
       if (this.state === 'stopping' || this.state === 'stopped') return;
       const cfg = this.opts.config;
-      const link = this.opts.network!.status();
+      const full = cfg.mode === 'full';
+      const link = this.opts.network!.link();
       const fixed = this.opts.serverAddress !== 'auto' ? this.opts.serverAddress : '';
-      const want = link.address ? fixed || link.address : '';
+      // An explicit address that is not the interface's (behind NAT) is announced, not bound: in
+      // proxy mode replies then leave by the routing table; full mode waits for it to be ours.
+      const local = !fixed || link.addresses.includes(fixed);
+      const want = link.address && (local || !full) ? fixed || link.address : '';
+      const waitingFor = fixed && link.address && !local ? `serverAddress ${fixed} to be an address of ${link.interface}` : `an IPv4 address on ${link.interface || 'any interface'}`;
       if (want === this.address && this.sockets.length > 0) return;
       if (this.sockets.length > 0) {
         this.log.info({ from: this.address, to: want || undefined, state: link.state }, want ? 'server address changed: rebinding' : 'interface lost its address: not serving');
@@ -248,12 +254,12 @@ export class DhcpServer implements Service {
       this.address = want;
       if (!want) {
         this.state = 'starting';
-        this.detail = `waiting for an IPv4 address on ${link.interface || 'any interface'} (${link.state})`;
+        this.detail = `waiting for ${waitingFor} (${link.state})`;
         if (initial) this.log.warn({ interface: link.interface, state: link.state }, 'no IPv4 address yet: DHCP will serve once the interface has one');
         return;
       }
       const name = cfg.interface || link.interface;
-      const iface: IfaceInfo = { name, address: want, netmask: prefixToMask(link.prefixlen ?? 24), mac: name ? sysMac(name) : '00:00:00:00:00:00' };
+      const iface: IfaceInfo | undefined = local ? { name, address: want, netmask: prefixToMask(link.prefixlen ?? 24), mac: name ? sysMac(name) : '00:00:00:00:00:00' } : undefined;
       try {
         await this.serve(cfg, iface, want);
         this.state = 'running';

@@ -60,7 +60,7 @@ export class MdnsAdvertiser implements Service {
   private announced = false;
   private generation = 0;
   private cancelRetry?: () => void;
-  private readonly counters = { conflicts: 0, publishes: 0, errors: 0 };
+  private readonly counters = { conflicts: 0, publishes: 0, errors: 0, refreshes: 0 };
   private waiters: { resolve: (n: AdvertisedNames) => void; reject: (e: Error) => void }[] = [];
 
   constructor(private readonly opts: MdnsAdvertiserOptions) {
@@ -97,6 +97,20 @@ export class MdnsAdvertiser implements Service {
     this.state = 'stopped';
     this.announced = false;
     this.rejectWaiters(new Error('mdns advertiser stopped'));
+  }
+
+  /**
+   * Announces again after the box's address changed (issue #14). ciao notices new interface
+   * addresses only on its own 15 s poll and would keep answering with the old A record meanwhile:
+   * the responder is rebuilt (goodbyes for the old records, RFC 6762 section 10.1), and the
+   * names probed and announced again with the current address.
+   */
+  async refresh(): Promise<void> {
+    if (this.state !== 'running' && this.state !== 'starting') return;
+    this.counters.refreshes++;
+    this.log.info('network changed: announcing the mdns names again');
+    await this.stop();
+    await this.start();
   }
 
   status(): ServiceStatus {

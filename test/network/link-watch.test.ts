@@ -41,23 +41,23 @@ describe('LinkWatcher', () => {
     const seen: LinkStatus[] = [];
     w.onChange((s) => seen.push(s));
     await w.start();
-    expect(w.status()).toMatchObject({ interface: 'eth0', state: 'no-interface', address: '', since: 1000 });
+    expect(w.link()).toMatchObject({ interface: 'eth0', state: 'no-interface', address: '', since: 1000 });
 
     sys.set('0x1002'); // exists, not IFF_UP
     clock.advance(1500);
     await flush();
-    expect(w.status()).toMatchObject({ state: 'down', since: 2500 });
+    expect(w.link()).toMatchObject({ state: 'down', since: 2500 });
 
     sys.set('0x1003', '0'); // up, no carrier, an address already configured (a bridge without ports)
     addrs = [{ address: '198.18.0.1', prefixlen: 24, ifname: 'eth0', dynamic: false }];
     clock.advance(1500);
     await flush();
-    expect(w.status()).toMatchObject({ state: 'no-carrier', address: '198.18.0.1', prefixlen: 24, since: 4000 });
+    expect(w.link()).toMatchObject({ state: 'no-carrier', address: '198.18.0.1', prefixlen: 24, since: 4000 });
 
     sys.set('0x1003', '1');
     clock.advance(1500);
     await flush();
-    expect(w.status()).toMatchObject({ state: 'up', address: '198.18.0.1', dynamic: false });
+    expect(w.link()).toMatchObject({ state: 'up', address: '198.18.0.1', dynamic: false });
 
     // Nothing changes: no event, `since` stays.
     clock.advance(1500);
@@ -67,12 +67,12 @@ describe('LinkWatcher', () => {
     addrs = [{ address: '198.18.0.7', prefixlen: 24, ifname: 'eth0', dynamic: true }];
     clock.advance(1500);
     await flush();
-    expect(w.status()).toMatchObject({ state: 'up', address: '198.18.0.7', dynamic: true, since: 8500 });
+    expect(w.link()).toMatchObject({ state: 'up', address: '198.18.0.7', dynamic: true, since: 8500 });
 
     addrs = [];
     clock.advance(1500);
     await flush();
-    expect(w.status()).toMatchObject({ state: 'no-address', address: '' });
+    expect(w.link()).toMatchObject({ state: 'no-address', address: '' });
     expect(seen.map((s) => s.state)).toEqual(['down', 'no-carrier', 'up', 'up', 'no-address']);
 
     await w.stop();
@@ -85,12 +85,12 @@ describe('LinkWatcher', () => {
     sys.set('0x1003', '1');
     const failing = new LinkWatcher({ interface: 'eth0', clock, log: silentLogger(), sysNet: sys.root, addresses: async () => { throw new Error('Device "eth0" does not exist.'); } });
     await failing.start();
-    expect(failing.status().state).toBe('no-address');
+    expect(failing.link().state).toBe('no-address');
     await failing.stop();
 
     const any = new LinkWatcher({ interface: '', clock, log: silentLogger(), sysNet: sys.root, addresses: async (name) => (name === '' ? [{ address: '10.0.0.5', prefixlen: 8, ifname: 'enp1s0', dynamic: true }] : []) });
     await any.start();
-    expect(any.status()).toMatchObject({ interface: '', state: 'up', address: '10.0.0.5', dynamic: true });
+    expect(any.link()).toMatchObject({ interface: '', state: 'up', address: '10.0.0.5', dynamic: true });
     await any.stop();
     expect(clock.pending).toBe(0);
   });
@@ -110,5 +110,7 @@ describe('LinkWatcher', () => {
       { address: '192.168.1.22', prefixlen: 24, ifname: 'eth0', dynamic: true },
     ]);
     expect(parseIpAddr('')).toEqual([]);
+    // A named interface (dhcp.interface "lo" in tests) keeps its loopback address.
+    expect(parseIpAddr(json, false)[0]).toEqual({ address: '127.0.0.1', prefixlen: 8, ifname: 'lo', dynamic: false });
   });
 });

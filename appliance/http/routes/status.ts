@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import type { LinkStatus } from '../../core/link-watch';
 import type { Service } from '../../core/service';
 
 /** What /api/status reports about where state lives. */
@@ -12,7 +13,10 @@ export interface StatusDeps {
   version: string;
   startedAt: number;
   now: () => number;
-  serverAddress: string;
+  /** The address clients are told now (it follows the interface when configured 'auto'). */
+  serverAddress: string | (() => string);
+  /** The served interface as the link watcher sees it (issue #14). */
+  network?: () => LinkStatus;
   services: () => readonly Service[];
   storage: () => Promise<StorageUsage>;
   /**
@@ -35,9 +39,30 @@ function storeHealthJson(h: StoreHealthView) {
   return { state: h.state, degraded: { ...d, since: new Date(d.since).toISOString(), last: new Date(d.last).toISOString() } };
 }
 
+/** Why a leased address matters, for the dashboard (issue #14). */
+export const LEASED_ADDRESS_WARNING =
+  'This address came from a DHCP lease: if the router hands the box another one, every running client loses its disk ' +
+  '(its root file system lives behind this address, and the iSCSI session cannot follow it). ' +
+  'Reserve the address for this box on the router, or give it a fixed one (sudo netboot-fixed-address on the box).';
+
+/** The `network` block: the link watcher's reading, times as ISO strings, and the warning. */
+function networkJson(n: LinkStatus) {
+  return {
+    interface: n.interface,
+    state: n.state,
+    address: n.address,
+    ...(n.prefixlen !== undefined ? { prefixlen: n.prefixlen } : {}),
+    since: new Date(n.since).toISOString(),
+    leased: n.dynamic,
+    ...(n.dynamic ? { warning: LEASED_ADDRESS_WARNING } : {}),
+  };
+}
+
 /**
  * GET /api/status: version, uptime, every service with its listen address and state, storage
- * usage, and the image store's health (degraded after a failed fdatasync).
+ * usage, the image store's health (degraded after a failed fdatasync), and the served network
+ * interface (`network`: state no-interface/down/no-carrier/no-address/up, address, since when,
+ * whether the address is a DHCP lease, with a warning when it is).
  */
 export function statusRoutes(deps: StatusDeps) {
   return async (app: FastifyInstance) => {
@@ -45,7 +70,8 @@ export function statusRoutes(deps: StatusDeps) {
       version: deps.version,
       startedAt: new Date(deps.startedAt).toISOString(),
       uptimeSeconds: Math.round((deps.now() - deps.startedAt) / 1000),
-      serverAddress: deps.serverAddress,
+      serverAddress: typeof deps.serverAddress === 'function' ? deps.serverAddress() : deps.serverAddress,
+      ...(deps.network ? { network: networkJson(deps.network()) } : {}),
       services: deps.services().map((s) => {
         const st = s.status();
         return { name: s.name, state: st.state, listen: st.listen, ...(st.detail ? { detail: st.detail } : {}), counters: st.counters };
