@@ -125,6 +125,8 @@ export interface Status {
   };
   /** Degraded after a failed fdatasync, until `appliance check --repair` (image-store/README.md). */
   storeHealth?: { state: 'ok' | 'degraded'; degraded?: { since: string; last: string; failures: number; reason: string; disks: string[] } };
+  /** The served interface (issue #14); `warning` when its address is a DHCP lease. */
+  network?: { interface: string; state: 'no-interface' | 'down' | 'no-carrier' | 'no-address' | 'up'; address: string; since: string; leased: boolean; warning?: string };
 }
 
 export interface Settings {

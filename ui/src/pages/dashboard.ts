@@ -17,6 +17,15 @@ export function ServicesStrip(props: { status: Status | undefined }): El | null 
       ? h('div', { class: 'chip', role: 'alert', title: s.storeHealth.degraded?.reason },
         h(Dot, { state: 'bad', text: `storage degraded: a disk write was lost (${s.storeHealth.degraded?.disks.join(', ') || 'no disk open'}); run "appliance check --repair" with the service stopped` }))
       : null,
+    // Issue #14: the box's own network (no carrier, no address) and a leased address.
+    s.network && s.network.state !== 'up'
+      ? h('div', { class: 'chip', role: 'alert', title: `since ${when(s.network.since)}` },
+        h(Dot, { state: 'bad', text: `network: ${s.network.interface || 'no interface'} ${s.network.state.replace('-', ' ')}${s.network.address ? ` (${s.network.address})` : ''}; DHCP serves once it has carrier and an address` }))
+      : null,
+    s.network?.warning
+      ? h('div', { class: 'chip', role: 'alert', 'data-warning': 'leased-address', title: s.network.warning },
+        h(Dot, { state: 'warn', text: `${s.network.address} is a DHCP lease: reserve it on the router or run "sudo netboot-fixed-address" — clients' disks live behind it` }))
+      : null,
   );
 }
 
