@@ -155,7 +155,6 @@ export class DhcpServer implements Service {
   private readonly addressOwners = new Map<string, string>();
   private cancelProbe: (() => void) | undefined;
   private ctx: ResponderContext | undefined;
-  private probed = false;
   private unsubscribe: (() => void) | undefined;
   /** Rebinds run one at a time, in order of the changes that caused them. */
   private rebinding: Promise<void> = Promise.resolve();
@@ -260,6 +259,9 @@ export class DhcpServer implements Service {
       }
       const name = cfg.interface || link.interface;
       const iface: IfaceInfo | undefined = local ? { name, address: want, netmask: prefixToMask(link.prefixlen ?? 24), mac: name ? sysMac(name) : '00:00:00:00:00:00' } : undefined;
+      // Not serving until the new sockets are bound (and, in full mode, the probe came back clean).
+      this.state = 'starting';
+      this.detail = full && cfg.conflictProbeSeconds > 0 ? `checking for another DHCP server before serving on ${want}` : undefined;
       try {
         await this.serve(cfg, iface, want);
         this.state = 'running';
@@ -276,7 +278,7 @@ export class DhcpServer implements Service {
     return step;
   }
 
-  /** Binds the sockets for `address` (and, once, probes and builds the responder). */
+  /** Binds the sockets for `address` (in full mode after the conflict probe); builds the responder once. */
   private async serve(cfg: Readonly<Config['dhcp']>, iface: IfaceInfo | undefined, address: string): Promise<void> {
     const full = cfg.mode === 'full';
     const ctx = this.ctx!;
@@ -286,7 +288,9 @@ export class DhcpServer implements Service {
     this.address = address;
     // Responders read ctx.serverAddress per request: siaddr, option 54, script URLs follow it.
     ctx.serverAddress = address;
-    if (full && !this.probed) {
+    // Full mode probes before serving on every new address: a box that moved (or whose router
+    // changed) may now sit on a network that has a DHCP server of its own.
+    if (full) {
       if (cfg.conflictProbeSeconds > 0) {
         this.log.info({ interface: iface!.name, seconds: cfg.conflictProbeSeconds }, 'listening for another DHCP server before serving');
         const heard = await probeForDhcpServers(
@@ -302,7 +306,6 @@ export class DhcpServer implements Service {
       } else {
         this.log.warn('dhcp.conflictProbeSeconds is 0: not checking for another DHCP server');
       }
-      this.probed = true;
     }
     if (!this.responder) {
       if (full) {

@@ -5,6 +5,7 @@
  *  - every request is answered exactly once, counted on the wire (the double-answer bug).
  * The service runs in test/dhcp/helpers/runner.ts with the appliance's LinkWatcher (`watch`).
  */
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,10 +43,10 @@ describe.skipIf(skip !== undefined)(`DHCP service and its network, in namespaces
     return { server, client, dir };
   }
 
-  function startService(net: { server: string; dir: string }, name: string): Runner {
+  function startService(net: { server: string; dir: string }, name: string, conflictProbeSeconds = 0): Runner {
     const r = startRunner(net.server, net.dir, name, {
       config: {
-        dhcp: { mode: 'full', interface: 'br0', range: ['198.18.0.100', '198.18.0.120'], netmask: '255.255.255.0', router: '', dns: [], leaseSeconds: 600, conflictProbeSeconds: 0 },
+        dhcp: { mode: 'full', interface: 'br0', range: ['198.18.0.100', '198.18.0.120'], netmask: '255.255.255.0', router: '', dns: [], leaseSeconds: 600, conflictProbeSeconds },
         boot: { unknownClients: 'menu' },
         http: { port: 8080 },
       },
@@ -154,5 +155,27 @@ describe.skipIf(skip !== undefined)(`DHCP service and its network, in namespaces
     const counters = JSON.parse(dhcp.lines.find((l) => l.startsWith('STOPPED'))!.slice(8));
     // Every request reached the service twice; the second copies were dropped.
     expect(counters).toMatchObject({ offers: 1, requests: 1, acks: 1, ignored: counters.discovers + 1 });
+  }, 45_000);
+
+  it.skipIf(missingTools('dnsmasq').length > 0)('full mode probes again on a new address and refuses to serve where another DHCP server answers', async () => {
+    const net = lab('probe');
+    sh('ip', ['link', 'add', 'p0', 'netns', net.server, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', net.client]);
+    sh('ip', ['-n', net.server, 'link', 'set', 'p0', 'master', 'br0']);
+    for (const [ns, dev] of [[net.server, 'p0'], [net.server, 'br0'], [net.client, 'eth0']]) sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+    sh('ip', ['-n', net.server, 'addr', 'add', '198.18.0.1/24', 'dev', 'br0']);
+    const dhcp = startService(net, 'probe', 1);
+    await dhcp.waitFor(/^READY .*"state":"running"/, 15_000);
+
+    // Another DHCP server appears on the segment (the box was moved, or someone plugged a router in).
+    sh('ip', ['-n', net.client, 'addr', 'add', '198.18.0.50/24', 'dev', 'eth0']);
+    const other = spawn('ip', ['netns', 'exec', net.client, 'dnsmasq', '--no-daemon', '--conf-file=/dev/null', '--port=0', '--interface=eth0', '--bind-interfaces',
+      '--dhcp-range=198.18.0.200,198.18.0.210,255.255.255.0,10m', `--dhcp-leasefile=${join(net.dir, 'dnsmasq.leases')}`, '--no-ping'], { stdio: 'ignore' });
+    cleanups.push(() => void other.kill('SIGTERM'));
+    await new Promise((r) => setTimeout(r, 800));
+
+    sh('ip', ['-n', net.server, 'addr', 'del', '198.18.0.1/24', 'dev', 'br0']);
+    sh('ip', ['-n', net.server, 'addr', 'add', '198.18.0.2/24', 'dev', 'br0']);
+    const refused = await dhcp.waitFor(/^DHCP .*"state":"failed"/, 15_000);
+    expect(JSON.parse(refused.slice(5))).toMatchObject({ listen: [], detail: expect.stringMatching(/another DHCP server answers on br0: 198\.18\.0\.50/) });
   }, 45_000);
 });
