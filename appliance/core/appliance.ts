@@ -147,6 +147,8 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
   });
   const settings = readRuntimeSettings(dataDir);
   let dhcpMode = settings.dhcp?.mode ?? config.dhcp.mode;
+  // Mode changes run one at a time: two at once each started a DHCP service, and both answered.
+  let modeChange: Promise<void> = Promise.resolve();
   const makeDhcp = (mode: Config['dhcp']['mode']) =>
     new DhcpServer({
       config: { ...config.dhcp, mode },
@@ -217,7 +219,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
       health: () => system.health(),
       storeUsage: () => store.usage(),
       settings: () => ({ dhcp: { mode: dhcpMode, interface: config.dhcp.interface, canServeFull: config.dhcp.range.length === 2 } }),
-      setDhcpMode: async (mode) => {
+      setDhcpMode: (mode) => (modeChange = modeChange.catch(() => undefined).then(async () => {
         if (mode === dhcpMode) return;
         const old = dhcp;
         await old.stop();
@@ -235,7 +237,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
         dhcpMode = mode;
         writeRuntimeSettings(dataDir, { ...readRuntimeSettings(dataDir), dhcp: { mode } });
         log.info({ mode }, 'DHCP mode changed');
-      },
+      })),
     }),
     bootRoutes(bootCtx, () => policy.binaries, clients, {
       tokens: scriptTokens,

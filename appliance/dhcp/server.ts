@@ -139,6 +139,15 @@ function bindSocket(sock: Socket, port: number, address: string, exclusive = fal
   });
 }
 
+/**
+ * Which DhcpServer of this process holds each port, from start() to stop(). Two instances on one
+ * port both receive every broadcast (SO_REUSEADDR) and both answer it: that happened when two
+ * DHCP mode changes ran at once (each started a full server; 2 OFFERs and 2 ACKs per request,
+ * every boot event recorded twice). The exclusive bind in start() cannot see a sibling that is
+ * still in its conflict probe, so the process keeps its own record.
+ */
+const portHolders = new Map<number, DhcpServer>();
+
 /** The DHCP service (proxy or full per config.mode; 'off' = disabled). */
 export class DhcpServer implements Service {
   readonly name = 'dhcp';
@@ -184,6 +193,7 @@ export class DhcpServer implements Service {
     } catch (err) {
       this.unsubscribe?.();
       this.unsubscribe = undefined;
+      this.releasePort();
       // stop() during start (e.g. while probing) is not a failure: it ends stopped.
       const now = this.state as ServiceState; // stop() may have changed it meanwhile
       const cancelled = now === 'stopping' || now === 'stopped';
@@ -196,6 +206,12 @@ export class DhcpServer implements Service {
 
   private async startMode(cfg: Readonly<Config['dhcp']>): Promise<void> {
     const full = cfg.mode === 'full';
+    // Synchronously, before any await: a concurrent start() must see the claim.
+    const holder = portHolders.get(cfg.port);
+    if (cfg.port !== 0 && holder && holder !== this) {
+      throw new FatalError(`DHCP port ${cfg.port} is already served by another DHCP service of this appliance (${holder.opts.config.mode} mode, ${holder.state}): stop it first`);
+    }
+    if (cfg.port !== 0) portHolders.set(cfg.port, this);
     if (this.opts.tftpPort !== undefined && this.opts.tftpPort !== 69) {
       this.log.warn({ tftpPort: this.opts.tftpPort }, 'PXE firmware fetches iPXE from TFTP port 69 only: set tftp.port to 69 or firmware clients will not boot');
     }
@@ -425,6 +441,10 @@ export class DhcpServer implements Service {
     return this.opts.policy.archOf?.(mac);
   }
 
+  private releasePort(): void {
+    if (portHolders.get(this.opts.config.port) === this) portHolders.delete(this.opts.config.port);
+  }
+
   private async closeSockets(): Promise<void> {
     this.cancelProbe?.();
     this.cancelProbe = undefined;
@@ -449,6 +469,7 @@ export class DhcpServer implements Service {
     this.cancelProbe?.();
     await this.rebinding;
     await this.closeSockets();
+    this.releasePort();
     this.state = 'stopped';
   }
 

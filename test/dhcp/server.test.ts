@@ -170,4 +170,30 @@ describe('DhcpServer on loopback', () => {
     await server.stop();
     expect(server.status()).toMatchObject({ state: 'stopped', listen: [] });
   });
+
+  it('refuses a second DHCP service on the same port in one process, even while the first still probes (regression: two mode changes at once answered every broadcast twice)', async () => {
+    const port = 20_000 + (process.pid % 20_000);
+    const cfg = parseConfig({ dhcp: { mode: 'full', interface: 'lo', port, range: ['127.0.0.100', '127.0.0.200'], netmask: '255.0.0.0', conflictProbeSeconds: 1 }, boot: { unknownClients: 'menu' } });
+    const make = () => {
+      const db = new Database(':memory:');
+      cleanups.push(() => void db.close());
+      const policy = new BootPolicy({ boot: cfg.boot, clients: { byMac: () => undefined }, httpPort: 8080, iscsiPort: 3260, log: silentLogger(), clock: systemClock, binaries: { dir: '/x', bios: 'undionly.kpxe', efiX64: 'ipxe.efi' } });
+      const s = new DhcpServer({ config: cfg.dhcp, serverAddress: '127.0.0.1', clients: { byMac: () => undefined }, policy, db, clock: systemClock, log: silentLogger(), clientPort: port + 1 });
+      cleanups.push(() => s.stop());
+      return s;
+    };
+    const first = make();
+    const second = make();
+    // Started together: the first is still in its 1 s conflict probe (nothing bound on the port yet).
+    const [a, b] = await Promise.allSettled([first.start(), second.start()]);
+    expect(a.status).toBe('fulfilled');
+    expect(b).toMatchObject({ status: 'rejected', reason: { message: expect.stringMatching(/already served by another DHCP service of this appliance/) } });
+    expect(second.status().state).toBe('failed');
+    expect(first.status().state).toBe('running');
+    // Once the first stops, the port is free again.
+    await first.stop();
+    const third = make();
+    await third.start();
+    expect(third.status().state).toBe('running');
+  });
 });

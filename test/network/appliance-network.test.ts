@@ -9,10 +9,11 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { deleteNamespace, missingTools, netnsUnavailable, run, sh } from '../dhcp/helpers/netns';
+import { deleteNamespace, dhcpTypes, missingTools, netnsUnavailable, run, sh, startTcpdump } from '../dhcp/helpers/netns';
 
 const REPO = join(__dirname, '../..');
-const skip = netnsUnavailable() ?? (missingTools('udhcpc', 'curl').length ? `missing ${missingTools('udhcpc', 'curl').join(', ')}` : undefined);
+const TOOLS = ['udhcpc', 'curl', 'tcpdump'];
+const skip = netnsUnavailable() ?? (missingTools(...TOOLS).length ? `missing ${missingTools(...TOOLS).join(', ')}` : undefined);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 describe.skipIf(skip !== undefined)(`appliance network status, in namespaces${skip ? ` (skipped: ${skip})` : ''}`, () => {
@@ -68,7 +69,7 @@ describe.skipIf(skip !== undefined)(`appliance network status, in namespaces${sk
     const config = {
       dataDir: join(dir, 'data'), serverAddress: 'auto',
       http: { host: '0.0.0.0', port: 8080 }, iscsi: { host: '0.0.0.0', port: 3260 }, tftp: { host: '0.0.0.0', port: 6969 },
-      dhcp: { mode: 'full', interface: 'br0', range: ['198.18.0.100', '198.18.0.120'], netmask: '255.255.255.0', router: '', dns: [], leaseSeconds: 600, conflictProbeSeconds: 0 },
+      dhcp: { mode: 'full', interface: 'br0', range: ['198.18.0.100', '198.18.0.120'], netmask: '255.255.255.0', router: '', dns: [], leaseSeconds: 600, conflictProbeSeconds: 1 },
       boot: { ipxeDir: '/usr/lib/ipxe' }, mdns: { enabled: false }, log: { level: 'info', format: 'json' },
     };
     writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
@@ -103,5 +104,23 @@ describe.skipIf(skip !== undefined)(`appliance network status, in namespaces${sk
     expect(s.network).toMatchObject({ state: 'up', address: '198.18.0.2' });
     const second = run('ip', ['netns', 'exec', client, 'udhcpc', '-i', 'eth0', '-n', '-q', '-t', '3', '-T', '1', '-s', '/bin/true'], 15_000);
     expect(second.out).toMatch(/obtained from 198\.18\.0\.2,/);
+
+    // Regression (the double answer): two DHCP mode changes at once each started a DHCP service,
+    // both held port 67, and every broadcast request got two answers (events recorded twice).
+    const token = readFileSync(join(dir, 'data/admin.token'), 'utf8').trim();
+    const patch = (mode: string) => new Promise<void>((res) => spawn('ip', ['netns', 'exec', server, 'curl', '-sS', '--max-time', '10', '-X', 'PATCH',
+      '-H', `Authorization: Bearer ${token}`, '-H', 'Content-Type: application/json', '--data', JSON.stringify({ dhcp: { mode } }),
+      'http://127.0.0.1:8080/api/settings'], { stdio: 'ignore' }).once('exit', () => res()));
+    await Promise.all([patch('proxy'), patch('proxy')]);
+    await Promise.all([patch('full'), patch('full')]);
+    s = await until((x) => dhcpOf(x).state === 'running' && dhcpOf(x).listen.includes('udp 198.18.0.2:67'), 'DHCP back in full mode');
+    expect(s.services.filter((x) => x.name === 'dhcp')).toHaveLength(1);
+    const wire = startTcpdump(client, 'eth0');
+    await wire.ready;
+    const third = run('ip', ['netns', 'exec', client, 'udhcpc', '-i', 'eth0', '-n', '-q', '-t', '3', '-T', '2', '-s', '/bin/true'], 15_000);
+    expect(third.out).toMatch(/obtained from 198\.18\.0\.2,/);
+    await sleep(500);
+    const types = dhcpTypes(await wire.stop());
+    expect({ offers: types.filter((t) => t === 'Offer').length, acks: types.filter((t) => t === 'ACK').length }).toEqual({ offers: 1, acks: 1 });
   }, 90_000);
 });
