@@ -216,10 +216,10 @@ export class DhcpServer implements Service {
       this.log.warn({ tftpPort: this.opts.tftpPort }, 'PXE firmware fetches iPXE from TFTP port 69 only: set tftp.port to 69 or firmware clients will not boot');
     }
 
-    // Port 67 held by another local server? (our own sockets share it with SO_REUSEADDR)
-    const probe = udpSocket(false);
-    await bindSocket(probe, cfg.port, '0.0.0.0', true);
-    await new Promise<void>((r) => probe.close(() => r()));
+    // Port 67 held by another local server? Checked now, so a busy port fails start() at once,
+    // and again right before our own sockets bind (serve()): another appliance process that
+    // started meanwhile, while this one probed, is caught there.
+    await this.checkPortFree(cfg.port);
 
     this.ctx = {
       serverAddress: '',
@@ -332,6 +332,7 @@ export class DhcpServer implements Service {
       }
     }
 
+    await this.checkPortFree(cfg.port);
     const rx = udpSocket(true);
     this.sockets.push({ sock: rx, via: 'broadcast' });
     await bindSocket(rx, cfg.port, '0.0.0.0');
@@ -439,6 +440,18 @@ export class DhcpServer implements Service {
   /** Option 93 from the MAC's latest request, when the policy remembers it (for enrolment). */
   archOf(mac: string): number | undefined {
     return this.opts.policy.archOf?.(mac);
+  }
+
+  /**
+   * Binds the port exclusively for a moment (no SO_REUSEADDR): fails with EADDRINUSE while any
+   * other socket holds it (dnsmasq, another appliance). Our own sockets share it with
+   * SO_REUSEADDR, so it runs only while none of ours is bound.
+   */
+  private async checkPortFree(port: number): Promise<void> {
+    if (port === 0) return;
+    const probe = udpSocket(false);
+    await bindSocket(probe, port, '0.0.0.0', true);
+    await new Promise<void>((r) => probe.close(() => r()));
   }
 
   private releasePort(): void {

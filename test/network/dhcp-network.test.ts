@@ -178,4 +178,26 @@ describe.skipIf(skip !== undefined)(`DHCP service and its network, in namespaces
     const refused = await dhcp.waitFor(/^DHCP .*"state":"failed"/, 15_000);
     expect(JSON.parse(refused.slice(5))).toMatchObject({ listen: [], detail: expect.stringMatching(/another DHCP server answers on br0: 198\.18\.0\.50/) });
   }, 45_000);
+
+  it('a second appliance process started while the first probes does not serve too (port 67 checked again before binding)', async () => {
+    const net = lab('two');
+    sh('ip', ['link', 'add', 'p0', 'netns', net.server, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', net.client]);
+    sh('ip', ['-n', net.client, 'link', 'set', 'eth0', 'address', MAC]);
+    sh('ip', ['-n', net.server, 'link', 'set', 'p0', 'master', 'br0']);
+    for (const [ns, dev] of [[net.server, 'p0'], [net.server, 'br0'], [net.client, 'eth0']]) sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+    sh('ip', ['-n', net.server, 'addr', 'add', '198.18.0.1/24', 'dev', 'br0']);
+    const first = startService(net, 'first', 2);
+    await new Promise((r) => setTimeout(r, 300));
+    const second = startService(net, 'second', 2);
+    expect(await second.waitFor(/^FATAL|^READY/, 20_000)).toMatch(/^FATAL .*67/);
+    await first.waitFor(/^READY .*"state":"running"/, 20_000);
+
+    const wire = startTcpdump(net.client, 'eth0');
+    await wire.ready;
+    const r = run('ip', ['netns', 'exec', net.client, 'udhcpc', '-i', 'eth0', '-n', '-q', '-t', '3', '-T', '2', '-s', '/bin/true'], 15_000);
+    expect(r.out).toMatch(/obtained from 198\.18\.0\.1,/);
+    await new Promise((res) => setTimeout(res, 500));
+    const types = dhcpTypes(await wire.stop());
+    expect({ offers: types.filter((t) => t === 'Offer').length, acks: types.filter((t) => t === 'ACK').length }).toEqual({ offers: 1, acks: 1 });
+  }, 45_000);
 });
