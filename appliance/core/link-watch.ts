@@ -9,6 +9,7 @@
  */
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { Clock } from './clock';
 import type { Logger } from './log';
@@ -53,6 +54,9 @@ const FOREVER = 4294967295;
 export const ipAddressReader: AddressReader = (ifname) => new Promise((resolve, reject) => {
   const args = ['-j', '-4', 'addr', 'show', ...(ifname ? ['dev', ifname] : [])];
   execFile('ip', args, { timeout: 5000 }, (err, stdout) => {
+    // Without iproute2, Node's own list: it hides interfaces without carrier and cannot tell a
+    // lease from a static address, but the box still serves.
+    if ((err as NodeJS.ErrnoException | null)?.code === 'ENOENT') return resolve(nodeAddresses(ifname));
     if (err) return reject(err);
     try {
       resolve(parseIpAddr(stdout, !ifname));
@@ -61,6 +65,14 @@ export const ipAddressReader: AddressReader = (ifname) => new Promise((resolve, 
     }
   });
 });
+
+/** IPv4 addresses from os.networkInterfaces() (fallback when `ip` is missing). */
+export function nodeAddresses(ifname: string): LinkAddress[] {
+  return Object.entries(networkInterfaces())
+    .filter(([name]) => (ifname ? name === ifname : true))
+    .flatMap(([name, list]) => (list ?? []).filter((a) => a.family === 'IPv4' && (ifname ? true : !a.internal))
+      .map((a) => ({ address: a.address, prefixlen: Number(a.cidr?.split('/')[1] ?? 24), ifname: name, dynamic: false })));
+}
 
 /**
  * Parses `ip -j -4 addr` output into IPv4 addresses; with `skipLoopback` (watching every

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '../../appliance/core/clock';
-import { LinkWatcher, parseIpAddr, type LinkAddress, type LinkStatus } from '../../appliance/core/link-watch';
+import { ipAddressReader, LinkWatcher, nodeAddresses, parseIpAddr, type LinkAddress, type LinkStatus } from '../../appliance/core/link-watch';
 import { silentLogger } from '../../appliance/core/log';
 
 const flush = () => new Promise<void>((r) => setImmediate(r));
@@ -112,5 +112,10 @@ describe('LinkWatcher', () => {
     expect(parseIpAddr('')).toEqual([]);
     // A named interface (dhcp.interface "lo" in tests) keeps its loopback address.
     expect(parseIpAddr(json, false)[0]).toEqual({ address: '127.0.0.1', prefixlen: 8, ifname: 'lo', dynamic: false });
+  });
+
+  it('reads loopback with `ip` and with Node\'s list alike (the fallback without iproute2)', async () => {
+    expect(nodeAddresses('lo')).toEqual([{ address: '127.0.0.1', prefixlen: 8, ifname: 'lo', dynamic: false }]);
+    expect(await ipAddressReader('lo')).toEqual(nodeAddresses('lo'));
   });
 });
