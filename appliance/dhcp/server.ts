@@ -9,7 +9,11 @@
  *    owns the bound source address, so replies leave through dhcp.interface with its address.
  *  - `pxe`: 0.0.0.0:4011 in proxy mode, for PXE boot server requests.
  * Both port-67 sockets set SO_REUSEADDR to coexist, so start() first binds 67 exclusively for a
- * moment: that fails with EADDRINUSE when another local server (dnsmasq, ...) holds the port.
+ * moment: that fails with EADDRINUSE when another local server (dnsmasq, ...) holds the port. It
+ * does so again right before binding (after the conflict probe), and a process-wide record stops
+ * a second DhcpServer of the same process: two services on one port both answer every broadcast.
+ * A request whose bytes arrive twice within DUPLICATE_MS (one frame heard on two interfaces of
+ * one LAN) is answered once.
  *
  * With a `network` watcher (issue #14) the service starts even while dhcp.interface is missing,
  * down, without carrier or without an address ('starting', detail says why), binds once an
@@ -68,7 +72,7 @@ function prefixToMask(prefixlen: number): string {
   return [24, 16, 8, 0].map((s) => (m >>> s) & 0xff).join('.');
 }
 
-/** The interface's MAC from sysfs ('' when unreadable: the conflict probe then sends a zero chaddr). */
+/** The interface's MAC from sysfs (zeros when unreadable: the conflict probe then sends a zero chaddr). */
 function sysMac(ifname: string): string {
   try {
     return readFileSync(`/sys/class/net/${ifname}/address`, 'utf8').trim();
