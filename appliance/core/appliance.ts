@@ -127,7 +127,8 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
     loginTimeoutSeconds: config.iscsi.loginTimeoutSeconds,
     discoveryTimeoutSeconds: config.iscsi.discoveryTimeoutSeconds,
     maxQueuedDataInMiB: config.iscsi.maxQueuedDataInMiB,
-    // Read per SendTargets: a getter, so the portal follows the address (issue #14).
+    // A getter over the current address (issue #14). IscsiServer still caches its connection
+    // context, portal included, at the first connection: test/network/iscsi-portal.test.ts.
     get portalAddress() {
       return currentAddress();
     },
