@@ -214,13 +214,18 @@ export class IscsiServer implements Service {
   private context(): ConnectionContext {
     if (this.ctxCache) return this.ctxCache;
     const counters = this.counters;
+    const opts = this.opts;
+    const port = () => this.boundPort;
     this.ctxCache = {
       clock: this.opts.clock,
       log: this.log,
       directory: this.opts.directory,
       limits: this.limits,
       portalGroupTag: PORTAL_GROUP_TAG,
-      portal: `${this.opts.portalAddress}:${this.boundPort},${PORTAL_GROUP_TAG}`,
+      // Read per request: the appliance's portalAddress follows the box's address (issue #14).
+      get portal() {
+        return `${opts.portalAddress}:${port()},${PORTAL_GROUP_TAG}`;
+      },
       nopInIntervalMs: this.opts.nopInIntervalSeconds * 1000,
       loginTimeoutMs: (this.opts.loginTimeoutSeconds ?? DEFAULT_ABUSE_LIMITS.loginTimeoutSeconds) * 1000,
       discoveryTimeoutMs: (this.opts.discoveryTimeoutSeconds ?? DEFAULT_ABUSE_LIMITS.discoveryTimeoutSeconds) * 1000,
