@@ -6,6 +6,7 @@ import { createAppliance, type Appliance } from '../../appliance/core/appliance'
 import { systemClock } from '../../appliance/core/clock';
 import { parseConfig } from '../../appliance/core/config';
 import { silentLogger } from '../../appliance/core/log';
+import { testConfig } from '../helpers/appliance-process';
 
 /** The real appliance's HTTP app (every route plugin createAppliance wires), listening on 127.0.0.1. */
 export interface LiveApp {
@@ -23,17 +24,7 @@ export interface LiveApp {
 export async function liveApp(extra: Record<string, unknown> = {}, beforeListen?: (a: Appliance) => void): Promise<LiveApp> {
   const dir = mkdtempSync(join(tmpdir(), 'nb-http-'));
   const dataDir = join(dir, 'var');
-  const config = parseConfig({
-    dataDir,
-    serverAddress: '127.0.0.1',
-    http: { host: '127.0.0.1', port: 0 },
-    iscsi: { host: '127.0.0.1', port: 0 },
-    tftp: { host: '127.0.0.1', port: 0 },
-    dhcp: { mode: 'off' },
-    mdns: { enabled: false },
-    log: { level: 'silent' },
-    ...extra,
-  });
+  const config = parseConfig(testConfig(dataDir, { log: { level: 'silent' }, ...extra }));
   const appliance = await createAppliance(config, { log: silentLogger(), clock: systemClock, version: '0.0.0-test' });
   beforeListen?.(appliance);
   await appliance.http.listen({ host: '127.0.0.1', port: 0 });
