@@ -37,8 +37,12 @@ export const configSchema = strict({
     /** Targets are named `<iqnPrefix>:<client>`; initiators `<iqnPrefix>:initiator:<client>`. */
     iqnPrefix: z.string().regex(/^iqn\.\d{4}-\d{2}\.[a-z0-9.-]+$/, 'must look like iqn.YYYY-MM.reversed.domain').default('iqn.2026-11.local.netboot'),
     maxConnections: z.number().int().min(1).max(4096).default(256),
-    /** NOP-In ping interval for initiators that answer pings (never used to drop iPXE). 0 = off. */
-    nopInIntervalSeconds: z.number().int().min(0).max(3600).default(30),
+    /**
+     * NOP-In ping interval for initiators that answer pings (never used to drop iPXE). A client
+     * powered off without logging out is dropped one interval after its last PDU plus 5 s for
+     * the answer (10 s by default). 0 = off.
+     */
+    nopInIntervalSeconds: z.number().int().min(0).max(3600).default(5),
     /** Connections one source address may hold at once (docs/security.md). */
     maxConnectionsPerAddress: z.number().int().min(1).max(4096).default(8),
     /** A connection not in full-feature phase of a normal session by then is closed (login, discovery). */

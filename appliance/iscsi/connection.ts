@@ -126,11 +126,11 @@ type Phase = 'login' | 'full' | 'logout' | 'closed';
 const PROBE_MS = 250;
 /**
  * How long an initiator known to answer pings gets to answer one before its connection is
- * dropped (open-iscsi's own ping timeout, noop_out_timeout, is 5 s). A dead session of a
- * powered-off client then holds its disk for one to two intervals plus this (not the ~11 minutes
- * TCP keepalive would take).
+ * dropped: open-iscsi's own ping timeout (noop_out_timeout, 5 s). With the default 5 s interval a
+ * powered-off client's session is gone 10 s after the last PDU it sent (issue #14: restorable
+ * within 15 s), not the ~11 minutes TCP keepalive would take.
  */
-const PING_ANSWER_MS = 10_000;
+const PING_ANSWER_MS = 5_000;
 
 /** Per-session counters for GET /api/sessions. */
 export interface SessionStats {
@@ -1052,37 +1052,50 @@ export class IscsiConnection {
    */
   private probed = false;
 
+  /** When the outstanding ping went out (meaningful while nopOutstanding is set). */
+  private pingSentAt = 0;
+
   /**
-   * Pings an idle full-feature connection. Only initiators that have answered a ping before
-   * are dropped for missing one: iPXE never answers NOP-In (it ignores pings with a TTT), and
-   * an idle iPXE session during the OS handoff must survive. Dead peers that never answered
-   * are found by TCP keepalive instead.
+   * Pings a full-feature connection that has been silent for an interval. Only initiators that
+   * have answered a ping before are dropped for missing one: iPXE never answers NOP-In (it
+   * ignores pings with a TTT), and an idle iPXE session during the OS handoff must survive. Dead
+   * peers that never answered are found by TCP keepalive instead. The next tick is armed from the
+   * last PDU heard, so a dead peer is pinged one interval after its last word and dropped
+   * PING_ANSWER_MS later, whatever the phase of the timer.
    */
   private nopTick(): void {
     this.cancelNop = null;
     if (this.phase === 'closed') return;
     const now = this.ctx.clock.now();
+    const interval = this.ctx.nopInIntervalMs;
     if (!this.probed) {
       this.probed = true;
-      if (this.phase === 'full' && this.nopOutstanding === null) this.sendPing();
+      if (this.phase === 'full' && this.nopOutstanding === null) this.ping(now);
       this.armNop();
       return;
     }
-    if (this.phase === 'full' && now - this.lastRx >= this.ctx.nopInIntervalMs) {
-      if (this.nopOutstanding !== null && this.answersPings) {
-        this.log.info({ initiator: this.initiatorName }, 'NOP-In ping unanswered, dropping connection');
-        this.destroy();
-        return;
-      }
-      this.sendPing();
-      // An initiator that answers pings answers within a round trip: give it PING_ANSWER_MS
-      // rather than a whole interval, so a powered-off client frees its disk sooner.
-      if (this.answersPings) {
-        this.armNop(Math.min(PING_ANSWER_MS, this.ctx.nopInIntervalMs));
-        return;
-      }
+    if (this.phase !== 'full') {
+      this.armNop();
+      return;
     }
-    this.armNop();
+    const answerMs = Math.min(PING_ANSWER_MS, interval);
+    if (this.nopOutstanding !== null && this.answersPings && now - this.pingSentAt >= answerMs) {
+      this.log.info({ initiator: this.initiatorName, silentMs: now - this.lastRx }, 'NOP-In ping unanswered, dropping connection');
+      this.destroy();
+      return;
+    }
+    const silent = now - this.lastRx;
+    if (silent < interval) {
+      this.armNop(interval - silent);
+      return;
+    }
+    if (this.nopOutstanding === null || !this.answersPings) this.ping(now);
+    this.armNop(this.answersPings ? answerMs - (now - this.pingSentAt) : interval);
+  }
+
+  private ping(now: number): void {
+    this.pingSentAt = now;
+    this.sendPing();
   }
 
   /** A NOP-In ping with a fresh TTT; the answer (NOP-Out with that TTT) clears nopOutstanding. */

@@ -66,10 +66,10 @@ export function labConfig(lab: Lab, dataDir: string, opts: ApplianceOptions): Re
     dataDir,
     serverAddress: server,
     http: { host: server, port: 8080 },
-    // A short ping interval: a powered-off client's dead session is dropped within seconds
-    // (one to two intervals plus the 10 s answer window at most), so the tests that restore a
-    // disk right after a boot need no ?force=true.
-    iscsi: { host: server, port: 3260, nopInIntervalSeconds: 5 },
+    // The default NOP-In interval (5 s): a powered-off client's dead session is dropped 10 s
+    // after its last PDU, so the tests that restore a disk right after a boot need no
+    // ?force=true, and they measure the product's own figure (issue #14: within 15 s).
+    iscsi: { host: server, port: 3260 },
     tftp: { host: '0.0.0.0', port: 69 },
     dhcp: {
       mode: opts.mode,
@@ -212,15 +212,23 @@ export async function addClient(app: LabAppliance, mac: string, image: string, n
 
 /**
  * Runs `fn` until it stops answering 409 DISK_IN_USE (a powered-off client's iSCSI sessions
- * linger until the target notices the dead TCP connection), bounded by timeoutMs. Returns the
- * final reply and how long the disk stayed busy.
+ * linger until the target notices the dead connection), every half second, bounded by
+ * timeoutMs. Returns the final reply, how long the disk stayed busy and, when `mac` is given,
+ * when GET /api/clients/:mac first showed the client offline.
  */
-export async function retryWhileInUse(fn: () => Promise<ApiReply>, timeoutMs: number): Promise<{ reply: ApiReply; waitedMs: number }> {
+export async function retryWhileInUse(
+  fn: () => Promise<ApiReply>, timeoutMs: number, watch?: { app: LabAppliance; mac: string },
+): Promise<{ reply: ApiReply; waitedMs: number; offlineAfterMs?: number }> {
   const start = Date.now();
+  let offlineAfterMs: number | undefined;
   for (;;) {
+    if (watch && offlineAfterMs === undefined) {
+      const view = await watch.app.api('GET', `/api/clients/${watch.mac}`);
+      if (view.status === 200 && (view.json as { online?: boolean }).online === false) offlineAfterMs = Date.now() - start;
+    }
     const reply = await fn();
-    if (reply.status !== 409 || Date.now() - start > timeoutMs) return { reply, waitedMs: Date.now() - start };
-    await sleep(1000);
+    if (reply.status !== 409 || Date.now() - start > timeoutMs) return { reply, waitedMs: Date.now() - start, offlineAfterMs };
+    await sleep(500);
   }
 }
 

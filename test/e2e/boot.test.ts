@@ -116,12 +116,20 @@ suite(`e2e boot through the appliance${why ? ` (skipped: ${why})` : ''}`, () => 
       report(boot2);
       expectFullBoot(boot2, client, 2);
 
-      // The client has powered off, but its iSCSI connection died without a logout: the disk
-      // is busy until the target notices. The kernel initiator answered NOP-In pings while it
-      // ran, so its silence gets it dropped (5 s interval here: within 5-20 s), no ?force=true.
-      const { reply, waitedMs } = await retryWhileInUse(() => app!.api('POST', `/api/clients/${mac}/snapshots/${snap.id}/restore`), 40_000);
-      console.log(`restore answered ${reply.status} after ${(waitedMs / 1000).toFixed(1)} s of DISK_IN_USE`);
+      // The client has powered off (qemu exited), but its iSCSI connection died without a
+      // logout: the disk is busy until the target notices. The kernel initiator answered the
+      // early NOP-In probe, so its silence gets it dropped 10 s after its last PDU with the
+      // default 5 s interval, no ?force=true (issue #14: within 15 s).
+      const dead = await retryWhileInUse(() => app!.api('POST', `/api/clients/${mac}/snapshots/${snap.id}/restore`), 40_000, { app: app!, mac });
+      const reply = dead.reply;
+      console.log(
+        `DEAD-CLIENT busybox initramfs: power-off -> shown offline ${((dead.offlineAfterMs ?? NaN) / 1000).toFixed(1)} s, ` +
+          `restore accepted ${(dead.waitedMs / 1000).toFixed(1)} s (HTTP ${reply.status})`,
+      );
       expect(reply.status, JSON.stringify(reply.json)).toBe(200);
+      expect(dead.waitedMs).toBeLessThanOrEqual(15_000);
+      expect(dead.offlineAfterMs).toBeDefined();
+      expect(dead.offlineAfterMs!).toBeLessThanOrEqual(15_000);
       expect(app!.log()).toContain('NOP-In ping unanswered, dropping connection');
 
       const boot3 = await lab!.startQemu({ name: 'full-bios-3', mac, firmware: 'bios', timeoutMs: BOOT_LIMIT_MS }).result();

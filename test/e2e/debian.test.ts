@@ -24,7 +24,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addClient, applianceMissingReason, importImage, startAppliance, type LabAppliance } from './appliance';
+import { addClient, applianceMissingReason, importImage, retryWhileInUse, startAppliance, type LabAppliance } from './appliance';
 import { REPO_ROOT } from './build-disk';
 import { buildDebianImage, DEBIAN_BUILD_TOOLS, type DebianImage, type DebianNetwork } from './debian-image';
 import { FIRMWARE, formatTimeline, Lab, labMac, labUnavailableReason, type BootResult, type QemuRun } from './lab';
@@ -39,7 +39,7 @@ const IMAGE = 'debian12';
 const network = (process.env.E2E_DEBIAN_NETWORK as DebianNetwork | undefined) ?? 'networkd';
 
 /** Console lines of the shutdown hang (and of any lost write): none may appear. */
-const BAD_CONSOLE = /rejecting I\/O|ping timeout|session recovery timed out|Aborting journal|I\/O error|EXT4-fs error|Kernel panic/;
+const BAD_CONSOLE = /rejecting I\/O|ping timeout|detected conn error|session recovery timed out|Aborting journal|I\/O error|EXT4-fs error|Kernel panic/;
 
 /** One boot's numbers: qemu start -> multi-user.target, poweroff request -> qemu exit. */
 interface DebianBoot {
@@ -130,9 +130,22 @@ suite(`e2e: Debian 12 (systemd, initramfs-tools, open-iscsi) boots and shuts dow
 
     const first = await bootOnce(lab!.startQemu({ name: 'debian-bios-1', mac, firmware: 'bios', memoryMiB: 1024, timeoutMs: BOOT_LIMIT_MS }));
     expectCleanBoot(first, 1);
+    const snap = await app!.call('POST', `/api/clients/${mac}/snapshots`, { name: 'after-boot-1' }, [200, 201]);
     const second = await bootOnce(lab!.startQemu({ name: 'debian-bios-2', mac, firmware: 'bios', memoryMiB: 1024, timeoutMs: BOOT_LIMIT_MS }));
     expectCleanBoot(second, 2);
     expect(second.info.find((i) => i.startsWith('nic='))).toMatch(/^nic=ens3 addr=ens3 198\.18\.0\.\d+\/24/);
+
+    // systemd powered off without logging out of the root session (open-iscsi never does): the
+    // target must see the silent connection as dead within 15 s of the power-off (qemu's exit),
+    // though iscsid took the initramfs's session over after switch-root (issue #14).
+    const dead = await retryWhileInUse(() => app!.api('POST', `/api/clients/${mac}/snapshots/${snap.id}/restore`), 40_000, { app: app!, mac });
+    console.log(
+      `DEAD-CLIENT debian 12 (systemd): power-off -> shown offline ${((dead.offlineAfterMs ?? NaN) / 1000).toFixed(1)} s, ` +
+        `restore accepted ${(dead.waitedMs / 1000).toFixed(1)} s (HTTP ${dead.reply.status})`,
+    );
+    expect(dead.reply.status, JSON.stringify(dead.reply.json)).toBe(200);
+    expect(dead.waitedMs).toBeLessThanOrEqual(15_000);
+    expect(dead.offlineAfterMs!).toBeLessThanOrEqual(15_000);
   }, 2 * BOOT_LIMIT_MS + 60_000);
 
   it('UEFI: the same image boots (GRUB as \\EFI\\BOOT\\BOOTX64.EFI) and powers off cleanly', async () => {

@@ -274,54 +274,62 @@ describe('IscsiServer lifecycle', () => {
   });
 });
 
-describe('NOP-In pings on a fake clock (30 s interval)', () => {
-  it('drops a silent initiator that answers pings within two intervals plus 10 s, and never an iPXE-like one', async () => {
+describe('NOP-In pings on a fake clock (the default 5 s interval)', () => {
+  it('drops a powered-off initiator that answers pings 10 s after its last word, keeps a live one, and never drops an iPXE-like one', async () => {
     const { FakeClock } = await import('../../appliance/core/clock');
     const { silentLogger } = await import('../../appliance/core/log');
     const { IscsiServer } = await import('../../appliance/iscsi/server');
+    const { parseConfig } = await import('../../appliance/core/config');
     const { StaticDirectory, target } = await import('./harness');
     const { MemoryDisk } = await import('./volumes');
     const clock = new FakeClock();
     const disk = new MemoryDisk('nop-disk', 2048);
     const T = 'iqn.2026-11.local.netboot:nop';
+    const nopInIntervalSeconds = parseConfig({}).iscsi.nopInIntervalSeconds;
+    expect(nopInIntervalSeconds).toBe(5);
     const server = new IscsiServer({
-      host: '127.0.0.1', port: 0, clock, log: silentLogger(), maxConnections: 4, nopInIntervalSeconds: 30, portalAddress: '127.0.0.1',
+      host: '127.0.0.1', port: 0, clock, log: silentLogger(), maxConnections: 4, nopInIntervalSeconds, portalAddress: '127.0.0.1',
       directory: new StaticDirectory([target(T, [{ lun: 0, open: () => disk.open(), readOnly: true }])]),
     });
     await server.start();
     const settle = () => new Promise((r) => setTimeout(r, 50));
     try {
-      const linux = await TestInitiator.connect(server.port);
-      expect(await linux.login({ initiatorName: IQN_INITIATOR, targetName: T, isid: '400001370101' })).toBe(0);
+      const dead = await TestInitiator.connect(server.port);
+      expect(await dead.login({ initiatorName: IQN_INITIATOR, targetName: T, isid: '400001370101' })).toBe(0);
+      const alive = await TestInitiator.connect(server.port);
+      expect(await alive.login({ initiatorName: IQN_INITIATOR, targetName: T, isid: '400001370103' })).toBe(0);
       const ipxe = await TestInitiator.connect(server.port);
       expect(await ipxe.login({ initiatorName: IQN_INITIATOR, targetName: T, isid: '400001370102', answerPings: false })).toBe(0);
       await settle();
-      clock.advance(2_000); // the early probe: one answers, one does not
+      clock.advance(1_000); // the early probe: two answer, one does not
       await settle();
-      expect(linux.pingsSeen).toBe(1);
+      expect(dead.pingsSeen).toBe(1);
       expect(ipxe.pingsSeen).toBe(1);
-      linux.answerPings = false; // power cut: nothing more from this initiator (last heard at 2 s)
-      // Step a second at a time: the next ping goes out once 30 s passed without a word (at the
-      // first tick after 32 s), and 10 s later, unanswered, the connection is dropped.
-      let pingAt = -1;
+      // Power cut 0.5 s later, with the timer out of phase with the last word.
+      clock.advance(500);
+      await settle();
+      dead.answerPings = false;
+      const lastWord = 1.5; // the probe answer, at 1 s (plus the half second)
       let closedAt = -1;
-      for (let t = 3; t <= 80 && closedAt < 0; t++) {
+      for (let t = 2; t <= 60 && closedAt < 0; t++) {
+        clock.advance(t === 2 ? 500 : 1_000);
+        await settle();
+        if (dead.closed) closedAt = t;
+      }
+      // Pinged 5 s after its last word, dropped 5 s after that: between 10 and 11 s on this 1 s grid.
+      expect(closedAt - lastWord).toBeGreaterThanOrEqual(9.5);
+      expect(closedAt - lastWord).toBeLessThanOrEqual(11);
+      expect(server.sessions().length).toBe(2);
+      // A live Linux initiator answers every ping and stays; iPXE never answers and stays too.
+      for (let t = 0; t < 120; t += 1) {
         clock.advance(1_000);
         await settle();
-        if (pingAt < 0 && linux.pingsSeen === 2) pingAt = t;
-        if (linux.closed) closedAt = t;
       }
-      expect(pingAt).toBeGreaterThanOrEqual(32);
-      expect(pingAt).toBeLessThanOrEqual(62);
-      expect(closedAt - pingAt).toBeGreaterThanOrEqual(10);
-      expect(closedAt - pingAt).toBeLessThanOrEqual(11);
-      // iPXE never answers pings: still connected after many intervals.
-      for (let t = 0; t < 300; t += 30) {
-        clock.advance(30_000);
-        await settle();
-      }
+      expect(alive.closed).toBe(false);
+      expect(alive.pingsSeen).toBeGreaterThan(10);
       expect(ipxe.closed).toBe(false);
-      expect(ipxe.pingsSeen).toBeGreaterThan(3);
+      expect(ipxe.pingsSeen).toBeGreaterThan(10);
+      alive.destroy();
       ipxe.destroy();
     } finally {
       await server.stop();
