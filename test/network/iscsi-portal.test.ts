@@ -1,9 +1,8 @@
 /**
- * The iSCSI portal address should follow the box's address (issue #14). The appliance hands
+ * The iSCSI portal address follows the box's address (issue #14): the appliance hands
  * IscsiServer an options object whose `portalAddress` is a getter over the link watcher's
- * address, but IscsiServer builds its connection context once (ctxCache) with the portal as a
- * string, so SendTargets keeps the address of the first connection. Marked `it.fails` until
- * appliance/iscsi/server.ts reads the portal per request (its owner's change; then flip it).
+ * address, and SendTargets reads it per request, so a client that logs in after an address
+ * change is told the new portal.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { FakeClock } from '../../appliance/core/clock';
@@ -23,7 +22,7 @@ describe('iSCSI portal address', () => {
     await server?.stop();
   });
 
-  it('SendTargets announces the current address, read per request (fails: the portal is cached at the first connection)', async () => {
+  it('SendTargets announces the current address, read per request', async () => {
     let address = '198.18.0.1';
     const disk = new MemoryDisk('portal-disk', 64);
     server = new IscsiServer({
