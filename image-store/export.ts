@@ -1,6 +1,15 @@
 import { Readable } from 'node:stream';
 import { encodeQcow2Header, encodeQcow2Metadata, planQcow2, type Qcow2Plan } from './qcow2';
-import type { StoreVolume } from './volume';
+import type { BlockVolume } from './block-volume';
+
+/**
+ * What an export reads: a read-only volume that can say, synchronously, which runs hold data
+ * (StoreVolume from its resolved map; a backend that cannot answer cheaply reports one mapped run).
+ */
+export interface ExportableVolume extends Pick<BlockVolume, 'blockCount' | 'read'> {
+  mappedRuns(): Iterable<{ lba: number; blocks: number; mapped: boolean }>;
+  close(): Promise<void> | void;
+}
 
 export type ExportFormat = 'raw' | 'qcow2';
 
@@ -15,7 +24,7 @@ const QCOW2_CLUSTER_BITS = 16;
  * The layout is fixed when the stream is made, so `size` is exact (a live disk's export reads
  * its current data; export a snapshot for a point-in-time copy).
  */
-export function exportStream(vol: StoreVolume, format: ExportFormat): ExportStream {
+export function exportStream(vol: ExportableVolume, format: ExportFormat): ExportStream {
   let gen: AsyncGenerator<Buffer>;
   let size: number;
   if (format === 'raw') {
@@ -39,14 +48,14 @@ export function exportStream(vol: StoreVolume, format: ExportFormat): ExportStre
 /** An export: a byte stream whose total length is known up front (HTTP Content-Length). */
 export type ExportStream = Readable & { size: number };
 
-async function* rawChunks(vol: StoreVolume): AsyncGenerator<Buffer> {
+async function* rawChunks(vol: ExportableVolume): AsyncGenerator<Buffer> {
   for (let lba = 0; lba < vol.blockCount; lba += RAW_PIECE_BLOCKS) {
     yield await vol.read(lba, Math.min(RAW_PIECE_BLOCKS, vol.blockCount - lba));
   }
 }
 
 /** The qcow2 layout for the volume as it is now: one data cluster per cluster holding mapped chunks. */
-function planFor(vol: StoreVolume): Qcow2Plan {
+function planFor(vol: ExportableVolume): Qcow2Plan {
   const clusterBlocks = 2 ** QCOW2_CLUSTER_BITS / 512;
   const clusters: number[] = [];
   for (const r of vol.mappedRuns()) {
@@ -58,7 +67,7 @@ function planFor(vol: StoreVolume): Qcow2Plan {
   return planQcow2(vol.blockCount * 512, clusters, QCOW2_CLUSTER_BITS);
 }
 
-async function* qcow2Chunks(vol: StoreVolume, plan: Qcow2Plan): AsyncGenerator<Buffer> {
+async function* qcow2Chunks(vol: ExportableVolume, plan: Qcow2Plan): AsyncGenerator<Buffer> {
   const cs = 2 ** QCOW2_CLUSTER_BITS;
   const clusterBlocks = cs / 512;
   const clusters = plan.dataClusters;

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { BlockVolume } from '../../image-store/block-volume';
+import type { StoreHealth, StoreUsage } from '../../image-store/store';
 
 /**
  * What the appliance needs from the image store (image-store/ implements it). Kept narrow so
@@ -28,6 +29,19 @@ export interface DiskStore {
   deleteSnapshot(disk: string, id: number): Promise<void>;
   resetDisk(disk: string, image?: string): Promise<void>;
   exportVolume(name: string, opts: { snapshot?: number; format: 'raw' | 'qcow2' }): Readable;
+}
+
+/**
+ * A store backend as the composition root holds it: the DiskStore surface plus space, health
+ * and shutdown. The local copy-on-write store (image-store/store.ts) and the Ceph RBD store
+ * (image-store/rbd/) both implement it; `store.backend` in the config picks one.
+ */
+export interface StoreBackend extends DiskStore {
+  /** Space in bytes as the backend counts it (the status page and /api/system show it). */
+  usage(): Pick<StoreUsage, 'capacityBytes' | 'usedBytes' | 'freeBytes'>;
+  health(): StoreHealth;
+  /** Makes every open disk durable, then releases the backend; open handles then fail with CLOSED. */
+  close(): Promise<void>;
 }
 
 export interface ImageSummary {

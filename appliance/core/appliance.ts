@@ -8,6 +8,7 @@ import { procNeighbours } from '../boot/neighbours';
 import { ScriptTokens } from '../boot/script-tokens';
 import { ClientRegistry } from '../clients/registry';
 import { ClientTargets } from '../clients/targets';
+import type { StoreBackend } from '../clients/disk-store';
 import { DhcpServer } from '../dhcp/server';
 import { buildHttpApp, type RoutePlugin } from '../http/app';
 import { bootRoutes } from '../http/routes/boot';
@@ -50,7 +51,7 @@ export interface Appliance {
   readonly token: string;
   readonly serverAddress: string;
   readonly db: Database.Database;
-  readonly store: ImageStore;
+  readonly store: StoreBackend;
   readonly clients: ClientRegistry;
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -89,7 +90,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
   const startedAt = clock.now();
   const child = (service: string) => log.child({ service });
 
-  const store = ImageStore.open({
+  const store: StoreBackend = ImageStore.open({
     dir: join(dataDir, 'store'),
     clock,
     log: child('store'),
