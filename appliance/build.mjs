@@ -1,7 +1,7 @@
 // Bundles the appliance (and the web UI) into dist/appliance.cjs, and puts better-sqlite3's
 // native addon beside it so dist/ alone runs the appliance.
 import { build } from 'esbuild';
-import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { buildUi } from '../ui/build.mjs';
@@ -33,4 +33,8 @@ await build({
 
 const addon = join(dirname(require.resolve('better-sqlite3/package.json')), 'build/Release/better_sqlite3.node');
 copyFileSync(addon, join(out, 'better_sqlite3.node'));
-console.log(`built ${join(out, 'appliance.cjs')} (version ${pkg.version}) with better_sqlite3.node beside it`);
+// The RBD backend's librbd addon, when it was built (image-store/rbd/addon/build.sh): optional,
+// only `store.backend: "rbd"` loads it.
+const rbdAddon = join(root, 'image-store/rbd/addon/build/Release/rbd_io.node');
+if (existsSync(rbdAddon)) copyFileSync(rbdAddon, join(out, 'rbd_io.node'));
+console.log(`built ${join(out, 'appliance.cjs')} (version ${pkg.version}) with better_sqlite3.node${existsSync(rbdAddon) ? ' and rbd_io.node' : ''} beside it`);

@@ -41,7 +41,7 @@ export async function importFile(store: ImageStore, name: string, file: string, 
   let tmp: string | undefined;
   let src: ImageSource;
   try {
-    ({ src, tmp } = await openSource(store, file, label, opts));
+    ({ src, tmp } = await openImportSource(file, label, path.join(store.dir, 'tmp'), opts));
   } catch (err) {
     if (tmp) fs.rmSync(tmp, { force: true });
     throw err;
@@ -241,12 +241,16 @@ export async function inspectImageFile(file: string, opts: { qemuImg: string; fo
  * Picks a reader. The file is opened once and every check and read goes through that descriptor,
  * so renaming or swapping the path meanwhile changes nothing. Raw and plain qcow2 are read
  * natively (never another file); other formats go through `qemu-img convert` to a temporary qcow2
- * in the store, after the checks above and qemu-img info's view agree it is one self-contained file.
+ * in `tmpDir` (the RBD backend reads through it too), after the checks above and qemu-img info's view agree it is one self-contained file.
  */
-async function openSource(store: ImageStore, file: string, label: string, opts: ImportOptions): Promise<{ src: ImageSource; tmp?: string }> {
+export async function openImportSource(
+  file: string,
+  label: string,
+  tmpDir: string,
+  opts: Pick<ImportOptions, 'format' | 'exclusive' | 'qemuImg' | 'log' | 'signal'>,
+): Promise<{ src: ImageSource; tmp?: string }> {
   let fd: number | undefined = openForImport(file, label);
   let copy: string | undefined;
-  const tmpDir = path.join(store.dir, 'tmp');
   const tmpName = (ext: string) => path.join(tmpDir, `import-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.${ext}`);
   try {
     let kind = await inspectFd(fd, label, opts.format);

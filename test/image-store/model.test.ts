@@ -2,202 +2,33 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ImageStore } from '../../image-store/store';
-import type { StoreVolume } from '../../image-store/volume';
-import { openStore, pattern, prng, tempDir } from './helpers';
+import { openStore, pattern, tempDir } from './helpers';
+import { liveSnapshot, runModel, type ModelHarness } from './model-body';
 
 const BS = 512;
 const dirs: string[] = [];
+const local: ModelHarness<ImageStore> = {
+  dirs,
+  open: async (dir) => openStore(dir),
+  check: async (store) => store.check().problems.map((p) => JSON.stringify(p)),
+  expectEmpty: async (store) => {
+    expect(store.usage().usedBytes).toBe(0);
+  },
+};
 afterAll(() => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
-
-/**
- * Model-based test: random writes, flushes, unmaps, snapshots, restores, resets, copies, deletes,
- * promotes and store reopens across several clients of one golden image, each checked against
- * plain Buffers. Geometry is tiny (4 KiB chunks, 1 MiB segments) so chunk edges, COW, merges and
- * segment growth are hit constantly. A failure names the seed and step to replay.
- */
-async function runModel(seed: number, steps: number): Promise<void> {
-  const rnd = prng(seed);
-  const int = (n: number) => Math.floor(rnd() * n);
-  const dir = tempDir('model');
-  dirs.push(dir);
-  const SIZE = 192 * 1024 + 3 * BS; // not a chunk multiple: the last chunk is partial
-  const blocks = SIZE / BS;
-  const golden = Buffer.alloc(SIZE);
-  for (let i = 0; i < 20; i++) pattern(BS * (1 + int(16)), seed + i).copy(golden, int(blocks - 16) * BS);
-  const raw = path.join(dir, 'golden.raw');
-  fs.writeFileSync(raw, golden);
-
-  let store: ImageStore = openStore(path.join(dir, 'store'));
-  await store.importImage('golden', raw);
-  const images = new Map<string, Buffer>([['golden', golden]]);
-  const disks = new Map<string, { data: Buffer; vol: StoreVolume | null; snaps: Map<number, Buffer> }>();
-  let nameSeq = 0;
-  let tag = seed * 1000;
-
-  const vol = (name: string) => {
-    const d = disks.get(name)!;
-    d.vol ??= store.openVolume(name);
-    return d.vol;
-  };
-  const closeVol = async (name: string) => {
-    const d = disks.get(name)!;
-    if (d.vol) await d.vol.close();
-    d.vol = null;
-  };
-  const newDisk = (image: string) => {
-    const name = `c${nameSeq++}`;
-    store.createDisk(name, image);
-    disks.set(name, { data: Buffer.from(images.get(image)!), vol: null, snaps: new Map() });
-  };
-  const pick = <T>(xs: T[]): T => xs[int(xs.length)];
-  const verifyAll = async () => {
-    for (const [name, d] of disks) {
-      const got = await vol(name).read(0, blocks);
-      expect(got.equals(d.data), `disk ${name} differs from the model`).toBe(true);
-      for (const [id, want] of d.snaps) {
-        const sv = store.openVolume(name, { snapshot: id });
-        const snapData = await sv.read(0, blocks);
-        await sv.close();
-        expect(snapData.equals(want), `snapshot ${id} of ${name} differs`).toBe(true);
-      }
-    }
-    for (const [name, want] of images) {
-      const iv = store.openVolume(name);
-      expect((await iv.read(0, blocks)).equals(want), `image ${name} differs`).toBe(true);
-      await iv.close();
-    }
-  };
-
-  for (let i = 0; i < 3; i++) newDisk('golden');
-  let step = 0;
-  try {
-    for (step = 0; step < steps; step++) {
-      const names = [...disks.keys()];
-      const name = pick(names);
-      const d = disks.get(name)!;
-      const r = rnd();
-      if (r < 0.4) {
-        const lba = int(blocks);
-        const n = 1 + int(Math.min(24, blocks - lba));
-        const buf = rnd() < 0.1 ? Buffer.alloc(n * BS) : pattern(n * BS, tag++);
-        await vol(name).write(lba, buf, { fua: rnd() < 0.05 });
-        buf.copy(d.data, lba * BS);
-      } else if (r < 0.55) {
-        const lba = int(blocks);
-        const n = 1 + int(Math.min(40, blocks - lba));
-        const got = await vol(name).read(lba, n);
-        expect(got.equals(d.data.subarray(lba * BS, (lba + n) * BS)), `read ${name} ${lba}+${n}`).toBe(true);
-      } else if (r < 0.62) {
-        await vol(name).flush();
-      } else if (r < 0.66) {
-        const lba = int(blocks);
-        const n = 1 + int(Math.min(30, blocks - lba));
-        await vol(name).unmap(lba, n);
-        d.data.fill(0, lba * BS, (lba + n) * BS);
-      } else if (r < 0.73) {
-        const s = await store.createSnapshot(name, `s${step}`);
-        d.snaps.set(s.id, Buffer.from(d.data));
-      } else if (r < 0.79 && d.snaps.size > 0) {
-        const id = pick([...d.snaps.keys()]);
-        if (d.vol) await expect(store.restoreSnapshot(name, id)).rejects.toMatchObject({ code: 'DISK_IN_USE' });
-        await closeVol(name);
-        await store.restoreSnapshot(name, id);
-        d.data = Buffer.from(d.snaps.get(id)!);
-      } else if (r < 0.83 && d.snaps.size > 0) {
-        const id = pick([...d.snaps.keys()]);
-        await store.deleteSnapshot(name, id);
-        d.snaps.delete(id);
-      } else if (r < 0.85) {
-        await closeVol(name);
-        const image = pick([...images.keys()]);
-        await store.resetDisk(name, image);
-        d.data = Buffer.from(images.get(image)!);
-      } else if (r < 0.87 && disks.size < 6) {
-        const to = `c${nameSeq++}`;
-        const useSnap = d.snaps.size > 0 && rnd() < 0.5 ? pick([...d.snaps.keys()]) : undefined;
-        await store.copyDisk(name, to, { snapshot: useSnap });
-        disks.set(to, { data: Buffer.from(useSnap === undefined ? d.data : d.snaps.get(useSnap)!), vol: null, snaps: new Map() });
-      } else if (r < 0.89 && disks.size > 2) {
-        if (d.vol) expect(() => store.deleteDisk(name)).toThrow(expect.objectContaining({ code: 'DISK_IN_USE' }));
-        await closeVol(name);
-        store.deleteDisk(name);
-        disks.delete(name);
-      } else if (r < 0.9 && d.snaps.size > 0 && images.size < 4) {
-        const id = pick([...d.snaps.keys()]);
-        const img = `img${step}`;
-        store.promoteSnapshot(name, id, img);
-        images.set(img, Buffer.from(d.snaps.get(id)!));
-        if (disks.size < 6) newDisk(img);
-      } else if (r < 0.91 && images.size > 1) {
-        const img = pick([...images.keys()].filter((x) => x !== 'golden'));
-        const users = store.listDisks().filter((x) => x.image === img);
-        if (users.length > 0) expect(() => store.deleteImage(img)).toThrow(expect.objectContaining({ code: 'IMAGE_IN_USE' }));
-        else {
-          store.deleteImage(img);
-          images.delete(img);
-        }
-      } else if (r < 0.92) {
-        for (const n of disks.keys()) await closeVol(n);
-        await store.close();
-        store = openStore(path.join(dir, 'store'));
-      } else if (r < 0.94) {
-        for (const n of disks.keys()) await closeVol(n);
-        const rep = store.check();
-        expect(rep.problems, JSON.stringify(rep.problems)).toEqual([]);
-      }
-      if (process.env.STORE_CHECK_EVERY) {
-        const rep = store.check();
-        expect(rep.problems, `after op r=${r.toFixed(3)} on ${name}: ${JSON.stringify(rep.problems)}`).toEqual([]);
-      }
-    }
-    await verifyAll();
-    for (const n of disks.keys()) await closeVol(n);
-    const rep = store.check();
-    expect(rep.problems, JSON.stringify(rep.problems)).toEqual([]);
-    // Deleting everything returns every chunk: nothing leaks.
-    for (const n of [...disks.keys()]) store.deleteDisk(n);
-    for (const n of [...images.keys()]) store.deleteImage(n);
-    expect(store.usage().usedBytes).toBe(0);
-    expect(store.check().ok).toBe(true);
-    await store.close();
-  } catch (err) {
-    (err as Error).message = `model test failed: seed=${seed} step=${step}: ${(err as Error).message}`;
-    throw err;
-  }
-}
 
 describe('image store against an in-memory model', () => {
   const base = Number(process.env.STORE_SEED ?? Date.now() % 100000);
   for (let k = 0; k < 4; k++) {
     it(`seed ${base + k}`, async () => {
-      await runModel(base + k, 1500);
+      await runModel(local, base + k, 1500);
     });
   }
 
   it('a snapshot of a live disk holds exactly the writes issued before it was called', async () => {
-    const dir = tempDir('live');
-    dirs.push(dir);
-    const raw = path.join(dir, 'g.raw');
-    fs.writeFileSync(raw, Buffer.alloc(1 << 20));
-    const store = openStore(path.join(dir, 'store'));
-    await store.importImage('g', raw);
-    store.createDisk('d', 'g');
-    const v = store.openVolume('d');
-    const before = Array.from({ length: 50 }, (_, i) => v.write(i * 40, pattern(BS * 3, i)));
-    const snap = store.createSnapshot('d', 'live');
-    const after = Array.from({ length: 50 }, (_, i) => v.write(i * 40, pattern(BS * 3, 500 + i)));
-    await Promise.all([...before, snap, ...after]);
-    const sv = store.openVolume('d', { snapshot: (await snap).id });
-    for (let i = 0; i < 50; i++) {
-      expect((await sv.read(i * 40, 3)).equals(pattern(BS * 3, i)), `snapshot block ${i}`).toBe(true);
-      expect((await v.read(i * 40, 3)).equals(pattern(BS * 3, 500 + i)), `disk block ${i}`).toBe(true);
-    }
-    await sv.close();
-    await v.close();
-    expect(store.check().problems).toEqual([]);
-    await store.close();
+    await liveSnapshot(local);
   });
 
   it('concurrent writes to one chunk during copy-on-write all land', async () => {

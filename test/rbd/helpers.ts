@@ -1,0 +1,24 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { systemClock } from '../../appliance/core/clock';
+import { silentLogger } from '../../appliance/core/log';
+import { addonPath } from '../../image-store/rbd/native';
+import { RbdStore } from '../../image-store/rbd/store';
+import type { TestCluster } from './cluster';
+
+/** Builds the librbd addon when it is not built yet (about 1 s; needs librbd-dev). */
+export function ensureAddon(): void {
+  if (addonPath()) return;
+  execFileSync('bash', [path.resolve(__dirname, '../../image-store/rbd/addon/build.sh')], { stdio: 'inherit' });
+}
+
+/** True when librbd's headers are there to build the addon. */
+export function haveLibrbdDev(): boolean {
+  return fs.existsSync('/usr/include/rbd/librbd.h');
+}
+
+/** Opens an RbdStore on the test cluster as the least-privilege user; `prefix` keeps stores apart in one pool. */
+export function openRbdStore(c: TestCluster, dir: string, prefix: string): Promise<RbdStore> {
+  return RbdStore.open({ dir, clock: systemClock, log: silentLogger(), rbd: { conf: c.conf, id: c.id, keyring: c.keyring, pool: c.pool, prefix } });
+}
