@@ -33,6 +33,7 @@ import { BootEventStore } from '../telemetry/boot-events';
 import { DirectoryFileSource, defaultTftpRoots } from '../tftp/file-source';
 import { TftpServer } from '../tftp/server';
 import { ImageStore } from '../../image-store/store';
+import { RbdStore } from '../../image-store/rbd/store';
 import { ensureAdminToken } from './admin-token';
 import type { Clock } from './clock';
 import type { Config } from './config';
@@ -90,15 +91,23 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
   const startedAt = clock.now();
   const child = (service: string) => log.child({ service });
 
-  const store: StoreBackend = ImageStore.open({
-    dir: join(dataDir, 'store'),
-    clock,
-    log: child('store'),
-    segmentMiB: config.store.segmentMiB,
-    chunkKiB: config.store.chunkKiB,
-    reserveMiB: config.store.reserveMiB,
-    reservationMiB: config.store.reservationMiB,
-  });
+  const rbd = config.store.backend === 'rbd' ? config.store.rbd! : undefined;
+  const store: StoreBackend = rbd
+    ? await RbdStore.open({
+        dir: join(dataDir, 'store-rbd'),
+        clock,
+        log: child('store'),
+        rbd: { pool: rbd.pool, conf: rbd.conf, id: rbd.user, keyring: rbd.keyring, prefix: rbd.prefix },
+      })
+    : ImageStore.open({
+        dir: join(dataDir, 'store'),
+        clock,
+        log: child('store'),
+        segmentMiB: config.store.segmentMiB,
+        chunkKiB: config.store.chunkKiB,
+        reserveMiB: config.store.reserveMiB,
+        reservationMiB: config.store.reservationMiB,
+      });
   // `jobs` is built below; the registry asks it only when a verb names an image that is not ready.
   const clients = new ClientRegistry(db, store, { iqnPrefix: config.iscsi.iqnPrefix, clock, chapByDefault: config.boot.chapByDefault, importing: (name) => jobs.get(name) });
 

@@ -121,7 +121,24 @@ export const configSchema = strict({
     reserveMiB: z.number().int().min(0).default(256),
     /** Most space held unwritten in layout reservations, all disks together (image-store/README.md, "Layout"). */
     reservationMiB: z.number().int().min(0).default(1024),
-  }).prefault({}),
+    /**
+     * Where client disks live: "local" (the copy-on-write store under dataDir/store) or "rbd"
+     * (Ceph RBD, `store.rbd`; docs/rbd.md). The segment/chunk keys above apply to "local" only.
+     */
+    backend: z.enum(['local', 'rbd']).default('local'),
+    /** The Ceph cluster, for backend "rbd": checked at start (the pool is listed as that user). */
+    rbd: strict({
+      pool: z.string().regex(/^[A-Za-z0-9._-]{1,128}$/, 'must be a pool name'),
+      /** ceph.conf naming the monitors. */
+      conf: z.string().min(1).default('/etc/ceph/ceph.conf'),
+      /** cephx user without "client.", with `profile rbd pool=<pool>` (docs/rbd.md). */
+      user: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'a cephx name without "client."').default('netboot'),
+      /** Keyring with that user's key (default: /etc/ceph/ceph.client.<user>.keyring, as ceph.conf finds it). */
+      keyring: z.string().min(1).optional(),
+      /** Prefix of the RBD images the appliance makes, so a pool can be shared. */
+      prefix: z.string().regex(/^[A-Za-z0-9._-]{0,32}$/).default('netboot-'),
+    }).optional(),
+  }).prefault({}).refine((s) => s.backend !== 'rbd' || s.rbd !== undefined, { message: 'store.backend "rbd" needs store.rbd (pool, conf, user, keyring)', path: ['rbd'] }),
 });
 
 export type Config = z.infer<typeof configSchema>;
