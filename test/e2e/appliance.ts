@@ -221,13 +221,20 @@ export async function retryWhileInUse(
 ): Promise<{ reply: ApiReply; waitedMs: number; offlineAfterMs?: number }> {
   const start = Date.now();
   let offlineAfterMs: number | undefined;
+  const checkOnline = async () => {
+    if (!watch || offlineAfterMs !== undefined) return;
+    const view = await watch.app.api('GET', `/api/clients/${watch.mac}`);
+    if (view.status === 200 && (view.json as { online?: boolean }).online === false) offlineAfterMs = Date.now() - start;
+  };
   for (;;) {
-    if (watch && offlineAfterMs === undefined) {
-      const view = await watch.app.api('GET', `/api/clients/${watch.mac}`);
-      if (view.status === 200 && (view.json as { online?: boolean }).online === false) offlineAfterMs = Date.now() - start;
-    }
+    await checkOnline();
     const reply = await fn();
-    if (reply.status !== 409 || Date.now() - start > timeoutMs) return { reply, waitedMs: Date.now() - start, offlineAfterMs };
+    const waitedMs = Date.now() - start;
+    if (reply.status !== 409 || waitedMs > timeoutMs) {
+      // The session may have gone between the two calls: then it shows offline now.
+      await checkOnline();
+      return { reply, waitedMs, offlineAfterMs };
+    }
     await sleep(500);
   }
 }

@@ -4,7 +4,7 @@
  * and keeps asking. The test sees that screen on the serial console, finds the client in
  * GET /api/unknown-clients (architecture, vendor class, how far it got), assigns it an image with
  * POST /api/clients, and then, with nobody touching the VM, its next poll gets a fresh one-time
- * link (CHAP) from DHCP and it boots to its root file system. One boot, BIOS. The appliance is
+ * link (CHAP) from DHCP and it boots to its root file system. One boot each, BIOS and UEFI. The appliance is
  * started while its bridge has no carrier (no port yet), as a Pi on a switch still negotiating.
  *
  * Skips only when the lab cannot run here (no qemu, not root). A missing appliance bundle FAILS.
@@ -40,9 +40,11 @@ suite(`e2e zero-touch enrolment${why ? ` (skipped: ${why})` : ''}`, () => {
     lab = new Lab({ id: `${process.pid}w`, workDir: runDir });
     lab.create();
     // No boot.unknownClients in the config: 'auto' must mean 'wait' in full mode.
+    // A bridge whose only port is a tap nobody opened has no carrier (a switch with nothing
+    // plugged in yet; a bridge with no port at all keeps carrier here). The appliance starts and
+    // says so; the client's tap brings carrier later and the boot below proves it then serves.
+    lab.addTap();
     app = await startAppliance(lab, { mode: 'full' });
-    // The bridge has no port yet, so no carrier (after a moment): the appliance runs and says
-    // so; the client's tap brings carrier later and the boot below proves it then serves.
     let net: { state?: string } = {};
     for (let i = 0; i < 20 && net.state !== 'no-carrier'; i++) {
       net = (await app.call('GET', '/api/status')).network ?? {};
@@ -58,11 +60,13 @@ suite(`e2e zero-touch enrolment${why ? ` (skipped: ${why})` : ''}`, () => {
     await lab?.destroy();
   });
 
-  it('an unknown PC shows the wait screen, is listed, and boots by itself once the API gives it an image', async () => {
-    const mac = labMac(0x401);
+  it.each([
+    { firmware: 'bios' as const, mac: labMac(0x401), arch: 0 },
+    { firmware: 'uefi' as const, mac: labMac(0x402), arch: 7 },
+  ])('$firmware: an unknown PC shows the wait screen, is listed, and boots by itself once the API gives it an image', async ({ firmware, mac, arch }) => {
     expect(startedWithoutCarrier, 'the appliance was up while its bridge had no carrier (issue #14)').toBe(true);
     const started = Date.now();
-    const q = lab!.startQemu({ name: 'enrol-bios', mac, firmware: 'bios', timeoutMs: BOOT_LIMIT_MS });
+    const q = lab!.startQemu({ name: `enrol-${firmware}`, mac, firmware, timeoutMs: BOOT_LIMIT_MS });
     try {
       // 1. The wait screen, on the serial console (bounded).
       const deadline = Date.now() + 150_000;
@@ -80,7 +84,7 @@ suite(`e2e zero-touch enrolment${why ? ` (skipped: ${why})` : ''}`, () => {
       const waiting = await app!.call('GET', '/api/unknown-clients');
       expect(waiting).toMatchObject({ mode: 'wait', setting: 'auto', dhcpMode: 'full' });
       const entry = (waiting.clients as Array<Record<string, unknown>>).find((c) => c.mac === mac);
-      expect(entry, JSON.stringify(waiting)).toMatchObject({ mac, arch: 0, stage: 'script' });
+      expect(entry, JSON.stringify(waiting)).toMatchObject({ mac, arch, stage: 'script' });
       expect(String(entry!.vendorClass)).toMatch(/^PXEClient/);
       expect(String(entry!.address)).toMatch(/^198\.18\./);
 
