@@ -19,10 +19,10 @@ let addon: RbdIoAddon | undefined;
 
 /**
  * Where the addon is: beside the bundle (dist/rbd_io.node, copied by appliance/build.mjs) or, in
- * development, in addon/build/Release (addon/build.sh).
+ * development, in addon/build/Release (addon/build.sh; a dist/ bundle in a checkout finds it there too).
  */
 export function addonPath(): string | undefined {
-  const candidates = [path.join(__dirname, 'rbd_io.node'), path.join(__dirname, 'addon/build/Release/rbd_io.node'), path.join(__dirname, '../../image-store/rbd/addon/build/Release/rbd_io.node')];
+  const candidates = [path.join(__dirname, 'rbd_io.node'), path.join(__dirname, 'addon/build/Release/rbd_io.node'), path.join(__dirname, '../image-store/rbd/addon/build/Release/rbd_io.node')];
   return candidates.find((c) => fs.existsSync(c));
 }
 

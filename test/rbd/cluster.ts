@@ -5,7 +5,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
-const run = promisify(execFile);
+const execFileP = promisify(execFile);
 
 /** A one-node Ceph cluster for tests: how to reach it and how to stop it. */
 export interface TestCluster {
@@ -19,6 +19,8 @@ export interface TestCluster {
   startSeconds: number;
   /** Runs the `ceph` tool as client.admin. */
   ceph(args: string[]): Promise<string>;
+  /** Runs any Ceph tool (rbd, rados) as client.admin, in the cluster's namespace. */
+  run(cmd: string, args: string[]): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -46,8 +48,11 @@ function freePort(): Promise<number> {
  * and the least-privilege user. Each daemon runs in the foreground as our child under
  * `timeout` (killed after `maxSeconds` even if the test process dies). About 5-8 s here.
  */
-export async function startCluster(dir: string, opts: { pool?: string; memoryMiB?: number; maxSeconds?: number } = {}): Promise<TestCluster> {
+export async function startCluster(dir: string, opts: { pool?: string; memoryMiB?: number; maxSeconds?: number; netns?: string } = {}): Promise<TestCluster> {
   const t0 = Date.now();
+  // Inside a namespace (the e2e lab's) every daemon and tool runs through `ip netns exec`: its 127.0.0.1 is the namespace's.
+  const wrap = (cmd: string, args: string[]): [string, string[]] => (opts.netns ? ['ip', ['netns', 'exec', opts.netns, cmd, ...args]] : [cmd, args]);
+  const run = (cmd: string, args: string[], o: { timeout?: number } = {}) => execFileP(...wrap(cmd, args), { timeout: o.timeout ?? 60_000 });
   const pool = opts.pool ?? 'netboot';
   const maxSeconds = opts.maxSeconds ?? 1800;
   fs.mkdirSync(dir, { recursive: true });
@@ -96,7 +101,7 @@ keyring = ${dir}/osd.$id/keyring
 `);
   const children: ChildProcess[] = [];
   const daemon = (args: string[]) => {
-    const c = spawn('timeout', ['-k', '5', String(maxSeconds), ...args, '-c', conf, '-f'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const c = spawn(...wrap('timeout', ['-k', '5', String(maxSeconds), ...args, '-c', conf, '-f']), { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     c.stderr!.on('data', (d: Buffer) => (err.length < 8192 ? (err += d) : undefined));
     c.on('exit', (code) => {
@@ -105,7 +110,7 @@ keyring = ${dir}/osd.$id/keyring
     children.push(c);
   };
   let stopping = false;
-  const ceph = async (args: string[]) => (await run('ceph', ['-c', conf, '--connect-timeout', '30', ...args], { timeout: 60_000 })).stdout;
+  const ceph = async (args: string[]) => (await run('ceph', ['-c', conf, '--connect-timeout', '30', ...args])).stdout;
   const stop = async () => {
     stopping = true;
     // Our own children, by pid: TERM, then KILL after 5 s.
@@ -141,7 +146,7 @@ keyring = ${dir}/osd.$id/keyring
     // The pool takes I/O once its PGs are active: a write through rados waits for that.
     await run('rados', ['-c', conf, '-p', pool, 'put', 'ready-probe', conf], { timeout: 60_000 });
     await run('rados', ['-c', conf, '-p', pool, 'rm', 'ready-probe'], { timeout: 60_000 });
-    return { dir, conf, pool, id: 'netboot', keyring, startSeconds: (Date.now() - t0) / 1000, ceph, stop };
+    return { dir, conf, pool, id: 'netboot', keyring, startSeconds: (Date.now() - t0) / 1000, ceph, run: async (cmd, args) => (await run(cmd, ['-c', conf, ...args])).stdout, stop };
   } catch (err) {
     await stop();
     throw err;
