@@ -56,18 +56,19 @@ suite(`e2e boot from an RBD-backed client disk${why ? ` (skipped: ${why})` : ''}
     const mac = labMac(0x401);
     const client = await addClient(app!, mac, 'e2e-golden', 'rbd-client');
 
-    const listing = JSON.parse(await cluster!.run('rbd', ['-p', cluster!.pool, 'ls', '-l', '--format', 'json'])) as { image: string; snapshot?: string; protected?: string; parent?: { image: string; snapshot: string } }[];
-    const golden = listing.find((e) => e.snapshot === 'golden');
-    expect(golden?.protected, JSON.stringify(listing)).toBe('true');
-    const clone = listing.find((e) => e.parent?.image === golden!.image && e.parent.snapshot === 'golden');
-    expect(clone, `the client disk is a clone of ${golden!.image}@golden: ${JSON.stringify(listing)}`).toBeDefined();
-
     const boot = await lab!.startQemu({ name: 'rbd-bios-1', mac, firmware: 'bios', timeoutMs: 240_000 }).result();
     console.log(`${formatBoot(boot)}\n    ${formatTimeline(boot)}`);
     const context = `${boot.name}${boot.deadEnd ? ` (${boot.deadEnd})` : ''}: see ${boot.serialLog}`;
     expect(boot.markers.filter((m) => m.kind === 'STAGE').map((m) => m.text.split(' ')[0]), context).toEqual(FULL_BOOT);
     expect(boot.wroteLine, context).toBe(1);
     expect(boot.markers.find((m) => m.kind === 'IBFT')?.text ?? '', context).toContain(client.target);
+
+    // The clone behind a new disk is queued (its first I/O waits for it), so the pool is read after the boot.
+    const listing = JSON.parse(await cluster!.run('rbd', ['-p', cluster!.pool, 'ls', '-l', '--format', 'json'])) as { image: string; snapshot?: string; protected?: string; parent?: { image: string; snapshot: string } }[];
+    const golden = listing.find((e) => e.snapshot === 'golden');
+    expect(golden?.protected, JSON.stringify(listing)).toBe('true');
+    const clone = listing.find((e) => e.parent?.image === golden!.image && e.parent.snapshot === 'golden');
+    expect(clone, `the client disk is a clone of ${golden!.image}@golden: ${JSON.stringify(listing)}`).toBeDefined();
 
     // The powered-off client's session lingers until the target drops it; the export is read-only, so it may run meanwhile.
     const lines = await exportedBootLog(app!, mac, disk, join(runDir, 'rbd-export.img'));
