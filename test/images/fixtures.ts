@@ -19,10 +19,13 @@ export function writeSecret(file: string): void {
 /** True when any file below `dir` holds MARKER (the store's segments after a refused import, say). */
 export function dirLeaks(dir: string): boolean {
   const marker = Buffer.from(MARKER);
-  for (const e of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (!e.isFile()) continue;
-    const p = path.join(e.parentPath ?? (e as unknown as { path: string }).path, e.name);
-    if (fs.readFileSync(p).includes(marker)) return true;
+  // A walk of our own that never follows a symlink: the tests plant symlinks to the secret's
+  // folder, and Node 24's readdirSync({ recursive: true }) descends into symlinked directories
+  // (Node 20's did not), which would find the secret through the test's own link.
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory() && dirLeaks(p)) return true;
+    if (e.isFile() && fs.readFileSync(p).includes(marker)) return true;
   }
   return false;
 }
