@@ -13,7 +13,7 @@
  * the target, the network stack), not disks.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdtempSync, openSync, rmSync, writeSync, closeSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, openSync, rmSync, writeSync, closeSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -110,7 +110,10 @@ async function main(): Promise<void> {
     // Ours: the product path (RbdStore: golden = RBD image + protected snapshot, disks = clones).
     const bundle = join(dir, 'rbd-serve.cjs');
     await run(join(__dirname, '..', 'node_modules', '.bin', 'esbuild'), [join(__dirname, 'rbd-serve.ts'), '--bundle', '--platform=node', '--format=cjs', '--target=node24', `--outfile=${bundle}`, '--log-level=warning', '--define:__BUNDLE__=true']);
-    copyFileSync(join(__dirname, '..', 'node_modules', 'better-sqlite3', 'build', 'Release', 'better_sqlite3.node'), join(dir, 'better_sqlite3.node'));
+    // better-sqlite3 13 ships its Node-API addon per platform (prebuilds/); a source build wins.
+    const bsq = join(__dirname, '..', 'node_modules', 'better-sqlite3');
+    const built = join(bsq, 'build', 'Release', 'better_sqlite3.node');
+    copyFileSync(existsSync(built) ? built : join(bsq, 'prebuilds', `${process.platform}-${process.arch}.node`), join(dir, 'better_sqlite3.node'));
     copyFileSync(join(__dirname, '..', 'image-store', 'rbd', 'addon', 'build', 'Release', 'rbd_io.node'), join(dir, 'rbd_io.node'));
     const t0 = process.hrtime.bigint();
     const ours = spawn(process.execPath, [bundle, cluster.conf, 'admin', '', cluster.pool, file, String(CLIENTS), join(dir, 'ours-store')], { stdio: ['ignore', 'pipe', 'pipe'] });
