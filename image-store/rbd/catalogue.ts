@@ -23,6 +23,9 @@ CREATE TABLE IF NOT EXISTS rbd_images (name TEXT PRIMARY KEY, parent TEXT, paren
 CREATE TABLE IF NOT EXISTS rbd_snaps (image TEXT NOT NULL, snap TEXT NOT NULL, PRIMARY KEY (image, snap)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS ops (seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+-- The RADOS client addresses (ip:port/nonce) this store's processes had: an exclusive lock one of
+-- them still holds was left by a process that died (the catalogue is opened by one process at a time).
+CREATE TABLE IF NOT EXISTS instances (owner TEXT PRIMARY KEY, started_at INTEGER NOT NULL) WITHOUT ROWID;
 `;
 
 export interface RbdImageRow { id: number; name: string; rbd: string; snap: string; size_bytes: number; created_at: number; state: string; source: string }
@@ -57,6 +60,9 @@ export function catalogueQueries(db: Database.Database) {
   return {
     images: p('SELECT * FROM images ORDER BY id'),
     imageByName: p('SELECT * FROM images WHERE name = ?'),
+    instances: p('SELECT owner FROM instances'),
+    insertInstance: p('INSERT OR REPLACE INTO instances (owner, started_at) VALUES (?, ?)'),
+    trimInstances: p('DELETE FROM instances WHERE owner NOT IN (SELECT owner FROM instances ORDER BY started_at DESC LIMIT 32)'),
     imageById: p('SELECT * FROM images WHERE id = ?'),
     insertImage: p('INSERT INTO images (name, rbd, snap, size_bytes, created_at, state, source) VALUES (?, ?, ?, ?, ?, ?, ?)'),
     setImageState: p('UPDATE images SET state = ? WHERE id = ?'),

@@ -12,7 +12,10 @@ interface RbdIoAddon {
   write(image: object, offset: number, buf: Buffer, fua: boolean, cb: (err: Error | null) => void): void;
   flush(image: object, cb: (err: Error | null) => void): void;
   discard(image: object, offset: number, length: number, cb: (err: Error | null) => void): void;
-  close(image: object): void;
+  close(image: object, cb: (err: Error | null) => void): void;
+  clientAddress(cluster: object): string;
+  lockOwners(image: object): string[];
+  breakLock(image: object, owner: string): void;
 }
 
 let addon: RbdIoAddon | undefined;
@@ -53,6 +56,12 @@ export class RbdCluster {
     return new RbdImage(this.io, this.io.openImage(this.handle, name, opts.snapshot ?? null, opts.readOnly === true));
   }
 
+  /** This connection's address(es) (`rados_getaddrs`), as librbd names an exclusive lock's owner. */
+  get clientAddress(): string {
+    if (!this.handle) throw new Error('the RADOS connection is shut down');
+    return this.io.clientAddress(this.handle);
+  }
+
   /** Closes the connection; every image must be closed first. */
   shutdown(): void {
     if (!this.handle) return;
@@ -89,10 +98,20 @@ export class RbdImage {
     return new Promise((resolve, reject) => this.io.discard(this.handle, offset, length, (err) => (err ? reject(err) : resolve())));
   }
 
-  /** Closes the image; the caller has waited for its requests. */
-  close(): void {
-    if (this.closed) return;
+  /** The addresses of whoever holds the image's exclusive lock, empty when nobody does. */
+  lockOwners(): string[] {
+    return this.io.lockOwners(this.handle);
+  }
+
+  /** Takes the exclusive lock away from a dead owner; librbd blocklists it first, so it cannot write again. */
+  breakLock(owner: string): void {
+    this.io.breakLock(this.handle, owner);
+  }
+
+  /** Closes the image (asynchronously: it releases the lock and notifies watchers); the caller has waited for its requests. */
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
     this.closed = true;
-    this.io.close(this.handle);
+    return new Promise((resolve, reject) => this.io.close(this.handle, (err) => (err ? reject(err) : resolve())));
   }
 }

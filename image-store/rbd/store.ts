@@ -9,7 +9,7 @@ import { openImportSource } from '../import';
 import { isZero } from '../io';
 import type { DiskInfo, ImageInfo, SnapshotInfo, StoreHealth, StoreUsage } from '../store';
 import { catalogueQueries, openCatalogue, type CatalogueQueries, type ClusterOp, type RbdDiskRow, type RbdImageRow, type RbdSnapshotRow } from './catalogue';
-import { RbdCluster } from './native';
+import { RbdCluster, type RbdImage } from './native';
 import { RbdCli, RbdCliError, type RbdTarget } from './rbd-cli';
 import { RbdVolume, SharedImage } from './volume';
 
@@ -64,6 +64,10 @@ export class RbdStore {
   private usageCache = { usedBytes: 0, provisionedBytes: 0 };
   private readonly prefix: string;
 
+  /** RADOS client addresses of earlier processes of this store, and of this one (see recordInstance). */
+  private pastOwners = new Set<string>();
+  private myAddresses = new Set<string>();
+
   private constructor(
     readonly dir: string,
     private readonly db: Database.Database,
@@ -93,11 +97,84 @@ export class RbdStore {
     const cluster = new RbdCluster(opts.rbd);
     const db = openCatalogue(path.join(opts.dir, 'rbd.db'));
     const store = new RbdStore(opts.dir, db, cluster, cli, opts.clock, log, opts.qemuImg ?? 'qemu-img', opts.rbd.prefix ?? 'netboot-');
+    store.recordInstance();
+    await store.takeOverAfterCrash();
     // Imports that never finished: drop their rows; gc removes what they made.
     for (const r of store.q.images.all() as RbdImageRow[]) if (r.state !== 'ready') store.q.deleteImage.run(r.id);
     store.q.insertOp.run(JSON.stringify({ op: 'gc' } satisfies ClusterOp));
     await store.exclusive(() => store.drain());
     return store;
+  }
+
+  /**
+   * Remembers this process's RADOS client address and the ones earlier processes had. Only one process
+   * opens the catalogue at a time (locking_mode EXCLUSIVE), so an exclusive lock held by an earlier
+   * identity belongs to a process that died without releasing it (a crash, SIGKILL, power loss).
+   */
+  private recordInstance(): void {
+    const me = this.cluster.clientAddress;
+    this.myAddresses = new Set(addressKeys(me));
+    this.pastOwners = new Set((this.q.instances.all() as { owner: string }[]).flatMap((r) => addressKeys(r.owner)).filter((a) => !this.myAddresses.has(a)));
+    this.q.insertInstance.run(me, this.clock.now());
+    this.q.trimInstances.run();
+  }
+
+  /**
+   * Takes over the exclusive lock of a disk's image if a dead process of ours still holds it:
+   * otherwise librbd (and the `rbd` tool, for a snapshot) waits for that process's watch to time
+   * out (30 s by default) before the first write, longer than an initiator's command timeout.
+   * `anyOwner` (only right after an unclean stop) also takes it from an `rbd` tool run of ours that
+   * died with the service: its address was never recorded. Otherwise a lock held by someone else
+   * is left alone and reported: another appliance may serve this disk.
+   */
+  private takeOverStaleLock(image: RbdImage, rbd: string, anyOwner: boolean): void {
+    try {
+      for (const owner of image.lockOwners()) {
+        const keys = addressKeys(owner);
+        if (keys.some((k) => this.myAddresses.has(k))) continue;
+        if (anyOwner || keys.some((k) => this.pastOwners.has(k))) {
+          image.breakLock(owner);
+          this.log.warn({ image: rbd, owner }, 'took over the exclusive lock a process of this appliance left behind when it died (the owner was blocklisted first)');
+        } else {
+          this.log.warn({ image: rbd, owner }, 'the RBD image is locked by a client that is not this appliance: writes wait until it lets go');
+        }
+      }
+    } catch (err) {
+      this.log.warn({ err, image: rbd }, "cannot read or break the RBD image's exclusive lock");
+    }
+  }
+
+  /** Opens a disk's image read-write, taking over a lock a dead process of ours left. */
+  private openForWriting(rbd: string): RbdImage {
+    const image = this.cluster.open(rbd);
+    this.takeOverStaleLock(image, rbd, false);
+    return image;
+  }
+
+  /**
+   * After the store was not closed cleanly (a crash, SIGKILL, power loss), the locks on its disks
+   * belong to processes that died with it (the service, or an `rbd` tool it ran: systemd kills the
+   * whole unit): taken over before the queued operations run, which would otherwise wait for them.
+   * The disks under this store's prefix are its own (docs/rbd.md), so no live client is fenced.
+   */
+  private async takeOverAfterCrash(): Promise<void> {
+    const clean = (this.q.counter.get('clean_close') as { value: number } | undefined)?.value === 1;
+    const first = this.q.counter.get('clean_close') === undefined && this.pastOwners.size === 0;
+    this.q.setCounter.run('clean_close', 0);
+    if (clean || first) return;
+    for (const d of this.q.disks.all() as RbdDiskRow[]) {
+      let image: RbdImage;
+      try {
+        image = this.cluster.open(d.rbd);
+      } catch {
+        continue; // not cloned yet (its clone is queued)
+      }
+      try {
+        this.takeOverStaleLock(image, d.rbd, true);
+      } finally {
+        await image.close().catch((err: unknown) => this.log.warn({ err, image: d.rbd }, 'closing the RBD image failed'));
+      }
+    }
   }
 
   // ---- the operation queue ----
@@ -300,7 +377,7 @@ export class RbdStore {
           }
           await img.flush();
         } finally {
-          img.close();
+          await img.close();
         }
         await this.exclusive(async () => {
           this.q.insertRbdSnap.run(rbd, GOLDEN_SNAP);
@@ -442,7 +519,7 @@ export class RbdStore {
         const rbd = d.rbd;
         sh = new SharedImage(this.exclusive(async () => {
           await this.drain();
-          return this.cluster.open(rbd);
+          return this.openForWriting(rbd);
         }));
         this.shared.set(d.id, sh);
       }
@@ -694,6 +771,7 @@ export class RbdStore {
     } catch (err) {
       this.log.warn({ err }, 'RADOS connection left open: read-only handles were not closed');
     }
+    this.q.setCounter.run('clean_close', 1);
     this.db.close();
   }
 
@@ -743,4 +821,12 @@ export class RbdStore {
   private snapshotInfo(s: RbdSnapshotRow, d: RbdDiskRow): SnapshotInfo {
     return { id: s.id, disk: d.name, name: s.name, sizeBytes: s.size_bytes, usedBytes: 0, createdAt: s.created_at, image: this.imageName(s.image_id) };
   }
+}
+
+/** The `ip:port/nonce` addresses in a RADOS address list ("[v2:a/n,v1:b/n]" or "a/n"), for comparing lock owners. */
+export function addressKeys(addrs: string): string[] {
+  return addrs
+    .split(/[\s,[\]]+/)
+    .map((a) => a.replace(/^(?:v1|v2|any):/, ''))
+    .filter((a) => a.includes('/'));
 }

@@ -90,7 +90,7 @@ export class SharedImage {
     try {
       if (flush) await img.flush();
     } finally {
-      img.close();
+      await img.close();
     }
   }
 }

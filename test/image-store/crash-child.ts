@@ -2,17 +2,22 @@
  * Child process for crash.test.ts: opens the store, runs crashOps(seed) on disk "d" and prints
  * "F <k>" after each flush completes, where every write with idx < k resolved before that flush
  * was called, and "I <n>" before issuing write n-1 (so the parent knows which writes may have
- * landed). The parent SIGKILLs it at a random moment.
+ * landed). The parent SIGKILLs it at a random moment. With `--rbd <json>` (RbdStore options:
+ * conf, id, keyring, pool, prefix) it runs on the RBD backend instead of the local store.
  */
 import { systemClock } from '../../appliance/core/clock';
 import { silentLogger } from '../../appliance/core/log';
+import { RbdStore, type RbdStoreOptions } from '../../image-store/rbd/store';
 import { ImageStore } from '../../image-store/store';
 import { crashBlock, crashOps } from './crash-workload';
 
 async function main(): Promise<void> {
-  const [dir, runArg, seedArg, importFile] = process.argv.slice(2);
+  const [dir, runArg, seedArg, importFile, flag, rbdJson] = process.argv.slice(2);
   const run = Number(runArg);
-  const store = ImageStore.open({ dir, clock: systemClock, log: silentLogger(), segmentMiB: 1, chunkKiB: 4, reserveMiB: 0 });
+  const store =
+    flag === '--rbd'
+      ? await RbdStore.open({ dir, clock: systemClock, log: silentLogger(), rbd: JSON.parse(rbdJson!) as RbdStoreOptions['rbd'] })
+      : ImageStore.open({ dir, clock: systemClock, log: silentLogger(), segmentMiB: 1, chunkKiB: 4, reserveMiB: 0 });
   const vol = store.openVolume('d');
   process.stdout.write('READY\n');
   let issued = 0;

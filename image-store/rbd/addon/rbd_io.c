@@ -3,7 +3,9 @@
  * (librbd/librbd.h). It only opens images and moves blocks: rbd_aio_read/write/flush/discard,
  * whose completions arrive on a librbd thread and are handed to JavaScript through one
  * thread-safe function per image. Management (create, clone, snapshot, protect, remove) stays
- * in TypeScript over the `rbd` CLI (image-store/rbd/rbd-cli.ts); see docs/decisions.md.
+ * in TypeScript over the `rbd` CLI (image-store/rbd/rbd-cli.ts); see docs/decisions.md. The one
+ * exception is the exclusive lock a crashed process of ours left behind (clientAddress, lockOwners,
+ * breakLock): taken over at open, so a restart does not stall writes for the watch timeout.
  *
  * Node-API only (no node-addon-api), so the same source builds for every Node ABI (20, 24)
  * and cross-builds for aarch64 like better-sqlite3 (os-overlay/build/firmware.sh).
@@ -14,6 +16,7 @@
 #include <rbd/librbd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <stdio.h>
 
 #define CHECK(call)                                                    \
@@ -40,13 +43,13 @@ typedef struct {
   int closed;
 } image_t;
 
-enum { OP_READ, OP_WRITE, OP_FLUSH, OP_DISCARD };
+enum { OP_READ, OP_WRITE, OP_FLUSH, OP_DISCARD, OP_CLOSE };
 
 typedef struct {
   image_t *img;
   int op;
   napi_ref cb;
-  napi_ref buf; /* the Buffer read into or written from, held until completion */
+  napi_ref buf; /* the Buffer read into or written from (the image object for close), held until completion */
   rbd_completion_t comp;
 } req_t;
 
@@ -144,7 +147,7 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
     napi_get_reference_value(env, q->cb, &cb);
     if (r < 0) {
       char msg[128];
-      snprintf(msg, sizeof msg, "librbd %s: %s", q->op == OP_READ ? "read" : q->op == OP_WRITE ? "write" : q->op == OP_FLUSH ? "flush" : "discard", strerror((int)-r));
+      snprintf(msg, sizeof msg, "librbd %s: %s", q->op == OP_READ ? "read" : q->op == OP_WRITE ? "write" : q->op == OP_FLUSH ? "flush" : q->op == OP_CLOSE ? "close" : "discard", strerror((int)-r));
       napi_value m, code;
       napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
       napi_create_error(env, NULL, m, &argv[0]);
@@ -157,6 +160,12 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
     napi_delete_reference(env, q->cb);
     if (q->buf) napi_delete_reference(env, q->buf);
     if (--img->inflight == 0) napi_unref_threadsafe_function(env, img->tsfn);
+    if (q->op == OP_CLOSE) {
+      /* The image is gone: its completion queue and its hold on the cluster object go too. */
+      img->cl->open_images--;
+      napi_release_threadsafe_function(img->tsfn, napi_tsfn_release);
+      napi_delete_reference(env, img->cl_ref);
+    }
     napi_call_function(env, global, cb, 1, argv, NULL);
   }
   free(q);
@@ -323,20 +332,89 @@ static napi_value js_discard(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* close(image): the caller has waited for its requests (and flushed); refused otherwise. */
+/* close(image, cb): the caller has waited for its requests (and flushed); refused otherwise.
+   Asynchronous (rbd_aio_close): closing releases the exclusive lock and notifies the image's
+   watchers, which waits for their answers (up to client_notify_timeout, 10 s, when one of them
+   died); the event loop, and every other client's I/O, must not wait with it. */
 static napi_value js_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   image_t *img = unwrap_image(env, argv[0]);
   if (!img) return NULL;
   if (img->inflight > 0) { napi_throw_error(env, NULL, "close: requests still in flight"); return NULL; }
+  req_t *q = new_req(env, img, OP_CLOSE, argv[1]);
+  if (!q) return throw_errno(env, "rbd_aio_create_completion", -12);
+  napi_create_reference(env, argv[0], 1, &q->buf); /* keeps img alive until the completion ran */
   img->closed = 1;
-  int r = rbd_close(img->image);
-  img->cl->open_images--;
-  napi_release_threadsafe_function(img->tsfn, napi_tsfn_release);
-  napi_delete_reference(env, img->cl_ref);
-  if (r < 0) return throw_errno(env, "rbd_close", r);
+  int r = rbd_aio_close(img->image, q->comp);
+  if (r < 0) {
+    /* Not started: close it the synchronous way rather than leak it. */
+    fail_req(env, q);
+    r = rbd_close(img->image);
+    img->cl->open_images--;
+    napi_release_threadsafe_function(img->tsfn, napi_tsfn_release);
+    napi_delete_reference(env, img->cl_ref);
+    if (r < 0) return throw_errno(env, "rbd_close", r);
+    napi_value cb = argv[1], global, nul;
+    napi_get_global(env, &global);
+    napi_get_null(env, &nul);
+    napi_call_function(env, global, cb, 1, &nul, NULL);
+  }
+  return NULL;
+}
+
+/* clientAddress(cluster) -> this connection's address(es), as librbd names an exclusive lock's owner. */
+static napi_value js_client_address(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  cluster_t *cl = unwrap_cluster(env, argv[0]);
+  if (!cl) return NULL;
+  if (cl->shut) { napi_throw_error(env, NULL, "clientAddress: cluster is shut down"); return NULL; }
+  char *addrs = NULL;
+  int r = rados_getaddrs(cl->cluster, &addrs);
+  if (r < 0) return throw_errno(env, "rados_getaddrs", r);
+  napi_status st = napi_create_string_utf8(env, addrs, NAPI_AUTO_LENGTH, &out);
+  free(addrs);
+  CHECK(st);
+  return out;
+}
+
+/* lockOwners(image) -> string[]: who holds the image's exclusive lock (empty when nobody). */
+static napi_value js_lock_owners(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  image_t *img = unwrap_image(env, argv[0]);
+  if (!img) return NULL;
+  rbd_lock_mode_t mode;
+  char *owners[8];
+  size_t n = 8;
+  int r = rbd_lock_get_owners(img->image, &mode, owners, &n);
+  CHECK(napi_create_array(env, &out));
+  if (r == -ENOENT) return out; /* nobody holds it */
+  if (r < 0) return throw_errno(env, "rbd_lock_get_owners", r);
+  for (size_t i = 0; i < n; i++) {
+    napi_value v;
+    napi_create_string_utf8(env, owners[i], NAPI_AUTO_LENGTH, &v);
+    napi_set_element(env, out, (uint32_t)i, v);
+  }
+  rbd_lock_get_owners_cleanup(owners, n);
+  return out;
+}
+
+/* breakLock(image, owner): takes a dead owner's exclusive lock away (librbd blocklists it first). */
+static napi_value js_break_lock(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  image_t *img = unwrap_image(env, argv[0]);
+  if (!img) return NULL;
+  char owner[256];
+  if (argc < 2 || get_string(env, argv[1], owner, sizeof owner)) { napi_throw_type_error(env, NULL, "breakLock(image, owner)"); return NULL; }
+  int r = rbd_lock_break(img->image, RBD_LOCK_MODE_EXCLUSIVE, owner);
+  if (r < 0 && r != -ENOENT) return throw_errno(env, "rbd_lock_break", r);
   return NULL;
 }
 
@@ -351,6 +429,9 @@ static napi_value init(napi_env env, napi_value exports) {
     { "flush", NULL, js_flush, NULL, NULL, NULL, napi_default, NULL },
     { "discard", NULL, js_discard, NULL, NULL, NULL, napi_default, NULL },
     { "close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL },
+    { "clientAddress", NULL, js_client_address, NULL, NULL, NULL, napi_default, NULL },
+    { "lockOwners", NULL, js_lock_owners, NULL, NULL, NULL, napi_default, NULL },
+    { "breakLock", NULL, js_break_lock, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
