@@ -1,6 +1,7 @@
 // Bundles the appliance (and the web UI) into dist/appliance.cjs, and puts better-sqlite3's
 // native addon beside it so dist/ alone runs the appliance.
 import { build } from 'esbuild';
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -42,4 +43,12 @@ copyFileSync(addon, join(out, 'better_sqlite3.node'));
 // only `store.backend: "rbd"` loads it.
 const rbdAddon = join(root, 'image-store/rbd/addon/build/Release/rbd_io.node');
 if (existsSync(rbdAddon)) copyFileSync(rbdAddon, join(out, 'rbd_io.node'));
-console.log(`built ${join(out, 'appliance.cjs')} (version ${pkg.version}) with better_sqlite3.node${existsSync(rbdAddon) ? ' and rbd_io.node' : ''} beside it`);
+// The router-solicitation helper (appliance/ra/ra-responder.c): Node has no raw ICMPv6 socket.
+// Built with the host's C compiler (CC, default cc); os-overlay/build/firmware.sh cross-builds it.
+const cc = process.env.CC || 'cc';
+const raHelper = spawnSync(cc, ['-O2', '-Wall', '-Wextra', '-Werror', '-o', join(out, 'ra-responder'), join(root, 'appliance/ra/ra-responder.c')], { stdio: 'inherit' });
+if (raHelper.status !== 0) {
+  console.error(`could not build ra-responder with ${cc}: the appliance will not answer router solicitations (ra.enabled)`);
+  process.exitCode = 1;
+}
+console.log(`built ${join(out, 'appliance.cjs')} (version ${pkg.version}) with better_sqlite3.node, ra-responder${existsSync(rbdAddon) ? ' and rbd_io.node' : ''} beside it`);

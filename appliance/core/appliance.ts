@@ -27,6 +27,8 @@ import { SnapshotScheduler } from '../backups/snapshot-scheduler';
 import { clientUseRoutes } from '../http/routes/client-uses';
 import { IscsiServer } from '../iscsi/server';
 import { MdnsAdvertiser } from '../mdns/advertiser';
+import { bootingMacs } from '../ra/policy';
+import { RaResponder } from '../ra/responder';
 import { readRuntimeSettings, writeRuntimeSettings } from '../settings/runtime-settings';
 import { SystemCollector } from '../storage/collector';
 import { BootEventStore } from '../telemetry/boot-events';
@@ -268,12 +270,27 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
   // ciao would notice a new address only on its own 15 s poll: announce again at once.
   if (mdns) network.onChange((now, before) => void (now.address && now.address !== before.address && mdns.refresh()));
 
+  // iPXE waits for an IPv6 router advertisement before it uses its DHCP answer: answer the
+  // solicitations of the clients this appliance boots (appliance/ra/, issue #17).
+  const raInterface = config.ra.interface || config.dhcp.interface;
+  const ra = new RaResponder({
+    interface: raInterface,
+    helperPath: config.ra.helper || join(__dirname, 'ra-responder'),
+    clock,
+    log: child('ra'),
+    booting: () => bootingMacs(clients.list().map((c) => c.mac), events.unknownClients(), policy.unknownClients(), clock.now()),
+    probeMs: config.ra.probeSeconds * 1000,
+    holdMs: config.ra.routerHoldSeconds * 1000,
+    disabledReason: !config.ra.enabled ? 'ra.enabled is false' : !raInterface ? 'no interface (set dhcp.interface or ra.interface)' : undefined,
+  });
+
   const enabled = <T>(on: boolean, s: T) => (on ? [s] : []);
   services = [
     network,
     ...enabled(config.tftp.enabled, tftp),
     ...enabled(config.iscsi.enabled, iscsi),
     dhcp,
+    ra,
     scheduler,
     httpService,
     ...(mdns ? [mdns] : []),

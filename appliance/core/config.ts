@@ -101,6 +101,22 @@ export const configSchema = strict({
     /** Seconds a one-time boot-script URL handed out in a DHCP answer stays valid. */
     scriptTokenSeconds: z.number().int().min(5).max(3600).default(120),
   }).prefault({}),
+  /**
+   * Answering iPXE's IPv6 router solicitations (appliance/ra/, docs/decisions.md "IPv6 router
+   * solicitations"): only for clients being booted, with an RA that configures nothing (router
+   * lifetime 0, no prefix), never unasked, and not at all while another router advertises.
+   */
+  ra: strict({
+    enabled: z.boolean().default(true),
+    /** Interface to answer on ('' = dhcp.interface; neither: off). */
+    interface: z.string().default(''),
+    /** The ra-responder helper ('' = beside the bundle, dist/ra-responder or /opt/netboot/ra-responder). */
+    helper: z.string().default(''),
+    /** After start, answer nobody this long while listening for other routers (they answer our RS within 0.5 s). */
+    probeSeconds: z.number().min(0).max(60).default(2),
+    /** Another router counts as present this long after its last RA (RFC 4861 §6.2.1: MaxRtrAdvInterval is at most 1800 s). */
+    routerHoldSeconds: z.number().int().min(1).max(86400).default(1800),
+  }).prefault({}),
   images: strict({
     /**
      * Directories a server-side import (`POST /api/images {path}`) may read from, besides

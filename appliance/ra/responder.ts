@@ -1,0 +1,193 @@
+/**
+ * The router-solicitation responder as a service: runs ra-responder (the raw ICMPv6 socket Node
+ * does not have) on one interface, keeps its allow-list equal to decideRa()'s, and notes every
+ * other router it hears. Restarts the helper with back-off when it dies; stop() ends it.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import type { Clock } from '../core/clock';
+import type { Logger } from '../core/log';
+import type { Service, ServiceStatus } from '../core/service';
+import { allowCommand, parseHelperLine, SOLICIT_COMMAND, type HelperEvent } from './helper-protocol';
+import { decideRa, type RaDecision } from './policy';
+
+export interface RaResponderOptions {
+  /** Interface to answer on; '' = the service stays disabled. */
+  interface: string;
+  /** The ra-responder executable. */
+  helperPath: string;
+  clock: Clock;
+  log: Logger;
+  /** The MACs being booted now (bootingMacs()); asked every tick. */
+  booting: () => readonly string[];
+  /** Nobody is answered until this long after the helper starts (routers answer an RS within 0.5 s, RFC 4861 §6.2.6). */
+  probeMs: number;
+  /** Another router counts as present this long after its last RA. */
+  holdMs: number;
+  /** Why the service is off, when it is (config switch, no interface). */
+  disabledReason?: string;
+}
+
+/** How often the allow-list is recomputed (a new unknown client is answered within this). */
+const TICK_MS = 1000;
+const MAX_BACKOFF_MS = 60_000;
+/** At most this many routers remembered (a flood of forged RAs cannot grow the map). */
+const MAX_ROUTERS = 64;
+
+export class RaResponder implements Service {
+  readonly name = 'ra';
+  private child: ChildProcess | undefined;
+  private state: ServiceStatus['state'] = 'stopped';
+  private detail = '';
+  private stopping = false;
+  private cancelTick: (() => void) | undefined;
+  private cancelRestart: (() => void) | undefined;
+  private backoffMs = 1000;
+  private probeUntil = Infinity;
+  private readonly routers = new Map<string, number>();
+  private sentAllow: string | undefined;
+  private decision: RaDecision | undefined;
+  private readonly counters = { answered: 0, refused: 0, limited: 0, foreign_ras: 0, helper_starts: 0 };
+
+  constructor(private readonly opts: RaResponderOptions) {}
+
+  async start(): Promise<void> {
+    if (this.opts.disabledReason) {
+      this.state = 'disabled';
+      this.detail = this.opts.disabledReason;
+      return;
+    }
+    this.stopping = false;
+    this.state = 'starting';
+    this.launch();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.cancelTick?.();
+    this.cancelRestart?.();
+    const child = this.child;
+    this.child = undefined;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      // EOF on stdin ends the helper; SIGTERM if it does not go within a second.
+      child.stdin?.end();
+      const timer = setTimeout(() => child.kill('SIGTERM'), 1000);
+      await exited;
+      clearTimeout(timer);
+    }
+    if (this.state !== 'disabled') this.state = 'stopped';
+  }
+
+  status(): ServiceStatus {
+    const allowed = this.decision?.answer ? this.decision.allow.length : 0;
+    return {
+      state: this.state,
+      listen: this.state === 'running' ? [`icmpv6 ${this.opts.interface}`] : [],
+      counters: { ...this.counters },
+      gauges: { allowed, routers_heard: this.routers.size },
+      detail: this.detail || undefined,
+    };
+  }
+
+  /** The current decision (tests, status). */
+  current(): RaDecision | undefined {
+    return this.decision;
+  }
+
+  private launch(): void {
+    const { log } = this.opts;
+    this.counters.helper_starts++;
+    this.sentAllow = undefined;
+    const child = spawn(this.opts.helperPath, [this.opts.interface], { stdio: ['pipe', 'pipe', 'inherit'] });
+    this.child = child;
+    let lastError = '';
+    child.stdin!.on('error', () => undefined); // EPIPE when it died; 'exit' reports it
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const ev = parseHelperLine(line);
+      if (!ev) log.debug({ line }, 'ra-responder: unknown line');
+      else if (ev.kind === 'error') {
+        lastError = ev.text;
+        log.warn({ error: ev.text }, 'ra-responder reported an error');
+      } else this.onEvent(ev);
+    });
+    child.on('error', (err) => {
+      lastError = err.message;
+    });
+    child.on('exit', (code, signal) => {
+      if (this.child !== child) return;
+      this.child = undefined;
+      this.cancelTick?.();
+      if (this.stopping) return;
+      this.state = 'failed';
+      this.detail = `ra-responder exited (${code ?? signal})${lastError ? `: ${lastError}` : ''}; retrying in ${this.backoffMs / 1000} s`;
+      log.error({ code, signal, error: lastError, retryMs: this.backoffMs }, 'ra-responder exited: router solicitations go unanswered until it is back');
+      this.cancelRestart = this.opts.clock.setTimeout(() => this.launch(), this.backoffMs);
+      this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
+    });
+  }
+
+  private onEvent(ev: Exclude<HelperEvent, { kind: 'error' }>): void {
+    const { log, clock } = this.opts;
+    switch (ev.kind) {
+      case 'ready':
+        this.state = 'running';
+        this.backoffMs = 1000;
+        this.probeUntil = clock.now() + this.opts.probeMs;
+        this.send(SOLICIT_COMMAND);
+        log.info({ interface: this.opts.interface, probeMs: this.opts.probeMs }, 'answering router solicitations of booting clients (after a look for other routers)');
+        this.tick();
+        return;
+      case 'rs': {
+        this.counters[ev.outcome]++;
+        const mac = this.decision?.answer ? this.decision.macByAddress.get(ev.source) : undefined;
+        log.debug({ source: ev.source, mac, outcome: ev.outcome }, 'router solicitation');
+        return;
+      }
+      case 'ra': {
+        this.counters.foreign_ras++;
+        if (!this.routers.has(ev.source)) {
+          log.info({ router: ev.source, lifetime: ev.lifetime, flags: ev.flags }, 'another router advertises on the link: not answering router solicitations while it does');
+          if (this.routers.size >= MAX_ROUTERS) this.routers.delete(this.routers.keys().next().value!);
+        }
+        this.routers.delete(ev.source);
+        this.routers.set(ev.source, clock.now());
+        this.apply();
+        return;
+      }
+    }
+  }
+
+  private tick(): void {
+    this.cancelTick?.();
+    this.apply();
+    this.cancelTick = this.opts.clock.setTimeout(() => this.tick(), TICK_MS);
+  }
+
+  /** Recomputes the decision and sends the allow-list when it changed. */
+  private apply(): void {
+    const now = this.opts.clock.now();
+    for (const [addr, at] of this.routers) if (now - at >= this.opts.holdMs) this.routers.delete(addr);
+    let booting: readonly string[] = [];
+    try {
+      booting = this.opts.booting();
+    } catch (err) {
+      this.opts.log.warn({ err }, 'cannot list booting clients: answering nobody');
+    }
+    const decision = decideRa({ now, probeUntil: this.probeUntil, routers: this.routers, holdMs: this.opts.holdMs, booting });
+    const was = this.decision;
+    this.decision = decision;
+    this.detail = decision.answer ? `answering ${decision.allow.length} client(s) on ${this.opts.interface}` : `silent: ${decision.reason}`;
+    if (was && was.answer !== decision.answer) this.opts.log.info({ answer: decision.answer, detail: this.detail }, 'router solicitation answers changed');
+    const cmd = allowCommand(decision.answer ? decision.allow : []);
+    if (cmd !== this.sentAllow) {
+      this.sentAllow = cmd;
+      this.send(cmd);
+    }
+  }
+
+  private send(line: string): void {
+    const stdin = this.child?.stdin;
+    if (stdin && !stdin.destroyed) stdin.write(line);
+  }
+}
