@@ -77,6 +77,9 @@ put 0644 "$payload/appliance.cjs" /opt/netboot/appliance.cjs
 put 0644 "$payload/better_sqlite3.node" /opt/netboot/better_sqlite3.node
 put 0755 "$node_dir/bin/node" /opt/netboot/node/bin/node
 if [ -f "$node_dir/LICENSE" ]; then put 0644 "$node_dir/LICENSE" /opt/netboot/node/LICENSE; fi
+# The router-solicitation helper (ra.enabled): run by the service, holds CAP_NET_RAW only until
+# its socket is open.
+if [ -f "$payload/ra-responder" ]; then put 0755 "$payload/ra-responder" /opt/netboot/ra-responder; fi
 if [ -f "$payload/VERSION" ]; then put 0644 "$payload/VERSION" /opt/netboot/VERSION; fi
 if [ -f "$here/../docs/raspberry-pi.md" ]; then put 0644 "$here/../docs/raspberry-pi.md" /opt/netboot/docs/raspberry-pi.md; fi
 put 0644 "$here/packages.txt" /opt/netboot/packages.txt

@@ -31,6 +31,8 @@ export interface RaResponderOptions {
 /** How often the allow-list is recomputed (a new unknown client is answered within this). */
 const TICK_MS = 1000;
 const MAX_BACKOFF_MS = 60_000;
+/** Router solicitations sent at start, one per tick (RFC 4861 §6.3.7: MAX_RTR_SOLICITATIONS). */
+const MAX_SOLICITS = 3;
 /** At most this many routers remembered (a flood of forged RAs cannot grow the map). */
 const MAX_ROUTERS = 64;
 
@@ -44,6 +46,7 @@ export class RaResponder implements Service {
   private cancelRestart: (() => void) | undefined;
   private backoffMs = 1000;
   private probeUntil = Infinity;
+  private solicitsLeft = 0;
   private readonly routers = new Map<string, number>();
   private sentAllow: string | undefined;
   private decision: RaDecision | undefined;
@@ -134,7 +137,7 @@ export class RaResponder implements Service {
         this.state = 'running';
         this.backoffMs = 1000;
         this.probeUntil = clock.now() + this.opts.probeMs;
-        this.send(SOLICIT_COMMAND);
+        this.solicitsLeft = MAX_SOLICITS;
         log.info({ interface: this.opts.interface, probeMs: this.opts.probeMs }, 'answering router solicitations of booting clients (after a look for other routers)');
         this.tick();
         return;
@@ -160,6 +163,12 @@ export class RaResponder implements Service {
 
   private tick(): void {
     this.cancelTick?.();
+    // Start-up solicitations, one per tick (the first may fail while the link-local address is
+    // still tentative); routers answer within 0.5 s (RFC 4861 §6.2.6).
+    if (this.solicitsLeft > 0) {
+      this.solicitsLeft--;
+      this.send(SOLICIT_COMMAND);
+    }
     this.apply();
     this.cancelTick = this.opts.clock.setTimeout(() => this.tick(), TICK_MS);
   }

@@ -60,6 +60,11 @@ cp "$dist/appliance.cjs" "$dir/appliance.cjs"
 cp "$addon" "$dir/better_sqlite3.node"
 cp "$node_dir/bin/node" "$dir/node/bin/node"
 cp "$node_dir/LICENSE" "$dir/node/LICENSE"
+# The router-solicitation helper (appliance/ra/ra-responder.c, libc only), cross-built for
+# aarch64 with Debian's gcc-aarch64-linux-gnu: a fraction of a second, so no cache.
+aarch64-linux-gnu-gcc -O2 -Wall -Wextra -Werror -s -o "$dir/ra-responder" "$root/appliance/ra/ra-responder.c" \
+  || die "cannot cross-compile ra-responder (Debian package gcc-aarch64-linux-gnu)"
+[ "$(elf_machine "$dir/ra-responder")" = 183 ] || die "ra-responder is not an aarch64 ELF"
 (cd "$root" && tar --exclude=build -cf - os-overlay) | tar -xf - -C "$dir"
 [ -f "$root/docs/raspberry-pi.md" ] && cp "$root/docs/raspberry-pi.md" "$dir/docs/"
 cat >"$dir/VERSION" <<EOF2
@@ -75,7 +80,7 @@ EOF2
 # Modes independent of the umask and of how the inputs were checked out.
 find "$dir" -type d -exec chmod 0755 {} +
 find "$dir" -type f -exec chmod 0644 {} +
-chmod 0755 "$dir/node/bin/node" "$dir/os-overlay/install.sh" "$dir"/os-overlay/rootfs/usr/bin/*
+chmod 0755 "$dir/node/bin/node" "$dir/ra-responder" "$dir/os-overlay/install.sh" "$dir"/os-overlay/rootfs/usr/bin/*
 
 mkdir -p "$dist"
 out=$dist/$name.tar.gz

