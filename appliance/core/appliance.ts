@@ -28,7 +28,7 @@ import { clientUseRoutes } from '../http/routes/client-uses';
 import { IscsiServer } from '../iscsi/server';
 import { MdnsAdvertiser } from '../mdns/advertiser';
 import { bootingMacs } from '../ra/policy';
-import { RaResponder } from '../ra/responder';
+import { findRaHelper, RaResponder } from '../ra/responder';
 import { readRuntimeSettings, writeRuntimeSettings } from '../settings/runtime-settings';
 import { SystemCollector } from '../storage/collector';
 import { BootEventStore } from '../telemetry/boot-events';
@@ -273,15 +273,19 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
   // iPXE waits for an IPv6 router advertisement before it uses its DHCP answer: answer the
   // solicitations of the clients this appliance boots (appliance/ra/, issue #17).
   const raInterface = config.ra.interface || config.dhcp.interface;
+  const raHelper = findRaHelper(config.ra.helper, __dirname);
   const ra = new RaResponder({
     interface: raInterface,
-    helperPath: config.ra.helper || join(__dirname, 'ra-responder'),
+    helperPath: raHelper ?? '',
     clock,
     log: child('ra'),
     booting: () => bootingMacs(clients.list().map((c) => c.mac), events.unknownClients(), policy.unknownClients(), clock.now()),
     probeMs: config.ra.probeSeconds * 1000,
     holdMs: config.ra.routerHoldSeconds * 1000,
-    disabledReason: !config.ra.enabled ? 'ra.enabled is false' : !raInterface ? 'no interface (set dhcp.interface or ra.interface)' : undefined,
+    disabledReason: !config.ra.enabled ? 'ra.enabled is false'
+      : !raInterface ? 'no interface (set dhcp.interface or ra.interface)'
+      : !raHelper ? `the ra-responder helper is missing (${config.ra.helper || 'beside the bundle'}): run make build`
+      : undefined,
   });
 
   const enabled = <T>(on: boolean, s: T) => (on ? [s] : []);

@@ -4,12 +4,24 @@
  * other router it hears. Restarts the helper with back-off when it dies; stop() ends it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Clock } from '../core/clock';
 import type { Logger } from '../core/log';
 import type { Service, ServiceStatus } from '../core/service';
 import { allowCommand, parseHelperLine, SOLICIT_COMMAND, type HelperEvent } from './helper-protocol';
 import { decideRa, type RaDecision } from './policy';
+
+/**
+ * The helper's path: the configured one, else `ra-responder` beside the bundle (dist/, or
+ * /opt/netboot on the box), else dist/ra-responder from the source tree (tsx runs). Undefined
+ * when none exists.
+ */
+export function findRaHelper(configured: string, bundleDir: string): string | undefined {
+  const candidates = configured ? [configured] : [join(bundleDir, 'ra-responder'), join(bundleDir, '../../dist/ra-responder')];
+  return candidates.find((p) => existsSync(p));
+}
 
 export interface RaResponderOptions {
   /** Interface to answer on; '' = the service stays disabled. */
@@ -58,6 +70,7 @@ export class RaResponder implements Service {
     if (this.opts.disabledReason) {
       this.state = 'disabled';
       this.detail = this.opts.disabledReason;
+      this.opts.log.info({ reason: this.detail }, 'not answering router solicitations: iPXE waits ~15 s for IPv6 before it boots');
       return;
     }
     this.stopping = false;
