@@ -17,7 +17,7 @@ mkdirSync(out, { recursive: true });
 const { html: uiHtml } = await buildUi({ write: true });
 
 await build({
-  entryPoints: [join(root, 'appliance/core/main.ts')],
+  entryPoints: [join(root, 'appliance/main/main.ts')],
   outfile: join(out, 'appliance.cjs'),
   bundle: true,
   platform: 'node',

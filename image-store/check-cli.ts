@@ -3,8 +3,7 @@
  * Exit 0: clean (or every problem repaired with --repair); 1: problems remain; 2: usage/open error.
  * Run it while the appliance is stopped: it opens the store's database itself.
  */
-import { systemClock } from '../appliance/core/clock';
-import { silentLogger } from '../appliance/core/log';
+import { realClock, silentLog } from './ports';
 import { ImageStore } from './store';
 
 async function main(argv: string[]): Promise<number> {
@@ -17,7 +16,7 @@ async function main(argv: string[]): Promise<number> {
   }
   let store: ImageStore;
   try {
-    store = ImageStore.open({ dir: args[0], clock: systemClock, log: silentLogger(), reserveMiB: 0 });
+    store = ImageStore.open({ dir: args[0], clock: realClock, log: silentLog, reserveMiB: 0 });
   } catch (err) {
     process.stderr.write(`cannot open store ${args[0]}: ${(err as Error).message}\n`);
     return 2;

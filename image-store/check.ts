@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { DiskRow, GcResult, ImageRow, SnapshotRow } from './metadata';
-import type { ImageStore } from './store';
+import type { StoreInternals } from './internals';
 
 /**
  * One broken invariant. Leaks are repairable; corruption is reported only. `degraded` (a failed
@@ -37,7 +37,7 @@ export interface CheckReport {
  *   when nothing is open, holds nothing else (leaks).
  * With repair: leaks are collected (layers, extents, half-imported images, stray files, free map).
  */
-export function checkStore(store: ImageStore, opts: { repair?: boolean }): CheckReport {
+export function checkStore(store: StoreInternals, opts: { repair?: boolean }): CheckReport {
   const { meta, space, db } = store;
   const problems: CheckProblem[] = [];
   const repaired: string[] = [];

@@ -1,4 +1,4 @@
-/** Stable codes for store failures; the HTTP layer maps each to `status`. */
+/** Stable codes for store failures; the HTTP layer maps each to a status (appliance/http/errors.ts). */
 export type StoreErrorCode =
   | 'IMAGE_NOT_FOUND'
   | 'IMAGE_EXISTS'
@@ -16,30 +16,11 @@ export type StoreErrorCode =
   | 'NO_QEMU_IMG'
   | 'STORE_CLOSED';
 
-const STATUS: Record<StoreErrorCode, number> = {
-  IMAGE_NOT_FOUND: 404,
-  DISK_NOT_FOUND: 404,
-  SNAPSHOT_NOT_FOUND: 404,
-  IMAGE_EXISTS: 409,
-  DISK_EXISTS: 409,
-  SNAPSHOT_EXISTS: 409,
-  IMAGE_IN_USE: 409,
-  DISK_IN_USE: 409,
-  BAD_NAME: 400,
-  BAD_IMAGE: 422,
-  IMAGE_REFERENCES_FILE: 400, // an import naming another file (backing file, extent): refused, see import.ts
-  NO_SPACE: 507,
-  ABORTED: 499,
-  NO_QEMU_IMG: 501,
-  STORE_CLOSED: 503,
-};
 
-/** An error from an ImageStore management call, with a code for programs and an HTTP status. */
+/** An error from a store management call, with a stable code for programs. */
 export class StoreError extends Error {
-  readonly status: number;
   constructor(readonly code: StoreErrorCode, message: string) {
     super(message);
     this.name = 'StoreError';
-    this.status = STATUS[code];
   }
 }

@@ -2,14 +2,14 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { Logger } from '../appliance/core/log';
+import type { Logger } from './ports';
 import { StoreError } from './errors';
 import { isZero, preadFull } from './io';
 import type { ImageRow } from './metadata';
 import { DETECT_BYTES, detectFormat, QEMU_FORMATS, qemuInfoReference, vmdkEmbedsDescriptor, vmdkExtentFiles, type QemuFormat, type QemuInfo } from './import-formats';
 import { DecodeError, decodeQcow2Header, qcow2FileReferences, unsupportedFeature } from './qcow2';
 import { Qcow2Source, RawSource, type ImageSource } from './qcow2-reader';
-import type { ImageStore } from './store';
+import type { StoreInternals } from './internals';
 
 /** Extents are committed in batches this large, so a huge import does not hold them all in memory. */
 const BATCH_BYTES = 64 << 20;
@@ -36,7 +36,7 @@ export interface ImportOptions {
  * written (all-zero chunks take no space); it becomes 'ready' in the commit that adds the last
  * extents. On any failure everything is removed; after a crash ImageStore.open removes it.
  */
-export async function importFile(store: ImageStore, name: string, file: string, opts: ImportOptions): Promise<ImageRow> {
+export async function importFile(store: StoreInternals, name: string, file: string, opts: ImportOptions): Promise<ImageRow> {
   const label = opts.sourceName ?? path.basename(file);
   let tmp: string | undefined;
   let src: ImageSource;

@@ -1,5 +1,4 @@
 import Database from 'better-sqlite3';
-import { nativeBindingPath } from '../appliance/core/db';
 
 /**
  * The store's SQLite metadata: segments, layers and their extents, and the names that hold
@@ -57,9 +56,9 @@ export interface GcResult {
 }
 
 /** Opens (creating when absent) the metadata database and checks its format. */
-export function openDatabase(file: string, params: { chunkBytes: number; segmentBytes: number }): Database.Database {
+export function openDatabase(file: string, params: { chunkBytes: number; segmentBytes: number; sqliteBinding?: string }): Database.Database {
   // nativeBinding: in the single-file bundle the addon ships beside dist/appliance.cjs.
-  const db = new Database(file, { nativeBinding: nativeBindingPath(), timeout: 500 });
+  const db = new Database(file, { nativeBinding: params.sqliteBinding, timeout: 500 });
   try {
     // One process owns a store: its free map lives in memory, so a second writer (another
     // appliance, or check-cli --repair while it runs) would corrupt it. EXCLUSIVE locking set

@@ -2,8 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type Database from 'better-sqlite3';
-import type { Clock } from '../appliance/core/clock';
-import type { Logger } from '../appliance/core/log';
+import type { Clock, Logger } from './ports';
 import { StoreError } from './errors';
 import { Metadata, openDatabase, storeGeometry, type DiskRow, type GcResult, type ImageRow, type SnapshotRow } from './metadata';
 import { SegmentSpace } from './segments';
@@ -15,80 +14,8 @@ import { importFile } from './import';
 import { exportStream, type ExportFormat, type ExportStream } from './export';
 import { checkStore, type CheckReport } from './check';
 
-/** A golden image (read-only). */
-export interface ImageInfo {
-  id: number;
-  name: string;
-  sizeBytes: number;
-  /** Bytes of chunk space this image's own layers hold. */
-  usedBytes: number;
-  createdAt: number;
-  /** Where it came from: the imported file's name, or "snapshot:DISK/SNAP" when promoted. */
-  source: string;
-  /** Disks based on it. */
-  disks: number;
-}
-
-/** A client disk: a copy-on-write child of one golden image. */
-export interface DiskInfo {
-  id: number;
-  name: string;
-  /** The golden image it is based on (null when that image was deleted after a promote/copy). */
-  image: string | null;
-  sizeBytes: number;
-  /** Bytes written since the base image (the disk's own layers, snapshots' included). */
-  usedBytes: number;
-  createdAt: number;
-  snapshots: number;
-  open: boolean;
-}
-
-/** A read-only point in time of a disk. */
-export interface SnapshotInfo {
-  id: number;
-  disk: string;
-  name: string;
-  sizeBytes: number;
-  /** Bytes written between the previous point and this one (space this snapshot holds alone). */
-  usedBytes: number;
-  createdAt: number;
-  image: string | null;
-}
-
-/** Space, in bytes. capacityBytes is what the store may grow to (limit or filesystem minus reserve). */
-export interface StoreUsage {
-  capacityBytes: number;
-  usedBytes: number;
-  freeBytes: number;
-  allocatedBytes: number;
-  segments: number;
-  segmentBytes: number;
-  chunkBytes: number;
-}
-
-/**
- * Why the store is degraded: an fdatasync of segment data failed, so writes acknowledged to
- * clients were lost (README.md "A failed fdatasync"). Persisted until check --repair clears it.
- */
-export interface DegradedInfo {
-  /** When the first failure happened (ms since the epoch), and the latest one. */
-  since: number;
-  last: number;
-  /** How many fdatasync calls failed. */
-  failures: number;
-  /** The latest failure's error, e.g. "EIO: i/o error, fdatasync". */
-  reason: string;
-  /** Segment files whose sync failed. */
-  segments: number[];
-  /** Disks that lost writes (they failed every I/O until reopened). */
-  disks: string[];
-}
-
-/** store.health(): 'degraded' once a failed fdatasync lost data, until check --repair clears it. */
-export interface StoreHealth {
-  state: 'ok' | 'degraded';
-  degraded?: DegradedInfo;
-}
+import type { DegradedInfo, DiskInfo, ImageInfo, SnapshotInfo, StoreHealth, StoreUsage } from './types';
+export type { DegradedInfo, DiskInfo, ImageInfo, SnapshotInfo, StoreHealth, StoreUsage };
 
 export interface ImageStoreOptions {
   dir: string;
@@ -106,6 +33,8 @@ export interface ImageStoreOptions {
   reservationMiB?: number;
   /** qemu-img binary for formats other than raw/qcow2 (default: "qemu-img" on PATH). */
   qemuImg?: string;
+  /** better-sqlite3's addon when it is not where the package keeps it (the bundle has it beside itself). */
+  sqliteBinding?: string;
   /** @internal Segment data I/O; tests pass a volatile write cache to simulate power cuts. */
   io?: SegmentIo;
 }
@@ -202,7 +131,7 @@ export class ImageStore {
     if (this.hasFailedVolumes()) return false;
     this.meta.setDegraded(null);
     this.degraded = null;
-    this.log.warn('degraded state cleared');
+    this.log.warn({}, 'degraded state cleared');
     return true;
   }
 
@@ -214,7 +143,7 @@ export class ImageStore {
       throw new Error('store.segmentMiB must be a multiple of store.chunkKiB, which must be a multiple of 512 bytes');
     }
     fs.mkdirSync(opts.dir, { recursive: true });
-    const db = openDatabase(path.join(opts.dir, 'store.db'), { chunkBytes, segmentBytes });
+    const db = openDatabase(path.join(opts.dir, 'store.db'), { chunkBytes, segmentBytes, sqliteBinding: opts.sqliteBinding });
     const log = opts.log.child({ component: 'image-store' });
     const g = storeGeometry(db);
     if (g.chunkBytes !== chunkBytes || g.segmentBytes !== segmentBytes) {

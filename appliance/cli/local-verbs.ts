@@ -1,6 +1,7 @@
 import { join, resolve } from 'node:path';
 import { ImageStore } from '../../image-store/store';
 import { systemClock } from '../core/clock';
+import { nativeBindingPath } from '../core/db';
 import { silentLogger } from '../core/log';
 import { readRuntimeInfo } from '../core/runtime-info';
 import { prepareDiskVerb } from '../storage/prepare-disk-verb';
@@ -30,7 +31,7 @@ const check: Verb = {
     const dataDir = resolve(config.dataDir);
     const pid = serviceRunning(dataDir);
     if (pid) throw new CliError(`the appliance is running (pid ${pid}) on ${dataDir}: stop it first`, 2);
-    const store = ImageStore.open({ dir: join(dataDir, 'store'), clock: systemClock, log: silentLogger(), reserveMiB: 0 });
+    const store = ImageStore.open({ dir: join(dataDir, 'store'), clock: systemClock, log: silentLogger(), reserveMiB: 0, sqliteBinding: nativeBindingPath() });
     const report = store.check({ repair: args.includes('--repair') });
     await store.close();
     if (json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');

@@ -1,6 +1,6 @@
 /**
  * A long-running part of the appliance (a protocol server, the HTTP API, a scheduler).
- * core/main.ts starts services in order and stops them in reverse on SIGTERM/SIGINT or on the
+ * main/main.ts starts services in order and stops them in reverse on SIGTERM/SIGINT or on the
  * first fatal error. start() resolves once the service is listening; it rejects with a
  * FatalError naming the port when a socket cannot be bound. stop() must close listeners, let
  * in-flight work finish or make it durable, and cancel every timer.

@@ -1,21 +1,40 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
+import { StoreError, type StoreErrorCode } from '../../image-store/errors';
 import { ApiError } from '../core/errors';
 
-/** The body of every API error. */
-export interface ErrorBody {
-  error: { code: string; message: string; details?: unknown };
-}
+/** The HTTP status of each image-store failure (the store itself knows nothing of HTTP). */
+const STORE_STATUS: Record<StoreErrorCode, number> = {
+  IMAGE_NOT_FOUND: 404,
+  DISK_NOT_FOUND: 404,
+  SNAPSHOT_NOT_FOUND: 404,
+  IMAGE_EXISTS: 409,
+  DISK_EXISTS: 409,
+  SNAPSHOT_EXISTS: 409,
+  IMAGE_IN_USE: 409,
+  DISK_IN_USE: 409,
+  BAD_NAME: 400,
+  BAD_IMAGE: 422,
+  IMAGE_REFERENCES_FILE: 400, // an import naming another file (backing file, extent): refused, see image-store/import.ts
+  NO_SPACE: 507,
+  ABORTED: 499,
+  NO_QEMU_IMG: 501,
+  STORE_CLOSED: 503,
+};
 
 /**
- * Turns every thrown error into `{ error: { code, message } }`. ApiErrors and errors carrying a
- * `code` + `status` (e.g. the image store's StoreError) keep theirs; schema failures are 400
+ * Turns every thrown error into `{ error: { code, message } }`. ApiErrors keep their status, the
+ * image store's StoreErrors get theirs from STORE_STATUS (its own words: they name the user's
+ * images and disks, nothing of the host); fastify's own 4xx keep theirs; schema failures are 400
  * VALIDATION; anything else is a 500 whose text is hidden from the client and logged with the
  * request.
  */
 export function installErrorHandler(app: FastifyInstance): void {
-  app.setErrorHandler((err: FastifyError & { status?: number; details?: unknown }, request, reply) => {
+  app.setErrorHandler((err: FastifyError & { details?: unknown }, request, reply) => {
     if (err instanceof ApiError) {
       return reply.status(err.statusCode).send({ error: { code: err.code, message: err.message, details: err.details } });
+    }
+    if (err instanceof StoreError) {
+      return reply.status(STORE_STATUS[err.code]).send({ error: { code: err.code, message: err.message } });
     }
     if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
       return reply.status(415).send({ error: { code: 'UNSUPPORTED_MEDIA_TYPE', message: 'send request bodies as application/json' } });
@@ -23,7 +42,7 @@ export function installErrorHandler(app: FastifyInstance): void {
     if (err.validation) {
       return reply.status(400).send({ error: { code: 'VALIDATION', message: err.message } });
     }
-    const status = typeof err.status === 'number' ? err.status : err.statusCode;
+    const status = err.statusCode;
     if (typeof err.code === 'string' && typeof status === 'number' && status >= 400 && status < 500) {
       return reply.status(status).send({ error: { code: err.code, message: err.message } });
     }

@@ -1,5 +1,4 @@
 import Database from 'better-sqlite3';
-import { nativeBindingPath } from '../../appliance/core/db';
 
 /**
  * The RBD backend's catalogue: which RBD image and snapshot each golden image, client disk and
@@ -38,8 +37,8 @@ export type ClusterOp =
   | { op: 'snap'; image: string; snap: string; protect: boolean }
   | { op: 'gc' };
 
-export function openCatalogue(file: string): Database.Database {
-  const db = new Database(file, { nativeBinding: nativeBindingPath(), timeout: 500 });
+export function openCatalogue(file: string, sqliteBinding?: string): Database.Database {
+  const db = new Database(file, { nativeBinding: sqliteBinding, timeout: 500 });
   try {
     db.pragma('locking_mode = EXCLUSIVE');
     db.pragma('journal_mode = WAL');

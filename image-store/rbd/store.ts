@@ -1,13 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type Database from 'better-sqlite3';
-import type { Clock } from '../../appliance/core/clock';
-import type { Logger } from '../../appliance/core/log';
+import type { Clock, Logger } from '../ports';
 import { StoreError } from '../errors';
 import { exportStream, type ExportFormat, type ExportStream } from '../export';
 import { openImportSource } from '../import';
 import { isZero } from '../io';
-import type { DiskInfo, ImageInfo, SnapshotInfo, StoreHealth, StoreUsage } from '../store';
+import type { DiskInfo, ImageInfo, SnapshotInfo, StoreHealth, StoreUsage } from '../types';
 import { catalogueQueries, openCatalogue, type CatalogueQueries, type ClusterOp, type RbdDiskRow, type RbdImageRow, type RbdSnapshotRow } from './catalogue';
 import { RbdCluster, type RbdImage } from './native';
 import { RbdCli, RbdCliError, type RbdTarget } from './rbd-cli';
@@ -25,6 +24,8 @@ export interface RbdStoreOptions {
   qemuImg?: string;
   /** The `rbd` tool (default: "rbd" on PATH). */
   rbdBin?: string;
+  /** better-sqlite3's addon when it is not where the package keeps it (the bundle has it beside itself). */
+  sqliteBinding?: string;
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
@@ -95,7 +96,7 @@ export class RbdStore {
       throw new Error(`store.rbd: cannot list pool ${opts.rbd.pool} as client.${opts.rbd.id}: ${(err as Error).message}`);
     }
     const cluster = new RbdCluster(opts.rbd);
-    const db = openCatalogue(path.join(opts.dir, 'rbd.db'));
+    const db = openCatalogue(path.join(opts.dir, 'rbd.db'), opts.sqliteBinding);
     const store = new RbdStore(opts.dir, db, cluster, cli, opts.clock, log, opts.qemuImg ?? 'qemu-img', opts.rbd.prefix ?? 'netboot-');
     store.recordInstance();
     await store.takeOverAfterCrash();

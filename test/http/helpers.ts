@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createAppliance, type Appliance } from '../../appliance/core/appliance';
+import { createAppliance, type Appliance } from '../../appliance/main/appliance';
 import { systemClock } from '../../appliance/core/clock';
 import { parseConfig } from '../../appliance/core/config';
 import { silentLogger } from '../../appliance/core/log';

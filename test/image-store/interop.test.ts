@@ -142,7 +142,7 @@ describe.skipIf(!qemu)('import/export interop with qemu-img (skipped: qemu-img n
     for (const [name, data] of cases) {
       const f = path.join(work, name);
       fs.writeFileSync(f, data);
-      await expect(store.importImage(name.replace(/\W/g, '-'), f), name).rejects.toMatchObject({ code: 'BAD_IMAGE', status: 422 });
+      await expect(store.importImage(name.replace(/\W/g, '-'), f), name).rejects.toMatchObject({ code: 'BAD_IMAGE' });
     }
     await expect(store.importImage('missing', path.join(work, 'nope.raw'))).rejects.toMatchObject({ code: 'BAD_IMAGE' });
     expect(store.listImages().length).toBe(images);

@@ -46,7 +46,7 @@ describe('disk full', () => {
     // An import while full fails with NO_SPACE and leaves nothing.
     const small = path.join(dir, 'small.raw');
     fs.writeFileSync(small, pattern(1 << 20, 9));
-    await expect(store.importImage('small', small)).rejects.toMatchObject({ code: 'NO_SPACE', status: 507 });
+    await expect(store.importImage('small', small)).rejects.toMatchObject({ code: 'NO_SPACE' });
     expect(store.getImage('small')).toBeUndefined();
     await b.close();
     expect(store.check().problems).toEqual([]);
@@ -153,7 +153,7 @@ describe('management', () => {
     const v = store.openVolume('aa:bb');
     await v.write(0, pattern(4096, 9));
     const snap = await store.createSnapshot('aa:bb', 'one');
-    expect(() => store.renameDisk('aa:bb', 'cc:dd')).toThrow(expect.objectContaining({ code: 'DISK_IN_USE', status: 409 }));
+    expect(() => store.renameDisk('aa:bb', 'cc:dd')).toThrow(expect.objectContaining({ code: 'DISK_IN_USE' }));
     // A copy of the live disk sees acknowledged writes, though nothing was flushed by the caller.
     await v.write(8, pattern(4096, 10));
     const copy = await store.copyDisk('aa:bb', 'copy');
@@ -168,7 +168,7 @@ describe('management', () => {
     expect(store.listSnapshots('cc:dd').map((s) => s.id)).toEqual([snap.id]);
     expect(() => store.renameDisk('cc:dd', 'copy')).toThrow(expect.objectContaining({ code: 'DISK_EXISTS' }));
     expect(() => store.createDisk('g', 'g')).toThrow(expect.objectContaining({ code: 'DISK_EXISTS' }));
-    expect(() => store.createDisk('x', 'nope')).toThrow(expect.objectContaining({ code: 'IMAGE_NOT_FOUND', status: 404 }));
+    expect(() => store.createDisk('x', 'nope')).toThrow(expect.objectContaining({ code: 'IMAGE_NOT_FOUND' }));
     expect(() => store.deleteImage('g')).toThrow(expect.objectContaining({ code: 'IMAGE_IN_USE' }));
     await expect(store.restoreSnapshot('cc:dd', 999)).rejects.toMatchObject({ code: 'SNAPSHOT_NOT_FOUND' });
     expect(store.check().problems).toEqual([]);

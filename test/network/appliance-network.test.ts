@@ -1,5 +1,5 @@
 /**
- * The whole appliance (appliance/core/main.ts serve, run with tsx) riding out its network
+ * The whole appliance (appliance/main/main.ts serve, run with tsx) riding out its network
  * (issue #14), in namespaces this file creates and deletes: started while its bridge is down and
  * without carrier or address, GET /api/status shows each state; DHCP serves a real client once
  * carrier and an address come, and follows the address when it changes.
@@ -73,7 +73,7 @@ describe.skipIf(skip !== undefined)(`appliance network status, in namespaces${sk
       boot: { ipxeDir: '/usr/lib/ipxe' }, mdns: { enabled: false }, log: { level: 'info', format: 'json' },
     };
     writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
-    proc = spawn('ip', ['netns', 'exec', server, join(REPO, 'node_modules/.bin/tsx'), join(REPO, 'appliance/core/main.ts'), 'serve', '--config', join(dir, 'config.json')], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    proc = spawn('ip', ['netns', 'exec', server, join(REPO, 'node_modules/.bin/tsx'), join(REPO, 'appliance/main/main.ts'), 'serve', '--config', join(dir, 'config.json')], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
     proc.stdout!.on('data', (d) => (output += d));
     proc.stderr!.on('data', (d) => (output += d));
     for (let i = 0; i < 100 && !existsSync(join(dir, 'data/admin.token')); i++) await sleep(100);

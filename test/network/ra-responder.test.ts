@@ -1,5 +1,5 @@
 /**
- * Issue #17: the whole appliance (appliance/core/main.ts serve, run with tsx) answering IPv6
+ * Issue #17: the whole appliance (appliance/main/main.ts serve, run with tsx) answering IPv6
  * router solicitations on a bridge in namespaces this file creates and deletes, with real
  * peers: rdisc6 (ndisc6) sends the solicitations and prints the advertisements, udhcpc plays a
  * PXE client's DHCP, Debian's radvd is "another router", tcpdump watches the bridge.
@@ -101,7 +101,7 @@ describe.skipIf(skip !== undefined)(`router solicitation answers, in namespaces$
     };
     writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
     output = '';
-    proc = spawn('ip', ['netns', 'exec', server, join(REPO, 'node_modules/.bin/tsx'), join(REPO, 'appliance/core/main.ts'), 'serve', '--config', join(dir, 'config.json')], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    proc = spawn('ip', ['netns', 'exec', server, join(REPO, 'node_modules/.bin/tsx'), join(REPO, 'appliance/main/main.ts'), 'serve', '--config', join(dir, 'config.json')], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
     proc.stdout!.on('data', (d) => (output += d));
     proc.stderr!.on('data', (d) => (output += d));
     for (let i = 0; i < 150 && !existsSync(join(dir, 'data/admin.token')); i++) await sleep(100);

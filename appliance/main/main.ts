@@ -1,18 +1,18 @@
 // First: sets the file I/O thread pool's size before anything can start the pool.
-import './io-threads';
+import '../core/io-threads';
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { apiVerbs } from '../cli/verbs';
 import { localVerbs } from '../cli/local-verbs';
 
 import { CliError } from '../cli/api-client';
-import { adminTokenPath } from './admin-token';
-import { removeRuntimeInfo, writeRuntimeInfo } from './runtime-info';
-import { systemClock } from './clock';
-import { ConfigError, loadConfig, type Config } from './config';
-import { createLogger } from './log';
-import { FatalError } from './service';
-import { applianceVersion } from './version';
+import { adminTokenPath } from '../core/admin-token';
+import { removeRuntimeInfo, writeRuntimeInfo } from '../core/runtime-info';
+import { systemClock } from '../core/clock';
+import { ConfigError, loadConfig, type Config } from '../core/config';
+import { createLogger } from '../core/log';
+import { FatalError } from '../core/service';
+import { applianceVersion } from '../core/version';
 
 /** Every verb but serve, in the order --help lists them. */
 const verbs = [...apiVerbs, ...localVerbs];

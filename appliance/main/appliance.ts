@@ -36,15 +36,15 @@ import { DirectoryFileSource, defaultTftpRoots } from '../tftp/file-source';
 import { TftpServer } from '../tftp/server';
 import { ImageStore } from '../../image-store/store';
 import { RbdStore } from '../../image-store/rbd/store';
-import { ensureAdminToken } from './admin-token';
-import type { Clock } from './clock';
-import type { Config } from './config';
-import { openDatabase } from './db';
-import { startAll, stopAll } from './lifecycle';
-import type { Logger } from './log';
-import { LinkWatcher } from './link-watch';
-import { resolveServerAddress } from './network';
-import type { Service } from './service';
+import { ensureAdminToken } from '../core/admin-token';
+import type { Clock } from '../core/clock';
+import type { Config } from '../core/config';
+import { openDatabase, nativeBindingPath } from '../core/db';
+import { startAll, stopAll } from '../core/lifecycle';
+import type { Logger } from '../core/log';
+import { LinkWatcher } from '../core/link-watch';
+import { resolveServerAddress } from '../core/network';
+import type { Service } from '../core/service';
 
 /** The wired appliance: every service, in start order, and what they share. */
 export interface Appliance {
@@ -100,6 +100,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
         clock,
         log: child('store'),
         rbd: { pool: rbd.pool, conf: rbd.conf, id: rbd.user, keyring: rbd.keyring, prefix: rbd.prefix },
+        sqliteBinding: nativeBindingPath(),
       })
     : ImageStore.open({
         dir: join(dataDir, 'store'),
@@ -109,6 +110,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
         chunkKiB: config.store.chunkKiB,
         reserveMiB: config.store.reserveMiB,
         reservationMiB: config.store.reservationMiB,
+        sqliteBinding: nativeBindingPath(),
       });
   // `jobs` is built below; the registry asks it only when a verb names an image that is not ready.
   const clients = new ClientRegistry(db, store, { iqnPrefix: config.iscsi.iqnPrefix, clock, chapByDefault: config.boot.chapByDefault, importing: (name) => jobs.get(name) });
