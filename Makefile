@@ -13,7 +13,7 @@ NODE := $(NODE_HOME)/bin/node
 export PATH := $(NODE_HOME)/bin:$(PATH)
 export npm_config_nodedir := $(NODE_HOME)
 
-.PHONY: all build run test typecheck deps node system-deps firmware arm64-box bench clean
+.PHONY: all build run test typecheck lint deps node system-deps firmware arm64-box bench clean
 
 all: build
 
@@ -46,9 +46,14 @@ run: build
 typecheck: $(NODE_MODULES)
 	npx tsc --noEmit -p .
 
+# The house rules (biome.json): recommended lint rules and the layering (which folder may import
+# which); test/lint/house.test.ts shows each rule refusing a violation.
+lint: $(NODE_MODULES)
+	npx biome lint --error-on-warnings
+
 # Every test: unit, interop with real clients, browser and end-to-end boots (needs root for
 # network namespaces; installs the Debian packages it needs).
-test: system-deps build typecheck
+test: system-deps build typecheck lint
 	npx vitest run --reporter=default --reporter=json --outputFile.json=test-artifacts/vitest.json
 	@node -e 'const r=require("./test-artifacts/vitest.json"); console.log(`vitest: $${r.numPassedTests} passed, $${r.numFailedTests} failed, $${r.numPendingTests + r.numTodoTests} skipped`)'
 

@@ -1,3 +1,5 @@
+// Long file: the local store's whole management API (images, disks, snapshots, import, export,
+// check) behind one transaction boundary; the I/O path is in volume-core.ts and volume.ts.
 import fs from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';

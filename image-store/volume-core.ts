@@ -1,3 +1,5 @@
+// Long file: one disk's copy-on-write write path (reservations, destaging, the order that makes
+// it crash-safe); its invariants are checked more easily in one place (README.md, "Crash safety").
 import { VolumeError } from './block-volume';
 import { StoreError } from './errors';
 import { isZero } from './io';

@@ -4,7 +4,7 @@
  * the DHCP server encodes. No sockets, no clock, no file system (binaries are looked up once by
  * binaries.ts and passed in).
  *
- * The chain (notes/netboot.md): firmware PXE -> TFTP an iPXE binary -> iPXE DHCPs again and gets
+ * The chain (docs/decisions.md, "DHCP and boot policy"): firmware PXE -> TFTP an iPXE binary -> iPXE DHCPs again and gets
  * a per-client script URL -> the script sanboots the client's iSCSI disk. An iPXE client is never
  * handed an iPXE binary again: that is the classic chainload loop.
  */

@@ -4,7 +4,7 @@ import { systemClock } from '../core/clock';
 import { nativeBindingPath } from '../core/db';
 import { silentLogger } from '../core/log';
 import { readRuntimeInfo } from '../core/runtime-info';
-import { prepareDiskVerb } from '../storage/prepare-disk-verb';
+import { prepareDiskVerb } from './prepare-disk-verb';
 import { CliError } from './api-client';
 import type { Verb } from './verbs';
 

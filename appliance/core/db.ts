@@ -36,7 +36,7 @@ export function restrictDatabaseFiles(file: string): void {
 
 /**
  * Opens (creating) a SQLite database in WAL mode with synchronous=FULL, so each commit is
- * durable and multi-row changes are atomic (shared/notes/storage.md). A writable file database
+ * durable and multi-row changes are atomic (SQLite's WAL mode with synchronous=FULL). A writable file database
  * and its -wal/-shm are mode 0600, before and after opening (existing ones are tightened).
  */
 export function openDatabase(file: string, opts: { readonly?: boolean } = {}): Database.Database {

@@ -4,7 +4,6 @@ declare const __VERSION__: string | undefined;
 export function applianceVersion(): string {
   if (typeof __VERSION__ !== 'undefined' && __VERSION__) return __VERSION__;
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     return (require('../../package.json') as { version: string }).version + '-dev';
   } catch {
     return 'dev';

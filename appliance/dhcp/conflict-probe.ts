@@ -1,7 +1,7 @@
 /**
  * Before full mode serves, find out whether another DHCP server answers on the interface.
  *
- * Design (docs/decisions-dhcp.md): listening alone is unreliable (a quiet network shows no
+ * Design (docs/decisions.md, "DHCP and boot policy"): listening alone is unreliable (a quiet network shows no
  * server traffic for minutes), so the probe acts as a client: it broadcasts a DHCPDISCOVER from
  * port 68 with the broadcast flag set (so any server must answer by broadcast, RFC 2131 section
  * 4.1) and the interface's own MAC, twice, and listens on port 68 for conflictProbeSeconds. Any

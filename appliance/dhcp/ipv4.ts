@@ -32,4 +32,3 @@ export function isNetworkOrBroadcast(ip: number, mask: number): boolean {
 }
 
 export const ZERO = '0.0.0.0';
-export const LIMITED_BROADCAST = '255.255.255.255';

@@ -1,5 +1,5 @@
 /**
- * ProxyDHCP (PXE 2.1 section 2.2.3, notes/netboot.md): answers only network-boot clients, never
+ * ProxyDHCP (PXE 2.1 section 2.2.3): answers only network-boot clients, never
  * assigns an address, and leaves address assignment to the network's own DHCP server.
  *  - port 67: a DISCOVER from a PXE/HTTP-boot/iPXE client gets an OFFER with yiaddr 0 and the
  *    boot file (siaddr + file, options 66/67, 60 PXEClient, 43 with discovery control 8).

@@ -3,7 +3,7 @@
  *
  * Sockets (Node's dgram has neither SO_BINDTODEVICE nor IP_PKTINFO):
  *  - `rx`: 0.0.0.0:67. On Linux only a wildcard socket receives broadcasts, so every request that
- *    was broadcast arrives here (from any interface: see docs/decisions-dhcp.md).
+ *    was broadcast arrives here (from any interface: see docs/decisions.md, "DHCP and boot policy").
  *  - `tx`: <serverAddress>:67. Receives unicasts to us (that is how RENEWING is told apart from
  *    REBINDING) and sends every reply: Linux routes a limited broadcast out of the interface that
  *    owns the bound source address, so replies leave through dhcp.interface with its address.

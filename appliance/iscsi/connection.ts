@@ -1,3 +1,5 @@
+// Long file: to be split along its seams (PDU writer, command window, write assembly, Data-In;
+// issue #18 step 3), after the write-path work in flight on appliance/iscsi/ lands.
 import type { Socket } from 'node:net';
 import type { Clock } from '../core/clock';
 import type { Logger } from '../core/log';

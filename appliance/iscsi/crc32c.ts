@@ -30,8 +30,3 @@ export function crc32c(buf: Uint8Array, crc = 0, start = 0, end = buf.length): n
   for (; i < end; i++) c = T[(c ^ buf[i]) & 0xff] ^ (c >>> 8);
   return ~c >>> 0;
 }
-
-/** The digest as it goes on the wire: little-endian (RFC 7143 §13.1, as every implementation does). */
-export function writeDigest(buf: Buffer, off: number, crc: number): void {
-  buf.writeUInt32LE(crc >>> 0, off);
-}

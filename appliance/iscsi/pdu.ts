@@ -435,17 +435,3 @@ export function encodeReject(f: { reason: number; dataLength: number; dataSN?: n
   b.writeUInt32BE((f.dataSN ?? 0) >>> 0, 36);
   return b;
 }
-
-/** Asynchronous Message BHS (§11.9): event 1 asks the initiator to log out (used on stop). */
-export function encodeAsyncMessage(f: {
-  event: number; parameter1?: number; parameter2?: number; parameter3?: number;
-} & SeqNumbers): Buffer {
-  const b = bhs(Op.AsyncMessage, 0x80, 0);
-  b.writeUInt32BE(RESERVED_TAG, 16);
-  seq(b, f);
-  b[36] = f.event;
-  b.writeUInt16BE(f.parameter1 ?? 0, 38);
-  b.writeUInt16BE(f.parameter2 ?? 0, 40);
-  b.writeUInt16BE(f.parameter3 ?? 0, 42);
-  return b;
-}

@@ -68,7 +68,7 @@ export class BlockReader {
    */
   constructor(
     private readonly file: TftpFile,
-    private readonly chunkSize: number,
+    chunkSize: number,
     private readonly netascii: boolean,
     private readonly pool: BufferPool,
     private readonly onReady: () => void,

@@ -1,3 +1,5 @@
+// Long file: the RBD backend mirrors store.ts's management API one for one, plus the cluster
+// operation queue and the lock takeover after a crash.
 import fs from 'node:fs';
 import path from 'node:path';
 import type Database from 'better-sqlite3';
@@ -58,7 +60,6 @@ export class RbdStore {
   private readonly pins = new Map<string, number>();
   private tail: Promise<unknown> = Promise.resolve();
   private closed = false;
-  private importing = 0;
   private retryCancel: (() => void) | null = null;
   private retryMs = 1000;
   private lastOpError: string | null = null;
@@ -340,7 +341,6 @@ export class RbdStore {
     this.checkName(name);
     if (this.q.imageByName.get(name) || this.q.diskByName.get(name)) throw new StoreError('IMAGE_EXISTS', `${name} already exists`);
     const label = opts.sourceName ?? path.basename(file);
-    this.importing++;
     let id = 0;
     let rbd = '';
     try {
@@ -398,8 +398,6 @@ export class RbdStore {
         this.kick();
       }
       throw err;
-    } finally {
-      this.importing--;
     }
     this.log.info({ image: name, rbd }, 'image imported');
     return this.imageInfo(this.q.imageById.get(id) as RbdImageRow);

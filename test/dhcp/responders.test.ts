@@ -15,7 +15,7 @@ import { ScriptTokens } from '../../appliance/boot/script-tokens';
 const SERVER = '198.18.0.1';
 const binaries = { dir: '/ipxe', bios: 'undionly.kpxe', efiX64: 'ipxe.efi' };
 
-export function clientRecord(mac: string, extra: Partial<ClientRecord> = {}): ClientRecord {
+function clientRecord(mac: string, extra: Partial<ClientRecord> = {}): ClientRecord {
   return {
     mac, name: 'pc-1', image: 'debian', disk: 'pc-1', target: 'iqn.2026-11.local.netboot:pc-1', lun: 0,
     initiatorName: 'iqn.2026-11.local.netboot:initiator:pc-1', initiators: [], chap: null, ip: null, createdAt: 0, ...extra,

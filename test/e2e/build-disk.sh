@@ -97,7 +97,7 @@ mkfs.vfat -n E2EBOOT -C "$BOOT" $((BOOT_MIB * 1024)) >/dev/null
 mcopy -i "$BOOT" "$WORK/vmlinuz" "$WORK/initrd.gz" "$WORK/syslinux.cfg" ::/
 mmd -i "$BOOT" ::/EFI ::/EFI/BOOT
 # syslinux.efi reads syslinux.cfg and ldlinux.e64 from its own directory; paths in the config
-# are absolute so they resolve to the partition root (lab.md).
+# are absolute so they resolve to the partition root (test/e2e/README.md, "Lab facts").
 mcopy -i "$BOOT" /usr/lib/SYSLINUX.EFI/efi64/syslinux.efi ::/EFI/BOOT/BOOTX64.EFI
 mcopy -i "$BOOT" /usr/lib/syslinux/modules/efi64/ldlinux.e64 ::/EFI/BOOT/ldlinux.e64
 mcopy -i "$BOOT" "$WORK/syslinux.cfg" ::/EFI/BOOT/syslinux.cfg

@@ -6,7 +6,7 @@
  *
  * Everything is bounded in time and torn down by destroy(); names are unique per process
  * (nb-e2e-<pid>-...) so parallel runs and teammates' namespaces never collide. See
- * /work/shared/notes/lab.md for the facts this relies on (TCG only, e1000 + iPXE ROM, OVMF).
+ * test/e2e/README.md ("Lab facts") for the facts this relies on (TCG only, e1000 + iPXE ROM, OVMF).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { copyFileSync, createWriteStream, existsSync, mkdirSync, type WriteStream } from 'node:fs';
@@ -310,7 +310,7 @@ const MILESTONES: Array<[RegExp, string]> = [
 const DEAD_END = /No bootable device|Boot failed: not a bootable disk|Kernel panic - not syncing|Could not open SAN device/;
 
 /**
- * One qemu process: TCG (KVM makes iPXE hang on these nested machines, lab.md), e1000 with the
+ * One qemu process: TCG (KVM makes iPXE hang on these nested machines: test/e2e/README.md), e1000 with the
  * iPXE ROM as the boot device, `-nographic -monitor none` so firmware and ttyS0 share stdout,
  * `-no-reboot` so the guest's poweroff (or a triple fault) ends the run.
  */
@@ -329,7 +329,7 @@ export class QemuRun {
   private readonly timer: NodeJS.Timeout;
   private readonly exit: Promise<number | string>;
 
-  constructor(private readonly lab: Lab, readonly tap: string, readonly opts: QemuOptions) {
+  constructor(lab: Lab, readonly tap: string, readonly opts: QemuOptions) {
     this.serialLog = join(lab.workDir, `${opts.name}.serial.log`);
     this.out = createWriteStream(this.serialLog);
     const rom = opts.firmware === 'uefi' ? FIRMWARE.efiRom : FIRMWARE.biosRom;

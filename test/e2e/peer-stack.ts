@@ -38,7 +38,7 @@ export interface PeerStack {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** tgt exposes LUN 0 as its controller and the first backing store as LUN 1 (lab.md). */
+/** tgt exposes LUN 0 as its controller and the first backing store as LUN 1 (test/e2e/README.md, "Lab facts"). */
 export const TGT_LUN = 1;
 
 /** Waits (bounded) until `check` stops throwing. */

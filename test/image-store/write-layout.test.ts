@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FakeClock } from '../../appliance/core/clock';
 import { silentLogger } from '../../appliance/core/log';
-import { VolumeError } from '../../image-store/block-volume';
+import type { VolumeError } from '../../image-store/block-volume';
 import { fileIo, type SegmentIo } from '../../image-store/io';
 import { ImageStore } from '../../image-store/store';
 import { fillUntilFailure, openStore, pattern, prng, tempDir } from './helpers';

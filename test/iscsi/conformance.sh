@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs libiscsi's conformance suite against an iSCSI target and prints the counts.
 #   test/iscsi/conformance.sh iscsi://127.0.0.1:PORT/IQN/0 [log file]
-# Counting (notes/iscsi.md): CUnit reports skipped tests as passed, so a test counts as
+# Counting: CUnit reports skipped tests as passed, so a test counts as
 # passed only when its output shows neither SKIPPED nor FAILED; "failed" is CUnit's verdict;
 # "skipped" printed SKIPPED; "noisy" passed by CUnit's verdict but printed [FAILED] lines
 # (tests whose expected error paths print them).

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../appliance/core/config';
 import { prepareDisk } from '../../appliance/storage/prepare-disk';
-import { prepareDiskVerb } from '../../appliance/storage/prepare-disk-verb';
+import { prepareDiskVerb } from '../../appliance/cli/prepare-disk-verb';
 
 /** Runs a CLI verb and returns what it printed. */
 async function capture(fn: () => Promise<void>): Promise<string> {

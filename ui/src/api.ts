@@ -171,7 +171,7 @@ export async function api<T = unknown>(method: string, path: string, body?: unkn
   let res: Response;
   try {
     res = await fetch(path, { method, headers, credentials: 'same-origin', cache: 'no-store', body: body === undefined ? undefined : JSON.stringify(body) });
-  } catch (err) {
+  } catch {
     throw new ApiFailure(0, 'NETWORK', 'the appliance did not answer');
   }
   if (res.status === 401 && path !== '/api/login') onUnauthorized();

@@ -9,7 +9,7 @@ import { ApiFailure } from './api';
 export { h };
 
 /** What a component returns (preact's VNode is invariant in its props, so widen it once here). */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: preact's VNode is invariant in its props; one wide type for every component
 export type El = VNode<any>;
 
 /** Poll period: fresh enough to watch a boot, light enough for a phone on Wi-Fi. */

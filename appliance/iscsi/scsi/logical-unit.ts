@@ -1,3 +1,5 @@
+// Long file: to be split with the opcode table (issue #18 step 3), after the write-path work
+// in flight on appliance/iscsi/ lands.
 import { VolumeError, type BlockVolume } from '../../../image-store/block-volume';
 import { atomicWriteBlocks, parseWriteAtomic16 } from './atomic-write';
 import { parseExtendedCopy, receiveCopyResults, runExtendedCopy, type CopyStatus } from './extended-copy';

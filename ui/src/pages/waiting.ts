@@ -9,7 +9,7 @@ import { api, type Client, type Image, type UnknownClient, type UnknownClients }
 import { ago, when } from '../format';
 import { ActionButton, Card, HeadRow, h, toast, toastError, type El } from '../ui';
 
-/** Option 93 in words (RFC 4578 and its errata; notes/netboot.md). */
+/** Option 93 in words (RFC 4578 and its errata). */
 export function archLabel(arch: number | null): string {
   switch (arch) {
     case null: return 'architecture not seen yet';

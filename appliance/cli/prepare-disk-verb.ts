@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { CliError } from '../cli/api-client';
-import { bytes, table } from '../cli/format';
-import type { Verb } from '../cli/verbs';
+import { CliError } from './api-client';
+import { bytes, table } from './format';
+import type { Verb } from './verbs';
 import { ApiError } from '../core/errors';
-import { SystemCollector } from './collector';
-import { prepareDisk } from './prepare-disk';
+import { SystemCollector } from '../storage/collector';
+import { prepareDisk } from '../storage/prepare-disk';
 
 /** The service user's uid/gid, so the new filesystem's root belongs to it; undefined if absent. */
 function serviceUser(): { uid: number; gid: number } | undefined {
