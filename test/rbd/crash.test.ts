@@ -1,13 +1,13 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { addonPath } from '../../image-store/rbd/native';
 import type { RbdStore } from '../../image-store/rbd/store';
 import { bundleCrashChild, runCrash } from '../image-store/crash-body';
 import { pattern, tempDir } from '../image-store/helpers';
-import { haveCeph, startCluster, type TestCluster } from './cluster';
-import { ensureAddon, haveLibrbdDev, openRbdStore } from './helpers';
+import { haveCeph, type TestCluster } from './cluster';
+import { haveLibrbdDev, openRbdStore, useTestCluster } from './helpers';
 
 /**
  * The local store's crash test on the RBD backend: a child process with its own RADOS connection
@@ -21,18 +21,10 @@ const dirs: string[] = [];
 let cluster: TestCluster;
 
 describe.skipIf(!ok)('RBD store backend: crash safety with real processes killed by SIGKILL', () => {
-  beforeAll(async () => {
-    ensureAddon();
-    const dir = tempDir('ceph-crash');
-    dirs.push(dir);
-    cluster = await startCluster(path.join(dir, 'cluster'));
-    console.log(`RBD-CLUSTER-START ${cluster.startSeconds.toFixed(1)} s`);
-  }, 120_000);
-
-  afterAll(async () => {
-    await cluster?.stop();
-    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
-  }, 30_000);
+  const c = useTestCluster('ceph-crash', dirs);
+  beforeAll(() => {
+    cluster = c();
+  });
 
   it('after every kill: catalogue and pool agree and every write acknowledged before the last flush reads back', async () => {
     const work = tempDir('rbd-crash');

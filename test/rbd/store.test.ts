@@ -1,11 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { RbdStore } from '../../image-store/rbd/store';
 import { openStore, pattern, tempDir } from '../image-store/helpers';
 import { liveSnapshot, runModel, type ModelHarness } from '../image-store/model-body';
-import { haveCeph, startCluster, type TestCluster } from './cluster';
-import { ensureAddon, haveLibrbdDev, openRbdStore } from './helpers';
+import { haveCeph, type TestCluster } from './cluster';
+import { haveLibrbdDev, openRbdStore, useTestCluster } from './helpers';
 
 /**
  * The RBD store backend against a real one-node Ceph cluster (mon, mgr, one memstore OSD on
@@ -38,18 +38,10 @@ const rbd: ModelHarness<RbdStore> & { prefixes: Map<string, string> } = {
 };
 
 describe.skipIf(!ok)('RBD store backend on a one-node Ceph cluster', () => {
-  beforeAll(async () => {
-    ensureAddon();
-    const dir = tempDir('ceph');
-    dirs.push(dir);
-    cluster = await startCluster(path.join(dir, 'cluster'));
-    console.log(`RBD-CLUSTER-START ${cluster.startSeconds.toFixed(1)} s`);
-  }, 120_000);
-
-  afterAll(async () => {
-    await cluster?.stop();
-    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
-  }, 30_000);
+  const c = useTestCluster('ceph', dirs);
+  beforeAll(() => {
+    cluster = c();
+  });
 
   it('passes the image store model test (writes, unmaps, snapshots, restores, resets, copies, promotes, deletes, reopens)', async () => {
     const seed = Number(process.env.STORE_SEED ?? Date.now() % 100000);
