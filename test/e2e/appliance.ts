@@ -257,6 +257,8 @@ export interface ApplianceBootOptions {
   timeoutMs?: number;
   mode?: 'full' | 'proxy';
   id?: string;
+  /** Extra config over labConfig's (e.g. `{ ra: { enabled: false } }`). */
+  config?: Record<string, Record<string, unknown>>;
 }
 
 /** What bootWithAppliance measured. */
@@ -279,7 +281,7 @@ export async function bootWithAppliance(opts: ApplianceBootOptions): Promise<App
   const firmware = opts.firmware ?? 'bios';
   try {
     lab.create();
-    const app = await startAppliance(lab, { mode: opts.mode ?? 'full' });
+    const app = await startAppliance(lab, { mode: opts.mode ?? 'full', config: opts.config });
     try {
       await importImage(app, 'e2e-golden', opts.disk.path);
       const mac = labMac(0x200);
