@@ -26,6 +26,16 @@ netboot prepare-disk | sed 's/^/ARM64-BOX disks /'
 dev=$(readlink -f /dev/disk/by-id/virtio-netboot-data)
 if netboot prepare-disk "$dev" "$(basename "$dev")"; then say "prepare-disk-ok $dev"; else say "prepare-disk-failed rc=$?"; fi
 
+# The udev rule should have started the service; prepare-disk's own message names the manual
+# way (sudo systemctl start netboot-appliance) for when it did not.
+auto=no
+for i in $(seq 1 90); do
+  case "$(systemctl is-active netboot-appliance.service)" in active|activating) auto=yes; break ;; esac
+  sleep 1
+done
+say "autostart $auto"
+[ "$auto" = yes ] || systemctl start netboot-appliance.service
+
 # Wait for the service to serve.
 for i in $(seq 1 180); do
   [ -s /srv/netboot/admin.token ] && curl -fsS -o /dev/null -H "Authorization: Bearer $(cat /srv/netboot/admin.token)" http://127.0.0.1/api/status && break
