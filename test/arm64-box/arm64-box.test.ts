@@ -78,7 +78,8 @@ describe.skipIf(skipReason)('the firmware on an emulated arm64 Debian 12 box (is
   const timings: Record<string, number> = {};
   const console_ = () => (existsSync(serial) ? readFileSync(serial, 'latin1') : '');
   /** Lines the box printed with `say` (box-run.sh), without the prefix. */
-  const boxLines = () => console_().split(/\r?\n/).filter((l) => l.startsWith('ARM64-BOX ')).map((l) => l.slice('ARM64-BOX '.length));
+  // systemd prefixes console lines ("[   29.43] sh[255]: "): take what follows the tag.
+  const boxLines = () => console_().split(/\r?\n/).filter((l) => l.includes('ARM64-BOX ')).map((l) => l.slice(l.indexOf('ARM64-BOX ') + 'ARM64-BOX '.length).trimEnd());
   const boxLine = (word: string) => boxLines().find((l) => l === word || l.startsWith(`${word} `));
   async function waitFor(word: string, seconds: number): Promise<string> {
     const end = Date.now() + seconds * 1000;
