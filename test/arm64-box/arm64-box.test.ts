@@ -5,10 +5,13 @@
  * cortex-a57, direct kernel boot of its own kernel and initramfs). At boot the box runs
  * box-run.sh from a read-only PAYLOAD disk: it unpacks `make firmware`'s tarball, runs
  * os-overlay/install.sh and `netboot prepare-disk` on an empty disk as README.md says, and prints
- * what systemd shows of the unit. From the host, through qemu's port forward to the box's port 80
- * (127.0.0.1 only; the box's network is `restrict=on`, nothing leaves it): GET /api/status, an
- * image imported, a client added, a snapshot taken. The box sees the snapshot, stops the service
- * (SIGTERM, clean exit) and powers off.
+ * what systemd shows of the unit. The box has two NICs: qemu's user network (`restrict=on`: nothing
+ * leaves it; only so network-online.target is reached as on a LAN) and a tap on the e2e lab's
+ * bridge (test/e2e/lab.ts, a namespace this test creates and deletes), where it has 198.18.0.2 and
+ * the appliance serves full DHCP. From the lab: GET /api/status, the e2e test disk imported as a
+ * golden image, a client added, an x86 BIOS PC (qemu TCG, iPXE ROM) network-booted from the box
+ * to its ext4 root on the box's iSCSI target, then a snapshot taken. The box sees the snapshot,
+ * stops the service (SIGTERM, clean exit) and powers off.
  *
  * Slow (TCG emulates every arm64 instruction): building the root takes ~20 min once, a run ~5-10
  * min. Not part of `make test`; `make arm64-box` runs it (ARM64_BOX=1). Logs and the serial console
@@ -17,21 +20,25 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildTestDisk, BUILD_TOOLS } from '../e2e/build-disk';
+import { formatBoot, formatTimeline, Lab, labUnavailableReason, missingTools, type BootResult } from '../e2e/lab';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const HERE = join(ROOT, 'test/arm64-box');
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
 const TARBALL = join(ROOT, 'dist', `netboot-appliance-${pkg.version}-arm64.tar.gz`);
 const LOCK_VERSION = /^version (\S+)$/m.exec(readFileSync(join(ROOT, 'tools/node.lock'), 'utf8'))![1]!;
-const MAC = '52:54:00:16:00:64';
+const MAC = '52:54:00:16:00:64'; // the PC that boots from the box
+const BOX_LAN_MAC = '52:54:00:16:00:02';
+const BOX = '198.18.0.2';
 const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const tools = ['qemu-system-aarch64', 'qemu-img', 'mkfs.ext4', 'mmdebstrap', 'qemu-aarch64-static'];
 const skipReason = process.env.ARM64_BOX !== '1' ? 'set ARM64_BOX=1 (make arm64-box): boots an emulated arm64 box, ~10 min'
   : tools.filter((t) => !has(t)).length ? `missing ${tools.filter((t) => !has(t)).join(', ')} (.ci/apt-packages.txt)`
-    : !existsSync(TARBALL) ? `${TARBALL} is missing: make firmware` : '';
+    : !existsSync(TARBALL) ? `${TARBALL} is missing: make firmware`
+      : labUnavailableReason() ?? (missingTools(BUILD_TOOLS).length ? `missing ${missingTools(BUILD_TOOLS).join(', ')}` : '');
 
 /** The cached arm64 root: keyed by the recipe (the scripts and the package list it installs). */
 function arm64Root(): { dir: string; built: boolean; seconds: number } {
@@ -54,15 +61,6 @@ function arm64Root(): { dir: string; built: boolean; seconds: number } {
   return { dir, built: true, seconds };
 }
 
-/** A free TCP port on 127.0.0.1 for the forward. */
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)); });
-  });
-}
-
 function run(cmd: string, args: string[]) {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
@@ -71,9 +69,9 @@ function run(cmd: string, args: string[]) {
 describe.skipIf(skipReason)('the firmware on an emulated arm64 Debian 12 box (issue #16)', () => {
   const art = join(ROOT, 'test-artifacts/arm64-box', `${Date.now()}`);
   const serial = join(art, 'serial.log');
+  const lab = new Lab({ id: 'a64', workDir: art });
   let qemu: ChildProcess | undefined;
   let exited: Promise<number | null> = Promise.resolve(null);
-  let port = 0;
   let t0 = 0;
   const timings: Record<string, number> = {};
   const console_ = () => (existsSync(serial) ? readFileSync(serial, 'latin1') : '');
@@ -91,16 +89,22 @@ describe.skipIf(skipReason)('the firmware on an emulated arm64 Debian 12 box (is
     }
   }
   let token = '';
-  const api = async (method: string, url: string, body?: unknown) => {
-    const res = await fetch(`http://127.0.0.1:${port}${url}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      signal: AbortSignal.timeout(120_000),
+  /** One API call to the box, by curl inside the lab namespace (the box is 198.18.0.2 there). */
+  const api = (method: string, url: string, body?: unknown, auth = true) => new Promise<{ status: number; json: any }>((resolve) => {
+    const args = ['netns', 'exec', lab.ns, 'curl', '-sS', '--max-time', '120', '-X', method, '-w', '\n%{http_code}'];
+    if (auth) args.push('-H', `Authorization: Bearer ${token}`);
+    if (body !== undefined) args.push('-H', 'Content-Type: application/json', '--data-binary', JSON.stringify(body));
+    const child = spawn('ip', [...args, `http://${BOX}${url}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.on('exit', () => {
+      const nl = out.lastIndexOf('\n');
+      const text = out.slice(0, Math.max(nl, 0));
+      let json: any = text;
+      try { json = text ? JSON.parse(text) : undefined; } catch { /* not JSON */ }
+      resolve({ status: Number(out.slice(nl + 1)) || 0, json });
     });
-    const text = await res.text();
-    return { status: res.status, json: text ? JSON.parse(text) : undefined };
-  };
+  });
 
   beforeAll(async () => {
     mkdirSync(art, { recursive: true });
@@ -110,18 +114,20 @@ describe.skipIf(skipReason)('the firmware on an emulated arm64 Debian 12 box (is
     run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', join(root.dir, 'root.img'), join(art, 'root.qcow2')]);
     // The data disk: empty, as a new USB disk is; `netboot prepare-disk` makes it.
     run('truncate', ['-s', '1G', join(art, 'data.img')]);
-    // The payload: the tarball, the script, a 16 MiB golden image with a marker, the client's MAC.
+    // The payload: the tarball, the script, the golden image (the e2e test disk: syslinux, a
+    // Debian kernel, a busybox initramfs that logs in again from the iBFT, an ext4 root), the
+    // client's MAC and the MAC of the box's LAN NIC.
     const payload = join(art, 'payload');
     mkdirSync(payload);
     copyFileSync(TARBALL, join(payload, `netboot-appliance-${pkg.version}-arm64.tar.gz`));
     copyFileSync(join(HERE, 'box-run.sh'), join(payload, 'run.sh'));
-    const golden = Buffer.alloc(16 << 20);
-    golden.write('ARM64-BOX GOLDEN IMAGE', 0x100000);
-    writeFileSync(join(payload, 'golden.raw'), golden);
+    copyFileSync(buildTestDisk().path, join(payload, 'golden.raw'));
     writeFileSync(join(payload, 'mac'), MAC);
-    run('mkfs.ext4', ['-q', '-L', 'PAYLOAD', '-d', payload, join(art, 'payload.img'), '128M']);
+    writeFileSync(join(payload, 'lan-mac'), BOX_LAN_MAC);
+    run('mkfs.ext4', ['-q', '-L', 'PAYLOAD', '-d', payload, join(art, 'payload.img'), '256M']);
 
-    port = await freePort();
+    lab.create();
+    const tap = lab.addTap();
     const args = [
       '-M', 'virt', '-cpu', 'cortex-a57', '-smp', '2', '-m', '1024', '-nographic', '-monitor', 'none',
       '-serial', `file:${serial}`,
@@ -130,15 +136,16 @@ describe.skipIf(skipReason)('the firmware on an emulated arm64 Debian 12 box (is
       '-drive', `if=none,id=root,file=${join(art, 'root.qcow2')},format=qcow2`, '-device', 'virtio-blk-pci,drive=root',
       '-drive', `if=none,id=data,file=${join(art, 'data.img')},format=raw`, '-device', 'virtio-blk-pci,drive=data,serial=netboot-data',
       '-drive', `if=none,id=payload,file=${join(art, 'payload.img')},format=raw,readonly=on`, '-device', 'virtio-blk-pci,drive=payload',
-      '-netdev', `user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:${port}-:80`, '-device', `virtio-net-pci,netdev=n0,mac=${MAC.replace(/00:64$/, '00:01')}`,
+      '-netdev', 'user,id=n0,restrict=on', '-device', 'virtio-net-pci,netdev=n0,mac=52:54:00:16:00:01',
+      '-netdev', `tap,id=n1,ifname=${tap},script=no,downscript=no`, '-device', `virtio-net-pci,netdev=n1,mac=${BOX_LAN_MAC}`,
     ];
     writeFileSync(join(art, 'qemu-args.txt'), args.join('\n'));
     t0 = Date.now();
-    qemu = spawn('qemu-system-aarch64', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    qemu = spawn('ip', ['netns', 'exec', lab.ns, 'qemu-system-aarch64', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     qemu.stderr!.on('data', (d) => { stderr += d; });
     exited = new Promise((resolve) => qemu!.once('exit', (code) => { writeFileSync(join(art, 'qemu-stderr.txt'), stderr); resolve(code); }));
-    console.log(`arm64 box: serial console ${serial}, API forwarded to 127.0.0.1:${port}`);
+    console.log(`arm64 box: serial console ${serial}, API at http://${BOX} in namespace ${lab.ns}`);
   }, 70 * 60_000);
 
   afterAll(async () => {
@@ -149,6 +156,7 @@ describe.skipIf(skipReason)('the firmware on an emulated arm64 Debian 12 box (is
       clearTimeout(t);
     }
     console.log(`arm64 box timings (s from qemu start): ${JSON.stringify(timings)}`);
+    await lab.destroy();
     rmSync(join(art, 'root.qcow2'), { force: true });
     rmSync(join(art, 'data.img'), { force: true });
     rmSync(join(art, 'payload'), { recursive: true, force: true });
@@ -179,14 +187,14 @@ describe.skipIf(skipReason)('the firmware on an emulated arm64 Debian 12 box (is
     for (const p of ['tcp:0.0.0.0:80', 'udp:0.0.0.0:69', 'tcp:0.0.0.0:3260']) expect(listening).toContain(p);
   }, 20 * 60_000);
 
-  it('answers GET /api/status from the host, imports an image, adds a client and takes a snapshot through the API', async () => {
+  it('answers GET /api/status, imports an image, adds a client, boots an x86 PC from the box and takes a snapshot through the API', async () => {
     token = (await waitFor('token', 5 * 60)).slice('token '.length);
     expect(token.length).toBeGreaterThan(16);
     const status = await api('GET', '/api/status');
     expect(status.status).toBe(200);
     expect(status.json.version).toBe(pkg.version);
     timings['api-status'] = (Date.now() - t0) / 1000;
-    expect((await fetch(`http://127.0.0.1:${port}/api/status`)).status).toBe(401); // no token, no status
+    expect((await api('GET', '/api/status', undefined, false)).status).toBe(401); // no token, no status
 
     expect((await api('POST', '/api/images', { name: 'golden', path: '/srv/netboot/import/golden.raw' })).status).toBe(202);
     let image: { state: string } = { state: 'importing' };
@@ -198,12 +206,27 @@ describe.skipIf(skipReason)('the firmware on an emulated arm64 Debian 12 box (is
     timings['image-ready'] = (Date.now() - t0) / 1000;
     const client = await api('POST', '/api/clients', { mac: MAC, image: 'golden', name: 'arm64-proof-client' });
     expect(client.status, JSON.stringify(client.json)).toBe(201);
+
+    // An x86 BIOS PC on the lab bridge: DHCP, TFTP and the iPXE script from the box, the disk
+    // over the box's iSCSI target, the kernel reads its root from there too and writes a line.
+    const q = lab.startQemu({ name: 'pc-from-arm64-box', mac: MAC, firmware: 'bios', timeoutMs: 20 * 60_000 });
+    const boot: BootResult = await q.result();
+    console.log(`${formatBoot(boot)}\n    ${formatTimeline(boot)}`);
+    expect(boot.timedOut, q.tail()).toBe(false);
+    expect(boot.rootMountedMs, q.tail()).toBeDefined();
+    expect(boot.wroteLine).toBe(1);
+    timings['pc-root-mounted-s'] = boot.rootMountedMs! / 1000;
+    timings['pc-boot-total-s'] = boot.totalMs / 1000;
+    // The box saw it: the client's boot timeline through the API.
+    const events = await api('GET', `/api/clients/${MAC}/events`);
+    expect(events.json.events.map((e: { stage: string }) => e.stage)).toContain('iscsi-login');
+
     const snap = await api('POST', `/api/clients/${MAC}/snapshots`, { name: 'arm64-proof' });
     expect(snap.status, JSON.stringify(snap.json)).toBe(201);
     const list = await api('GET', `/api/clients/${MAC}/snapshots`);
     expect(list.json.snapshots.map((s: { name: string }) => s.name)).toContain('arm64-proof');
     timings['snapshot'] = (Date.now() - t0) / 1000;
-  }, 20 * 60_000);
+  }, 40 * 60_000);
 
   it('the box sees the snapshot, stops the service cleanly and powers off', async () => {
     await waitFor('snapshot-seen', 5 * 60);

@@ -19,6 +19,19 @@ cd netboot-appliance-*-arm64
 # install.sh runs without --with-packages.
 if ./os-overlay/install.sh; then say "install-ok"; else say "install-failed rc=$?"; fi
 
+# The LAN the PCs boot from: the box's second NIC (the host's lab bridge), 198.18.0.2/24, and
+# the appliance in full DHCP mode on it (an isolated network, as in docs/raspberry-pi.md's
+# "full" example). The first NIC is qemu's user network, only for network-online.target.
+if [ -f "$p/lan-mac" ]; then
+  lan=$(ip -o link | awk -v m="$(cat "$p/lan-mac")" 'index($0, m) { sub(":$", "", $2); print $2 }')
+  ip addr add 198.18.0.2/24 dev "$lan" && ip link set "$lan" up
+  /opt/netboot/node/bin/node -e '
+    const fs = require("fs"); const f = "/etc/netboot/config.json"; const c = JSON.parse(fs.readFileSync(f, "utf8"));
+    c.dhcp = { ...c.dhcp, mode: "full", interface: process.argv[1], range: ["198.18.0.100", "198.18.0.150"], netmask: "255.255.255.0", conflictProbeSeconds: 1 };
+    fs.writeFileSync(f, JSON.stringify(c, null, 2) + "\n");' "$lan"
+  say "lan $lan $(ip -o -4 addr show dev "$lan" | awk '{print $4}') dhcp=full"
+fi
+
 # README: sudo netboot prepare-disk (lists disks), then sudo netboot prepare-disk /dev/sdX sdX.
 # The empty data disk is the virtio disk with serial netboot-data; its filesystem appearing
 # starts the service (99-netboot-disk.rules).
