@@ -1,8 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IscsiServer } from '../../appliance/iscsi/server';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { capturedPdus, fuzzer, xorshift } from './fuzz-traffic';
 import { IQN_INITIATOR, startTarget, target } from './harness';
 import { TestInitiator } from './initiator';
 import { MemoryDisk } from './volumes';
@@ -18,58 +17,14 @@ const T = 'iqn.2026-11.local.netboot:fuzz';
 /** The fuzzers log in to their own target: bit flips can turn any CDB into a WRITE. */
 const T_FUZZ = 'iqn.2026-11.local.netboot:fuzz-victim';
 
-let seed = 0x2545f491;
-function rnd(n: number): number {
-  seed ^= seed << 13;
-  seed ^= seed >>> 17;
-  seed ^= seed << 5;
-  return ((seed >>> 0) % n);
-}
-
-/** Splits a captured stream into PDUs (48-byte BHS + padded data, no digests). */
-function splitPdus(stream: Buffer): Buffer[] {
-  const out: Buffer[] = [];
-  for (let off = 0; off + 48 <= stream.length;) {
-    const len = 48 + stream[off + 4] * 4 + ((stream.readUIntBE(off + 5, 3) + 3) & ~3);
-    out.push(stream.subarray(off, off + len));
-    off += len;
-  }
-  return out;
-}
-
-function mutate(pdu: Buffer): Buffer {
-  const b = Buffer.from(pdu);
-  switch (rnd(6)) {
-    case 0: // flip some bits anywhere
-      for (let k = 0, n = 1 + rnd(8); k < n; k++) b[rnd(b.length)] ^= 1 << rnd(8);
-      return b;
-    case 1: // absurd lengths
-      b[4] = rnd(256);
-      b.writeUIntBE(rnd(1 << 24), 5, 3);
-      return b;
-    case 2: // random opcode
-      b[0] = rnd(256);
-      return b;
-    case 3: // truncated
-      return b.subarray(0, rnd(b.length));
-    case 4: // random BHS, real data
-      randomBytes(48).copy(b, 0);
-      return b;
-    default: // random fields except the lengths
-      randomBytes(40).copy(b, 8);
-      return b;
-  }
-}
+const rnd = xorshift();
 
 describe('fuzzing the target', () => {
   const disk = new MemoryDisk('fuzz-disk', 16384);
   const victim = new MemoryDisk('fuzz-victim-disk', 16384);
   let server: IscsiServer;
   let port: number;
-  const captured = [
-    ...splitPdus(readFileSync(join(__dirname, '..', 'fixtures', 'iscsi', 'libiscsi-inq.initiator.bin'))),
-    ...splitPdus(readFileSync(join(__dirname, '..', 'fixtures', 'iscsi', 'qemu-io.initiator.bin'))),
-  ];
+  const captured = capturedPdus();
 
   beforeAll(async () => {
     ({ server, port } = await startTarget([
@@ -101,43 +56,9 @@ describe('fuzzing the target', () => {
       }
     })();
 
-    const fuzzer = async () => {
-      while (Date.now() < end) {
-        fuzzConns++;
-        let c: TestInitiator;
-        try {
-          c = await TestInitiator.connect(port);
-        } catch {
-          continue;
-        }
-        try {
-          const mode = rnd(3);
-          if (mode > 0) {
-            // Log in properly first so the fuzz reaches the full feature phase.
-            const st = await Promise.race([
-              c.login({ initiatorName: IQN_INITIATOR, targetName: T_FUZZ, isid: `40000137${(0xe000 + rnd(0x1000)).toString(16)}` }),
-              new Promise<number>((r) => setTimeout(() => r(-1), 2000)),
-            ]);
-            if (st !== 0) continue;
-          }
-          for (let k = 0, n = 1 + rnd(40); k < n && !c.closed; k++) {
-            const pick = rnd(10);
-            if (pick < 7) {
-              c.writeRaw(mutate(captured[rnd(captured.length)]));
-            } else if (pick < 9) {
-              c.writeRaw(randomBytes(1 + rnd(300)));
-            } else {
-              c.writeRaw(randomBytes(48));
-            }
-          }
-          await new Promise((r) => setTimeout(r, rnd(30)));
-        } finally {
-          c.destroy();
-        }
-      }
-    };
-
-    await Promise.all([goodLoop, fuzzer(), fuzzer(), fuzzer()]);
+    const fuzz = () => fuzzer({ port, targetName: T_FUZZ, initiatorName: IQN_INITIATOR, until: end, rnd, captured });
+    const conns = await Promise.all([goodLoop, fuzz(), fuzz(), fuzz()]);
+    fuzzConns = conns[1] + conns[2] + conns[3];
     expect(goodOps).toBeGreaterThan(20);
     expect(fuzzConns).toBeGreaterThan(20);
     expect(good.closed).toBe(false);

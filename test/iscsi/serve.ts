@@ -5,12 +5,15 @@
  * store:PATH: the product path — PATH imported as a golden image into an image store in a temp
  * directory, and a client disk cloned from it (copy-on-write), which is what clients boot from.
  * Prints "PORT <n>" once listening; target iqn.2026-11.local.netboot:test, disk at LUN 0.
+ * With store:PATH, a line "RESET" on stdin resets the client disk to a fresh clone of the golden
+ * image once no session holds it (benches measure first writes with it), answered "RESET done".
  */
 // First, as in the appliance: the file I/O thread pool's size, before anything starts the pool.
 import '../../appliance/core/io-threads';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import pino from 'pino';
 import { systemClock } from '../../appliance/core/clock';
 import { ImageStore } from '../../image-store';
@@ -25,6 +28,7 @@ async function main(): Promise<void> {
   const log = pino({ level });
   let open;
   let cleanup = async () => {};
+  let onReset: (() => Promise<void>) | null = null;
   if (kind.startsWith('file:')) {
     const d = new FileDisk('file-disk', kind.slice(5), blocks);
     open = () => d.open();
@@ -34,6 +38,11 @@ async function main(): Promise<void> {
     await store.importImage('golden', kind.slice(6));
     store.createDisk('client', 'golden');
     open = () => store.openVolume('client');
+    onReset = async () => {
+      // The session closes its volume a moment after the initiator's logout.
+      for (let i = 0; i < 200 && store.isOpen('client'); i++) await new Promise((r) => setTimeout(r, 25));
+      await store.resetDisk('client');
+    };
     cleanup = async () => {
       await store.close();
       rmSync(dir, { recursive: true, force: true });
@@ -48,6 +57,13 @@ async function main(): Promise<void> {
   // the product's cap of 8 per address is for a LAN of one-disk clients, not this.
   const { server } = await startTarget([t], { log, port, extra: { maxConnectionsPerAddress: 256 } });
   console.log(`PORT ${server.port}`);
+  if (onReset) {
+    const reset = onReset;
+    createInterface({ input: process.stdin }).on('line', (line) => {
+      if (line.trim() !== 'RESET') return;
+      reset().then(() => console.log('RESET done'), (err: Error) => console.log(`RESET failed: ${err.message}`));
+    });
+  }
   const stop = () => void server.stop().then(cleanup).then(() => process.exit(0));
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
