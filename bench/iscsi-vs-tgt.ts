@@ -66,9 +66,11 @@ function unitRuntime(): { env: Record<string, string>; flags: string[] } {
   for (const raw of readFileSync(UNIT, 'utf8').split('\n')) {
     const line = raw.trim();
     if (line.startsWith('Environment=')) {
-      for (const pair of line.slice('Environment='.length).split(/\s+/)) {
-        const m = /^"?([A-Za-z_][A-Za-z0-9_]*)=(.*?)"?$/.exec(pair);
-        if (m) env[m[1]!] = m[2]!;
+      // Space-separated assignments, each possibly in double quotes (systemd.exec(5)).
+      for (const m of line.slice('Environment='.length).matchAll(/"([^"]*)"|(\S+)/g)) {
+        const pair = m[1] ?? m[2]!;
+        const k = pair.indexOf('=');
+        if (k > 0) env[pair.slice(0, k)] = pair.slice(k + 1);
       }
     } else if (line.startsWith('ExecStart=')) {
       const words = line.slice('ExecStart='.length).split(/\s+/);

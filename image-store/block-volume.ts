@@ -27,7 +27,12 @@ export interface BlockVolume {
   /** Largest write(..., { atomic: true }) in blocks that is all or nothing; absent or 0: none is. */
   readonly atomicWriteBlocks?: number;
 
-  read(lba: number, blocks: number): Promise<Buffer>;
+  /**
+   * Reads blocks [lba, lba+blocks). `into` (exactly blocks × blockSize bytes), when given, may
+   * receive the data and be returned (the iSCSI target reuses such buffers); a volume may also
+   * ignore it and return a buffer of its own. Callers use the returned buffer either way.
+   */
+  read(lba: number, blocks: number, into?: Buffer): Promise<Buffer>;
   write(lba: number, data: Buffer, opts?: WriteOptions): Promise<void>;
   flush(): Promise<void>;
   /** Deallocates blocks (SCSI UNMAP / WRITE SAME with UNMAP). What they then read as: `thin.unmappedReads`. */

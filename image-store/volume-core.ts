@@ -84,17 +84,18 @@ export class VolumeCore implements ReservationHolder {
   }
 
   /**
-   * Reads blocks [lba, lba+blocks). The common case (inside one chunk, e.g. 4 KiB) is one pread
-   * with no async frame or closure array; longer reads coalesce chunks adjacent on disk.
+   * Reads blocks [lba, lba+blocks) into `into` (exactly that long) or a fresh buffer. The common
+   * case (inside one chunk, e.g. 4 KiB) is one pread with no async frame or closure array; longer
+   * reads coalesce chunks adjacent on disk.
    */
-  read(lba: number, blocks: number): Promise<Buffer> {
+  read(lba: number, blocks: number, into?: Buffer): Promise<Buffer> {
     if (this.closed) return Promise.reject(this.closedError());
     const len = blocks * BLOCK;
     const byte = lba * BLOCK;
     const l = Math.floor(byte / this.chunkBytes);
     const inChunk = byte - l * this.chunkBytes;
-    if (inChunk + len > this.chunkBytes) return this.readSpan(lba, blocks);
-    const out = Buffer.allocUnsafe(len);
+    if (inChunk + len > this.chunkBytes) return this.readSpan(lba, blocks, into);
+    const out = into ?? Buffer.allocUnsafe(len);
     const v = this.map[l];
     if (v === 0) return Promise.resolve(out.fill(0));
     this.reading++;
@@ -148,9 +149,9 @@ export class VolumeCore implements ReservationHolder {
     if (--this.reading === 0 && this.heldFrees.length > 0) this.space.release(this.heldFrees.splice(0));
   }
 
-  private async readSpan(lba: number, blocks: number): Promise<Buffer> {
+  private async readSpan(lba: number, blocks: number, into?: Buffer): Promise<Buffer> {
     const len = blocks * BLOCK;
-    const out = Buffer.allocUnsafe(len);
+    const out = into ?? Buffer.allocUnsafe(len);
     const cb = this.chunkBytes;
     let byte = lba * BLOCK;
     const end = byte + len;

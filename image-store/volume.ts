@@ -42,13 +42,13 @@ export class StoreVolume implements BlockVolume {
     }
   }
 
-  read(lba: number, blocks: number): Promise<Buffer> {
+  read(lba: number, blocks: number, into?: Buffer): Promise<Buffer> {
     try {
       this.check(lba, blocks);
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.core.read(lba, blocks);
+    return this.core.read(lba, blocks, into?.length === blocks * this.blockSize ? into : undefined);
   }
 
   write(lba: number, data: Buffer, opts?: WriteOptions): Promise<void> {

@@ -17,7 +17,7 @@ import type { SessionParams, TargetLimits } from './params';
 import { LogicalUnit, noSuchLun, reportLuns, type ScsiResult } from './scsi/logical-unit';
 import type { LuShared } from './scsi/logical-unit';
 import { Status } from './scsi/sense';
-import type { WriteBuffers } from './write-buffers';
+import { MIN_CLASS, type BufferPool } from './buffer-pool';
 import type { TargetDirectory, TargetEntry } from './target-directory';
 import { decodeText, encodeText, type TextPair } from './text';
 
@@ -80,8 +80,8 @@ export interface ConnectionContext {
    * target is one medium, so COMPARE AND WRITE stays atomic across both.
    */
   luShared(volumeId: string): LuShared;
-  /** Buffers for write data, shared by every connection. */
-  writeBuffers: WriteBuffers;
+  /** Buffers for large commands' write data and Data-In, shared by every connection. */
+  buffers: BufferPool;
   loginRefused(conn: IscsiConnection, target: TargetEntry | null, initiator: string, reason: string, status: number): void;
   count(name: 'pdusIn' | 'pdusOut' | 'bytesIn' | 'bytesOut' | 'commands' | 'errors' | 'rejects', n?: number): void;
 }
@@ -92,8 +92,13 @@ interface Task {
   lu: LogicalUnit | null;
   /** Write data (EDTL bytes) being assembled. */
   buf: Buffer | null;
-  /** buf came from ctx.writeBuffers: it goes back there once the command has been answered. */
+  /** buf came from ctx.buffers: it goes back there once the command has been answered. */
   pooled: boolean;
+  /**
+   * A pooled buffer a large read may return its data in (ScsiRequest.dataInBuffer). It goes back
+   * to the pool only once the Data-In sent from it reached the kernel; otherwise to the GC.
+   */
+  inBuf: Buffer | null;
   received: number;
   /** End of the unsolicited region (immediate + unsolicited Data-Out), §13.13-13.14. */
   unsolicitedEnd: number;
@@ -459,7 +464,7 @@ export class IscsiConnection {
     const task: Task = {
       itt: cmd.itt, cmd, lu: this.luns.get(cmd.lun) ?? null, buf: null, received: 0, unsolicitedEnd: 0, nextR2T: 0,
       outstandingR2T: 0, r2tSN: 0, dataSN: null, ordered, executing: false, aborted: false, reservedBytes: 0, pooled: false,
-      dataError: false, partial: false, dataInReserved: 0, waiting: false,
+      dataError: false, partial: false, dataInReserved: 0, waiting: false, inBuf: null,
     };
     this.tasks.set(cmd.itt, task);
     if (cmd.write && cmd.edtl > 0) {
@@ -484,8 +489,11 @@ export class IscsiConnection {
       // Sequences of Data-Out are expected only when not everything came as immediate data.
       if (imm < cmd.edtl) task.dataSN = new Map();
       if (task.unsolicitedEnd > imm) task.dataSN!.set(RESERVED_TAG, 0);
+      const placed = imm > 0 && this.placedCommandData.has(cmd.data.buffer) && cmd.data.byteOffset === 0;
       if (imm === cmd.edtl) {
         task.buf = cmd.data; // the whole write came as immediate data: no copy
+        // Gathered into a pooled buffer by placeDataOut: it goes back to the pool when answered.
+        task.pooled = placed;
       } else if (task.unsolicitedEnd < cmd.edtl && this.writeBuffered > 0 && this.writeBuffered + cmd.edtl > MAX_WRITE_BUFFERED) {
         // Too much write data buffered already: ask for this one's data once others finish.
         // Unsolicited Data-Out may already be on its way (InitialR2T=No) and cannot be refused:
@@ -509,7 +517,15 @@ export class IscsiConnection {
   private allocateWrite(task: Task): void {
     const cmd = task.cmd;
     const first = task.partial ? task.buf! : null;
-    task.buf = this.ctx.writeBuffers.acquire(cmd.edtl);
+    if (!first && cmd.data.length > 0 && this.placedCommandData.has(cmd.data.buffer) && cmd.data.byteOffset === 0) {
+      // The immediate data already sits at the start of a pooled buffer of EDTL bytes (placeDataOut).
+      task.buf = Buffer.from(cmd.data.buffer, 0, cmd.edtl);
+      task.pooled = true;
+      this.writeBuffered += cmd.edtl;
+      task.reservedBytes = cmd.edtl;
+      return;
+    }
+    task.buf = this.ctx.buffers.acquire(cmd.edtl);
     task.pooled = true;
     this.writeBuffered += cmd.edtl;
     task.reservedBytes = cmd.edtl;
@@ -566,13 +582,33 @@ export class IscsiConnection {
    * command executes (executing tasks get no placement).
    */
   private placeDataOut(h: Buffer, len: number): Buffer | undefined {
-    if ((h[0]! & 0x3f) !== Op.DataOut) return undefined;
+    const op = h[0]! & 0x3f;
+    if (op === Op.ScsiCommand) return this.placeImmediateData(h, len);
+    if (op !== Op.DataOut) return undefined;
     const task = this.tasks.get(h.readUInt32BE(16));
     if (!task || !task.buf || !task.dataSN || task.executing || task.aborted || !task.dataSN.has(h.readUInt32BE(20))) return undefined;
     const off = h.readUInt32BE(40);
     if (off + len > task.buf.length) return undefined;
     return task.buf.subarray(off, off + len);
   }
+
+  /**
+   * Immediate data of a large WRITE (open-iscsi and libiscsi send up to FirstBurstLength, 256
+   * KiB, with the command) spans socket chunks: gather it into the start of a pooled buffer of
+   * EDTL bytes, which the task then adopts (allocateWrite) instead of copying it again. Judged
+   * before anything checked the command: a buffer the task does not adopt (a protocol error, a
+   * command refused) is left to the GC, never released.
+   */
+  private placeImmediateData(h: Buffer, len: number): Buffer | undefined {
+    const edtl = h.readUInt32BE(20);
+    if ((h[1]! & 0x20) === 0 || edtl < MIN_CLASS || len > edtl || edtl > MAX_EDTL || this.phase !== 'full') return undefined;
+    const buf = this.ctx.buffers.acquire(edtl);
+    this.placedCommandData.add(buf.buffer);
+    return buf.subarray(0, len);
+  }
+
+  /** ArrayBuffers of pooled buffers that placeImmediateData handed the framer. */
+  private readonly placedCommandData = new WeakSet<ArrayBufferLike>();
 
   private onDataOut(d: DataOut): void {
     const task = this.tasks.get(d.itt);
@@ -693,8 +729,11 @@ export class IscsiConnection {
     if (this.lunsOpening) await this.lunsOpening;
     const fast = this.luns.get(cmd.lun);
     if (fast && cmd.cdb[0] !== 0xa0) {
+      // A large read's data goes into a pooled buffer, back in the pool once sent (complete()).
+      if (cmd.read && cmd.edtl >= MIN_CLASS && !cmd.write) task.inBuf = this.ctx.buffers.acquire(cmd.edtl);
       // Hot path: no extra async layers between the volume's promise and the response.
-      fast.execute({ cdb: cmd.cdb, dataOut: task.buf, edtl: cmd.edtl, nexus: this.nexus }).then((r) => this.finished(task, r));
+      fast.execute({ cdb: cmd.cdb, dataOut: task.buf, edtl: cmd.edtl, nexus: this.nexus, dataInBuffer: task.inBuf ?? undefined })
+        .then((r) => this.finished(task, r));
       return;
     }
     let result: ScsiResult;
@@ -745,7 +784,7 @@ export class IscsiConnection {
     // into the buffer any more (placement stops once a task executes) and nothing reads it.
     if (task.pooled && task.executing) {
       task.pooled = false;
-      this.ctx.writeBuffers.release(task.buf!);
+      this.ctx.buffers.release(task.buf!);
       task.buf = null;
     }
     if (task.reservedBytes) {
@@ -791,6 +830,9 @@ export class IscsiConnection {
     }
     if (dataIn && dataIn.length > 0) {
       this.sendDataIn(task, dataIn, r, underflow, overflow, residual);
+      // Sent from the pooled buffer: back to the pool once the socket has taken it (flush()).
+      if (task.inBuf && dataIn.buffer === task.inBuf.buffer) this.outRelease.push(task.inBuf);
+      task.inBuf = null;
       if (r.sense === null) return;
     }
     const sense = r.sense;
@@ -1121,25 +1163,35 @@ export class IscsiConnection {
   private outQ: Buffer[] = [];
   private outBytes = 0;
   private flushScheduled = false;
+  /** Pooled Data-In buffers queued in outQ: released once the batch holding them was written. */
+  private outRelease: Buffer[] = [];
 
   private readonly flush = (): void => {
     this.flushScheduled = false;
     const q = this.outQ;
     const n = this.outBytes;
+    const release = this.outRelease;
     this.outQ = [];
     this.outBytes = 0;
+    if (release.length > 0) this.outRelease = [];
+    // A destroyed socket may still hold what it was given: pooled buffers go to the GC.
     if (q.length === 0 || this.socket.destroyed) return;
     this.ctx.count('bytesOut', n);
-    // The last write's callback runs once the batch reached the kernel: commands waiting for
-    // Data-In room may start then, without waiting for the whole buffer to drain.
+    // The last write's callback runs once the batch reached the kernel (writes complete in
+    // order): commands waiting for Data-In room may start then, without waiting for the whole
+    // buffer to drain, and the batch's pooled Data-In buffers go back (not after a failed write).
+    const taken = release.length === 0 ? this.onOutputTaken : (err?: Error | null) => {
+      if (!err) for (const b of release) this.ctx.buffers.release(b);
+      this.onOutputTaken();
+    };
     if (q.length === 1) {
-      this.socket.write(q[0], this.onOutputTaken);
+      this.socket.write(q[0], taken);
     } else if (n <= SMALL_BATCH) {
-      this.socket.write(Buffer.concat(q, n), this.onOutputTaken);
+      this.socket.write(Buffer.concat(q, n), taken);
     } else {
       this.socket.cork();
       for (let i = 0; i < q.length - 1; i++) this.socket.write(q[i]);
-      this.socket.write(q[q.length - 1], this.onOutputTaken);
+      this.socket.write(q[q.length - 1], taken);
       this.socket.uncork();
     }
     this.throttleInput();

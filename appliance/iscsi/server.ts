@@ -1,10 +1,11 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Clock } from '../core/clock';
 import type { Logger } from '../core/log';
+import type { GcPacer } from '../core/gc-pacer';
 import type { BootEventSink } from '../core/model';
 import { bindError, type Service, type ServiceState, type ServiceStatus } from '../core/service';
 import { IscsiConnection, type ConnectionContext } from './connection';
-import { WriteBuffers } from './write-buffers';
+import { BufferPool } from './buffer-pool';
 import { LoginStatus } from './constants';
 import { authRank, type AdmitRequest, type LoginOutcome } from './login';
 import { DEFAULT_LIMITS, type TargetLimits } from './params';
@@ -34,6 +35,8 @@ export interface IscsiServerOptions {
   discoveryTimeoutSeconds?: number;
   /** Data-In queued on one connection before it stops taking new commands (default 16). */
   maxQueuedDataInMiB?: number;
+  /** Told every byte that arrives, so dead socket read buffers are collected sooner (core/gc-pacer.ts). */
+  gcPacer?: GcPacer;
 }
 
 /** Defaults of the optional limits: the same as config.iscsi's (appliance/core/config.ts). */
@@ -208,13 +211,17 @@ export class IscsiServer implements Service {
   }
 
   private ctxCache: ConnectionContext | null = null;
-  /** Write data buffers kept for reuse: up to 32 MiB idle (a few QD32 bursts of 1 MiB writes). */
-  private readonly writeBuffers = new WriteBuffers(32 * 1024 * 1024);
+  /**
+   * Large commands' write data and Data-In, kept for reuse: up to 16 MiB idle, what QD8 of 1 MiB
+   * reads and writes keep in flight (issue #16: RSS is what a 1 GiB board can spare).
+   */
+  private readonly buffers = new BufferPool(16 * 1024 * 1024);
 
   private context(): ConnectionContext {
     if (this.ctxCache) return this.ctxCache;
     const counters = this.counters;
     const opts = this.opts;
+    const pacer = opts.gcPacer;
     const port = () => this.boundPort;
     this.ctxCache = {
       clock: this.opts.clock,
@@ -240,13 +247,14 @@ export class IscsiServer implements Service {
         if (!s) this.shared.set(volumeId, (s = new LuShared()));
         return s;
       },
-      writeBuffers: this.writeBuffers,
+      buffers: this.buffers,
       loginRefused: (_conn, target, initiator, reason, status) => {
         counters.loginFailures++;
         this.record(target, 'iscsi-login-refused', { initiator, reason, status: `0x${status.toString(16).padStart(4, '0')}` });
       },
       count: (name, n = 1) => {
         counters[name] += n;
+        if (name === 'bytesIn') pacer?.received(n);
       },
     };
     return this.ctxCache;

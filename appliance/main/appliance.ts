@@ -26,6 +26,7 @@ import { ImageFlagStore } from '../images/image-flags';
 import { SnapshotScheduler } from '../backups/snapshot-scheduler';
 import { clientUseRoutes } from '../http/routes/client-uses';
 import { IscsiServer } from '../iscsi/server';
+import { GC_PACE_BYTES, gcPacer } from './gc-pacer';
 import { MdnsAdvertiser } from '../mdns/advertiser';
 import { bootingMacs } from '../ra/policy';
 import { findRaHelper, RaResponder } from '../ra/responder';
@@ -141,6 +142,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
     loginTimeoutSeconds: config.iscsi.loginTimeoutSeconds,
     discoveryTimeoutSeconds: config.iscsi.discoveryTimeoutSeconds,
     maxQueuedDataInMiB: config.iscsi.maxQueuedDataInMiB,
+    gcPacer: gcPacer(GC_PACE_BYTES),
     // A getter over the current address (issue #14). IscsiServer still caches its connection
     // context, portal included, at the first connection: test/network/iscsi-portal.test.ts.
     get portalAddress() {

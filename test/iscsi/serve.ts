@@ -6,7 +6,8 @@
  * directory, and a client disk cloned from it (copy-on-write), which is what clients boot from.
  * Prints "PORT <n>" once listening; target iqn.2026-11.local.netboot:test, disk at LUN 0.
  * With store:PATH, a line "RESET" on stdin resets the client disk to a fresh clone of the golden
- * image once no session holds it (benches measure first writes with it), answered "RESET done".
+ * image once no session holds it (benches measure first writes with it), answered "RESET done";
+ * "MEM" prints the process's memory by kind (process.memoryUsage()).
  */
 // First, as in the appliance: the file I/O thread pool's size, before anything starts the pool.
 import '../../appliance/core/io-threads';
@@ -16,6 +17,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import pino from 'pino';
 import { systemClock } from '../../appliance/core/clock';
+import { GC_PACE_BYTES, gcPacer } from '../../appliance/core/gc-pacer';
 import { ImageStore } from '../../image-store';
 import { startTarget, target } from './harness';
 import { FileDisk, MemoryDisk } from './volumes';
@@ -55,15 +57,20 @@ async function main(): Promise<void> {
   // Benches and conformance runs connect every client from 127.0.0.1 (iscsi-vs-tgt.ts runs
   // qemu-img/iscsi-perf with several sessions, iscsi-test-cu two initiators plus reconnects):
   // the product's cap of 8 per address is for a LAN of one-disk clients, not this.
-  const { server } = await startTarget([t], { log, port, extra: { maxConnectionsPerAddress: 256 } });
+  const { server } = await startTarget([t], { log, port, extra: { maxConnectionsPerAddress: 256, gcPacer: gcPacer(GC_PACE_BYTES) } });
   console.log(`PORT ${server.port}`);
-  if (onReset) {
-    const reset = onReset;
-    createInterface({ input: process.stdin }).on('line', (line) => {
-      if (line.trim() !== 'RESET') return;
-      reset().then(() => console.log('RESET done'), (err: Error) => console.log(`RESET failed: ${err.message}`));
-    });
-  }
+  createInterface({ input: process.stdin }).on('line', (line) => {
+    const cmd = line.trim();
+    if (cmd === 'MEM') {
+      // Where the memory is (benches print it): V8's heap, ArrayBuffers, the rest is malloc'd.
+      const m = process.memoryUsage();
+      const mib = (n: number) => (n / 1048576).toFixed(1);
+      console.log(`MEM rss ${mib(m.rss)} heapTotal ${mib(m.heapTotal)} heapUsed ${mib(m.heapUsed)} external ${mib(m.external)} arrayBuffers ${mib(m.arrayBuffers)}`);
+    } else if (cmd === 'RESET') {
+      if (!onReset) console.log('RESET failed: not a store disk');
+      else onReset().then(() => console.log('RESET done'), (err: Error) => console.log(`RESET failed: ${err.message}`));
+    }
+  });
   const stop = () => void server.stop().then(cleanup).then(() => process.exit(0));
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

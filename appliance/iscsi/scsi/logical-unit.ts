@@ -28,6 +28,11 @@ export interface ScsiRequest {
   edtl: number;
   /** I_T nexus name, for reservations. */
   nexus: string;
+  /**
+   * A buffer of EDTL bytes a READ may return its data in (the connection's pool): the data
+   * must come back as this very buffer (or a view of it) for it to be reused.
+   */
+  dataInBuffer?: Buffer;
 }
 
 /** What the command produced. */
@@ -204,7 +209,8 @@ export class LogicalUnit {
     if (io.blocks === 0 || io.blocks > BLOCK_LIMITS.maxTransferBlocks) return null;
     const bytes = io.blocks * this.blockSize;
     if (!write) {
-      return this.volume.read(io.lba, io.blocks).then(
+      const into = req.dataInBuffer?.length === bytes ? req.dataInBuffer : undefined;
+      return this.volume.read(io.lba, io.blocks, into).then(
         (dataIn) => ({ status: Status.Good, sense: null, dataIn, dataOutWanted: 0 }),
         (err) => this.failure(err, cdb, 0),
       );

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { WriteBuffers } from '../../appliance/iscsi/write-buffers';
+import { BufferPool } from '../../appliance/iscsi/buffer-pool';
 
-describe('write buffers', () => {
+describe('buffer pool', () => {
   it('hands a released buffer out again for a write of the same size class, never one still in use', () => {
-    const pool = new WriteBuffers(4 << 20);
+    const pool = new BufferPool(4 << 20);
     const a = pool.acquire(1 << 20);
     const b = pool.acquire(1 << 20);
     expect(a.length).toBe(1 << 20);
@@ -22,7 +22,7 @@ describe('write buffers', () => {
   });
 
   it('keeps at most maxIdleBytes idle and leaves small or foreign buffers to the GC', () => {
-    const pool = new WriteBuffers(2 << 20);
+    const pool = new BufferPool(2 << 20);
     const bufs = [pool.acquire(1 << 20), pool.acquire(1 << 20), pool.acquire(1 << 20)];
     for (const b of bufs) pool.release(b);
     expect(pool.idleTotal).toBe(2 << 20);
