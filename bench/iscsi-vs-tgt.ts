@@ -106,6 +106,8 @@ interface Endpoint {
   pid: number;
   /** Resets a store disk to a fresh clone of its image (null: the raw file, nothing to reset). */
   reset: (() => Promise<void>) | null;
+  /** Our target's memory by kind (serve.ts MEM), for the log. */
+  mem?: () => Promise<string>;
 }
 
 function qemuOpts(e: Endpoint): string {
@@ -180,6 +182,17 @@ function rss(pid: number): { rss: number; hwm: number } {
     return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
   } catch {
     return { rss: NaN, hwm: NaN };
+  }
+}
+
+/** VmRSS split into anonymous memory and mapped files (the node binary's pages count as RSS too). */
+function rssKinds(pid: number): string {
+  try {
+    const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const mib = (k: string) => (Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? 0) / 1024).toFixed(0);
+    return `RSS ${mib('VmRSS')} MiB (anon ${mib('RssAnon')}, file ${mib('RssFile')})`;
+  } catch {
+    return 'gone';
   }
 }
 
@@ -326,7 +339,11 @@ async function main(): Promise<void> {
           if (r !== 'done') throw new Error(`RESET ${r}`);
         }
         : null;
-      ours.push({ name: `ours (${backing})`, port, iqn: OUR_IQN, lun: 0, pid: child.pid!, reset });
+      const mem = async () => {
+        child.stdin!.write('MEM\n');
+        return lines.next(/MEM (.*)/);
+      };
+      ours.push({ name: `ours (${backing})`, port, iqn: OUR_IQN, lun: 0, pid: child.pid!, reset, mem });
     }
     const all = [tgt, ...ours];
     const head = `ours: node ${(await run(NODE, ['--version'])).stdout.trim()}${flags.length ? ` ${flags.join(' ')}` : ''}`
@@ -382,6 +399,7 @@ async function main(): Promise<void> {
       const line = `${pad(`${row.name} (${row.unit})`, 52)}${pad(`${a.toFixed(0)}`, 12)}${cells.join('')}  ${us(tgt)} | ${ours.map(us).join(' | ')}`;
       out.push(line);
       console.log(line);
+      for (const o of ours) console.log(`  ${o.name}: ${rssKinds(o.pid)}, ${await o.mem?.()}`);
     }
     const memLine = (what: string) => {
       const t = rss(tgt.pid);

@@ -474,18 +474,35 @@ export class VolumeCore implements ReservationHolder {
   private async merged(l: number, inChunk: number, data: Buffer, o: number, n: number): Promise<[Buffer, number]> {
     const cb = this.chunkBytes;
     if (inChunk === 0 && n === cb) return [data, o];
-    const buf = Buffer.allocUnsafe(cb);
+    // A scratch buffer: the caller gives it back (doneWith) once its write settled.
+    const buf = this.space.scratch();
     const old = this.map[l];
     if (old === 0) buf.fill(0);
-    else await this.space.io.read(this.space.fdOf(old - 1), buf, 0, cb, this.space.posOf(old - 1));
+    else {
+      try {
+        await this.space.io.read(this.space.fdOf(old - 1), buf, 0, cb, this.space.posOf(old - 1));
+      } catch (err) {
+        this.space.returnScratch(buf); // the read settled: nothing writes into it any more
+        throw err;
+      }
+    }
     data.copy(buf, inChunk, o, o + n);
     return [buf, 0];
+  }
+
+  /** Gives back merged()'s scratch buffer (not the caller's data) once no I/O uses it. */
+  private doneWith(buf: Buffer, data: Buffer): void {
+    if (buf !== data) this.space.returnScratch(buf);
   }
 
   /** Gives chunk l a private copy in the top layer holding the old contents merged with data. */
   private async copyOnWrite(l: number, inChunk: number, data: Buffer, o: number, n: number): Promise<void> {
     const cb = this.chunkBytes;
     const full = inChunk === 0 && n === cb;
+    // Zeros onto a chunk that reads as zeros (never written, unmapped, or zeros in the image)
+    // change nothing: no chunk, no extent, no I/O. What an OS writes when it makes a file system
+    // or swap on a fresh clone of a sparse image (issue #16).
+    if (this.map[l] === 0 && isZero(data, o, n)) return;
     if (full && isZero(data, o, n)) {
       this.setEntry(l, ZERO_EXTENT);
       return;
@@ -494,7 +511,11 @@ export class VolumeCore implements ReservationHolder {
     if (p < 0) p = await this.space.alloc();
     try {
       const [buf, bo] = await this.merged(l, inChunk, data, o, n);
-      await this.space.io.write(this.space.fdOf(p), buf, bo, cb, this.space.posOf(p));
+      try {
+        await this.space.io.write(this.space.fdOf(p), buf, bo, cb, this.space.posOf(p));
+      } finally {
+        this.doneWith(buf, data);
+      }
       this.written(p);
     } catch (err) {
       this.space.release([p]);
@@ -558,13 +579,17 @@ export class VolumeCore implements ReservationHolder {
     const cb = this.chunkBytes;
     // Writes are held and none is in flight (writeAtomic's gate): the old chunk is stable.
     const [buf, bo] = await this.merged(l, inChunk, data, o, n);
-    if (isZero(buf, bo, cb)) return ZERO_EXTENT;
-    let p = this.allocFor(l);
-    if (p < 0) p = await this.space.alloc();
-    fresh.push(p);
-    await this.space.io.write(this.space.fdOf(p), buf, bo, cb, this.space.posOf(p));
-    this.written(p);
-    return p;
+    try {
+      if (isZero(buf, bo, cb)) return ZERO_EXTENT;
+      let p = this.allocFor(l);
+      if (p < 0) p = await this.space.alloc();
+      fresh.push(p);
+      await this.space.io.write(this.space.fdOf(p), buf, bo, cb, this.space.posOf(p));
+      this.written(p);
+      return p;
+    } finally {
+      this.doneWith(buf, data);
+    }
   }
 
   /**

@@ -212,10 +212,10 @@ export class IscsiServer implements Service {
 
   private ctxCache: ConnectionContext | null = null;
   /**
-   * Large commands' write data and Data-In, kept for reuse: up to 16 MiB idle, what QD8 of 1 MiB
+   * Large commands' write data and Data-In, kept for reuse: up to 8 MiB idle, what QD8 of 1 MiB
    * reads and writes keep in flight (issue #16: RSS is what a 1 GiB board can spare).
    */
-  private readonly buffers = new BufferPool(16 * 1024 * 1024);
+  private readonly buffers = new BufferPool(8 * 1024 * 1024);
 
   private context(): ConnectionContext {
     if (this.ctxCache) return this.ctxCache;

@@ -32,4 +32,18 @@ describe('buffer pool', () => {
     pool.release(Buffer.alloc(1 << 20).subarray(1));
     expect(pool.idleTotal).toBe(2 << 20);
   });
+
+  it('frees a buffer beyond the idle limit at once where the runtime can detach it (issue #16)', () => {
+    const pool = new BufferPool(1 << 20);
+    const [a, b] = [pool.acquire(1 << 20), pool.acquire(1 << 20)];
+    pool.release(a);
+    pool.release(b);
+    expect(pool.idleTotal).toBe(1 << 20);
+    // The kept one is whole; the dropped one's memory went back (ES2024 transfer(): Node 21+).
+    expect(a.buffer.byteLength).toBe(1 << 20);
+    const canDetach = typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer === 'function';
+    expect(b.buffer.byteLength).toBe(canDetach ? 0 : 1 << 20);
+    // What comes back out is the kept buffer, not the freed one.
+    expect(pool.acquire(1 << 20).buffer).toBe(a.buffer);
+  });
 });
