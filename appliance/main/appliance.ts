@@ -26,7 +26,7 @@ import { ImageFlagStore } from '../images/image-flags';
 import { SnapshotScheduler } from '../backups/snapshot-scheduler';
 import { clientUseRoutes } from '../http/routes/client-uses';
 import { IscsiServer } from '../iscsi/server';
-import { GC_PACE_BYTES, gcPacer } from './gc-pacer';
+import { GC_PACE_BYTES, gcPacer } from '../core/gc-pacer';
 import { MdnsAdvertiser } from '../mdns/advertiser';
 import { bootingMacs } from '../ra/policy';
 import { findRaHelper, RaResponder } from '../ra/responder';
