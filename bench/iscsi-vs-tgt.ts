@@ -34,7 +34,7 @@
  *   UV_USE_IO_URING / UV_THREADPOOL_SIZE  passed through (the product: pool of 2, io-threads.ts)
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync, closeSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync, closeSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -317,10 +317,13 @@ async function main(): Promise<void> {
     const blocks = SIZE / 512;
     const bundle = join(dir, 'serve.cjs');
     await run(join(__dirname, '..', 'node_modules', '.bin', 'esbuild'), [join(__dirname, '..', 'test', 'iscsi', 'serve.ts'),
-      '--bundle', '--platform=node', '--format=cjs', '--target=node20', `--outfile=${bundle}`, '--log-level=warning',
+      '--bundle', '--platform=node', '--format=cjs', '--target=node24', `--outfile=${bundle}`, '--log-level=warning',
       '--define:__BUNDLE__=true']);
     // The store's SQLite addon ships beside the bundle, as in dist/.
-    copyFileSync(join(__dirname, '..', 'node_modules', 'better-sqlite3', 'build', 'Release', 'better_sqlite3.node'), join(dir, 'better_sqlite3.node'));
+    // better-sqlite3 13 ships its Node-API addon per platform (prebuilds/); a source build wins.
+    const bsq = join(__dirname, '..', 'node_modules', 'better-sqlite3');
+    const built = join(bsq, 'build', 'Release', 'better_sqlite3.node');
+    copyFileSync(existsSync(built) ? built : join(bsq, 'prebuilds', `${process.platform}-${process.arch}.node`), join(dir, 'better_sqlite3.node'));
     const unit = process.env.ISCSI_BENCH_NO_UNIT === '1' ? { env: {}, flags: [] } : unitRuntime();
     const extraEnv = { ...unit.env, ...parseEnv(process.env.ISCSI_BENCH_ENV) };
     const flags = [...unit.flags, ...(process.env.ISCSI_BENCH_FLAGS ?? '').split(/\s+/).filter(Boolean)];
