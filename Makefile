@@ -39,9 +39,13 @@ system-deps:
 build: $(NODE_MODULES)
 	node appliance/build.mjs
 
+# The shipped unit's memory knobs (netboot-appliance.service, "Memory"; issue #16), so `make run`
+# behaves as the box does. test/overlay/runtime-knobs.test.ts keeps the two the same.
+RUN_ENV := NODE_OPTIONS="--max-semi-space-size=1 --expose-gc" MALLOC_ARENA_MAX=2
+
 # Runs the appliance on its embedded defaults: UI/API on http://localhost:8080, state in ./var.
 run: build
-	node dist/appliance.cjs serve
+	$(RUN_ENV) node dist/appliance.cjs serve
 
 typecheck: $(NODE_MODULES)
 	npx tsc --noEmit -p .

@@ -17,6 +17,14 @@ export const MIN_CLASS = 64 * 1024;
 
 export class BufferPool {
   private readonly idle = new Map<number, ArrayBuffer[]>();
+  /**
+   * The ArrayBuffers this pool made: only those ever come back. A small buffer comes from Node's
+   * shared allocation slab (Buffer.allocUnsafe), which holds other live buffers; on Node 24 that
+   * slab is 64 KiB (Buffer.poolSize), a size class of its own, so telling them apart by size and
+   * offset put the slab into the pool, to be handed out whole to the next 64 KiB write
+   * (issue #16, found by the fuzz test on Node 24).
+   */
+  private readonly mine = new WeakSet<ArrayBuffer>();
   private idleBytes = 0;
 
   constructor(private readonly maxIdleBytes: number) {}
@@ -30,7 +38,9 @@ export class BufferPool {
       this.idleBytes -= size;
       return Buffer.from(ab, 0, len);
     }
-    return Buffer.from(new ArrayBuffer(size), 0, len);
+    const fresh = new ArrayBuffer(size);
+    this.mine.add(fresh);
+    return Buffer.from(fresh, 0, len);
   }
 
   /**
@@ -40,7 +50,7 @@ export class BufferPool {
   release(buf: Buffer): void {
     const ab = buf.buffer;
     const size = ab.byteLength;
-    if (buf.byteOffset !== 0 || size < MIN_CLASS || size !== classOf(size) || !(ab instanceof ArrayBuffer)) return;
+    if (!(ab instanceof ArrayBuffer) || !this.mine.has(ab) || buf.byteOffset !== 0) return;
     if (this.idleBytes + size > this.maxIdleBytes) {
       // Not kept: free its memory now rather than at a GC. Nothing dropped here is garbage
       // V8 would soon collect: a buffer that went round the pool is old, and V8 collects old

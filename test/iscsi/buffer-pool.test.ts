@@ -33,6 +33,18 @@ describe('buffer pool', () => {
     expect(pool.idleTotal).toBe(2 << 20);
   });
 
+  it('never takes in a buffer it did not make: Node\'s shared slab for small ones is 64 KiB on Node 24 (issue #16)', () => {
+    const pool = new BufferPool(4 << 20);
+    // A small buffer from Node's slab, at its start: same size class and offset as a pooled one.
+    let small = pool.acquire(1024);
+    for (let i = 0; i < 200 && small.byteOffset !== 0; i++) small = pool.acquire(1024);
+    pool.release(small);
+    pool.release(Buffer.from(new ArrayBuffer(1 << 16)));
+    expect(pool.idleTotal).toBe(0);
+    const big = pool.acquire(1 << 16);
+    expect(big.buffer).not.toBe(small.buffer);
+  });
+
   it('frees a buffer beyond the idle limit at once where the runtime can detach it (issue #16)', () => {
     const pool = new BufferPool(1 << 20);
     const [a, b] = [pool.acquire(1 << 20), pool.acquire(1 << 20)];

@@ -1,0 +1,66 @@
+/**
+ * The memory knobs (issue #16) are the same for the box (the unit's Environment= lines) and for
+ * `make run` (the Makefile's RUN_ENV), and the runtime really applies them: 1 MiB semi-spaces
+ * and a `gc` function for the iSCSI target's GC pacer.
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const unit = readFileSync(join(ROOT, 'os-overlay/rootfs/etc/systemd/system/netboot-appliance.service'), 'utf8');
+const makefile = readFileSync(join(ROOT, 'Makefile'), 'utf8');
+
+/** NAME=value pairs, each possibly in double quotes (systemd.exec(5), and make's shell line). */
+function assignments(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of text.matchAll(/"([^"]*)"|(\S+)/g)) {
+    const pair = m[1] ?? m[2]!;
+    const k = pair.indexOf('=');
+    if (k > 0) out[pair.slice(0, k)] = pair.slice(k + 1);
+  }
+  return out;
+}
+
+/** The unit's environment: every Environment= line. */
+function unitEnv(): Record<string, string> {
+  const lines = unit.split('\n').filter((l) => l.startsWith('Environment='));
+  return Object.assign({}, ...lines.map((l) => assignments(l.slice('Environment='.length))));
+}
+
+/** The Makefile's RUN_ENV, which prefixes `make run`'s node (NAME="a b" as make hands it to the shell). */
+function makeRunEnv(): Record<string, string> {
+  const line = makefile.split('\n').find((l) => l.startsWith('RUN_ENV :='));
+  expect(line).toBeDefined();
+  const out: Record<string, string> = {};
+  for (const m of line!.slice('RUN_ENV :='.length).matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("([^"]*)"|\S+)/g)) out[m[1]!] = m[3] ?? m[2]!;
+  return out;
+}
+
+describe('memory knobs (issue #16)', () => {
+  it('make run uses the unit\'s environment, and make run\'s recipe applies it', () => {
+    const env = unitEnv();
+    expect(env.NODE_OPTIONS).toContain('--max-semi-space-size=1');
+    expect(env.NODE_OPTIONS).toContain('--expose-gc');
+    expect(env.MALLOC_ARENA_MAX).toBe('2');
+    expect(makeRunEnv()).toEqual(env);
+    expect(makefile).toMatch(/\nrun: build\n\t\$\(RUN_ENV\) node dist\/appliance\.cjs serve\n/);
+  });
+
+  it('the runtime applies them: 1 MiB semi-spaces (new space stays ≤ 2 MiB under garbage) and gc()', () => {
+    const script = `
+      let keep = [];
+      for (let i = 0; i < 1e6; i++) { keep.push({ i, s: 'x' + i }); if (keep.length > 20000) keep = []; }
+      const ns = require('v8').getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
+      console.log(JSON.stringify({ gc: typeof gc, newSpace: ns.space_size }));`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, ...unitEnv() } });
+    expect(r.status, r.stderr).toBe(0);
+    const got = JSON.parse(r.stdout) as { gc: string; newSpace: number };
+    expect(got.gc).toBe('function');
+    expect(got.newSpace).toBeLessThanOrEqual(2 * 1024 * 1024);
+    // Without the knobs Node 24 grows it far beyond (64 MiB semi-spaces): the check can fail.
+    const plain = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } });
+    expect((JSON.parse(plain.stdout) as { newSpace: number }).newSpace).toBeGreaterThan(2 * 1024 * 1024);
+  });
+});
