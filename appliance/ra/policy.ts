@@ -38,6 +38,9 @@ export function bootingMacs(
   return [...macs].sort();
 }
 
+/** The helper's allow-list holds at most this many addresses (ra-responder.c, MAX_CLIENTS). */
+export const MAX_ALLOWED = 8192;
+
 /** What the service knows when it decides. */
 export interface RaState {
   now: number;
@@ -66,6 +69,6 @@ export function decideRa(s: RaState): RaDecision {
   for (const [addr, at] of s.routers) if (s.now - at < s.holdMs && (!newest || at > newest[1])) newest = [addr, at];
   if (newest) return { answer: false, reason: `another router advertises on the link (${newest[0]})`, router: newest[0] };
   if (s.booting.length === 0) return { answer: false, reason: 'no client to answer' };
-  const macByAddress = new Map(s.booting.map((mac) => [macToLinkLocal(mac), mac]));
+  const macByAddress = new Map(s.booting.slice(0, MAX_ALLOWED).map((mac) => [macToLinkLocal(mac), mac]));
   return { answer: true, allow: [...macByAddress.keys()], macByAddress };
 }

@@ -44,7 +44,7 @@
 #include <unistd.h>
 
 /* Upper bound of the allow-list; the appliance never sends more (registered + recent unknown). */
-#define MAX_CLIENTS 8192
+#define MAX_CLIENTS 8192 /* policy.ts MAX_ALLOWED */
 /* One answer per client per this many milliseconds: iPXE retransmits an RS after 1-2 s at the
  * earliest, so this only bounds a flood that spoofs an allowed address (RFC 4861 §6.2.6 leaves
  * unicast answers unlimited; we are not a real router and have no reason to answer faster). */

@@ -11,7 +11,7 @@ import type { Clock } from '../core/clock';
 import type { Logger } from '../core/log';
 import type { Service, ServiceStatus } from '../core/service';
 import { allowCommand, parseHelperLine, SOLICIT_COMMAND, type HelperEvent } from './helper-protocol';
-import { decideRa, type RaDecision } from './policy';
+import { decideRa, MAX_ALLOWED, type RaDecision } from './policy';
 
 /**
  * The helper's path: the configured one, else `ra-responder` beside the bundle (dist/, or
@@ -43,6 +43,8 @@ export interface RaResponderOptions {
 /** How often the allow-list is recomputed (a new unknown client is answered within this). */
 const TICK_MS = 1000;
 const MAX_BACKOFF_MS = 60_000;
+/** A helper up this long before it died is restarted after 1 s again. */
+const STABLE_MS = 60_000;
 /** Router solicitations sent at start, one per tick (RFC 4861 §6.3.7: MAX_RTR_SOLICITATIONS). */
 const MAX_SOLICITS = 3;
 /** At most this many routers remembered (a flood of forged RAs cannot grow the map). */
@@ -57,6 +59,8 @@ export class RaResponder implements Service {
   private cancelTick: (() => void) | undefined;
   private cancelRestart: (() => void) | undefined;
   private backoffMs = 1000;
+  private readyAt: number | undefined;
+  private warnedTooMany = false;
   private probeUntil = Infinity;
   private solicitsLeft = 0;
   private readonly routers = new Map<string, number>();
@@ -135,6 +139,10 @@ export class RaResponder implements Service {
       this.child = undefined;
       this.cancelTick?.();
       if (this.stopping) return;
+      // A helper that ran a good while starts the back-off afresh; one that keeps dying soon
+      // after start is retried less and less often (a crash loop must not spin).
+      if (this.readyAt !== undefined && this.opts.clock.now() - this.readyAt >= STABLE_MS) this.backoffMs = 1000;
+      this.readyAt = undefined;
       this.state = 'failed';
       this.detail = `ra-responder exited (${code ?? signal})${lastError ? `: ${lastError}` : ''}; retrying in ${this.backoffMs / 1000} s`;
       log.error({ code, signal, error: lastError, retryMs: this.backoffMs }, 'ra-responder exited: router solicitations go unanswered until it is back');
@@ -148,7 +156,7 @@ export class RaResponder implements Service {
     switch (ev.kind) {
       case 'ready':
         this.state = 'running';
-        this.backoffMs = 1000;
+        this.readyAt = clock.now();
         this.probeUntil = clock.now() + this.opts.probeMs;
         this.solicitsLeft = MAX_SOLICITS;
         log.info({ interface: this.opts.interface, probeMs: this.opts.probeMs }, 'answering router solicitations of booting clients (after a look for other routers)');
@@ -195,6 +203,10 @@ export class RaResponder implements Service {
       booting = this.opts.booting();
     } catch (err) {
       this.opts.log.warn({ err }, 'cannot list booting clients: answering nobody');
+    }
+    if (booting.length > MAX_ALLOWED && !this.warnedTooMany) {
+      this.warnedTooMany = true;
+      this.opts.log.warn({ booting: booting.length, max: MAX_ALLOWED }, 'more booting clients than the router-solicitation allow-list holds: the rest wait for IPv6 as without it');
     }
     const decision = decideRa({ now, probeUntil: this.probeUntil, routers: this.routers, holdMs: this.opts.holdMs, booting });
     const was = this.decision;

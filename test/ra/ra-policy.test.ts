@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { allowCommand, parseHelperLine } from '../../appliance/ra/helper-protocol';
 import { formatIpv6, macToLinkLocal } from '../../appliance/ra/link-local';
-import { bootingMacs, decideRa, UNKNOWN_BOOT_WINDOW_MS } from '../../appliance/ra/policy';
+import { bootingMacs, decideRa, MAX_ALLOWED, UNKNOWN_BOOT_WINDOW_MS } from '../../appliance/ra/policy';
 
 describe('macToLinkLocal (modified EUI-64, RFC 4291 appendix A)', () => {
   it('matches the addresses iPXE and Linux form', () => {
@@ -44,6 +44,11 @@ describe('decideRa', () => {
     const d = decideRa(base);
     expect(d.answer && d.allow).toEqual(['fe80::5054:ff:fee2:200']);
     expect(d.answer && d.macByAddress.get('fe80::5054:ff:fee2:200')).toBe('52:54:00:e2:02:00');
+  });
+  it('allows at most MAX_ALLOWED addresses (what the helper holds)', () => {
+    const many = Array.from({ length: MAX_ALLOWED + 5 }, (_, i) => `52:54:00:${((i >> 16) & 0xff).toString(16).padStart(2, '0')}:${((i >> 8) & 0xff).toString(16).padStart(2, '0')}:${(i & 0xff).toString(16).padStart(2, '0')}`);
+    const d = decideRa({ ...base, booting: many });
+    expect(d.answer && d.allow.length).toBe(MAX_ALLOWED);
   });
   it('answers nobody while probing, with nobody booting, and while another router was heard within the hold time', () => {
     expect(decideRa({ ...base, probeUntil: 10_001 })).toMatchObject({ answer: false, reason: /other routers/ });
