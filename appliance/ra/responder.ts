@@ -131,10 +131,13 @@ export class RaResponder implements Service {
         log.warn({ error: ev.text }, 'ra-responder reported an error');
       } else this.onEvent(ev);
     });
+    // A helper that could not be started (EACCES, ENOENT) emits 'error' and never 'exit'.
     child.on('error', (err) => {
       lastError = err.message;
+      if (child.pid === undefined) gone(null, null);
     });
-    child.on('exit', (code, signal) => {
+    child.on('exit', (code, signal) => gone(code, signal));
+    const gone = (code: number | null, signal: NodeJS.Signals | null) => {
       if (this.child !== child) return;
       this.child = undefined;
       this.cancelTick?.();
@@ -144,11 +147,11 @@ export class RaResponder implements Service {
       if (this.readyAt !== undefined && this.opts.clock.now() - this.readyAt >= STABLE_MS) this.backoffMs = 1000;
       this.readyAt = undefined;
       this.state = 'failed';
-      this.detail = `ra-responder exited (${code ?? signal})${lastError ? `: ${lastError}` : ''}; retrying in ${this.backoffMs / 1000} s`;
+      this.detail = `ra-responder exited (${code ?? signal ?? 'not started'})${lastError ? `: ${lastError}` : ''}; retrying in ${this.backoffMs / 1000} s`;
       log.error({ code, signal, error: lastError, retryMs: this.backoffMs }, 'ra-responder exited: router solicitations go unanswered until it is back');
       this.cancelRestart = this.opts.clock.setTimeout(() => this.launch(), this.backoffMs);
       this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
-    });
+    };
   }
 
   private onEvent(ev: Exclude<HelperEvent, { kind: 'error' }>): void {

@@ -111,6 +111,21 @@ describe('RaResponder (FakeClock, a stand-in helper)', () => {
     expect(clock.pending).toBe(0);
   });
 
+  it('a helper that cannot be executed is failed and retried, not left starting', async () => {
+    const clock = new FakeClock();
+    const path = join(dir, 'not-executable');
+    writeFileSync(path, 'x', { mode: 0o644 });
+    const ra = new RaResponder({ interface: 'br0', helperPath: path, clock, log, booting: () => [MAC], probeMs: 0, holdMs: 1 });
+    await ra.start();
+    await until(() => ra.status().state === 'failed', 'failed');
+    expect(ra.status().detail).toMatch(/not started.*EACCES.*retrying in 1 s/);
+    clock.advance(1000);
+    await until(() => /retrying in 2 s/.test(ra.status().detail ?? ''), 'the retry failing too');
+    expect(ra.status().counters.helper_starts).toBe(2);
+    await ra.stop();
+    expect(clock.pending).toBe(0);
+  });
+
   it('stays disabled, spawning nothing, with the reason', async () => {
     const ra = new RaResponder({ interface: 'br0', helperPath: '/nonexistent', clock: new FakeClock(), log, booting: () => [MAC], probeMs: 0, holdMs: 1, disabledReason: 'ra.enabled is false' });
     await ra.start();
