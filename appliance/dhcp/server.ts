@@ -38,6 +38,7 @@ import { sameSubnet } from './ipv4';
 import { LeaseStore } from './leases';
 import { readRequest } from './options';
 import { decodePacket, DecodeError, encodePacket, hardwareAddress } from './packet';
+import { lockDhcpPort } from './port-lock';
 import { ProxyResponder } from './proxy';
 
 /** Constructor arguments of DhcpServer. */
@@ -167,6 +168,8 @@ export class DhcpServer implements Service {
   /** ip -> mac from ciaddr/requested addresses seen, bounded. */
   private readonly addressOwners = new Map<string, string>();
   private cancelProbe: (() => void) | undefined;
+  /** Drops the process-wide DHCP port lock (port-lock.ts) this instance took. */
+  private unlockPort: (() => void) | undefined;
   private ctx: ResponderContext | undefined;
   private unsubscribe: (() => void) | undefined;
   /** Rebinds run one at a time, in order of the changes that caused them. */
@@ -216,6 +219,7 @@ export class DhcpServer implements Service {
       throw new FatalError(`DHCP port ${cfg.port} is already served by another DHCP service of this appliance (${holder.opts.config.mode} mode, ${holder.state}): stop it first`);
     }
     if (cfg.port !== 0) portHolders.set(cfg.port, this);
+    if (cfg.port !== 0 && !this.unlockPort) this.unlockPort = await lockDhcpPort(cfg.port);
     if (this.opts.tftpPort !== undefined && this.opts.tftpPort !== 69) {
       this.log.warn({ tftpPort: this.opts.tftpPort }, 'PXE firmware fetches iPXE from TFTP port 69 only: set tftp.port to 69 or firmware clients will not boot');
     }
@@ -460,6 +464,8 @@ export class DhcpServer implements Service {
 
   private releasePort(): void {
     if (portHolders.get(this.opts.config.port) === this) portHolders.delete(this.opts.config.port);
+    this.unlockPort?.();
+    this.unlockPort = undefined;
   }
 
   private async closeSockets(): Promise<void> {
