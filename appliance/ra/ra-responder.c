@@ -17,6 +17,7 @@
  *   ready IFINDEX
  *   rs SRC answered|refused|limited
  *   ra SRC LIFETIME FLAGS     an RA from another router (FLAGS: the M/O/... byte, hex)
+ * ("refused", "limited" and "ra" lines: at most MAX_REPORTS_PER_SECOND a second.)
  *   error TEXT
  * EOF on stdin ends it (the appliance is gone).
  *
@@ -51,6 +52,9 @@
 #define MIN_ANSWER_INTERVAL_MS 500
 /* Answers in all per second, whatever the sources. */
 #define MAX_ANSWERS_PER_SECOND 50
+/* Reports of refused solicitations and of other routers' RAs per second: a flood of forged
+ * packets costs the appliance a bounded number of lines (the rest are not reported). */
+#define MAX_REPORTS_PER_SECOND 20
 
 struct client {
 	struct in6_addr addr;
@@ -183,6 +187,18 @@ static void answer(int s, const struct in6_addr *dst)
 	send_to(s, &ra, sizeof(ra), text);
 }
 
+/* True while this second's report budget lasts. */
+static int may_report(long long now)
+{
+	static long long second_start;
+	static int reports;
+	if (now - second_start >= 1000) {
+		second_start = now;
+		reports = 0;
+	}
+	return reports++ < MAX_REPORTS_PER_SECOND;
+}
+
 static void receive(int s)
 {
 	unsigned char buf[1500];
@@ -208,24 +224,27 @@ static void receive(int s)
 		if (len < (ssize_t)sizeof(struct nd_router_advert) || !IN6_IS_ADDR_LINKLOCAL(&from.sin6_addr))
 			return;
 		const struct nd_router_advert *ra = (const void *)buf;
-		emit("ra %s %u %02x", src, ntohs(ra->nd_ra_router_lifetime), ra->nd_ra_flags_reserved);
+		if (may_report(now_ms()))
+			emit("ra %s %u %02x", src, ntohs(ra->nd_ra_router_lifetime), ra->nd_ra_flags_reserved);
 		return;
 	}
+	long long now = now_ms();
 	/* An RS from the unspecified address cannot be answered by unicast; it is not on any list. */
 	struct client *c = find_client(&from.sin6_addr);
 	if (!c) {
-		emit("rs %s refused", src);
+		if (may_report(now))
+			emit("rs %s refused", src);
 		return;
 	}
 	static long long second_start;
 	static int answers_this_second;
-	long long now = now_ms();
 	if (now - second_start >= 1000) {
 		second_start = now;
 		answers_this_second = 0;
 	}
 	if (now - c->last_ms < MIN_ANSWER_INTERVAL_MS || answers_this_second >= MAX_ANSWERS_PER_SECOND) {
-		emit("rs %s limited", src);
+		if (may_report(now))
+			emit("rs %s limited", src);
 		return;
 	}
 	c->last_ms = now;

@@ -173,13 +173,16 @@ export class RaResponder implements Service {
       }
       case 'ra': {
         this.counters.foreign_ras++;
-        if (!this.routers.has(ev.source)) {
+        const known = this.routers.has(ev.source);
+        if (!known) {
           log.info({ router: ev.source, lifetime: ev.lifetime, flags: ev.flags }, 'another router advertises on the link: not answering router solicitations while it does');
           if (this.routers.size >= MAX_ROUTERS) this.routers.delete(this.routers.keys().next().value!);
         }
         this.routers.delete(ev.source);
         this.routers.set(ev.source, clock.now());
-        this.apply();
+        // A new router silences the answers at once; a known one's RAs only refresh its time
+        // (a flood of forged RAs must not cost a recomputation each).
+        if (!known) this.apply();
         return;
       }
     }
