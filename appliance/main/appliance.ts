@@ -33,6 +33,7 @@ import { findRaHelper, RaResponder } from '../ra/responder';
 import { readRuntimeSettings, writeRuntimeSettings } from '../settings/runtime-settings';
 import { SystemCollector } from '../storage/collector';
 import { BootEventStore } from '../telemetry/boot-events';
+import type { BootEventSink } from '../core/model';
 import { DirectoryFileSource, defaultTftpRoots } from '../tftp/file-source';
 import { TftpServer } from '../tftp/server';
 import { ImageStore } from '../../image-store/store';
@@ -176,9 +177,17 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
       db,
       clock,
       log,
-      events,
+      events: dhcpEvents,
       network,
     });
+  // A DHCP event of an unknown MAC may put it on the router-solicitation allow-list (issue #17):
+  // tell the responder at once, so its next RS is answered without waiting for the next tick.
+  const dhcpEvents: BootEventSink = {
+    record(event) {
+      events.record(event);
+      if (!clients.byMac(event.mac)) ra.refresh();
+    },
+  };
   let dhcp = makeDhcp(dhcpMode);
 
   const enroll = async (mac: string) => clients.create(mac, config.boot.enrollImage, { name: `auto-${mac.replace(/:/g, '')}` });

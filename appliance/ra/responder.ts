@@ -43,6 +43,8 @@ export interface RaResponderOptions {
 /** How often the allow-list is recomputed (a new unknown client is answered within this). */
 const TICK_MS = 1000;
 const MAX_BACKOFF_MS = 60_000;
+/** refresh() recomputes at most this often. */
+const REFRESH_MS = 250;
 /** A helper up this long before it died is restarted after 1 s again. */
 const STABLE_MS = 60_000;
 /** Router solicitations sent at start, one per tick (RFC 4861 §6.3.7: MAX_RTR_SOLICITATIONS). */
@@ -61,6 +63,8 @@ export class RaResponder implements Service {
   private backoffMs = 1000;
   private readyAt: number | undefined;
   private warnedTooMany = false;
+  private lastApplyAt = -Infinity;
+  private cancelRefresh: (() => void) | undefined;
   private probeUntil = Infinity;
   private solicitsLeft = 0;
   private readonly routers = new Map<string, number>();
@@ -85,6 +89,8 @@ export class RaResponder implements Service {
   async stop(): Promise<void> {
     this.stopping = true;
     this.cancelTick?.();
+    this.cancelRefresh?.();
+    this.cancelRefresh = undefined;
     this.cancelRestart?.();
     const child = this.child;
     this.child = undefined;
@@ -108,6 +114,22 @@ export class RaResponder implements Service {
       gauges: { allowed, routers_heard: this.routers.size },
       detail: this.detail || undefined,
     };
+  }
+
+  /**
+   * Recomputes the allow-list now rather than at the next tick (the composition root calls it
+   * when DHCP hears an unknown MAC). At most once per REFRESH_MS: a flood of spoofed DHCP
+   * requests costs no more than the tick does.
+   */
+  refresh(): void {
+    if (this.state !== 'running' || this.cancelRefresh) return;
+    const wait = this.lastApplyAt + REFRESH_MS - this.opts.clock.now();
+    if (wait <= 0) return this.apply();
+    // Too soon after the last one: once, when REFRESH_MS have passed.
+    this.cancelRefresh = this.opts.clock.setTimeout(() => {
+      this.cancelRefresh = undefined;
+      if (this.state === 'running') this.apply();
+    }, wait);
   }
 
   /** The current decision (tests, status). */
@@ -203,6 +225,7 @@ export class RaResponder implements Service {
   /** Recomputes the decision and sends the allow-list when it changed. */
   private apply(): void {
     const now = this.opts.clock.now();
+    this.lastApplyAt = now;
     for (const [addr, at] of this.routers) if (now - at >= this.opts.holdMs) this.routers.delete(addr);
     let booting: readonly string[] = [];
     try {

@@ -62,6 +62,17 @@ describe('RaResponder (FakeClock, a stand-in helper)', () => {
     clock.advance(2000);
     await until(() => commands(h.log).includes(`allow ${LL}`), 'the allow-list');
     expect(commands(h.log).filter((c) => c === 'solicit')).toHaveLength(3); // one per tick while probing
+    // refresh() (DHCP heard an unknown MAC) applies a change between ticks, at most every 250 ms.
+    booting = [MAC, '52:54:00:e2:02:01'];
+    clock.advance(250);
+    ra.refresh();
+    await until(() => commands(h.log).at(-1) === `allow ${LL} fe80::5054:ff:fee2:201`, 'the list refreshed between ticks');
+    booting = [MAC];
+    clock.advance(100);
+    ra.refresh();
+    expect(ra.current()).toMatchObject({ allow: [LL, 'fe80::5054:ff:fee2:201'] }); // too soon: not yet
+    clock.advance(150);
+    expect(ra.current()).toMatchObject({ allow: [LL] }); // 250 ms after the last: applied
     booting = [];
     clock.advance(1000);
     await until(() => commands(h.log).at(-1) === 'allow', 'the list emptied');
