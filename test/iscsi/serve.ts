@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import pino from 'pino';
 import { systemClock } from '../../appliance/core/clock';
+import { nativeBindingPath } from '../../appliance/core/db';
 import { GC_PACE_BYTES, gcPacer } from '../../appliance/core/gc-pacer';
 import { ImageStore } from '../../image-store';
 import { startTarget, target } from './harness';
@@ -36,7 +37,7 @@ async function main(): Promise<void> {
     open = () => d.open();
   } else if (kind.startsWith('store:')) {
     const dir = mkdtempSync(join(tmpdir(), 'nb-serve-store-'));
-    const store = ImageStore.open({ dir, clock: systemClock, log, reserveMiB: 0 });
+    const store = ImageStore.open({ dir, clock: systemClock, log, reserveMiB: 0, sqliteBinding: nativeBindingPath() });
     await store.importImage('golden', kind.slice(6));
     store.createDisk('client', 'golden');
     open = () => store.openVolume('client');
