@@ -9,10 +9,11 @@ import type { ClientDirectory } from '../core/model';
 import { findIpxeBinaries, missingBinaries, type EfiBinaryChoice, type IpxeBinaries } from './binaries';
 import { decideBoot, effectiveUnknownClients, scriptUrl, type BootAnswer, type BootRequest, type UnknownClientsMode, type UnknownClientsSetting } from './policy';
 import type { TokenBinding } from './script-tokens';
+import { findSignedBinaries, missingSigned, type SignedBinaries } from './signed-binaries';
 
 export interface BootPolicyOptions {
   /** config.boot */
-  boot: { ipxeDir: string; unknownClients: UnknownClientsSetting; efiBinary?: EfiBinaryChoice };
+  boot: { ipxeDir: string; unknownClients: UnknownClientsSetting; efiBinary?: EfiBinaryChoice; uefiX64Road?: 'ipxe' | 'grub'; signedDir?: string };
   /** The DHCP mode in force (it can change at run time); decides boot.unknownClients 'auto'. */
   dhcpMode?: () => 'off' | 'proxy' | 'full';
   clients: ClientDirectory;
@@ -22,6 +23,8 @@ export interface BootPolicyOptions {
   clock: Clock;
   /** Pre-resolved binaries (tests); default: looked up in boot.ipxeDir now. */
   binaries?: IpxeBinaries;
+  /** Pre-resolved signed shim + GRUB (tests); default: looked up in boot.signedDir / the packages now. */
+  signed?: SignedBinaries;
   /**
    * Mints the one-time token of each script URL handed to iPXE (ScriptTokens). Without it the
    * URL is the static one, which serves no credentials (tests, tools that only want the URL).
@@ -32,12 +35,15 @@ export interface BootPolicyOptions {
 /** Decides per request; remembers each MAC's last architecture (for enrollment at script time). */
 export class BootPolicy {
   readonly binaries: IpxeBinaries;
+  readonly signed: SignedBinaries;
   private readonly warnedAt = new Map<string, number>();
   private readonly archByMac = new Map<string, number | undefined>();
 
   constructor(private readonly opts: BootPolicyOptions) {
     this.binaries = opts.binaries ?? findIpxeBinaries(opts.boot.ipxeDir, opts.boot.efiBinary);
     for (const m of missingBinaries(this.binaries)) opts.log.warn({ ipxeDir: opts.boot.ipxeDir }, m);
+    this.signed = opts.signed ?? findSignedBinaries(opts.boot.signedDir ?? '');
+    for (const m of missingSigned(this.signed)) opts.log.info({ signedDir: opts.boot.signedDir }, m);
   }
 
   /**
@@ -54,6 +60,8 @@ export class BootPolicy {
       iscsiPort: this.opts.iscsiPort,
       unknownClients: this.unknownClients(),
       binaries: this.binaries,
+      signed: this.signed,
+      uefiX64Road: this.opts.boot.uefiX64Road,
     });
     if (answer.kind === 'missing-binary') {
       // A ROM retries DHCP many times a minute: one warning per MAC per minute.

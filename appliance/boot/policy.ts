@@ -8,9 +8,10 @@
  * a per-client script URL -> the script sanboots the client's iSCSI disk. An iPXE client is never
  * handed an iPXE binary again: that is the classic chainload loop.
  */
-import type { ClientDirectory, ClientRecord } from '../core/model';
+import type { BootRoadSetting, ClientDirectory, ClientRecord } from '../core/model';
 import { archFamily, isHttpBootFamily, type ArchFamily } from './arch';
 import type { IpxeBinaries } from './binaries';
+import { type SignedArch, type SignedBinaries, signedNames } from './signed-binaries';
 
 /** What the policy reads from a DHCP request. */
 export interface BootRequest {
@@ -55,6 +56,32 @@ export interface BootPolicyContext {
   iscsiPort: number;
   unknownClients: UnknownClientsMode;
   binaries: IpxeBinaries;
+  /** The GRUB road's signed shim + GRUB per architecture (issue #15); absent: no GRUB road. */
+  signed?: SignedBinaries;
+  /** config boot.uefiX64Road: what a UEFI x64 client with road 'auto' takes. */
+  uefiX64Road?: 'ipxe' | 'grub';
+}
+
+/** The two roads a client's boot can take (docs/boot-roads.md). */
+export type BootRoad = 'ipxe' | 'grub';
+
+/** The signed-binary architecture of a firmware family, for families the GRUB road serves. */
+export function signedArchOf(family: ArchFamily): SignedArch | undefined {
+  if (family === 'efi-x64' || family === 'http-x64') return 'x64';
+  if (family === 'efi-arm64' || family === 'http-arm64') return 'aa64';
+  return undefined;
+}
+
+/**
+ * The road for a client on a firmware family. BIOS and 32-bit UEFI have no signed shim here:
+ * always iPXE. ARM64: GRUB (Debian ships no ARM64 iPXE) unless the client says 'ipxe' (a custom
+ * iPXE build in the TFTP root). UEFI x64: the client's setting, else boot.uefiX64Road.
+ */
+export function roadFor(family: ArchFamily, setting: BootRoadSetting | undefined, uefiX64Road: BootRoad = 'ipxe'): BootRoad {
+  const arch = signedArchOf(family);
+  if (!arch) return 'ipxe';
+  if (setting === 'ipxe' || setting === 'grub') return setting;
+  return arch === 'aa64' ? 'grub' : uefiX64Road;
 }
 
 /** The answer for one request. The DHCP server turns it into options; `ignore` means no boot options. */
@@ -133,6 +160,16 @@ export function decideBoot(req: BootRequest, ctx: BootPolicyContext): BootAnswer
   }
 
   const family = archFamily(req.arch);
+  const arch = signedArchOf(family);
+  if (client && arch && roadFor(family, client.road, ctx.uefiX64Road) === 'grub') {
+    const pair = ctx.signed?.[arch];
+    if (!pair) return { kind: 'missing-binary', family, reason: `no signed shim + GRUB for ${family} (the GRUB road): see docs/boot-roads.md` };
+    const shim = signedNames(arch).shim;
+    if (isHttpBootFamily(family) || (req.vendorClass ?? '').startsWith('HTTPClient')) {
+      return { kind: 'http-boot', family, url: `http://${ctx.serverAddress}:${ctx.httpPort}/boot/${shim}` };
+    }
+    return { kind: 'chainload', family, file: shim };
+  }
   const file = binaryFor(family, ctx.binaries);
   if (!file) {
     return { kind: 'missing-binary', family, reason: `no iPXE binary for ${family} (arch ${req.arch ?? 'absent'}) in ${ctx.binaries.dir}` };

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import type { Clock } from '../core/clock';
 import { ApiError, badRequest, conflict, notFound } from '../core/errors';
 import {
+  type BootRoadSetting,
   normaliseMac,
   type ChapCredentials,
   type ClientDirectory,
@@ -18,6 +19,8 @@ export interface ClientInput {
   initiators?: string[];
   chap?: ChapCredentials | null;
   ip?: string | null;
+  /** The boot road (issue #15): 'auto' (by architecture and boot.uefiX64Road), 'ipxe' or 'grub'. */
+  road?: BootRoadSetting;
 }
 
 /** One of a client's named disks. */
@@ -51,6 +54,7 @@ interface Row {
   boot_disk: string;
   next_boot: string | null;
   schedule: string | null;
+  road: string;
 }
 
 interface DiskRow {
@@ -128,6 +132,9 @@ export class ClientRegistry implements ClientDirectory {
       CREATE TABLE IF NOT EXISTS client_disks (
         mac TEXT NOT NULL REFERENCES clients(mac) ON DELETE CASCADE, name TEXT NOT NULL, image TEXT NOT NULL,
         throwaway INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL, PRIMARY KEY (mac, name));`);
+    // Issue #15: the boot road per client; databases from before it get the column with its default.
+    const cols = db.prepare('PRAGMA table_info(clients)').all() as { name: string }[];
+    if (!cols.some((c) => c.name === 'road')) db.exec("ALTER TABLE clients ADD COLUMN road TEXT NOT NULL DEFAULT 'auto'");
     for (const r of db.prepare('SELECT * FROM clients').all() as Row[]) this.cache.set(r.mac, this.fromRow(r));
   }
 
@@ -181,6 +188,7 @@ export class ClientRegistry implements ClientDirectory {
       bootDisk: r.boot_disk,
       nextBoot: r.next_boot ? (JSON.parse(r.next_boot) as NextBoot) : null,
       schedule: r.schedule ? (JSON.parse(r.schedule) as SnapshotSchedule) : null,
+      road: (r.road ?? 'auto') as BootRoadSetting,
     };
   }
 
@@ -296,8 +304,8 @@ export class ClientRegistry implements ClientDirectory {
     const now = this.opts.clock.now();
     this.db.transaction(() => {
       this.db
-        .prepare('INSERT INTO clients (mac, name, initiators, chap, ip, created_at) VALUES (?, ?, ?, ?, ?, ?)')
-        .run(mac, input.name?.trim() || mac, JSON.stringify(input.initiators ?? []), input.chap ? JSON.stringify(input.chap) : null, input.ip ?? null, now);
+        .prepare('INSERT INTO clients (mac, name, initiators, chap, ip, created_at, road) VALUES (?, ?, ?, ?, ?, ?, ?)')
+        .run(mac, input.name?.trim() || mac, JSON.stringify(input.initiators ?? []), input.chap ? JSON.stringify(input.chap) : null, input.ip ?? null, now, input.road ?? 'auto');
       this.db.prepare("INSERT INTO client_disks (mac, name, image, created_at) VALUES (?, 'default', ?, ?)").run(mac, image, now);
     })();
   }
@@ -307,12 +315,13 @@ export class ClientRegistry implements ClientDirectory {
     const c = this.get(macInput);
     this.validate({ ...input, ip: input.ip && input.ip !== c.ip ? input.ip : undefined });
     this.db
-      .prepare('UPDATE clients SET name = ?, initiators = ?, chap = ?, ip = ? WHERE mac = ?')
+      .prepare('UPDATE clients SET name = ?, initiators = ?, chap = ?, ip = ?, road = ? WHERE mac = ?')
       .run(
         input.name?.trim() || c.name,
         JSON.stringify(input.initiators ?? c.initiators),
         input.chap === undefined ? (c.chap ? JSON.stringify(c.chap) : null) : input.chap ? JSON.stringify(input.chap) : null,
         input.ip === undefined ? c.ip : input.ip,
+        input.road ?? c.road ?? 'auto',
         c.mac,
       );
     return this.reload(c.mac);

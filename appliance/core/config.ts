@@ -100,6 +100,14 @@ export const configSchema = strict({
     chapByDefault: z.boolean().default(true),
     /** Seconds a one-time boot-script URL handed out in a DHCP answer stays valid. */
     scriptTokenSeconds: z.number().int().min(5).max(3600).default(120),
+    /**
+     * The road a UEFI x64 client with road 'auto' takes (issue #15, docs/boot-roads.md): 'ipxe'
+     * (sanboot: any OS on the disk, needs Secure Boot off) or 'grub' (signed shim + GRUB + the
+     * disk's own Linux kernel: works with Secure Boot on, Linux disks only). ARM64 always takes 'grub'.
+     */
+    uefiX64Road: z.enum(['ipxe', 'grub']).default('ipxe'),
+    /** Where shimx64.efi/grubx64.efi and shimaa64.efi/grubaa64.efi are ('' = Debian's package paths). */
+    signedDir: z.string().default(''),
   }).prefault({}),
   /**
    * Answering iPXE's IPv6 router solicitations (appliance/ra/, docs/decisions.md "IPv6 router

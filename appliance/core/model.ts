@@ -30,7 +30,15 @@ export interface ClientRecord {
   nextBoot?: NextBoot | null;
   /** Scheduled snapshots of the boot disk. */
   schedule?: SnapshotSchedule | null;
+  /** The boot road (issue #15, docs/boot-roads.md); absent means 'auto'. */
+  road?: BootRoadSetting;
 }
+
+/**
+ * How a client boots: iPXE sanboot over iSCSI, or shim + GRUB + its own kernel (Secure Boot PCs,
+ * ARM64). 'auto' lets the architecture and boot.uefiX64Road decide (boot/policy.ts roadFor).
+ */
+export type BootRoadSetting = 'auto' | 'ipxe' | 'grub';
 
 /**
  * What the next boot (only) runs: a golden image on a throw-away clone, another named disk of
@@ -71,7 +79,7 @@ export function normaliseMac(input: string): string | undefined {
 export const BOOT_STAGES = [
   'dhcp-discover', 'dhcp-offer', 'dhcp-request', 'dhcp-ack',
   'tftp-start', 'tftp-done', 'tftp-error',
-  'script-fetched',
+  'script-fetched', 'grub-config', 'kernel-fetched', 'boot-error',
   'iscsi-login', 'iscsi-login-refused', 'iscsi-first-read', 'iscsi-logout', 'iscsi-disconnect',
 ] as const;
 export type BootStage = (typeof BOOT_STAGES)[number];

@@ -1,7 +1,7 @@
 import type Database from 'better-sqlite3';
 import type { FastifyInstance } from 'fastify';
 import { mkdirSync, statfsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { BootPolicy } from '../boot/boot-policy';
 import type { BootScriptContext } from '../boot/http';
 import { procNeighbours } from '../boot/neighbours';
@@ -34,7 +34,10 @@ import { readRuntimeSettings, writeRuntimeSettings } from '../settings/runtime-s
 import { SystemCollector } from '../storage/collector';
 import { BootEventStore } from '../telemetry/boot-events';
 import type { BootEventSink } from '../core/model';
-import { DirectoryFileSource, defaultTftpRoots } from '../tftp/file-source';
+import { chainFileSources, DirectoryFileSource, defaultTftpRoots } from '../tftp/file-source';
+import { ext4Opener } from '../boot/disk-files/ext4';
+import { fatOpener } from '../boot/disk-files/kernel-lookup';
+import { GrubFileSource, onGrubRoad, volumeReader } from '../boot/grub-files';
 import { TftpServer } from '../tftp/server';
 import { ImageStore } from '../../image-store/store';
 import { RbdStore } from '../../image-store/rbd/store';
@@ -121,7 +124,11 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
   const tftp = new TftpServer({
     host: config.tftp.host,
     port: config.tftp.port,
-    files: new DirectoryFileSource(defaultTftpRoots({ ...config, dataDir })),
+    // The GRUB road's signed binaries, dispatcher and per-client files first (issue #15).
+    files: chainFileSources(
+      { resolve: (file, peer) => grubFiles.resolve(file, peer) },
+      new DirectoryFileSource(defaultTftpRoots({ ...config, dataDir })),
+    ),
     clock,
     log: child('tftp'),
     timeoutSeconds: config.tftp.timeoutSeconds,
@@ -162,6 +169,23 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
     tokens: scriptTokens,
     // boot.unknownClients 'auto' follows the DHCP mode, which the settings page can change.
     dhcpMode: () => dhcpMode,
+  });
+  const grubFiles = new GrubFileSource({
+    clients,
+    onGrubRoad: (c) => onGrubRoad(c, dhcp.archOf(c.mac), config.boot.uefiX64Road),
+    signed: policy.signed,
+    openDisk: async (c) => {
+      const vol = store.openVolume(c.disk, { readOnly: true });
+      return { read: volumeReader(vol), size: vol.blockSize * vol.blockCount, close: async () => void (await vol.close()) };
+    },
+    openers: [fatOpener, ext4Opener],
+    neighbours: procNeighbours('/proc/net/arp', (err) => child('boot').warn({ err }, 'cannot read the neighbour table: GRUB road files are refused')),
+    serverAddress: currentAddress,
+    iscsiPort: config.iscsi.port,
+    uiHint: config.mdns.enabled ? `Assign it at http://${config.mdns.name}.local` : 'Assign it in the appliance\'s web UI',
+    openHostFile: (path) => new DirectoryFileSource([{ dir: dirname(path), trustSymlinks: true }]).resolve(basename(path)),
+    events,
+    log: child('boot'),
   });
   const settings = readRuntimeSettings(dataDir);
   let dhcpMode = settings.dhcp?.mode ?? config.dhcp.mode;

@@ -23,9 +23,14 @@ export interface FileRefusal {
   message: string;
 }
 
+/** Who asks: generated per-client files are served only to the machine they are for. */
+export interface TftpPeer {
+  address: string;
+}
+
 /** Resolves a requested file name (as the client sent it) to an opened file or a refusal. */
 export interface FileSource {
-  resolve(filename: string): Promise<TftpFile | FileRefusal>;
+  resolve(filename: string, peer?: TftpPeer): Promise<TftpFile | FileRefusal>;
 }
 
 /** Narrows a resolve() result. */
@@ -39,10 +44,10 @@ export function isRefusal(r: TftpFile | FileRefusal): r is FileRefusal {
  */
 export function chainFileSources(...sources: FileSource[]): FileSource {
   return {
-    async resolve(filename) {
+    async resolve(filename, peer) {
       let last: TftpFile | FileRefusal = { refused: 'notFound', message: 'file not found' };
       for (const src of sources) {
-        last = await src.resolve(filename);
+        last = await src.resolve(filename, peer);
         if (!isRefusal(last) || last.refused !== 'notFound') return last;
       }
       return last;

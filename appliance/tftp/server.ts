@@ -194,7 +194,7 @@ export class TftpServer implements Service {
     const file = req.filename;
     let resolved;
     try {
-      resolved = await this.o.files.resolve(file);
+      resolved = await this.o.files.resolve(file, { address: ip });
     } catch (err) {
       this.log.error({ err, ip, file }, 'file lookup failed');
       resolved = { refused: 'accessViolation' as const, message: 'server error looking up the file' };

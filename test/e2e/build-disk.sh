@@ -55,7 +55,7 @@ echo "InitiatorName=iqn.2026-11.local.netboot:e2e-unused" > "$R/etc/iscsi/initia
 # modprobe, and a load order (dependencies first) from the host's kmod.
 KM=$WORK/kernel/lib/modules/$KVER
 depmod -b "$WORK/kernel" "$KVER"
-WANT="e1000 crc32c_generic scsi_transport_iscsi libiscsi libiscsi_tcp iscsi_tcp iscsi_ibft sd_mod ext4"
+WANT="e1000 virtio_pci virtio_net efivarfs crc32c_generic scsi_transport_iscsi libiscsi libiscsi_tcp iscsi_tcp iscsi_ibft sd_mod ext4"
 declare -A seen=()
 queue=($WANT)
 while [ ${#queue[@]} -gt 0 ]; do

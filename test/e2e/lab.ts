@@ -21,6 +21,9 @@ export const FIRMWARE = {
   efiRom: '/usr/lib/ipxe/qemu/efi-e1000.rom',
   ovmfCode: '/usr/share/OVMF/OVMF_CODE.fd',
   ovmfVars: '/usr/share/OVMF/OVMF_VARS.fd',
+  /** Secure Boot: the SMM build and variables with Microsoft's keys enrolled (Debian's ovmf). */
+  ovmfSecureCode: '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd',
+  ovmfSecureVars: '/usr/share/OVMF/OVMF_VARS_4M.ms.fd',
 } as const;
 
 /** Returns the path of an executable on PATH (or in /usr/sbin, /sbin), or undefined. */
@@ -253,7 +256,12 @@ export interface QemuOptions {
   /** Run name, used for the serial log file. */
   name: string;
   mac: string;
-  firmware: 'bios' | 'uefi';
+  /**
+   * 'uefi-secureboot' (issue #15): q35 + SMM with OVMF's Secure Boot build and Microsoft's keys
+   * enrolled, booting from the firmware's own virtio-net PXE (an unsigned iPXE option ROM would
+   * be refused): only the signed shim + GRUB road gets past it.
+   */
+  firmware: 'bios' | 'uefi' | 'uefi-secureboot';
   /** Guest RAM in MiB; default 256 (BIOS) / 512 (UEFI, OVMF wants more). */
   memoryMiB?: number;
   /** qemu is killed after this long; default 180 s. */
@@ -263,7 +271,7 @@ export interface QemuOptions {
 /** One marker the initramfs printed, with when it appeared (ms after qemu started). */
 export interface SerialMarker {
   /** STAGE/FAIL/DHCP/IBFT/WARN/INFO come from the initramfs; FW from firmware/kernel milestones. */
-  kind: 'STAGE' | 'FAIL' | 'DHCP' | 'IBFT' | 'WARN' | 'INFO' | 'FW';
+  kind: 'STAGE' | 'FAIL' | 'DHCP' | 'IBFT' | 'WARN' | 'INFO' | 'FW' | 'SECUREBOOT' | 'CMDLINE-LOGIN';
   text: string;
   atMs: number;
 }
@@ -272,7 +280,7 @@ export interface SerialMarker {
 export interface BootResult {
   name: string;
   mac: string;
-  firmware: 'bios' | 'uefi';
+  firmware: QemuOptions['firmware'];
   serialLog: string;
   markers: SerialMarker[];
   /** ms from qemu start to `E2E-STAGE: root-mounted`, or undefined if never reached. */
@@ -288,7 +296,7 @@ export interface BootResult {
   exitCode: number | string;
 }
 
-const MARKER = /E2E-(STAGE|FAIL|DHCP|IBFT|WARN|INFO): ([^\r\n]*)/g;
+const MARKER = /E2E-(STAGE|FAIL|DHCP|IBFT|WARN|INFO|SECUREBOOT|CMDLINE-LOGIN): ([^\r\n]*)/g;
 
 /** Firmware and kernel milestones before the initramfs runs, for the per-boot time breakdown. */
 const MILESTONES: Array<[RegExp, string]> = [
@@ -296,6 +304,9 @@ const MILESTONES: Array<[RegExp, string]> = [
   [/Configuring \(net0/, 'ipxe-dhcp'],
   [/Registered SAN device/, 'san-registered'],
   [/Booting from SAN device/, 'sanboot'],
+  // The GRUB road (issue #15): shim fetching GRUB, then GRUB's banner.
+  [/Fetching Netboot Image/, 'shim-start'],
+  [/Welcome to GRUB/, 'grub-start'],
   // syslinux prints this after reading vmlinuz and initrd.gz through iPXE's INT13/EFI disk;
   // with `quiet` the kernel itself prints nothing until the initramfs's markers.
   [/Probing EDD/, 'kernel-loaded'],
@@ -333,13 +344,23 @@ export class QemuRun {
     this.serialLog = join(lab.workDir, `${opts.name}.serial.log`);
     this.out = createWriteStream(this.serialLog);
     const rom = opts.firmware === 'uefi' ? FIRMWARE.efiRom : FIRMWARE.biosRom;
+    const secure = opts.firmware === 'uefi-secureboot';
     const args = [
-      '-machine', 'pc', '-accel', 'tcg',
-      '-m', String(opts.memoryMiB ?? (opts.firmware === 'uefi' ? 512 : 256)),
+      '-machine', secure ? 'q35,smm=on' : 'pc', '-accel', 'tcg',
+      '-m', String(opts.memoryMiB ?? (opts.firmware === 'bios' ? 256 : 512)),
       '-nographic', '-monitor', 'none', '-no-reboot',
       '-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no`,
-      '-device', `e1000,netdev=n0,mac=${opts.mac},romfile=${rom},bootindex=1`,
+      '-device', secure ? `virtio-net-pci,netdev=n0,mac=${opts.mac},romfile=,bootindex=1` : `e1000,netdev=n0,mac=${opts.mac},romfile=${rom},bootindex=1`,
     ];
+    if (secure) {
+      const vars = join(lab.workDir, `${opts.name}.OVMF_VARS.fd`);
+      copyFileSync(FIRMWARE.ovmfSecureVars, vars);
+      args.push(
+        '-global', 'driver=cfi.pflash01,property=secure,value=on',
+        '-drive', `if=pflash,format=raw,readonly=on,file=${FIRMWARE.ovmfSecureCode}`,
+        '-drive', `if=pflash,format=raw,file=${vars}`,
+      );
+    }
     if (opts.firmware === 'uefi') {
       const vars = join(lab.workDir, `${opts.name}.OVMF_VARS.fd`);
       copyFileSync(FIRMWARE.ovmfVars, vars);

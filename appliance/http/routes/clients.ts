@@ -61,6 +61,7 @@ const clientProps = {
   initiators: { type: 'array', maxItems: 16, items: { type: 'string', minLength: 1, maxLength: 223 } },
   chap: chapSchema,
   ip: { anyOf: [{ type: 'string', format: 'ipv4' }, { type: 'null' }] },
+  road: { type: 'string', enum: ['auto', 'ipxe', 'grub'] },
 } as const;
 
 /**
@@ -99,6 +100,7 @@ export function clientRoutes(deps: ClientRouteDeps) {
       bootDisk: c.bootDisk ?? 'default',
       nextBoot: c.nextBoot ?? null,
       schedule: c.schedule ?? null,
+      road: c.road ?? 'auto',
       disks: disks.map((d) => ({ name: d.name, image: d.image, target: d.target, throwaway: d.throwaway, inUse: deps.store.isOpen(d.disk) })),
       // Who holds the disk now (the UI shows it; a second read-write login is refused).
       holders: sessions.map((s) => ({ initiatorName: s.initiatorName, address: s.address, since: s.since })),
