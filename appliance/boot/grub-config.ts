@@ -59,7 +59,8 @@ function grubText(s: string): string {
 /**
  * The iSCSI login on the kernel command line, for both initramfs families:
  * initramfs-tools + open-iscsi (`iscsi_*`, read by its local-top/iscsi script) and dracut
- * (`netroot=iscsi:[user:pass[:ruser:rpass]@]server::port::lun:target`, `rd.iscsi.initiator`).
+ * (`netroot=iscsi:server::port::lun:target`, `rd.iscsi.initiator`, `rd.iscsi.username`/`password`
+ * and `rd.iscsi.in.*` for CHAP).
  */
 export function iscsiKernelArgs(i: Omit<GrubClientConfigInput, 'cmdline' | 'hasInitrd'>): string[] {
   const c = i.client;
@@ -71,17 +72,17 @@ export function iscsiKernelArgs(i: Omit<GrubClientConfigInput, 'cmdline' | 'hasI
     `iscsi_target_port=${i.iscsiPort}`,
     'iscsi_target_group=1',
   ];
-  let auth = '';
+  const dracut = [`rd.iscsi.initiator=${c.initiatorName}`];
   if (chap) {
     args.push(`iscsi_username=${plain('CHAP user', chap.user)}`, `iscsi_password=${plain('CHAP secret', chap.secret)}`);
-    auth = `${chap.user}:${chap.secret}`;
+    // dracut's netroot= cannot carry a user name with ':' (an initiator name has two): its own options can.
+    dracut.push(`rd.iscsi.username=${chap.user}`, `rd.iscsi.password=${chap.secret}`);
     if (chap.targetUser && chap.targetSecret) {
       args.push(`iscsi_in_username=${plain('mutual CHAP user', chap.targetUser)}`, `iscsi_in_password=${plain('mutual CHAP secret', chap.targetSecret)}`);
-      auth += `:${chap.targetUser}:${chap.targetSecret}`;
+      dracut.push(`rd.iscsi.in.username=${chap.targetUser}`, `rd.iscsi.in.password=${chap.targetSecret}`);
     }
-    auth += '@';
   }
-  args.push(`netroot=iscsi:${auth}${i.serverAddress}::${i.iscsiPort}::${c.lun}:${c.target}`, `rd.iscsi.initiator=${c.initiatorName}`);
+  args.push(`netroot=iscsi:${i.serverAddress}::${i.iscsiPort}::${c.lun}:${c.target}`, ...dracut);
   return args;
 }
 

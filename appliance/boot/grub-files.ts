@@ -137,8 +137,8 @@ function diskFile(file: FoundKernel['kernel'], close: () => Promise<void>): Tftp
  * Whether a client takes the GRUB road, from the architecture of its last DHCP request. Without
  * one (the appliance restarted since), its explicit setting, or boot.uefiX64Road for 'auto'.
  */
-export function onGrubRoad(client: ClientRecord, arch: number | undefined, uefiX64Road: BootRoad): boolean {
-  if (arch !== undefined) return roadFor(archFamily(arch), client.road, uefiX64Road) === 'grub';
+export function onGrubRoad(client: ClientRecord, arch: number | undefined, uefiX64Road: BootRoad, arm64Ipxe = false): boolean {
+  if (arch !== undefined) return roadFor(archFamily(arch), client.road, uefiX64Road, arm64Ipxe) === 'grub';
   return client.road === 'grub' || (client.road !== 'ipxe' && uefiX64Road === 'grub');
 }
 

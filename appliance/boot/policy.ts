@@ -74,14 +74,15 @@ export function signedArchOf(family: ArchFamily): SignedArch | undefined {
 
 /**
  * The road for a client on a firmware family. BIOS and 32-bit UEFI have no signed shim here:
- * always iPXE. ARM64: GRUB (Debian ships no ARM64 iPXE) unless the client says 'ipxe' (a custom
- * iPXE build in the TFTP root). UEFI x64: the client's setting, else boot.uefiX64Road.
+ * always iPXE. A client's explicit 'ipxe' or 'grub' wins. 'auto': ARM64 takes GRUB unless an
+ * ARM64 iPXE is installed (Debian ships none); UEFI x64 takes boot.uefiX64Road.
  */
-export function roadFor(family: ArchFamily, setting: BootRoadSetting | undefined, uefiX64Road: BootRoad = 'ipxe'): BootRoad {
+export function roadFor(family: ArchFamily, setting: BootRoadSetting | undefined, uefiX64Road: BootRoad = 'ipxe', arm64Ipxe = false): BootRoad {
   const arch = signedArchOf(family);
   if (!arch) return 'ipxe';
   if (setting === 'ipxe' || setting === 'grub') return setting;
-  return arch === 'aa64' ? 'grub' : uefiX64Road;
+  if (arch === 'aa64') return arm64Ipxe ? 'ipxe' : 'grub';
+  return uefiX64Road;
 }
 
 /** The answer for one request. The DHCP server turns it into options; `ignore` means no boot options. */
@@ -161,7 +162,7 @@ export function decideBoot(req: BootRequest, ctx: BootPolicyContext): BootAnswer
 
   const family = archFamily(req.arch);
   const arch = signedArchOf(family);
-  if (client && arch && roadFor(family, client.road, ctx.uefiX64Road) === 'grub') {
+  if (client && arch && roadFor(family, client.road, ctx.uefiX64Road, ctx.binaries.efiArm64 !== undefined) === 'grub') {
     const pair = ctx.signed?.[arch];
     if (!pair) return { kind: 'missing-binary', family, reason: `no signed shim + GRUB for ${family} (the GRUB road): see docs/boot-roads.md` };
     const shim = signedNames(arch).shim;

@@ -172,7 +172,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
   });
   const grubFiles = new GrubFileSource({
     clients,
-    onGrubRoad: (c) => onGrubRoad(c, dhcp.archOf(c.mac), config.boot.uefiX64Road),
+    onGrubRoad: (c) => onGrubRoad(c, dhcp.archOf(c.mac), config.boot.uefiX64Road, policy.binaries.efiArm64 !== undefined),
     signed: policy.signed,
     openDisk: async (c) => {
       const vol = store.openVolume(c.disk, { readOnly: true });

@@ -31,9 +31,15 @@ describe('decideBoot', () => {
   });
 
   it('reports a missing binary (ARM64 on a Debian install) instead of offering nothing silently', () => {
-    const a = decideBoot(firmware(11), ctx({ binaries: { dir: '/usr/lib/ipxe', bios: 'undionly.kpxe', efiX64: 'ipxe.efi' } }));
+    const noArm64 = { dir: '/usr/lib/ipxe', bios: 'undionly.kpxe', efiX64: 'ipxe.efi' };
+    // An unknown machine (menu mode) is on the iPXE road: the iPXE binary is what is missing.
+    const a = decideBoot({ ...firmware(11), mac: '02:00:00:00:00:99' }, ctx({ binaries: noArm64, unknownClients: 'menu' }));
     expect(a).toMatchObject({ kind: 'missing-binary', family: 'efi-arm64' });
     expect((a as { reason: string }).reason).toMatch(/\/usr\/lib\/ipxe/);
+    // A client takes the GRUB road on ARM64 (issue #15): without the signed shim + GRUB, that is what is named.
+    const b = decideBoot(firmware(11), ctx({ binaries: noArm64 }));
+    expect(b).toMatchObject({ kind: 'missing-binary', family: 'efi-arm64' });
+    expect((b as { reason: string }).reason).toMatch(/signed shim \+ GRUB/);
   });
 
   it('an iPXE client is never handed iPXE again (user class or option 175), whatever its arch', () => {

@@ -74,7 +74,8 @@ suite(`e2e: the GRUB road under Secure Boot${why ? ` (skipped: ${why})` : ''}`, 
 
     // The per-client config carries CHAP: another machine (here the lab's own address) is refused.
     const stolen = join(runDir, 'stolen.cfg');
-    const out = run('ip', ['netns', 'exec', lab!.ns, 'sh', '-c', `cd ${runDir} && tftp 198.18.0.1 -c get grub/clients/${mac}.cfg stolen.cfg 2>&1; true`]);
+    // (tftp-hpa's command line reads "a:b" as host:file, so the MAC is spelt with dashes; both spellings are served.)
+    const out = run('ip', ['netns', 'exec', lab!.ns, 'sh', '-c', `cd ${runDir} && tftp 198.18.0.1 -c get grub/clients/${mac.replace(/:/g, '-')}.cfg stolen.cfg 2>&1; true`]);
     expect(out).toMatch(/Access violation|served only to/i);
     expect(() => run('grep', ['-q', 'iscsi_password', stolen])).toThrow();
 
