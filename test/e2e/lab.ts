@@ -24,6 +24,9 @@ export const FIRMWARE = {
   /** Secure Boot: the SMM build and variables with Microsoft's keys enrolled (Debian's ovmf). */
   ovmfSecureCode: '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd',
   ovmfSecureVars: '/usr/share/OVMF/OVMF_VARS_4M.ms.fd',
+  /** ARM64 clients (issue #15): qemu-system-aarch64 -M virt with AAVMF (Debian's qemu-efi-aarch64). */
+  aavmfCode: '/usr/share/AAVMF/AAVMF_CODE.fd',
+  aavmfVars: '/usr/share/AAVMF/AAVMF_VARS.fd',
 } as const;
 
 /** Returns the path of an executable on PATH (or in /usr/sbin, /sbin), or undefined. */
@@ -261,7 +264,7 @@ export interface QemuOptions {
    * enrolled, booting from the firmware's own virtio-net PXE (an unsigned iPXE option ROM would
    * be refused): only the signed shim + GRUB road gets past it.
    */
-  firmware: 'bios' | 'uefi' | 'uefi-secureboot';
+  firmware: 'bios' | 'uefi' | 'uefi-secureboot' | 'arm64-uefi';
   /** Guest RAM in MiB; default 256 (BIOS) / 512 (UEFI, OVMF wants more). */
   memoryMiB?: number;
   /** qemu is killed after this long; default 180 s. */
@@ -369,7 +372,23 @@ export class QemuRun {
         '-drive', `if=pflash,format=raw,file=${vars}`,
       );
     }
-    this.child = spawn('ip', ['netns', 'exec', lab.ns, 'qemu-system-x86_64', ...args], {
+    let binary = 'qemu-system-x86_64';
+    if (opts.firmware === 'arm64-uefi') {
+      // ARM64: the firmware's own virtio-net PXE; cortex-a57 is much faster under TCG than `max`.
+      binary = 'qemu-system-aarch64';
+      const vars = join(lab.workDir, `${opts.name}.AAVMF_VARS.fd`);
+      copyFileSync(FIRMWARE.aavmfVars, vars);
+      args.splice(0, args.length,
+        '-M', 'virt', '-cpu', 'cortex-a57', '-accel', 'tcg',
+        '-m', String(opts.memoryMiB ?? 1024),
+        '-nographic', '-monitor', 'none', '-no-reboot',
+        '-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no`,
+        '-device', `virtio-net-pci,netdev=n0,mac=${opts.mac},romfile=,bootindex=1`,
+        '-drive', `if=pflash,format=raw,readonly=on,file=${FIRMWARE.aavmfCode}`,
+        '-drive', `if=pflash,format=raw,file=${vars}`,
+      );
+    }
+    this.child = spawn('ip', ['netns', 'exec', lab.ns, binary, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const onData = (chunk: Buffer) => {
