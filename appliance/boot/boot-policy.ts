@@ -25,6 +25,8 @@ export interface BootPolicyOptions {
   binaries?: IpxeBinaries;
   /** Pre-resolved signed shim + GRUB (tests); default: looked up in boot.signedDir / the packages now. */
   signed?: SignedBinaries;
+  /** The bundle's folder: its `signed/` (the firmware tarball's) is looked in when boot.signedDir is empty. */
+  bundleDir?: string;
   /**
    * Mints the one-time token of each script URL handed to iPXE (ScriptTokens). Without it the
    * URL is the static one, which serves no credentials (tests, tools that only want the URL).
@@ -42,7 +44,7 @@ export class BootPolicy {
   constructor(private readonly opts: BootPolicyOptions) {
     this.binaries = opts.binaries ?? findIpxeBinaries(opts.boot.ipxeDir, opts.boot.efiBinary);
     for (const m of missingBinaries(this.binaries)) opts.log.warn({ ipxeDir: opts.boot.ipxeDir }, m);
-    this.signed = opts.signed ?? findSignedBinaries(opts.boot.signedDir ?? '');
+    this.signed = opts.signed ?? findSignedBinaries(opts.boot.signedDir ?? '', undefined, opts.bundleDir);
     for (const m of missingSigned(this.signed)) opts.log.info({ signedDir: opts.boot.signedDir }, m);
   }
 

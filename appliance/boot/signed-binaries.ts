@@ -1,8 +1,9 @@
 /**
  * The signed shim and GRUB network image of the GRUB road (issue #15), per UEFI architecture:
- * from `boot.signedDir` when set (names shimx64.efi/grubx64.efi, shimaa64.efi/grubaa64.efi: the
- * firmware tarball and tests put them there), else from Debian's packages (`shim-signed`,
- * `grub-efi-amd64-signed`, `grub-efi-arm64-signed`). Looked up once at start, like the iPXE binaries.
+ * from `boot.signedDir` when set, else `signed/` beside the bundle (the firmware tarball carries
+ * both architectures' pairs there: an arm64 box's own packages have only the arm64 one), else
+ * Debian's packages (`shim-signed`, `grub-efi-amd64-signed`, `grub-efi-arm64-signed`). File names
+ * in a folder: shimx64.efi/grubx64.efi, shimaa64.efi/grubaa64.efi. Looked up once at start.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -27,13 +28,14 @@ const PACKAGE_PATHS: Record<SignedArch, SignedPair> = {
   aa64: { shim: '/usr/lib/shim/shimaa64.efi.signed', grub: '/usr/lib/grub/arm64-efi-signed/grubnetaa64.efi.signed' },
 };
 
-export function findSignedBinaries(signedDir: string, exists: (p: string) => boolean = existsSync): SignedBinaries {
+export function findSignedBinaries(signedDir: string, exists: (p: string) => boolean = existsSync, bundleDir?: string): SignedBinaries {
   const out: SignedBinaries = {};
+  const dirs = signedDir ? [signedDir] : bundleDir ? [join(bundleDir, 'signed')] : [];
   for (const arch of ['x64', 'aa64'] as const) {
     const names = signedNames(arch);
-    const fromDir = signedDir ? { shim: join(signedDir, names.shim), grub: join(signedDir, names.grub) } : undefined;
-    if (fromDir && exists(fromDir.shim) && exists(fromDir.grub)) out[arch] = fromDir;
-    else if (exists(PACKAGE_PATHS[arch].shim) && exists(PACKAGE_PATHS[arch].grub)) out[arch] = PACKAGE_PATHS[arch];
+    const candidates = [...dirs.map((d) => ({ shim: join(d, names.shim), grub: join(d, names.grub) })), PACKAGE_PATHS[arch]];
+    const hit = candidates.find((c) => exists(c.shim) && exists(c.grub));
+    if (hit) out[arch] = hit;
   }
   return out;
 }

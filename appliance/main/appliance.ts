@@ -167,6 +167,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
     log: child('boot'),
     clock,
     tokens: scriptTokens,
+    bundleDir: __dirname,
     // boot.unknownClients 'auto' follows the DHCP mode, which the settings page can change.
     dhcpMode: () => dhcpMode,
   });

@@ -6,6 +6,10 @@
 #       better_sqlite3.node      better-sqlite3's Node-API addon for linux-arm64 (its package's own)
 #       node/bin/node            Node.js for linux-arm64, the version tools/node.lock pins
 #       node/LICENSE             Node.js's licence (and those of what it bundles)
+#       signed/                  the GRUB road's signed binaries for both client architectures
+#                                (issue #15): shimx64.efi + grubx64.efi (amd64 shim-signed,
+#                                grub-efi-amd64-signed) and shimaa64.efi + grubaa64.efi (arm64):
+#                                an arm64 box's own packages carry only the arm64 pair
 #       os-overlay/              install.sh, packages.txt, rootfs/ (systemd units, config, udev rule)
 #       docs/raspberry-pi.md
 #       VERSION                  version, git commit, Node version and package, better-sqlite3
@@ -65,6 +69,24 @@ cp "$node_dir/LICENSE" "$dir/node/LICENSE"
 aarch64-linux-gnu-gcc -O2 -Wall -Wextra -Werror -s -o "$dir/ra-responder" "$root/appliance/ra/ra-responder.c" \
   || die "cannot cross-compile ra-responder (Debian package gcc-aarch64-linux-gnu)"
 [ "$(elf_machine "$dir/ra-responder")" = 183 ] || die "ra-responder is not an aarch64 ELF"
+# The GRUB road's signed shim + GRUB for x64 and ARM64 clients, from Debian's packages, unpacked
+# (mmdebstrap --variant=extract: nothing installed, no emulation), kept in the cache.
+mkdir -p "$dir/signed"
+signed_versions=""
+for a in amd64:x64:x86_64 arm64:aa64:arm64; do
+  deb_arch=${a%%:*}; rest=${a#*:}; efi=${rest%%:*}; grub_dir=${rest#*:}
+  x=$cache/signed-$deb_arch
+  if [ ! -f "$x/.complete" ]; then
+    rm -rf "$x"
+    mmdebstrap --variant=extract --architectures="$deb_arch" --mode=root --include="shim-signed,grub-efi-$deb_arch-signed" \
+      bookworm "$x" http://deb.debian.org/debian >"$stage/mmdebstrap-$deb_arch.log" 2>&1 \
+      || { tail -20 "$stage/mmdebstrap-$deb_arch.log" >&2; die "cannot fetch the $deb_arch shim-signed/grub-efi-$deb_arch-signed (mmdebstrap)"; }
+    touch "$x/.complete"
+  fi
+  cp "$x/usr/lib/shim/shim$efi.efi.signed" "$dir/signed/shim$efi.efi"
+  cp "$x/usr/lib/grub/$grub_dir-efi-signed/grubnet$efi.efi.signed" "$dir/signed/grub$efi.efi"
+  signed_versions="$signed_versions $deb_arch:$(ls "$x/usr/share/doc/shim-signed" >/dev/null && sed -n '1s/.*(\(.*\)).*/\1/p' <(zcat "$x/usr/share/doc/shim-signed/changelog.gz" 2>/dev/null || true))"
+done
 (cd "$root" && tar --exclude=build -cf - os-overlay) | tar -xf - -C "$dir"
 [ -f "$root/docs/raspberry-pi.md" ] && cp "$root/docs/raspberry-pi.md" "$dir/docs/"
 cat >"$dir/VERSION" <<EOF2
@@ -75,6 +97,7 @@ built=$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ)
 node=$node_version
 node_package=$(cat "$node_dir/.node-lock")
 better_sqlite3=$bsq_version
+shim_signed=${signed_versions# }
 EOF2
 (cd "$dir" && find . -type f ! -name SHA256SUMS | LC_ALL=C sort | sed 's|^\./||' | xargs sha256sum >SHA256SUMS)
 # Modes independent of the umask and of how the inputs were checked out.

