@@ -165,11 +165,12 @@ export function decideBoot(req: BootRequest, ctx: BootPolicyContext): BootAnswer
   if (client && arch && roadFor(family, client.road, ctx.uefiX64Road, ctx.binaries.efiArm64 !== undefined) === 'grub') {
     const pair = ctx.signed?.[arch];
     if (!pair) return { kind: 'missing-binary', family, reason: `no signed shim + GRUB for ${family} (the GRUB road): see docs/boot-roads.md` };
-    const shim = signedNames(arch).shim;
     if (isHttpBootFamily(family) || (req.vendorClass ?? '').startsWith('HTTPClient')) {
-      return { kind: 'http-boot', family, url: `http://${ctx.serverAddress}:${ctx.httpPort}/boot/${shim}` };
+      // Served over TFTP only: GRUB 2.06's http cannot name a port, so a GRUB loaded by HTTP boot
+      // could not fetch its configs from us. Firmware that does HTTP boot does PXE too.
+      return { kind: 'ignore', reason: 'the GRUB road is served by PXE/TFTP only, not UEFI HTTP boot: the firmware falls back to PXE' };
     }
-    return { kind: 'chainload', family, file: shim };
+    return { kind: 'chainload', family, file: signedNames(arch).shim };
   }
   const file = binaryFor(family, ctx.binaries);
   if (!file) {

@@ -46,10 +46,12 @@ describe('the road per client and architecture', () => {
     expect(decideBoot(firmware(arch), ctx({ ...base, road }, { uefiX64Road }))).toMatchObject({ ...want, family: archFamily(arch) });
   });
 
-  it('UEFI HTTP boot on the GRUB road gets the shim by URL (16 x64, 19 ARM64)', () => {
+  it('UEFI HTTP boot (16, 19) is not answered on the GRUB road (TFTP only), so the firmware takes PXE', () => {
     const c = { ...base, road: 'grub' as const };
-    expect(decideBoot(firmware(16, 'HTTPClient:Arch:00016:UNDI:003001'), ctx(c))).toEqual({ kind: 'http-boot', family: 'http-x64', url: 'http://198.18.0.1:8080/boot/shimx64.efi' });
-    expect(decideBoot(firmware(19, 'HTTPClient:Arch:00019:UNDI:003001'), ctx(c))).toEqual({ kind: 'http-boot', family: 'http-arm64', url: 'http://198.18.0.1:8080/boot/shimaa64.efi' });
+    expect(decideBoot(firmware(16, 'HTTPClient:Arch:00016:UNDI:003001'), ctx(c))).toMatchObject({ kind: 'ignore', reason: expect.stringMatching(/PXE\/TFTP only/) });
+    expect(decideBoot(firmware(19, 'HTTPClient:Arch:00019:UNDI:003001'), ctx(c))).toMatchObject({ kind: 'ignore' });
+    // ...and the iPXE road still answers HTTP boot with its binary's URL.
+    expect(decideBoot(firmware(16, 'HTTPClient:Arch:00016:UNDI:003001'), ctx({ ...c, road: 'ipxe' }))).toMatchObject({ kind: 'http-boot', url: 'http://198.18.0.1:8080/boot/ipxe.efi' });
   });
 
   it('ARM64 auto prefers an installed ARM64 iPXE; without signed binaries the answer says what to install', () => {
