@@ -79,7 +79,7 @@ const image: Verb = {
 
 const client: Verb = {
   name: 'client',
-  usage: 'client list | add MAC IMAGE [NAME] | show MAC | rm MAC | disks MAC | next-boot MAC (image|disk|rescue) NAME | next-boot MAC clear | move MAC NEWMAC [copy]',
+  usage: 'client list | add MAC IMAGE [NAME] | show MAC | rm MAC | disks MAC | next-boot MAC (image|disk|rescue) NAME | next-boot MAC clear | road MAC (auto|ipxe|grub) | move MAC NEWMAC [copy]',
   summary: 'clients: each MAC boots its own copy-on-write disk of a golden image',
   async run(args, config, { json }) {
     const api = new ApiClient(config);
@@ -119,6 +119,12 @@ const client: Verb = {
       if (!['image', 'disk', 'rescue'].includes(rest[1])) throw new CliError(`usage: appliance ${this.usage}`, 2);
       const r = await api.call<{ nextBoot: unknown }>('PUT', `/api/clients/${mac}/next-boot`, { [rest[1]]: rest[2] });
       return print(json, r, () => `next boot of ${rest[0]}: ${rest[1]} ${rest[2]} (once)`);
+    }
+    if (sub === 'road') {
+      need(rest, 2, this.usage);
+      if (!['auto', 'ipxe', 'grub'].includes(rest[1])) throw new CliError(`usage: appliance ${this.usage}`, 2);
+      const r = await api.call<{ road: string }>('PATCH', `/api/clients/${mac}`, { road: rest[1] });
+      return print(json, r, () => `boot road of ${rest[0]}: ${r.road} (docs/boot-roads.md)`);
     }
     if (sub === 'move') {
       need(rest, 2, this.usage);

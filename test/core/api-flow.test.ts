@@ -132,6 +132,9 @@ describe.skipIf(!hasQemuIo)('images, clients and snapshots through the bundled a
     expect(missing.stderr).toContain('SNAPSHOT_NOT_FOUND');
     expect(cli('client', 'next-boot', '525400aabb03', 'image', 'cli-img').stdout).toContain('next boot of 525400aabb03: image cli-img (once)');
     expect(cli('client', 'next-boot', '525400aabb03', 'image', 'missing').stderr).toContain('IMAGE_NOT_FOUND');
+    // Issue #15: the boot road per client.
+    expect(cli('client', 'road', '525400aabb03', 'grub').stdout).toContain('boot road of 525400aabb03: grub');
+    expect(cli('client', 'road', '525400aabb03', 'sideways').status).toBe(2);
     const busy = cli('check');
     expect(busy.status).toBe(2);
     expect(busy.stderr).toMatch(/is running .*stop it first/);

@@ -282,6 +282,15 @@ async function flow(): Promise<void> {
     await page.waitForSelector('.boot-choices >> text=Every boot starts default.');
     expect((await api('GET', `/api/clients/${MAC}/next-boot`)).body).toMatchObject({ nextBoot: null });
 
+    // Issue #15: the boot road is picked per client on the same card, and the API keeps it.
+    expect(await page.inputValue('#boot-road')).toBe('auto');
+    await page.selectOption('#boot-road', 'grub');
+    await page.waitForSelector('.toast >> text=Boot road: grub');
+    expect((await api<{ road: string }>('GET', `/api/clients/${MAC}`)).body.road).toBe('grub');
+    await page.selectOption('#boot-road', 'auto');
+    await page.waitForSelector('.toast >> text=Boot road: auto');
+    expect((await api<{ road: string }>('GET', `/api/clients/${MAC}`)).body.road).toBe('auto');
+
     // Deleting asks too; cancelling keeps it.
     await page.click('li.snap[data-snapshot="before"] >> text=Delete');
     await page.click('.dialog >> text=Cancel');

@@ -51,6 +51,8 @@ export interface Client {
   /** A one-shot choice for the next boot only. */
   nextBoot?: { kind: 'image'; image: string } | { kind: 'disk'; disk: string } | { kind: 'rescue'; image: string } | null;
   schedule?: { everyMinutes: number; keep: number } | null;
+  /** The boot road (issue #15): iPXE sanboot, or signed shim + GRUB + the disk's own kernel. */
+  road?: 'auto' | 'ipxe' | 'grub';
   disks?: { name: string; image: string; target: string; throwaway: boolean; inUse: boolean }[];
   /** Who holds the disk now. */
   holders?: { initiatorName: string; address: string; since: string | number }[];

@@ -1,12 +1,18 @@
 /**
- * What a client boots (issue 8 uses): its named disks and which one boots by default, a one-shot
- * choice for the next boot only (an image on a throw-away copy, another disk, a rescue image
+ * What a client boots (issue 8 uses): its named disks and which one boots by default, its boot
+ * road (issue #15: iPXE or the signed shim + GRUB), a one-shot choice for the next boot only (an image on a throw-away copy, another disk, a rescue image
  * with the own disk attached), and scheduled snapshots.
  */
 import { useState } from 'preact/hooks';
 import { api, seg, type Client, type Image } from '../api';
 import { bytes } from '../format';
 import { ActionButton, Card, confirmAction, h, toast, toastError, type El } from '../ui';
+
+const ROADS = [
+  { value: 'auto', label: 'Automatic (ARM64: GRUB; UEFI x64: the appliance default; BIOS: iPXE)' },
+  { value: 'ipxe', label: 'iPXE sanboot (Secure Boot off)' },
+  { value: 'grub', label: 'Signed shim + GRUB (Secure Boot on, Linux disks)' },
+];
 
 const describeNext = (n: NonNullable<Client['nextBoot']>) =>
   n.kind === 'image' ? `image “${n.image}” on a throw-away copy` : n.kind === 'disk' ? `disk “${n.disk}”` : `rescue image “${n.image}”, with its own disk attached as LUN 1`;
@@ -66,6 +72,18 @@ export function BootChoicesCard(props: { client: Client; images: Image[]; change
           setNewDisk('');
         }, `Disk ${newDisk} added`),
       }, 'Add disk')),
+
+    h('h3', null, 'boot road'),
+    h('form', { class: 'inline-form compact road', onSubmit: (e: Event) => e.preventDefault() },
+      h('div', { class: 'field grow' }, h('label', { for: 'boot-road', class: 'sr-only' }, 'Boot road'),
+        h('select', {
+          id: 'boot-road', value: client.road ?? 'auto',
+          onChange: (e: Event) => {
+            const road = (e.target as HTMLSelectElement).value;
+            void run('Could not change the boot road', () => api('PATCH', base, { road }), `Boot road: ${road}`);
+          },
+        }, ROADS.map((r) => h('option', { key: r.value, value: r.value }, r.label))))),
+    h('p', { class: 'sub' }, 'The GRUB road boots PCs with Secure Boot on and ARM64 machines: Microsoft-signed shim, Debian-signed GRUB, and the Linux kernel on this disk, which must log in to iSCSI from its command line (initramfs-tools with open-iscsi, or dracut). iPXE boots any disk with Secure Boot off.'),
 
     h('h3', null, 'next boot only'),
     client.nextBoot
