@@ -50,10 +50,11 @@ run: build
 typecheck: $(NODE_MODULES)
 	npx tsc --noEmit -p .
 
-# The house rules (biome.json): recommended lint rules and the layering (which folder may import
-# which); test/lint/house.test.ts shows each rule refusing a violation.
+# The house rules (biome.json): recommended lint rules, the layering (which folder may import
+# which) and the formatting (Biome's formatter: `npx biome format --write` fixes it);
+# test/lint/house.test.ts shows each rule refusing a violation.
 lint: $(NODE_MODULES)
-	npx biome lint --error-on-warnings
+	npx biome ci --error-on-warnings
 
 # Every test: unit, interop with real clients, browser and end-to-end boots (needs root for
 # network namespaces; installs the Debian packages it needs).

@@ -46,9 +46,13 @@ if (existsSync(rbdAddon)) copyFileSync(rbdAddon, join(out, 'rbd_io.node'));
 // The router-solicitation helper (appliance/ra/ra-responder.c): Node has no raw ICMPv6 socket.
 // Built with the host's C compiler (CC, default cc); os-overlay/build/firmware.sh cross-builds it.
 const cc = process.env.CC || 'cc';
-const raHelper = spawnSync(cc, ['-O2', '-Wall', '-Wextra', '-Werror', '-o', join(out, 'ra-responder'), join(root, 'appliance/ra/ra-responder.c')], { stdio: 'inherit' });
+const raHelper = spawnSync(cc, ['-O2', '-Wall', '-Wextra', '-Werror', '-o', join(out, 'ra-responder'), join(root, 'appliance/ra/ra-responder.c')], {
+  stdio: 'inherit',
+});
 if (raHelper.status !== 0) {
   console.error(`could not build ra-responder with ${cc}: the appliance will not answer router solicitations (ra.enabled)`);
   process.exitCode = 1;
 }
-console.log(`built ${join(out, 'appliance.cjs')} (version ${pkg.version}) with better_sqlite3.node, ra-responder${existsSync(rbdAddon) ? ' and rbd_io.node' : ''} beside it`);
+console.log(
+  `built ${join(out, 'appliance.cjs')} (version ${pkg.version}) with better_sqlite3.node, ra-responder${existsSync(rbdAddon) ? ' and rbd_io.node' : ''} beside it`,
+);

@@ -26,7 +26,10 @@ async function main(): Promise<number> {
   return report.boots.every((b) => b.rootMountedMs !== undefined) ? 0 : 1;
 }
 
-main().then((code) => process.exit(code), (err) => {
-  console.error(err);
-  process.exit(1);
-});
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

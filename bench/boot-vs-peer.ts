@@ -69,7 +69,9 @@ async function main(): Promise<number> {
   console.log(`\n${firmware.toUpperCase()} boot to root-mounted, median of ${boots} (TCG, 2 shared cores):`);
   // Segments: firmware DHCP + iPXE until sanboot; syslinux reading vmlinuz + initrd through
   // iPXE's SAN disk and the kernel starting; the initramfs's DHCP, iscsistart login and mount.
-  console.log(`${'stack'.padEnd(14)} ${'root s'.padStart(7)} ${'->sanboot'.padStart(10)} ${'->initramfs'.padStart(12)} ${'->root'.padStart(7)} ${'ok'.padStart(5)}  note`);
+  console.log(
+    `${'stack'.padEnd(14)} ${'root s'.padStart(7)} ${'->sanboot'.padStart(10)} ${'->initramfs'.padStart(12)} ${'->root'.padStart(7)} ${'ok'.padStart(5)}  note`,
+  );
   const rows: Array<[string, BootResult[], string]> = [
     ['appliance', appliance, notes.appliance],
     ...(raOff ? [['appliance -ra', applianceRaOff, notes.raOff] as [string, BootResult[], string]] : []),
@@ -103,7 +105,10 @@ async function main(): Promise<number> {
   return a.length === boots && p.length === boots ? 0 : 1;
 }
 
-main().then((code) => process.exit(code), (err) => {
-  console.error(err);
-  process.exit(1);
-});
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

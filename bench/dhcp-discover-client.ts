@@ -27,14 +27,30 @@ function discover(i: number): Buffer {
   Buffer.from([0x02, 0xbe, 0x4c, 0, (i % macs) >> 8, (i % macs) & 255]).copy(chaddr);
   if (captured) {
     // The client identifier (61) carries the MAC too: servers that key leases on it see 20 clients.
-    const options = captured.options.map((o) => (o.code === Opt.clientId ? { code: o.code, data: Buffer.concat([Buffer.from([1]), chaddr.subarray(0, 6)]) } : o));
+    const options = captured.options.map((o) =>
+      o.code === Opt.clientId ? { code: o.code, data: Buffer.concat([Buffer.from([1]), chaddr.subarray(0, 6)]) } : o,
+    );
     return encodePacket({ ...captured, xid: 0x5e000000 + i, flags: FLAG_BROADCAST, chaddr, options });
   }
   const options = [build.messageType('discover')];
   if (pxe) options.push(build.text(Opt.vendorClass, 'PXEClient:Arch:00000:UNDI:002001'), { code: Opt.clientArch, data: Buffer.from([0, 0]) });
   const p: BootRequest = {
-    op: 'request', htype: 1, hlen: 6, hops: 0, xid: 0x5e000000 + i, secs: 0, flags: FLAG_BROADCAST,
-    ciaddr: '0.0.0.0', yiaddr: '0.0.0.0', siaddr: '0.0.0.0', giaddr: '0.0.0.0', chaddr, sname: '', file: '', hasCookie: true, options,
+    op: 'request',
+    htype: 1,
+    hlen: 6,
+    hops: 0,
+    xid: 0x5e000000 + i,
+    secs: 0,
+    flags: FLAG_BROADCAST,
+    ciaddr: '0.0.0.0',
+    yiaddr: '0.0.0.0',
+    siaddr: '0.0.0.0',
+    giaddr: '0.0.0.0',
+    chaddr,
+    sname: '',
+    file: '',
+    hasCookie: true,
+    options,
   };
   return encodePacket(p);
 }
@@ -98,7 +114,14 @@ sock.bind(68, '0.0.0.0', async () => {
         waiting = undefined;
         resolve();
       }, 1000);
-      waiting = { xid, t0: process.hrtime.bigint(), done: () => { clearTimeout(timer); resolve(); } };
+      waiting = {
+        xid,
+        t0: process.hrtime.bigint(),
+        done: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      };
       sock.send(discover(i), 67, '255.255.255.255');
     });
   }

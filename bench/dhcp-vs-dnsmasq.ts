@@ -42,8 +42,15 @@ const runnerCjs = join(dir, 'runner.cjs');
 /** The runner bundled as appliance/build.mjs bundles the appliance (no keepNames, minifySyntax). */
 function bundleRunner(): void {
   buildSync({
-    entryPoints: [runnerTs], outfile: runnerCjs, bundle: true, platform: 'node', target: 'node24', format: 'cjs',
-    minifySyntax: true, external: ['better-sqlite3', 'pino', 'pino-pretty'], logLevel: 'warning',
+    entryPoints: [runnerTs],
+    outfile: runnerCjs,
+    bundle: true,
+    platform: 'node',
+    target: 'node24',
+    format: 'cjs',
+    minifySyntax: true,
+    external: ['better-sqlite3', 'pino', 'pino-pretty'],
+    logLevel: 'warning',
   });
 }
 
@@ -73,7 +80,13 @@ function setup(): void {
   sh('ip', ['link', 'add', 'vs', 'netns', S, 'type', 'veth', 'peer', 'name', 'vc', 'netns', C]);
   sh('ip', ['-n', S, 'addr', 'add', '198.18.6.1/24', 'dev', 'vs']);
   sh('ip', ['-n', C, 'addr', 'add', '198.18.6.2/24', 'dev', 'vc']);
-  for (const [ns, dev] of [[S, 'vs'], [C, 'vc'], [S, 'lo'], [C, 'lo']]) sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+  for (const [ns, dev] of [
+    [S, 'vs'],
+    [C, 'vc'],
+    [S, 'lo'],
+    [C, 'lo'],
+  ])
+    sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
 }
 
 function waitLine(proc: ChildProcess, re: RegExp, ms: number): Promise<void> {
@@ -112,16 +125,26 @@ async function startOurs(mode: 'full' | 'proxy'): Promise<{ proc: ChildProcess; 
   const spec = join(dir, `ours-${mode}.json`);
   const dbFile = join(dir, `ours-${mode}-${Date.now()}.db`);
   const logFile = join(dir, `ours-${mode}-${Date.now()}.log`);
-  writeFileSync(spec, JSON.stringify({
-    config: { dhcp: { mode, interface: 'vs', range: mode === 'full' ? ['198.18.6.100', '198.18.6.250'] : [], conflictProbeSeconds: 0, leaseSeconds: 3600 }, boot: { unknownClients: 'menu' } },
-    serverAddress: 'auto', dbFile, clients: [],
-    // Default: no boot-event sink (the runner's sink prints to stdout, not what the appliance does);
-    // dnsmasq runs with --quiet-dhcp likewise. --appliance: the appliance's sink and log.
-    ...(APPLIANCE ? { eventStore: true, logFile, logLevel: 'info' } : { logLevel: 'error', quiet: true }),
-  }));
+  writeFileSync(
+    spec,
+    JSON.stringify({
+      config: {
+        dhcp: { mode, interface: 'vs', range: mode === 'full' ? ['198.18.6.100', '198.18.6.250'] : [], conflictProbeSeconds: 0, leaseSeconds: 3600 },
+        boot: { unknownClients: 'menu' },
+      },
+      serverAddress: 'auto',
+      dbFile,
+      clients: [],
+      // Default: no boot-event sink (the runner's sink prints to stdout, not what the appliance does);
+      // dnsmasq runs with --quiet-dhcp likewise. --appliance: the appliance's sink and log.
+      ...(APPLIANCE ? { eventStore: true, logFile, logLevel: 'info' } : { logLevel: 'error', quiet: true }),
+    }),
+  );
   const cmd = TSX ? [tsx, runnerTs, spec] : [process.execPath, runnerCjs, spec];
   const p = spawn('ip', ['netns', 'exec', S, ...cmd], {
-    cwd: repo, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_PATH: join(repo, 'node_modules') },
+    cwd: repo,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NODE_PATH: join(repo, 'node_modules') },
   });
   await waitLine(p, /^READY/m, 30_000);
   const after = () => {
@@ -129,17 +152,28 @@ async function startOurs(mode: 'full' | 'proxy'): Promise<{ proc: ChildProcess; 
     const db = new Database(dbFile, { readonly: true });
     recorded.events += (db.prepare('SELECT COUNT(*) n FROM boot_events').get() as { n: number }).n;
     db.close();
-    recorded.logLines += readFileSync(logFile, 'utf8').split('\n').filter((l) => l.includes('offer')).length;
+    recorded.logLines += readFileSync(logFile, 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('offer')).length;
   };
   return { proc: p, after };
 }
 
 async function startDnsmasq(mode: 'full' | 'proxy'): Promise<{ proc: ChildProcess; after: () => void }> {
-  const common = ['--no-daemon', '--conf-file=/dev/null', '--port=0', '--interface=vs', '--bind-interfaces', `--dhcp-leasefile=${join(dir, 'dnsmasq.leases')}`, `--log-facility=${join(dir, 'dnsmasq.log')}`];
+  const common = [
+    '--no-daemon',
+    '--conf-file=/dev/null',
+    '--port=0',
+    '--interface=vs',
+    '--bind-interfaces',
+    `--dhcp-leasefile=${join(dir, 'dnsmasq.leases')}`,
+    `--log-facility=${join(dir, 'dnsmasq.log')}`,
+  ];
   if (!APPLIANCE) common.push('--quiet-dhcp');
-  const args = mode === 'full'
-    ? [...common, '--dhcp-range=198.18.6.100,198.18.6.250,255.255.255.0,1h', '--no-ping', '--dhcp-authoritative']
-    : [...common, '--dhcp-range=198.18.6.0,proxy', '--pxe-service=x86PC,netboot,undionly', '--dhcp-boot=undionly.kpxe'];
+  const args =
+    mode === 'full'
+      ? [...common, '--dhcp-range=198.18.6.100,198.18.6.250,255.255.255.0,1h', '--no-ping', '--dhcp-authoritative']
+      : [...common, '--dhcp-range=198.18.6.0,proxy', '--pxe-service=x86PC,netboot,undionly', '--dhcp-boot=undionly.kpxe'];
   // --no-daemon also copies every log line to stderr: nobody reads it, so a pipe would fill and stall dnsmasq.
   const p = spawn('ip', ['netns', 'exec', S, 'dnsmasq', ...args], { stdio: 'ignore' });
   await new Promise((r) => setTimeout(r, 700)); // dnsmasq prints nothing when quiet; give it time to bind
@@ -148,7 +182,20 @@ async function startDnsmasq(mode: 'full' | 'proxy'): Promise<{ proc: ChildProces
 }
 
 function measure(mode: 'full' | 'proxy'): { rtts: number[]; lost: number } {
-  const r = spawnSync('ip', ['netns', 'exec', C, tsx, join(repo, 'bench/dhcp-discover-client.ts'), String(COUNT), '20', CAPTURED ? 'captured' : mode === 'proxy' || APPLIANCE ? 'pxe' : ''], { cwd: repo, encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(
+    'ip',
+    [
+      'netns',
+      'exec',
+      C,
+      tsx,
+      join(repo, 'bench/dhcp-discover-client.ts'),
+      String(COUNT),
+      '20',
+      CAPTURED ? 'captured' : mode === 'proxy' || APPLIANCE ? 'pxe' : '',
+    ],
+    { cwd: repo, encoding: 'utf8', timeout: 120_000 },
+  );
   const line = r.stdout.trim().split('\n').pop() ?? '';
   try {
     return JSON.parse(line);
@@ -199,10 +246,15 @@ async function main(): Promise<void> {
   for (const mode of ['full', 'proxy']) {
     const ours = results[`${mode}/ours`];
     const dm = results[`${mode}/dnsmasq`];
-    for (const [impl, r] of [['ours', ours], ['dnsmasq', dm]] as const) {
+    for (const [impl, r] of [
+      ['ours', ours],
+      ['dnsmasq', dm],
+    ] as const) {
       const ratio = (k: 'fresh' | 'warm') => (ours[k].length ? (pct(ours[k], 0.5) / pct(dm[k], 0.5)).toFixed(2) : '-');
       const ratios = impl === 'ours' ? `${ratio('fresh')}, ${ratio('warm')}` : '';
-      console.log(`${mode.padEnd(6)} ${impl.padEnd(8)}${cell(pct(r.fresh, 0.5))} ${cell(pct(r.warm, 0.5))} ${cell(pct(r.rtts, 0.9))} ${cell(pct(r.rtts, 0.99))} ${String(r.lost).padStart(6)}   ${ratios}`);
+      console.log(
+        `${mode.padEnd(6)} ${impl.padEnd(8)}${cell(pct(r.fresh, 0.5))} ${cell(pct(r.warm, 0.5))} ${cell(pct(r.rtts, 0.9))} ${cell(pct(r.rtts, 0.99))} ${String(r.lost).padStart(6)}   ${ratios}`,
+      );
     }
   }
   if (APPLIANCE) console.log(`\nours recorded ${recorded.events} boot events and ${recorded.logLines} offer log lines`);

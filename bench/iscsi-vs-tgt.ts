@@ -240,34 +240,48 @@ function perSecond(ops: number, bytes: number, unit: 'IOPS' | 'MB/s') {
 
 const ROWS: Row[] = [
   {
-    name: '4 KiB strided read QD32', unit: 'IOPS', fresh: false,
+    name: '4 KiB strided read QD32',
+    unit: 'IOPS',
+    fresh: false,
     f: async (e) => perSecond(30000, 4096, 'IOPS')(await qemuBench(e, ['-d', '32', ...STRIDE], 30000)),
   },
   {
-    name: '4 KiB strided write QD32, non-zero data', unit: 'IOPS', fresh: true,
+    name: '4 KiB strided write QD32, non-zero data',
+    unit: 'IOPS',
+    fresh: true,
     f: async (e) => perSecond(20000, 4096, 'IOPS')(await qemuBench(e, ['-w', '--pattern=90', '-d', '32', ...STRIDE], 20000)),
   },
   {
-    name: '4 KiB strided write QD32, zero data', unit: 'IOPS', fresh: true,
+    name: '4 KiB strided write QD32, zero data',
+    unit: 'IOPS',
+    fresh: true,
     f: async (e) => perSecond(20000, 4096, 'IOPS')(await qemuBench(e, ['-w', '-d', '32', ...STRIDE], 20000)),
   },
   {
-    name: '1 MiB sequential write QD8', unit: 'MB/s', fresh: true,
+    name: '1 MiB sequential write QD8',
+    unit: 'MB/s',
+    fresh: true,
     f: async (e) => perSecond(512, 1 << 20, 'MB/s')(await qemuBench(e, ['-w', '--pattern=90', '-d', '8', '-s', '1048576', '-S', '1048576'], 512)),
   },
   {
-    name: '1 MiB sequential read QD8', unit: 'MB/s', fresh: false,
+    name: '1 MiB sequential read QD8',
+    unit: 'MB/s',
+    fresh: false,
     f: async (e) => perSecond(1024, 1 << 20, 'MB/s')(await qemuBench(e, ['-d', '8', '-s', '1048576', '-S', '1048576'], 1024)),
   },
   {
-    name: '8 clients at once, 4 KiB reads QD4', unit: 'IOPS', fresh: false,
+    name: '8 clients at once, 4 KiB reads QD4',
+    unit: 'IOPS',
+    fresh: false,
     f: async (e) => {
       const clients = Array.from({ length: 8 }, (_, k) => ({ args: ['-d', '4', ...STRIDE, '-o', String(k * (SIZE / 8))], count: 4000 }));
       return perSecond(32000, 4096, 'IOPS')(await qemuClients(e, clients));
     },
   },
   {
-    name: '10 clients at once, 4 KiB reads+writes QD4', unit: 'IOPS', fresh: true,
+    name: '10 clients at once, 4 KiB reads+writes QD4',
+    unit: 'IOPS',
+    fresh: true,
     f: async (e) => {
       const clients = tenClients();
       const ops = clients.reduce((a, c) => a + c.count, 0);
@@ -275,14 +289,18 @@ const ROWS: Row[] = [
     },
   },
   {
-    name: '4 KiB random read QD32 (iscsi-perf -r)', unit: 'IOPS', fresh: false,
+    name: '4 KiB random read QD32 (iscsi-perf -r)',
+    unit: 'IOPS',
+    fresh: false,
     f: async (e) => {
       const iops = await iscsiPerf(e, 8, 32, true);
       return { value: iops, ops: iops * SECONDS };
     },
   },
   {
-    name: '128 KiB sequential read QD8 (iscsi-perf)', unit: 'MB/s', fresh: false,
+    name: '128 KiB sequential read QD8 (iscsi-perf)',
+    unit: 'MB/s',
+    fresh: false,
     f: async (e) => {
       const iops = await iscsiPerf(e, 256, 8, false);
       return { value: (iops * 131072) / 1e6, ops: iops * SECONDS };
@@ -316,9 +334,16 @@ async function main(): Promise<void> {
     // (dist/appliance.cjs): running under tsx's loader hooks costs measurably per request.
     const blocks = SIZE / 512;
     const bundle = join(dir, 'serve.cjs');
-    await run(join(__dirname, '..', 'node_modules', '.bin', 'esbuild'), [join(__dirname, '..', 'test', 'iscsi', 'serve.ts'),
-      '--bundle', '--platform=node', '--format=cjs', '--target=node24', `--outfile=${bundle}`, '--log-level=warning',
-      '--define:__BUNDLE__=true']);
+    await run(join(__dirname, '..', 'node_modules', '.bin', 'esbuild'), [
+      join(__dirname, '..', 'test', 'iscsi', 'serve.ts'),
+      '--bundle',
+      '--platform=node',
+      '--format=cjs',
+      '--target=node24',
+      `--outfile=${bundle}`,
+      '--log-level=warning',
+      '--define:__BUNDLE__=true',
+    ]);
     // The store's SQLite addon ships beside the bundle, as in dist/.
     // better-sqlite3 13 ships its Node-API addon per platform (prebuilds/); a source build wins.
     const bsq = join(__dirname, '..', 'node_modules', 'better-sqlite3');
@@ -330,18 +355,22 @@ async function main(): Promise<void> {
     const backings = (process.env.ISCSI_BENCH_BACKING ?? 'store').split(',');
     const ours: Endpoint[] = [];
     for (const backing of backings) {
-      const child = spawn(NODE, [...flags, bundle, '0', `${backing}:${file}`, String(blocks)],
-        { stdio: ['pipe', 'pipe', 'pipe'], cwd: join(__dirname, '..'), env: { ...process.env, UV_USE_IO_URING: URING, ...extraEnv } });
+      const child = spawn(NODE, [...flags, bundle, '0', `${backing}:${file}`, String(blocks)], {
+        stdio: ['pipe', 'pipe', 'pipe'],
+        cwd: join(__dirname, '..'),
+        env: { ...process.env, UV_USE_IO_URING: URING, ...extraEnv },
+      });
       children.push(child);
       const lines = new Lines(child);
       const port = Number(await lines.next(/PORT (\d+)/, 300_000));
-      const reset = backing === 'store'
-        ? async () => {
-          child.stdin!.write('RESET\n');
-          const r = await lines.next(/RESET (done|failed.*)/);
-          if (r !== 'done') throw new Error(`RESET ${r}`);
-        }
-        : null;
+      const reset =
+        backing === 'store'
+          ? async () => {
+              child.stdin!.write('RESET\n');
+              const r = await lines.next(/RESET (done|failed.*)/);
+              if (r !== 'done') throw new Error(`RESET ${r}`);
+            }
+          : null;
       const mem = async () => {
         child.stdin!.write('MEM\n');
         return lines.next(/MEM (.*)/);
@@ -349,9 +378,16 @@ async function main(): Promise<void> {
       ours.push({ name: `ours (${backing})`, port, iqn: OUR_IQN, lun: 0, pid: child.pid!, reset, mem });
     }
     const all = [tgt, ...ours];
-    const head = `ours: node ${(await run(NODE, ['--version'])).stdout.trim()}${flags.length ? ` ${flags.join(' ')}` : ''}`
-      + `${Object.keys(extraEnv).length ? `, env ${Object.entries(extraEnv).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''}`
-      + `, UV_USE_IO_URING=${URING}, UV_THREADPOOL_SIZE=${POOL}`;
+    const head =
+      `ours: node ${(await run(NODE, ['--version'])).stdout.trim()}${flags.length ? ` ${flags.join(' ')}` : ''}` +
+      `${
+        Object.keys(extraEnv).length
+          ? `, env ${Object.entries(extraEnv)
+              .map(([k, v]) => `${k}=${v}`)
+              .join(' ')}`
+          : ''
+      }` +
+      `, UV_USE_IO_URING=${URING}, UV_THREADPOOL_SIZE=${POOL}`;
     console.log(head);
 
     // Warm all (JIT, page cache); a store grows its segments once (a one-time cost of a new
@@ -371,7 +407,9 @@ async function main(): Promise<void> {
 
     const out: string[] = [head, `best of ${ROUNDS} rounds, alternating who goes first; CPU/op: target CPU time per operation (all threads)`];
     const pad = (s: string, n: number) => s.padEnd(n);
-    out.push(`${pad('workload', 52)}${pad('tgt', 12)}${ours.map((o) => pad(o.name, 14) + pad('ratio', 7)).join('')}  CPU/op tgt | ${ours.map((o) => o.name).join(' | ')}`);
+    out.push(
+      `${pad('workload', 52)}${pad('tgt', 12)}${ours.map((o) => pad(o.name, 14) + pad('ratio', 7)).join('')}  CPU/op tgt | ${ours.map((o) => o.name).join(' | ')}`,
+    );
     const pick = process.env.ISCSI_BENCH_ROWS?.split(',').map(Number);
     const peakDuring = new Map<string, number[]>();
     for (const row of ROWS.filter((_, i) => !pick || pick.includes(i))) {
@@ -406,11 +444,19 @@ async function main(): Promise<void> {
     }
     const memLine = (what: string) => {
       const t = rss(tgt.pid);
-      return `RSS ${what}: ${ours.map((o) => { const m = rss(o.pid); return `${o.name} ${m.rss.toFixed(0)} MiB (peak ${m.hwm.toFixed(0)})`; }).join(', ')}; tgtd ${t.rss.toFixed(0)} MiB (peak ${t.hwm.toFixed(0)})`;
+      return `RSS ${what}: ${ours
+        .map((o) => {
+          const m = rss(o.pid);
+          return `${o.name} ${m.rss.toFixed(0)} MiB (peak ${m.hwm.toFixed(0)})`;
+        })
+        .join(', ')}; tgtd ${t.rss.toFixed(0)} MiB (peak ${t.hwm.toFixed(0)})`;
     };
     out.push(memLine('after the rows'));
     for (const [name, peaks] of peakDuring) {
-      if (name.startsWith('10 clients')) out.push(`RSS peak during "${name}": ${ours.map((o) => `${o.name} ${peaks[all.indexOf(o)]!.toFixed(0)} MiB`).join(', ')}; tgtd ${peaks[0]!.toFixed(0)} MiB`);
+      if (name.startsWith('10 clients'))
+        out.push(
+          `RSS peak during "${name}": ${ours.map((o) => `${o.name} ${peaks[all.indexOf(o)]!.toFixed(0)} MiB`).join(', ')}; tgtd ${peaks[0]!.toFixed(0)} MiB`,
+        );
     }
     console.log(out[out.length - 1]);
 
@@ -422,7 +468,9 @@ async function main(): Promise<void> {
       for (const e of [...ours, tgt]) {
         const rnd = xorshift(0x2545f491);
         const until = Date.now() + FUZZ_S * 1000;
-        const n = await Promise.all([0, 1, 2].map(() => fuzzer({ port: e.port, targetName: e.iqn, initiatorName: INITIATOR, until, rnd, captured, tolerateLoginFailure: true })));
+        const n = await Promise.all(
+          [0, 1, 2].map(() => fuzzer({ port: e.port, targetName: e.iqn, initiatorName: INITIATOR, until, rnd, captured, tolerateLoginFailure: true })),
+        );
         const child = children.find((c) => c.pid === e.pid)!;
         const died = child.exitCode !== null || child.signalCode !== null ? ` (DIED: ${child.signalCode ?? `exit ${child.exitCode}`})` : '';
         fuzzed.push(`${e.name} ${n.reduce((x, y) => x + y, 0)} connections${died}`);
@@ -455,13 +503,15 @@ async function soak(ours: Endpoint[], tgt: Endpoint): Promise<void> {
   let runs = 0;
   let ops = 0;
   const clients = tenClients(0.5);
-  await Promise.all(clients.map(async (c) => {
-    while (Date.now() < end) {
-      await qemuBench(e, c.args, c.count);
-      runs++;
-      ops += c.count;
-    }
-  }));
+  await Promise.all(
+    clients.map(async (c) => {
+      while (Date.now() < end) {
+        await qemuBench(e, c.args, c.count);
+        runs++;
+        ops += c.count;
+      }
+    }),
+  );
   clearInterval(timer);
   samples.push({ t: (Date.now() - t0) / 1000, rss: rss(e.pid).rss });
   const at = (sec: number) => samples.filter((s) => s.t <= sec + 5).pop()?.rss ?? NaN;
@@ -471,7 +521,9 @@ async function soak(ours: Endpoint[], tgt: Endpoint): Promise<void> {
   const first = at(60);
   const last = samples[samples.length - 1]!.rss;
   const max = Math.max(...samples.map((s) => s.rss));
-  lines.push(`RSS ${e.name}: after minute 1 ${first.toFixed(0)} MiB, at the end ${last.toFixed(0)} MiB (growth ${(last - first).toFixed(0)} MiB), max ${max.toFixed(0)} MiB, peak ${rss(e.pid).hwm.toFixed(0)}; tgtd (idle) ${rss(tgt.pid).rss.toFixed(0)} MiB`);
+  lines.push(
+    `RSS ${e.name}: after minute 1 ${first.toFixed(0)} MiB, at the end ${last.toFixed(0)} MiB (growth ${(last - first).toFixed(0)} MiB), max ${max.toFixed(0)} MiB, peak ${rss(e.pid).hwm.toFixed(0)}; tgtd (idle) ${rss(tgt.pid).rss.toFixed(0)} MiB`,
+  );
   console.log(`\n${lines.join('\n')}`);
 }
 

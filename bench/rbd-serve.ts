@@ -25,7 +25,11 @@ async function main(): Promise<void> {
   const { server } = await startTarget(targets, { log, port: 0, extra: { maxConnectionsPerAddress: 256 } });
   console.log(`GOLDEN ${store.listImages().length ? 'ours-i1' : ''}`);
   console.log(`PORT ${server.port}`);
-  const stop = () => void server.stop().then(() => store.close()).then(() => process.exit(0));
+  const stop = () =>
+    void server
+      .stop()
+      .then(() => store.close())
+      .then(() => process.exit(0));
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 }

@@ -33,7 +33,12 @@ const CLIENTS = 8;
 const INITIATOR = 'iqn.2026-11.local.netboot:initiator:test1';
 const TGT_IQN = 'iqn.2026-11.local.netboot:bench-tgt';
 
-interface Endpoint { name: string; port: number; iqn: (k: number) => string; lun: number }
+interface Endpoint {
+  name: string;
+  port: number;
+  iqn: (k: number) => string;
+  lun: number;
+}
 
 function qemuOpts(e: Endpoint, k = 0): string {
   return `driver=iscsi,transport=tcp,portal=127.0.0.1:${e.port},target=${e.iqn(k)},lun=${e.lun},initiator-name=${INITIATOR}`;
@@ -46,16 +51,37 @@ async function qemuBench(e: Endpoint, args: string[], count: number): Promise<nu
 }
 
 async function iscsiPerf(e: Endpoint, k: number, blocks: number, depth: number): Promise<number> {
-  const { stdout } = await run('iscsi-perf', ['-i', INITIATOR, '-m', String(depth), '-b', String(blocks), '-t', String(SECONDS), '-r', `iscsi://127.0.0.1:${e.port}/${e.iqn(k)}/${e.lun}`], { timeout: (SECONDS + 60) * 1000 });
+  const { stdout } = await run(
+    'iscsi-perf',
+    ['-i', INITIATOR, '-m', String(depth), '-b', String(blocks), '-t', String(SECONDS), '-r', `iscsi://127.0.0.1:${e.port}/${e.iqn(k)}/${e.lun}`],
+    { timeout: (SECONDS + 60) * 1000 },
+  );
   const all = [...stdout.matchAll(/iops average (\d+)/g)];
   return Number(all[all.length - 1]?.[1] ?? 0);
 }
 
 /** fio's rbd engine on `image`: IOPS. */
 async function fio(conf: string, pool: string, image: string, rw: string, bs: string, depth: number, sizeMiB: number): Promise<number> {
-  const { stdout } = await run('fio', ['--name=floor', '--ioengine=rbd', '--clientname=admin', `--pool=${pool}`, `--rbdname=${image}`, `--rw=${rw}`, `--bs=${bs}`, `--iodepth=${depth}`,
-    `--size=${SIZE}`, `--io_size=${sizeMiB}M`, '--time_based=0', `--runtime=${SECONDS}`, '--output-format=json', ...(rw.includes('write') ? ['--buffer_pattern=0x5a'] : [])],
-  { timeout: 180_000, env: { ...process.env, CEPH_CONF: conf } });
+  const { stdout } = await run(
+    'fio',
+    [
+      '--name=floor',
+      '--ioengine=rbd',
+      '--clientname=admin',
+      `--pool=${pool}`,
+      `--rbdname=${image}`,
+      `--rw=${rw}`,
+      `--bs=${bs}`,
+      `--iodepth=${depth}`,
+      `--size=${SIZE}`,
+      `--io_size=${sizeMiB}M`,
+      '--time_based=0',
+      `--runtime=${SECONDS}`,
+      '--output-format=json',
+      ...(rw.includes('write') ? ['--buffer_pattern=0x5a'] : []),
+    ],
+    { timeout: 180_000, env: { ...process.env, CEPH_CONF: conf } },
+  );
   const j = JSON.parse(stdout) as { jobs: { read: { iops: number }; write: { iops: number } }[] };
   return j.jobs[0]!.read.iops + j.jobs[0]!.write.iops;
 }
@@ -109,32 +135,63 @@ async function main(): Promise<void> {
   try {
     // Ours: the product path (RbdStore: golden = RBD image + protected snapshot, disks = clones).
     const bundle = join(dir, 'rbd-serve.cjs');
-    await run(join(__dirname, '..', 'node_modules', '.bin', 'esbuild'), [join(__dirname, 'rbd-serve.ts'), '--bundle', '--platform=node', '--format=cjs', '--target=node24', `--outfile=${bundle}`, '--log-level=warning', '--define:__BUNDLE__=true']);
+    await run(join(__dirname, '..', 'node_modules', '.bin', 'esbuild'), [
+      join(__dirname, 'rbd-serve.ts'),
+      '--bundle',
+      '--platform=node',
+      '--format=cjs',
+      '--target=node24',
+      `--outfile=${bundle}`,
+      '--log-level=warning',
+      '--define:__BUNDLE__=true',
+    ]);
     // better-sqlite3 13 ships its Node-API addon per platform (prebuilds/); a source build wins.
     const bsq = join(__dirname, '..', 'node_modules', 'better-sqlite3');
     const built = join(bsq, 'build', 'Release', 'better_sqlite3.node');
     copyFileSync(existsSync(built) ? built : join(bsq, 'prebuilds', `${process.platform}-${process.arch}.node`), join(dir, 'better_sqlite3.node'));
     copyFileSync(join(__dirname, '..', 'image-store', 'rbd', 'addon', 'build', 'Release', 'rbd_io.node'), join(dir, 'rbd_io.node'));
     const t0 = process.hrtime.bigint();
-    const ours = spawn(process.execPath, [bundle, cluster.conf, 'admin', '', cluster.pool, file, String(CLIENTS), join(dir, 'ours-store')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const ours = spawn(process.execPath, [bundle, cluster.conf, 'admin', '', cluster.pool, file, String(CLIENTS), join(dir, 'ours-store')], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     children.push(ours);
     const ourPort = Number(await waitFor(ours, /PORT (\d+)/));
     console.log(`ours: imported ${SIZE >> 20} MiB and made ${CLIENTS} clones in ${(ms(t0) / 1000).toFixed(1)} s`);
     const ourE: Endpoint = { name: 'ours', port: ourPort, iqn: (k) => `iqn.2026-11.local.netboot:rbd-${k}`, lun: 0 };
 
     // tgt: clones of the same golden snapshot, one target per client, LUN 1 (LUN 0 is its controller).
-    const golden = (JSON.parse(await rbd('ls', '-l', '--format', 'json')) as { image: string; snapshot?: string }[]).find((e) => e.snapshot === 'golden')!.image;
+    const golden = (JSON.parse(await rbd('ls', '-l', '--format', 'json')) as { image: string; snapshot?: string }[]).find(
+      (e) => e.snapshot === 'golden',
+    )!.image;
     for (let k = 0; k < CLIENTS; k++) await rbd('clone', `${cluster.pool}/${golden}@golden`, `${cluster.pool}/tgt-${k}`);
     await rbd('clone', `${cluster.pool}/${golden}@golden`, `${cluster.pool}/fio-floor`);
     const ctl = 10000 + (process.pid % 20000);
     const tgtPort = 20000 + (process.pid % 20000);
-    const tgtd = spawn('tgtd', ['-f', '-C', String(ctl), '--iscsi', `portal=127.0.0.1:${tgtPort}`], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CEPH_CONF: cluster.conf } });
+    const tgtd = spawn('tgtd', ['-f', '-C', String(ctl), '--iscsi', `portal=127.0.0.1:${tgtPort}`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, CEPH_CONF: cluster.conf },
+    });
     children.push(tgtd);
     await new Promise((r) => setTimeout(r, 1000));
     const adm = (...a: string[]) => run('tgtadm', ['-C', String(ctl), '--lld', 'iscsi', ...a]);
     for (let k = 0; k < CLIENTS; k++) {
       await adm('--op', 'new', '--mode', 'target', '--tid', String(k + 1), '-T', `${TGT_IQN}-${k}`);
-      await adm('--op', 'new', '--mode', 'logicalunit', '--tid', String(k + 1), '--lun', '1', '--bstype', 'rbd', '-b', `${cluster.pool}/tgt-${k}`, '--bsopts', `conf=${cluster.conf};id=admin`);
+      await adm(
+        '--op',
+        'new',
+        '--mode',
+        'logicalunit',
+        '--tid',
+        String(k + 1),
+        '--lun',
+        '1',
+        '--bstype',
+        'rbd',
+        '-b',
+        `${cluster.pool}/tgt-${k}`,
+        '--bsopts',
+        `conf=${cluster.conf};id=admin`,
+      );
       await adm('--op', 'bind', '--mode', 'target', '--tid', String(k + 1), '-I', 'ALL');
     }
     const tgtE: Endpoint = { name: 'tgt', port: tgtPort, iqn: (k) => `${TGT_IQN}-${k}`, lun: 1 };
@@ -145,11 +202,35 @@ async function main(): Promise<void> {
     }
     type Row = { name: string; unit: string; f: (e: Endpoint) => Promise<number>; floor?: () => Promise<number> };
     const rows: Row[] = [
-      { name: '4 KiB random read, QD32', unit: 'IOPS', f: (e) => qemuBench(e, ['-d', '32', '-s', '4096', '-S', '1052672'], 20000), floor: () => fio(cluster.conf, cluster.pool, 'fio-floor', 'randread', '4k', 32, 80) },
-      { name: '4 KiB random write, QD32', unit: 'IOPS', f: (e) => qemuBench(e, ['-w', '--pattern=90', '-d', '32', '-s', '4096', '-S', '1052672'], 10000), floor: () => fio(cluster.conf, cluster.pool, 'fio-floor', 'randwrite', '4k', 32, 40) },
-      { name: '1 MiB sequential read, QD8', unit: 'MB/s', f: async (e) => (await qemuBench(e, ['-d', '8', '-s', '1048576', '-S', '1048576'], 256)) * 1.048576, floor: async () => (await fio(cluster.conf, cluster.pool, 'fio-floor', 'read', '1M', 8, 256)) * 1.048576 },
-      { name: '1 MiB sequential write, QD8', unit: 'MB/s', f: async (e) => (await qemuBench(e, ['-w', '--pattern=90', '-d', '8', '-s', '1048576', '-S', '1048576'], 256)) * 1.048576, floor: async () => (await fio(cluster.conf, cluster.pool, 'fio-floor', 'write', '1M', 8, 256)) * 1.048576 },
-      { name: `${CLIENTS}-client storm, 4 KiB rand read QD4 each`, unit: 'IOPS', f: async (e) => (await Promise.all(Array.from({ length: CLIENTS }, (_, k) => iscsiPerf(e, k, 8, 4)))).reduce((a, b) => a + b, 0) },
+      {
+        name: '4 KiB random read, QD32',
+        unit: 'IOPS',
+        f: (e) => qemuBench(e, ['-d', '32', '-s', '4096', '-S', '1052672'], 20000),
+        floor: () => fio(cluster.conf, cluster.pool, 'fio-floor', 'randread', '4k', 32, 80),
+      },
+      {
+        name: '4 KiB random write, QD32',
+        unit: 'IOPS',
+        f: (e) => qemuBench(e, ['-w', '--pattern=90', '-d', '32', '-s', '4096', '-S', '1052672'], 10000),
+        floor: () => fio(cluster.conf, cluster.pool, 'fio-floor', 'randwrite', '4k', 32, 40),
+      },
+      {
+        name: '1 MiB sequential read, QD8',
+        unit: 'MB/s',
+        f: async (e) => (await qemuBench(e, ['-d', '8', '-s', '1048576', '-S', '1048576'], 256)) * 1.048576,
+        floor: async () => (await fio(cluster.conf, cluster.pool, 'fio-floor', 'read', '1M', 8, 256)) * 1.048576,
+      },
+      {
+        name: '1 MiB sequential write, QD8',
+        unit: 'MB/s',
+        f: async (e) => (await qemuBench(e, ['-w', '--pattern=90', '-d', '8', '-s', '1048576', '-S', '1048576'], 256)) * 1.048576,
+        floor: async () => (await fio(cluster.conf, cluster.pool, 'fio-floor', 'write', '1M', 8, 256)) * 1.048576,
+      },
+      {
+        name: `${CLIENTS}-client storm, 4 KiB rand read QD4 each`,
+        unit: 'IOPS',
+        f: async (e) => (await Promise.all(Array.from({ length: CLIENTS }, (_, k) => iscsiPerf(e, k, 8, 4)))).reduce((a, b) => a + b, 0),
+      },
     ];
     const pad = (s: string, n: number) => s.padEnd(n);
     out.push(`best of ${ROUNDS} rounds; image ${SIZE >> 20} MiB, clones of one golden snapshot, pool ${cluster.pool} (size 1, memstore)`);
@@ -204,7 +285,12 @@ async function main(): Promise<void> {
       return { s, done: () => s.close() };
     });
     const rbdLine = await lat('RBD store', async () => {
-      const s = await RbdStore.open({ dir: join(dir, 'lat-store'), clock: systemClock, log: silentLogger(), rbd: { conf: cluster.conf, id: cluster.id, keyring: cluster.keyring, pool: cluster.pool, prefix: 'lat-' } });
+      const s = await RbdStore.open({
+        dir: join(dir, 'lat-store'),
+        clock: systemClock,
+        log: silentLogger(),
+        rbd: { conf: cluster.conf, id: cluster.id, keyring: cluster.keyring, pool: cluster.pool, prefix: 'lat-' },
+      });
       return { s, done: () => s.close() };
     });
     out.push(`median of ${N}:`, localLine, rbdLine);

@@ -38,7 +38,7 @@ async function iops(depth: number, op: (rnd: () => number) => Promise<void>): Pr
   await Promise.all(
     Array.from({ length: depth }, async (_, w) => {
       let s = (w + 1) * 7919;
-      const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) / 4294967296);
+      const rnd = () => (s = (s * 1103515245 + 12345) >>> 0) / 4294967296;
       while (Date.now() < end) {
         await op(rnd);
         n++;
@@ -175,24 +175,33 @@ async function main(): Promise<void> {
     // Cells are interleaved over ROUNDS rounds and the median kept, so load from other processes
     // on this shared machine hits all three columns alike.
     const ROUNDS = 3;
-    for (const [label, rw] of [['read', false], ['write', true]] as const) {
+    for (const [label, rw] of [
+      ['read', false],
+      ['write', true],
+    ] as const) {
       const cells: [number[], number[], number[]] = [[], [], []];
       for (let round = 0; round < ROUNDS; round++) {
-        cells[0].push(await iops(QD, async (rnd) => {
-          const pos = Math.floor(rnd() * span) * 4096;
-          if (rw) await pwriteFull(rfd, blk, 0, 4096, pos);
-          else await preadFull(rfd, Buffer.allocUnsafe(4096), 0, 4096, pos);
-        }));
-        cells[1].push(await iops(QD, async (rnd) => {
-          const lba = Math.floor(rnd() * span) * 8;
-          if (rw) await a2.write(lba, blk);
-          else await a2.read(lba, 8);
-        }));
-        cells[2].push(await iops(QD, async (rnd) => {
-          const lba = Math.floor(rnd() * span) * 8;
-          if (rw) await b.write(lba, blk);
-          else await b.read(lba, 8);
-        }));
+        cells[0].push(
+          await iops(QD, async (rnd) => {
+            const pos = Math.floor(rnd() * span) * 4096;
+            if (rw) await pwriteFull(rfd, blk, 0, 4096, pos);
+            else await preadFull(rfd, Buffer.allocUnsafe(4096), 0, 4096, pos);
+          }),
+        );
+        cells[1].push(
+          await iops(QD, async (rnd) => {
+            const lba = Math.floor(rnd() * span) * 8;
+            if (rw) await a2.write(lba, blk);
+            else await a2.read(lba, 8);
+          }),
+        );
+        cells[2].push(
+          await iops(QD, async (rnd) => {
+            const lba = Math.floor(rnd() * span) * 8;
+            if (rw) await b.write(lba, blk);
+            else await b.read(lba, 8);
+          }),
+        );
       }
       rows.push([label, median(cells[0]), median(cells[1]), median(cells[2])]);
     }
@@ -211,9 +220,11 @@ async function main(): Promise<void> {
     const stride = async (): Promise<number> => {
       let k = 0;
       const t = process.hrtime.bigint();
-      await Promise.all(Array.from({ length: QD }, async () => {
-        while (k < cowCount) await b.write(k++ * 128, blk);
-      }));
+      await Promise.all(
+        Array.from({ length: QD }, async () => {
+          while (k < cowCount) await b.write(k++ * 128, blk);
+        }),
+      );
       return cowCount / (ms(t) / 1000);
     };
     await store.createSnapshot('b', 'cow');
@@ -227,7 +238,11 @@ async function main(): Promise<void> {
     const overlay = path.join(work, 'overlay.qcow2');
     execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', qA, '-F', 'qcow2', overlay]);
     const qbench = () => {
-      const out = execFileSync('qemu-img', ['bench', '-w', '-c', String(cowCount), '-d', String(QD), '-s', '4096', '-S', '65536', '-t', 'writeback', '-f', 'qcow2', overlay], { encoding: 'utf8' });
+      const out = execFileSync(
+        'qemu-img',
+        ['bench', '-w', '-c', String(cowCount), '-d', String(QD), '-s', '4096', '-S', '65536', '-t', 'writeback', '-f', 'qcow2', overlay],
+        { encoding: 'utf8' },
+      );
       return cowCount / Number(/completed in ([\d.]+) seconds/.exec(out)![1]);
     };
     const qemuCow = qbench();
@@ -247,7 +262,9 @@ async function main(): Promise<void> {
     console.log('| case | image store | qemu-img bench (qcow2 overlay, writeback) | ours / qemu |');
     console.log('|---|---|---|---|');
     console.log(`| first write per chunk after a snapshot (copy-on-write) | ${fmt(oursCow, 0)} | ${fmt(qemuCow, 0)} | ${fmt(oursCow / qemuCow)} |`);
-    console.log(`| copy-on-write into space freed earlier (no segment growth) | ${fmt(oursCowReuse, 0)} | ${fmt(qemuCow, 0)} | ${fmt(oursCowReuse / qemuCow)} |`);
+    console.log(
+      `| copy-on-write into space freed earlier (no segment growth) | ${fmt(oursCowReuse, 0)} | ${fmt(qemuCow, 0)} | ${fmt(oursCowReuse / qemuCow)} |`,
+    );
     console.log(`| same offsets again (in place) | ${fmt(oursAgain, 0)} | ${fmt(qemuAgain, 0)} | ${fmt(oursAgain / qemuAgain)} |`);
     const rep = store.check();
     console.log(`\ncheck after the bench: ${rep.ok ? 'clean' : JSON.stringify(rep.problems)}`);

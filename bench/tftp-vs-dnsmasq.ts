@@ -102,20 +102,57 @@ async function main(): Promise<void> {
   try {
     execFileSync('ip', ['netns', 'add', NS]);
     execFileSync('ip', ['-n', NS, 'link', 'set', 'lo', 'up']);
-    const dnsmasq = spawn('ip', ['netns', 'exec', NS, 'dnsmasq', '--keep-in-foreground', '--port=0', '--enable-tftp',
-      `--tftp-root=${root}`, '--user=root', '--group=root', `--pid-file=${dir}/dnsmasq.pid`, '--log-facility=-',
-      '--conf-file=/dev/null'], { stdio: 'ignore' });
+    const dnsmasq = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        NS,
+        'dnsmasq',
+        '--keep-in-foreground',
+        '--port=0',
+        '--enable-tftp',
+        `--tftp-root=${root}`,
+        '--user=root',
+        '--group=root',
+        `--pid-file=${dir}/dnsmasq.pid`,
+        '--log-facility=-',
+        '--conf-file=/dev/null',
+      ],
+      { stdio: 'ignore' },
+    );
     procs.push(dnsmasq);
-    const ours = spawn('ip', ['netns', 'exec', NS, process.execPath, '--import', 'tsx',
-      path.join(__dirname, 'tftp-serve.ts'), root, String(OUR_PORT), '127.0.0.1'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const ours = spawn(
+      'ip',
+      ['netns', 'exec', NS, process.execPath, '--import', 'tsx', path.join(__dirname, 'tftp-serve.ts'), root, String(OUR_PORT), '127.0.0.1'],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
     procs.push(ours);
-    const floor = spawn('ip', ['netns', 'exec', NS, process.execPath, '--import', 'tsx',
-      path.join(__dirname, 'tftp-floor-serve.ts'), path.join(root, 'bench.bin'), String(FLOOR_PORT), '127.0.0.1'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const floor = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        NS,
+        process.execPath,
+        '--import',
+        'tsx',
+        path.join(__dirname, 'tftp-floor-serve.ts'),
+        path.join(root, 'bench.bin'),
+        String(FLOOR_PORT),
+        '127.0.0.1',
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
     procs.push(floor);
     await waitForPort(69);
     await waitForPort(OUR_PORT);
     await new Promise((r) => setTimeout(r, 1000)); // the floor server answers no probe (no ERROR packets)
-    process.stderr.write(`load average at start: ${loadavg().map((x) => x.toFixed(1)).join(' ')}\n`);
+    process.stderr.write(
+      `load average at start: ${loadavg()
+        .map((x) => x.toFixed(1))
+        .join(' ')}\n`,
+    );
     // Warm up both (JIT, page cache).
     fetchOnce(cases[1]!, 69, path.join(dir, 'warm'));
     fetchOnce(cases[1]!, OUR_PORT, path.join(dir, 'warm'));
@@ -124,7 +161,11 @@ async function main(): Promise<void> {
     for (const c of cases) {
       const t: Record<'dnsmasq' | 'ours' | 'floor', number[]> = { dnsmasq: [], ours: [], floor: [] };
       const cpu: Record<'dnsmasq' | 'ours' | 'floor', number[]> = { dnsmasq: [], ours: [], floor: [] };
-      const servers = [['dnsmasq', 69, dnsmasq], ['ours', OUR_PORT, ours], ['floor', FLOOR_PORT, floor]] as const;
+      const servers = [
+        ['dnsmasq', 69, dnsmasq],
+        ['ours', OUR_PORT, ours],
+        ['floor', FLOOR_PORT, floor],
+      ] as const;
       for (let r = 0; r < reps; r++) {
         for (const [who, port, proc] of servers) {
           if (who === 'floor' && c.windowsize) continue;
@@ -142,21 +183,61 @@ async function main(): Promise<void> {
       const dBest = Math.min(...t.dnsmasq);
       const oBest = Math.min(...t.ours);
       const fBest = t.floor.length ? Math.min(...t.floor) : NaN;
-      rows.push([c.name, d.toFixed(2), o.toFixed(2), (d / o).toFixed(2), dBest.toFixed(2), oBest.toFixed(2), (dBest / oBest).toFixed(2),
-        `${(sizeMiB / oBest).toFixed(1)}`, median(cpu.dnsmasq).toFixed(2), median(cpu.ours).toFixed(2),
-        t.floor.length ? fBest.toFixed(2) : 'n/a', t.floor.length ? (dBest / fBest).toFixed(2) : 'n/a']);
-      process.stderr.write(`${c.name}: dnsmasq ${t.dnsmasq.map((x) => x.toFixed(2)).join('/')}, ours ${t.ours.map((x) => x.toFixed(2)).join('/')}, floor ${t.floor.map((x) => x.toFixed(2)).join('/')}\n`);
+      rows.push([
+        c.name,
+        d.toFixed(2),
+        o.toFixed(2),
+        (d / o).toFixed(2),
+        dBest.toFixed(2),
+        oBest.toFixed(2),
+        (dBest / oBest).toFixed(2),
+        `${(sizeMiB / oBest).toFixed(1)}`,
+        median(cpu.dnsmasq).toFixed(2),
+        median(cpu.ours).toFixed(2),
+        t.floor.length ? fBest.toFixed(2) : 'n/a',
+        t.floor.length ? (dBest / fBest).toFixed(2) : 'n/a',
+      ]);
+      process.stderr.write(
+        `${c.name}: dnsmasq ${t.dnsmasq.map((x) => x.toFixed(2)).join('/')}, ours ${t.ours.map((x) => x.toFixed(2)).join('/')}, floor ${t.floor.map((x) => x.toFixed(2)).join('/')}\n`,
+      );
     }
-    const head = ['case', 'dnsmasq med s', 'ours med s', 'ratio', 'dnsmasq best s', 'ours best s', 'ratio', 'ours best MiB/s', 'dnsmasq cpu s', 'ours cpu s', 'node floor best s', 'floor ratio'];
+    const head = [
+      'case',
+      'dnsmasq med s',
+      'ours med s',
+      'ratio',
+      'dnsmasq best s',
+      'ours best s',
+      'ratio',
+      'ours best MiB/s',
+      'dnsmasq cpu s',
+      'ours cpu s',
+      'node floor best s',
+      'floor ratio',
+    ];
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
     const line = (r: string[]) => r.map((x, i) => (i === 0 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('  ');
-    console.log(`\nTFTP ${sizeMiB} MiB, ${reps} runs each, sha256 verified; ratio = dnsmasq time / our time; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+    console.log(
+      `\nTFTP ${sizeMiB} MiB, ${reps} runs each, sha256 verified; ratio = dnsmasq time / our time; load average ${loadavg()
+        .map((x) => x.toFixed(1))
+        .join(' ')}`,
+    );
     console.log(line(head));
     for (const r of rows) console.log(line(r));
   } finally {
-    for (const p of procs) if (p.pid) try { process.kill(p.pid, 'SIGTERM'); } catch { /* gone */ }
+    for (const p of procs)
+      if (p.pid)
+        try {
+          process.kill(p.pid, 'SIGTERM');
+        } catch {
+          /* gone */
+        }
     await new Promise((r) => setTimeout(r, 500));
-    try { execFileSync('ip', ['netns', 'del', NS]); } catch { /* already gone */ }
+    try {
+      execFileSync('ip', ['netns', 'del', NS]);
+    } catch {
+      /* already gone */
+    }
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -67,7 +67,10 @@ export type VolumeErrorCode = 'OUT_OF_RANGE' | 'NO_SPACE' | 'READ_ONLY' | 'IO' |
 
 /** Thrown by BlockVolume methods; the iSCSI layer maps each code to standard sense data. */
 export class VolumeError extends Error {
-  constructor(readonly code: VolumeErrorCode, message: string) {
+  constructor(
+    readonly code: VolumeErrorCode,
+    message: string,
+  ) {
     super(message);
     this.name = 'VolumeError';
   }

@@ -26,7 +26,9 @@ async function main(argv: string[]): Promise<number> {
   if (json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   else {
     const s = report.stats;
-    process.stdout.write(`${report.ok ? 'clean' : 'PROBLEMS'}: ${s.images} image(s), ${s.disks} disk(s), ${s.snapshots} snapshot(s), ${s.layers} layer(s), ${s.chunksInUse} chunk(s) in ${s.segments} segment(s)\n`);
+    process.stdout.write(
+      `${report.ok ? 'clean' : 'PROBLEMS'}: ${s.images} image(s), ${s.disks} disk(s), ${s.snapshots} snapshot(s), ${s.layers} layer(s), ${s.chunksInUse} chunk(s) in ${s.segments} segment(s)\n`,
+    );
     for (const p of report.problems) process.stdout.write(`  ${p.kind === 'degraded' ? 'DEGRADED' : p.repairable ? 'leak' : 'ERROR'} ${p.kind}: ${p.detail}\n`);
     for (const r of report.repaired) process.stdout.write(`  repaired: ${r}\n`);
   }
@@ -34,7 +36,10 @@ async function main(argv: string[]): Promise<number> {
   return remaining.length === 0 ? 0 : 1;
 }
 
-main(process.argv.slice(2)).then((code) => process.exit(code), (err) => {
-  process.stderr.write(`${(err as Error).stack ?? err}\n`);
-  process.exit(2);
-});
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => {
+    process.stderr.write(`${(err as Error).stack ?? err}\n`);
+    process.exit(2);
+  },
+);

@@ -10,9 +10,22 @@ import type { StoreInternals } from './internals';
  */
 export interface CheckProblem {
   kind:
-    | 'integrity' | 'segment' | 'stray-segment-file' | 'dangling-parent' | 'cycle' | 'orphan-extents'
-    | 'extent-out-of-range' | 'double-mapped' | 'bad-extent' | 'dangling-ref' | 'orphan-snapshot'
-    | 'unreferenced-layer' | 'mergeable-layer' | 'half-imported' | 'free-map' | 'leaked-chunks'
+    | 'integrity'
+    | 'segment'
+    | 'stray-segment-file'
+    | 'dangling-parent'
+    | 'cycle'
+    | 'orphan-extents'
+    | 'extent-out-of-range'
+    | 'double-mapped'
+    | 'bad-extent'
+    | 'dangling-ref'
+    | 'orphan-snapshot'
+    | 'unreferenced-layer'
+    | 'mergeable-layer'
+    | 'half-imported'
+    | 'free-map'
+    | 'leaked-chunks'
     | 'degraded';
   detail: string;
   repairable: boolean;
@@ -47,7 +60,11 @@ export function checkStore(store: StoreInternals, opts: { repair?: boolean }): C
   const deg = health.degraded;
   if (deg) {
     const when = new Date(deg.since).toISOString();
-    add('degraded', `${deg.failures} fdatasync failure(s) since ${when} (${deg.reason}): writes not yet flushed were lost on disk(s) ${deg.disks.join(', ') || '(none open)'}; their last durable state is kept`, !store.hasFailedVolumes());
+    add(
+      'degraded',
+      `${deg.failures} fdatasync failure(s) since ${when} (${deg.reason}): writes not yet flushed were lost on disk(s) ${deg.disks.join(', ') || '(none open)'}; their last durable state is kept`,
+      !store.hasFailedVolumes(),
+    );
   }
 
   const integrity = db.pragma('integrity_check', { simple: true });
@@ -175,12 +192,18 @@ export function checkStore(store: StoreInternals, opts: { repair?: boolean }): C
       for (const s of snaps) if (!diskIds.has(s.disk_id)) meta.q.deleteSnapshot.run(s.id);
       for (const i of images) if (i.state !== 'ready') meta.q.deleteImage.run(i.id);
       // Collect leaves first (a layer with children is kept until they go).
-      const order = [...unreferenced, ...mergeable, ...images.filter((i) => i.state !== 'ready').map((i) => i.layer), ...snaps.filter((s) => !diskIds.has(s.disk_id)).map((s) => s.layer)];
+      const order = [
+        ...unreferenced,
+        ...mergeable,
+        ...images.filter((i) => i.state !== 'ready').map((i) => i.layer),
+        ...snaps.filter((s) => !diskIds.has(s.disk_id)).map((s) => s.layer),
+      ];
       for (let pass = 0; pass < 3; pass++) for (const l of order) meta.collect(l, res);
       return res;
     });
     if (orphanLayers.size) repaired.push(`deleted extents of ${orphanLayers.size} missing layer(s)`);
-    if (res.deleted.length || res.merged.length) repaired.push(`collected ${res.deleted.length} layer(s), folded ${res.merged.length}, freed ${res.freed.length} chunk(s)`);
+    if (res.deleted.length || res.merged.length)
+      repaired.push(`collected ${res.deleted.length} layer(s), folded ${res.merged.length}, freed ${res.freed.length} chunk(s)`);
     if (quiet && leaked.length) {
       space.release(leaked);
       repaired.push(`returned ${leaked.length} leaked chunk(s) to the free map`);

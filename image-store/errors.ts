@@ -16,10 +16,12 @@ export type StoreErrorCode =
   | 'NO_QEMU_IMG'
   | 'STORE_CLOSED';
 
-
 /** An error from a store management call, with a stable code for programs. */
 export class StoreError extends Error {
-  constructor(readonly code: StoreErrorCode, message: string) {
+  constructor(
+    readonly code: StoreErrorCode,
+    message: string,
+  ) {
     super(message);
     this.name = 'StoreError';
   }

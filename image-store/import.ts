@@ -6,7 +6,16 @@ import type { Logger } from './ports';
 import { StoreError } from './errors';
 import { isZero, preadFull } from './io';
 import type { ImageRow } from './metadata';
-import { DETECT_BYTES, detectFormat, QEMU_FORMATS, qemuInfoReference, vmdkEmbedsDescriptor, vmdkExtentFiles, type QemuFormat, type QemuInfo } from './import-formats';
+import {
+  DETECT_BYTES,
+  detectFormat,
+  QEMU_FORMATS,
+  qemuInfoReference,
+  vmdkEmbedsDescriptor,
+  vmdkExtentFiles,
+  type QemuFormat,
+  type QemuInfo,
+} from './import-formats';
 import { DecodeError, decodeQcow2Header, qcow2FileReferences, unsupportedFeature } from './qcow2';
 import { Qcow2Source, RawSource, type ImageSource } from './qcow2-reader';
 import type { StoreInternals } from './internals';
@@ -119,7 +128,6 @@ export async function importFile(store: StoreInternals, name: string, file: stri
   return meta.q.imageById.get(imageId) as ImageRow;
 }
 
-
 /** What inspect found: read natively (raw, plain qcow2), or through qemu-img as `format`. */
 type Inspected = { native: true; format: 'raw' | 'qcow2' } | { native: false; format: QemuFormat };
 
@@ -143,7 +151,8 @@ async function inspectFd(fd: number, label: string, forced: string | undefined):
     throw refused(`vmdk descriptor refused: its data is in other files (${extents.join(', ') || 'none named'})`);
   }
   if (format === 'raw') return { native: true, format };
-  if (!(QEMU_FORMATS as readonly string[]).includes(format)) throw new StoreError('BAD_IMAGE', `${label}: ${format} images are not imported (raw, ${QEMU_FORMATS.join(', ')} are)`);
+  if (!(QEMU_FORMATS as readonly string[]).includes(format))
+    throw new StoreError('BAD_IMAGE', `${label}: ${format} images are not imported (raw, ${QEMU_FORMATS.join(', ')} are)`);
   if (format === 'qcow2') {
     let h;
     try {
@@ -225,7 +234,10 @@ function openForImport(file: string, label: string): number {
  * throws StoreError IMAGE_REFERENCES_FILE (it names another file) or BAD_IMAGE. Lets the API refuse
  * at once instead of in a background job.
  */
-export async function inspectImageFile(file: string, opts: { qemuImg: string; format?: string; sourceName?: string; signal?: AbortSignal }): Promise<{ format: string; native: boolean }> {
+export async function inspectImageFile(
+  file: string,
+  opts: { qemuImg: string; format?: string; sourceName?: string; signal?: AbortSignal },
+): Promise<{ format: string; native: boolean }> {
   const label = opts.sourceName ?? path.basename(file);
   const fd = openForImport(file, label);
   try {
@@ -259,7 +271,11 @@ export async function openImportSource(
       // a descriptor or grow a data file. qemu-img reads a private copy instead, checked afresh.
       fs.mkdirSync(tmpDir, { recursive: true });
       copy = tmpName('src');
-      await pipeline(fs.createReadStream('', { fd, autoClose: false, start: 0, highWaterMark: 1 << 20 }), fs.createWriteStream(copy, { flags: 'wx', mode: 0o600 }), { signal: opts.signal });
+      await pipeline(
+        fs.createReadStream('', { fd, autoClose: false, start: 0, highWaterMark: 1 << 20 }),
+        fs.createWriteStream(copy, { flags: 'wx', mode: 0o600 }),
+        { signal: opts.signal },
+      );
       fs.closeSync(fd);
       fd = undefined;
       fd = openForImport(copy, label);

@@ -44,9 +44,32 @@ CREATE INDEX IF NOT EXISTS snapshots_layer ON snapshots(layer);
 CREATE INDEX IF NOT EXISTS snapshots_disk ON snapshots(disk_id);
 `;
 
-export interface ImageRow { id: number; name: string; layer: number; size_bytes: number; created_at: number; state: string; source: string }
-export interface DiskRow { id: number; name: string; image_id: number | null; layer: number; size_bytes: number; created_at: number }
-export interface SnapshotRow { id: number; disk_id: number; name: string; layer: number; size_bytes: number; image_id: number | null; created_at: number }
+export interface ImageRow {
+  id: number;
+  name: string;
+  layer: number;
+  size_bytes: number;
+  created_at: number;
+  state: string;
+  source: string;
+}
+export interface DiskRow {
+  id: number;
+  name: string;
+  image_id: number | null;
+  layer: number;
+  size_bytes: number;
+  created_at: number;
+}
+export interface SnapshotRow {
+  id: number;
+  disk_id: number;
+  name: string;
+  layer: number;
+  size_bytes: number;
+  image_id: number | null;
+  created_at: number;
+}
 
 /** What a garbage-collection pass did: chunks to release after commit, layers merged (from -> into). */
 export interface GcResult {
@@ -119,7 +142,9 @@ export class Metadata {
       extentsRaw: db.prepare('SELECT lchunk, pchunk FROM extents WHERE layer = ?').raw(true),
       allRealRaw: db.prepare('SELECT pchunk FROM extents WHERE pchunk >= 0').raw(true),
       extent: db.prepare('SELECT pchunk FROM extents WHERE layer = ? AND lchunk = ?'),
-      upsertExtent: db.prepare('INSERT INTO extents (layer, lchunk, pchunk) VALUES (?, ?, ?) ON CONFLICT (layer, lchunk) DO UPDATE SET pchunk = excluded.pchunk'),
+      upsertExtent: db.prepare(
+        'INSERT INTO extents (layer, lchunk, pchunk) VALUES (?, ?, ?) ON CONFLICT (layer, lchunk) DO UPDATE SET pchunk = excluded.pchunk',
+      ),
       insertExtentIfAbsent: db.prepare('INSERT INTO extents (layer, lchunk, pchunk) VALUES (?, ?, ?) ON CONFLICT (layer, lchunk) DO NOTHING'),
       deleteExtents: db.prepare('DELETE FROM extents WHERE layer = ?'),
       realChunksOf: db.prepare('SELECT pchunk FROM extents WHERE layer = ? AND pchunk >= 0'),
@@ -166,7 +191,8 @@ export class Metadata {
   /** Records (durably: synchronous=FULL) or clears the degraded record. */
   setDegraded(value: unknown): void {
     if (value === null) this.db.prepare("DELETE FROM meta WHERE key = 'degraded'").run();
-    else this.db.prepare("INSERT INTO meta (key, value) VALUES ('degraded', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(JSON.stringify(value));
+    else
+      this.db.prepare("INSERT INTO meta (key, value) VALUES ('degraded', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(JSON.stringify(value));
   }
 
   /** Creates an empty layer over `parent` (null for a root). */

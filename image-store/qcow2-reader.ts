@@ -15,7 +15,10 @@ export interface ImageSource {
 
 /** A raw file: every byte is guest data. */
 export class RawSource implements ImageSource {
-  private constructor(private readonly fd: number, readonly size: number) {}
+  private constructor(
+    private readonly fd: number,
+    readonly size: number,
+  ) {}
 
   static open(file: string): RawSource {
     return RawSource.fromFd(fs.openSync(file, 'r'));

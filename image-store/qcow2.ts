@@ -8,7 +8,10 @@ export const QCOW2_MAGIC = 0x514649fb; // "QFI\xfb"
 
 /** A header field that is wrong or a feature we do not read. */
 export class DecodeError extends Error {
-  constructor(readonly reason: string, readonly offset: number) {
+  constructor(
+    readonly reason: string,
+    readonly offset: number,
+  ) {
     super(`${reason} (at byte ${offset})`);
     this.name = 'DecodeError';
   }
@@ -137,11 +140,7 @@ export const FLAG_COMPRESSED = 1n << 62n;
 export const FLAG_ZERO = 1n;
 
 /** A decoded L2 entry. */
-export type L2Entry =
-  | { kind: 'unallocated' }
-  | { kind: 'zero' }
-  | { kind: 'data'; offset: number }
-  | { kind: 'compressed'; offset: number; length: number };
+export type L2Entry = { kind: 'unallocated' } | { kind: 'zero' } | { kind: 'data'; offset: number } | { kind: 'compressed'; offset: number; length: number };
 
 /** Decodes one L2 entry (section "Cluster mapping"). */
 export function decodeL2Entry(e: bigint, clusterBits: number, version: number): L2Entry {
@@ -202,8 +201,19 @@ export function planQcow2(size: number, dataClusters: number[], clusterBits = 16
   const l2Offset = refBlocksOffset + refBlocks * cs;
   const dataOffset = l2Offset + l2Indices.length * cs;
   return {
-    clusterBits, size, l1Size, l1Offset, l1Clusters, refTableOffset, refTableClusters, refBlocksOffset, refBlocks,
-    l2Offset, l2Indices, dataOffset, dataClusters,
+    clusterBits,
+    size,
+    l1Size,
+    l1Offset,
+    l1Clusters,
+    refTableOffset,
+    refTableClusters,
+    refBlocksOffset,
+    refBlocks,
+    l2Offset,
+    l2Indices,
+    dataOffset,
+    dataClusters,
     totalClusters: dataOffset / cs + dataClusters.length,
   };
 }

@@ -115,7 +115,9 @@ export class ImageStore {
 
   /** 'ok', or 'degraded' with why (a failed fdatasync lost data). */
   health(): StoreHealth {
-    return this.degraded ? { state: 'degraded', degraded: { ...this.degraded, segments: [...this.degraded.segments], disks: [...this.degraded.disks] } } : { state: 'ok' };
+    return this.degraded
+      ? { state: 'degraded', degraded: { ...this.degraded, segments: [...this.degraded.segments], disks: [...this.degraded.disks] } }
+      : { state: 'ok' };
   }
 
   /** @internal True while a disk stopped by a failed fdatasync is still open (check cannot clear degraded then). */
@@ -151,11 +153,19 @@ export class ImageStore {
     if (g.chunkBytes !== chunkBytes || g.segmentBytes !== segmentBytes) {
       log.warn({ stored: g, requested: { chunkBytes, segmentBytes } }, 'store geometry is fixed at creation; using the stored one');
     }
-    return new ImageStore(opts.dir, opts.clock, log, opts.qemuImg ?? 'qemu-img', db, {
-      capacityBytes: opts.capacityBytes,
-      reserveBytes: (opts.reserveMiB ?? 256) * 1024 * 1024,
-      reservationBytes: (opts.reservationMiB ?? 1024) * 1024 * 1024,
-    }, opts.io);
+    return new ImageStore(
+      opts.dir,
+      opts.clock,
+      log,
+      opts.qemuImg ?? 'qemu-img',
+      db,
+      {
+        capacityBytes: opts.capacityBytes,
+        reserveBytes: (opts.reserveMiB ?? 256) * 1024 * 1024,
+        reservationBytes: (opts.reservationMiB ?? 1024) * 1024 * 1024,
+      },
+      opts.io,
+    );
   }
 
   /** Removes what a crash left half-made: images whose import never finished, temp files. */

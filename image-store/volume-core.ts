@@ -138,7 +138,10 @@ export class VolumeCore implements ReservationHolder {
    */
   syncFailed(reason: string): boolean {
     if (!this.writable || this.failure !== null || this.writeSeq === this.syncedSeq) return false;
-    this.failure = new VolumeError('IO', `data written since the last completed flush may be lost (${reason}); the disk fails all I/O until every handle is closed and it is opened again`);
+    this.failure = new VolumeError(
+      'IO',
+      `data written since the last completed flush may be lost (${reason}); the disk fails all I/O until every handle is closed and it is opened again`,
+    );
     this.closed = true;
     this.dirty.clear();
     this.volatileFrees = [];
@@ -266,7 +269,11 @@ export class VolumeCore implements ReservationHolder {
       let fresh: number[] | null = null;
       const issueRun = () => {
         if (runChunk < 0) return;
-        add(fresh ? this.writeFreshRun(runChunk, runFd, runOff, runLen, runPos, data, fresh) : this.writeInPlaceRun(runChunk, runFd, runOff, runLen, runPos, data));
+        add(
+          fresh
+            ? this.writeFreshRun(runChunk, runFd, runOff, runLen, runPos, data, fresh)
+            : this.writeInPlaceRun(runChunk, runFd, runOff, runLen, runPos, data),
+        );
         runChunk = -1;
         fresh = null;
       };

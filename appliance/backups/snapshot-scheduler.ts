@@ -60,7 +60,10 @@ export class SnapshotScheduler implements Service {
     for (const c of this.clients.list()) {
       if (!c.schedule) continue;
       try {
-        const scheduled = this.store.listSnapshots(c.disk).filter((s) => s.name.startsWith(SCHEDULED_PREFIX)).sort((a, b) => a.createdAt - b.createdAt || a.id - b.id);
+        const scheduled = this.store
+          .listSnapshots(c.disk)
+          .filter((s) => s.name.startsWith(SCHEDULED_PREFIX))
+          .sort((a, b) => a.createdAt - b.createdAt || a.id - b.id);
         const newest = scheduled[scheduled.length - 1];
         if (newest && now - newest.createdAt < c.schedule.everyMinutes * 60_000) continue;
         const snap = await this.store.createSnapshot(c.disk, `${SCHEDULED_PREFIX}${new Date(now).toISOString()}`);

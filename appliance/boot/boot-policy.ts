@@ -7,7 +7,15 @@ import type { Clock } from '../core/clock';
 import type { Logger } from '../core/log';
 import type { ClientDirectory } from '../core/model';
 import { findIpxeBinaries, missingBinaries, type EfiBinaryChoice, type IpxeBinaries } from './binaries';
-import { decideBoot, effectiveUnknownClients, scriptUrl, type BootAnswer, type BootRequest, type UnknownClientsMode, type UnknownClientsSetting } from './policy';
+import {
+  decideBoot,
+  effectiveUnknownClients,
+  scriptUrl,
+  type BootAnswer,
+  type BootRequest,
+  type UnknownClientsMode,
+  type UnknownClientsSetting,
+} from './policy';
 import type { TokenBinding } from './script-tokens';
 import { findSignedBinaries, missingSigned, type SignedBinaries } from './signed-binaries';
 

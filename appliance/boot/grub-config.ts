@@ -47,7 +47,10 @@ const PLAIN = /^[A-Za-z0-9._:@/+=,~%^-]*$/;
 export class GrubConfigError extends Error {}
 
 function plain(what: string, value: string): string {
-  if (!PLAIN.test(value)) throw new GrubConfigError(`${what} contains characters a kernel command line cannot carry (spaces, quotes, $, ;, \\): set plain CHAP credentials for GRUB-road clients`);
+  if (!PLAIN.test(value))
+    throw new GrubConfigError(
+      `${what} contains characters a kernel command line cannot carry (spaces, quotes, $, ;, \\): set plain CHAP credentials for GRUB-road clients`,
+    );
   return value;
 }
 
@@ -91,7 +94,7 @@ export function renderGrubClientConfig(i: GrubClientConfigInput): string {
   const c = i.client;
   const own = i.cmdline.split(/\s+/).filter((w) => w !== '' && !/^(iscsi_|netroot=|rd\.iscsi\.)/.test(w));
   if (!own.some((w) => w.startsWith('ip='))) own.push('ip=dhcp');
-  const words = [...own.map((w) => plain('the image\'s kernel command line', w)), ...iscsiKernelArgs(i)];
+  const words = [...own.map((w) => plain("the image's kernel command line", w)), ...iscsiKernelArgs(i)];
   const lines = [
     `# netboot appliance: GRUB road for ${c.mac} (${grubText(c.name)}); generated per boot, not stored`,
     'set timeout=0',

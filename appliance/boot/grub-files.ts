@@ -93,7 +93,11 @@ export class GrubFileSource implements FileSource {
         });
         await found.close();
         await disk.close();
-        this.d.events?.record({ mac: client.mac, stage: 'grub-config', detail: { kernel: found.entry.kernel, initrd: found.entry.initrd ?? '', from: found.entry.source } });
+        this.d.events?.record({
+          mac: client.mac,
+          stage: 'grub-config',
+          detail: { kernel: found.entry.kernel, initrd: found.entry.initrd ?? '', from: found.entry.source },
+        });
         return memoryFile(Buffer.from(text));
       }
       const file = kind === 'kernel' ? found.kernel : found.initrd;

@@ -90,7 +90,11 @@ export async function bootScriptFor(file: string, ctx: BootScriptContext, access
     case 'wait':
       // Nothing secret and no state change: the poll ends when an admin assigns an image.
       ctx.events?.record({ mac, stage: 'script-fetched', detail: { kind: 'wait' } });
-      return { status: 200, contentType: TEXT, body: renderWaitScript(mac, { mdnsHost: ctx.mdnsHost ?? '', uiUrl: `http://${ctx.serverAddress}:${ctx.httpPort}` }) };
+      return {
+        status: 200,
+        contentType: TEXT,
+        body: renderWaitScript(mac, { mdnsHost: ctx.mdnsHost ?? '', uiUrl: `http://${ctx.serverAddress}:${ctx.httpPort}` }),
+      };
     case 'enroll': {
       if (!ctx.enroll) {
         ctx.log?.error({ mac }, 'boot.unknownClients is "enroll" but no enroll callback is wired');

@@ -40,7 +40,11 @@ function setLine(name: string, value: string): string {
  * (iPXE splits at whitespace anyway), and the result never starts with `-` (never an option).
  */
 export function scriptText(s: string): string {
-  const t = s.replace(/\s+/g, ' ').trim().replace(/[^A-Za-z0-9 ._:@+\-/=,()[\]!?'*%]/g, '_').replace(/^-/, '_');
+  const t = s
+    .replace(/\s+/g, ' ')
+    .trim()
+    .replace(/[^A-Za-z0-9 ._:@+\-/=,()[\]!?'*%]/g, '_')
+    .replace(/^-/, '_');
   return t || '_';
 }
 

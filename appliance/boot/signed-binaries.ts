@@ -44,6 +44,7 @@ export function findSignedBinaries(signedDir: string, exists: (p: string) => boo
 export function missingSigned(b: SignedBinaries): string[] {
   const out: string[] = [];
   if (!b.x64) out.push('GRUB road for UEFI x64 unavailable: install shim-signed and grub-efi-amd64-signed (or set boot.signedDir)');
-  if (!b.aa64) out.push('GRUB road for UEFI ARM64 unavailable: put shimaa64.efi and grubaa64.efi (from shim-signed:arm64, grub-efi-arm64-signed) in boot.signedDir');
+  if (!b.aa64)
+    out.push('GRUB road for UEFI ARM64 unavailable: put shimaa64.efi and grubaa64.efi (from shim-signed:arm64, grub-efi-arm64-signed) in boot.signedDir');
   return out;
 }

@@ -6,7 +6,10 @@ import { readRuntimeInfo } from '../core/runtime-info';
 
 /** An API error as the CLI shows it. */
 export class CliError extends Error {
-  constructor(message: string, readonly exitCode = 1) {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
     super(message);
   }
 }
@@ -54,7 +57,9 @@ export class ApiClient {
     try {
       res = await fetch(this.base + path, init);
     } catch (err) {
-      throw new CliError(`cannot reach the appliance at ${this.base} (${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}): is it running?`);
+      throw new CliError(
+        `cannot reach the appliance at ${this.base} (${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}): is it running?`,
+      );
     }
     const text = await res.text();
     const json = text ? JSON.parse(text) : undefined;

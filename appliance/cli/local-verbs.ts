@@ -37,9 +37,12 @@ const check: Verb = {
     if (json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
     else {
       const s = report.stats;
-      process.stdout.write(`${report.ok ? 'clean' : 'PROBLEMS'}: ${s.images} image(s), ${s.disks} disk(s), ${s.snapshots} snapshot(s), ${s.chunksInUse} chunk(s) in use\n`);
+      process.stdout.write(
+        `${report.ok ? 'clean' : 'PROBLEMS'}: ${s.images} image(s), ${s.disks} disk(s), ${s.snapshots} snapshot(s), ${s.chunksInUse} chunk(s) in use\n`,
+      );
       // degraded: a failed fdatasync lost writes; --repair acknowledges it (not a leak, not corruption).
-      for (const p of report.problems) process.stdout.write(`  ${p.kind === 'degraded' ? 'DEGRADED' : p.repairable ? 'leak' : 'ERROR'} ${p.kind}: ${p.detail}\n`);
+      for (const p of report.problems)
+        process.stdout.write(`  ${p.kind === 'degraded' ? 'DEGRADED' : p.repairable ? 'leak' : 'ERROR'} ${p.kind}: ${p.detail}\n`);
       for (const r of report.repaired) process.stdout.write(`  repaired: ${r}\n`);
     }
     const remaining = report.problems.filter((p) => !(args.includes('--repair') && p.repairable));

@@ -30,7 +30,10 @@ export const prepareDiskVerb: Verb = {
     if (args.length === 0) {
       const report = await new SystemCollector().storage(config.dataDir);
       const rows = report.disks.map((d) => ({
-        device: d.device, model: d.model, size: bytes(d.sizeBytes), usb: d.usb ? 'yes' : '',
+        device: d.device,
+        model: d.model,
+        size: bytes(d.sizeBytes),
+        usb: d.usb ? 'yes' : '',
         use: d.system ? 'system disk' : d.holdsDataDir ? 'data disk' : d.inUse ? 'mounted' : 'free',
         partitions: d.partitions.map((p) => `${p.device.replace('/dev/', '')} ${p.fsType}${p.label ? ` "${p.label}"` : ''}`).join(', '),
       }));
@@ -42,9 +45,14 @@ export const prepareDiskVerb: Verb = {
     if (process.getuid?.() !== 0) throw new CliError('prepare-disk erases a disk and needs root: sudo netboot prepare-disk ...', 1);
     try {
       const res = await prepareDisk({ device: args[0]!, confirm: args[1]!, owner: serviceUser() });
-      process.stdout.write(`${json ? JSON.stringify(res, null, 2)
-        : `${res.device}: partition ${res.partition}, ext4 "${res.label}", ${bytes(res.sizeBytes)}, UUID ${res.uuid}\n`
-          + 'systemd mounts it at /srv/netboot and starts the appliance (or: sudo systemctl start netboot-appliance)'}\n`);
+      process.stdout.write(
+        `${
+          json
+            ? JSON.stringify(res, null, 2)
+            : `${res.device}: partition ${res.partition}, ext4 "${res.label}", ${bytes(res.sizeBytes)}, UUID ${res.uuid}\n` +
+              'systemd mounts it at /srv/netboot and starts the appliance (or: sudo systemctl start netboot-appliance)'
+        }\n`,
+      );
     } catch (err) {
       if (err instanceof ApiError) throw new CliError(err.message, err.statusCode === 409 ? 3 : 2);
       throw err;

@@ -38,7 +38,10 @@ const status: Verb = {
     print(json, s, () =>
       [
         `netboot appliance ${s.version}, up ${s.uptimeSeconds}s, clients reach it at ${s.serverAddress}`,
-        table(s.services.map((x) => ({ service: x.name, state: x.state, listen: x.listen.join(', '), detail: x.detail })), ['service', 'state', 'listen', 'detail']),
+        table(
+          s.services.map((x) => ({ service: x.name, state: x.state, listen: x.listen.join(', '), detail: x.detail })),
+          ['service', 'state', 'listen', 'detail'],
+        ),
         `data: ${s.storage.dataDir} (${bytes(s.storage.filesystem.availableBytes)} free of ${bytes(s.storage.filesystem.totalBytes)})`,
       ].join('\n'),
     );
@@ -54,7 +57,12 @@ const image: Verb = {
     const [sub, ...rest] = args;
     if (!sub || sub === 'list') {
       const list = await api.call<{ images: Record<string, unknown>[] }>('GET', '/api/images');
-      return print(json, list, () => table(list.images.map((i) => ({ ...i, size: bytes(Number(i.sizeBytes ?? 0)) })), ['name', 'size', 'state', 'createdAt']));
+      return print(json, list, () =>
+        table(
+          list.images.map((i) => ({ ...i, size: bytes(Number(i.sizeBytes ?? 0)) })),
+          ['name', 'size', 'state', 'createdAt'],
+        ),
+      );
     }
     if (sub === 'import') {
       need(rest, 2, this.usage);
@@ -79,7 +87,8 @@ const image: Verb = {
 
 const client: Verb = {
   name: 'client',
-  usage: 'client list | add MAC IMAGE [NAME] | show MAC | rm MAC | disks MAC | next-boot MAC (image|disk|rescue) NAME | next-boot MAC clear | road MAC (auto|ipxe|grub) | move MAC NEWMAC [copy]',
+  usage:
+    'client list | add MAC IMAGE [NAME] | show MAC | rm MAC | disks MAC | next-boot MAC (image|disk|rescue) NAME | next-boot MAC clear | road MAC (auto|ipxe|grub) | move MAC NEWMAC [copy]',
   summary: 'clients: each MAC boots its own copy-on-write disk of a golden image',
   async run(args, config, { json }) {
     const api = new ApiClient(config);
@@ -96,7 +105,11 @@ const client: Verb = {
     if (sub === 'show') {
       need(rest, 1, this.usage);
       const c = await api.call<Record<string, unknown>>('GET', `/api/clients/${encodeURIComponent(rest[0])}`);
-      return print(json, c, () => Object.entries(c).map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`).join('\n'));
+      return print(json, c, () =>
+        Object.entries(c)
+          .map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`)
+          .join('\n'),
+      );
     }
     if (sub === 'rm') {
       need(rest, 1, this.usage);
@@ -107,7 +120,12 @@ const client: Verb = {
     if (sub === 'disks') {
       need(rest, 1, this.usage);
       const d = await api.call<{ bootDisk: string; disks: Record<string, unknown>[] }>('GET', `/api/clients/${mac}/disks`);
-      return print(json, d, () => table(d.disks.map((x) => ({ ...x, boot: x.name === d.bootDisk ? '*' : '' })), ['boot', 'name', 'image', 'target', 'inUse']));
+      return print(json, d, () =>
+        table(
+          d.disks.map((x) => ({ ...x, boot: x.name === d.bootDisk ? '*' : '' })),
+          ['boot', 'name', 'image', 'target', 'inUse'],
+        ),
+      );
     }
     if (sub === 'next-boot') {
       need(rest, 2, this.usage);

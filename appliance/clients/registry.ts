@@ -238,7 +238,8 @@ export class ClientRegistry implements ClientDirectory {
       // RFC 7143 §12.1.3 wants secrets of at least 96 bits.
       if (chap.secret.length < 12 || chap.secret.length > 255) throw badRequest('BAD_CHAP', 'CHAP secret must be 12 to 255 characters');
       if (!chap.user) throw badRequest('BAD_CHAP', 'CHAP user must not be empty');
-      if ((chap.targetUser === undefined) !== (chap.targetSecret === undefined)) throw badRequest('BAD_CHAP', 'mutual CHAP needs both targetUser and targetSecret');
+      if ((chap.targetUser === undefined) !== (chap.targetSecret === undefined))
+        throw badRequest('BAD_CHAP', 'mutual CHAP needs both targetUser and targetSecret');
       if (chap.targetSecret !== undefined && (chap.targetSecret.length < 12 || chap.targetSecret === chap.secret)) {
         throw badRequest('BAD_CHAP', 'mutual CHAP target secret must be 12+ characters and differ from the initiator secret');
       }
@@ -259,7 +260,11 @@ export class ClientRegistry implements ClientDirectory {
     const job = this.opts.importing?.(image);
     if (job?.state === 'importing') {
       const { progress, doneBytes, totalBytes } = job;
-      throw new ApiError('IMAGE_NOT_READY', 409, `image "${image}" is still importing (${Math.floor(progress * 100)}%): try again when the import is done`, { progress, doneBytes, totalBytes });
+      throw new ApiError('IMAGE_NOT_READY', 409, `image "${image}" is still importing (${Math.floor(progress * 100)}%): try again when the import is done`, {
+        progress,
+        doneBytes,
+        totalBytes,
+      });
     }
     throw notFound('IMAGE_NOT_FOUND', `no golden image "${image}"`);
   }
@@ -305,7 +310,15 @@ export class ClientRegistry implements ClientDirectory {
     this.db.transaction(() => {
       this.db
         .prepare('INSERT INTO clients (mac, name, initiators, chap, ip, created_at, road) VALUES (?, ?, ?, ?, ?, ?, ?)')
-        .run(mac, input.name?.trim() || mac, JSON.stringify(input.initiators ?? []), input.chap ? JSON.stringify(input.chap) : null, input.ip ?? null, now, input.road ?? 'auto');
+        .run(
+          mac,
+          input.name?.trim() || mac,
+          JSON.stringify(input.initiators ?? []),
+          input.chap ? JSON.stringify(input.chap) : null,
+          input.ip ?? null,
+          now,
+          input.road ?? 'auto',
+        );
       this.db.prepare("INSERT INTO client_disks (mac, name, image, created_at) VALUES (?, 'default', ?, ?)").run(mac, image, now);
     })();
   }
@@ -335,7 +348,8 @@ export class ClientRegistry implements ClientDirectory {
   }
 
   private refuseInUse(c: ClientRecord, storeDisk: string, what: string): void {
-    if (this.store.isOpen(storeDisk)) throw new ApiError('DISK_IN_USE', 409, `cannot ${what}: disk ${storeDisk} of ${c.mac} is in use by an iSCSI session; shut the client down first`);
+    if (this.store.isOpen(storeDisk))
+      throw new ApiError('DISK_IN_USE', 409, `cannot ${what}: disk ${storeDisk} of ${c.mac} is in use by an iSCSI session; shut the client down first`);
   }
 
   /** Deletes the client and all its disks; refused while an initiator holds any of them. */
@@ -466,7 +480,9 @@ export class ClientRegistry implements ClientDirectory {
     this.refuseInUse(c, storeName, 'replace the throw-away disk');
     this.db.prepare('DELETE FROM client_disks WHERE mac = ? AND name = ?').run(c.mac, name);
     this.freshDisk(storeName, () => this.store.createDisk(storeName, next.image));
-    this.db.prepare('INSERT INTO client_disks (mac, name, image, throwaway, created_at) VALUES (?, ?, ?, 1, ?)').run(c.mac, name, next.image, this.opts.clock.now());
+    this.db
+      .prepare('INSERT INTO client_disks (mac, name, image, throwaway, created_at) VALUES (?, ?, ?, 1, ?)')
+      .run(c.mac, name, next.image, this.opts.clock.now());
     return { client: this.asBooting(base, name), reason: next.kind === 'rescue' ? 'rescue' : 'next-boot' };
   }
 
@@ -496,7 +512,12 @@ export class ClientRegistry implements ClientDirectory {
     // The new MAC is another machine: it gets its own secret, never the old client's (which that
     // machine knows from its iBFT). A client without CHAP stays without unless the default is on.
     const chap = from.chap
-      ? { ...from.chap, user: from.chap.user === from.initiatorName ? this.initiatorName(to) : from.chap.user, secret: generateChapSecret(), ...(from.chap.targetUser ? { targetSecret: generateChapSecret() } : {}) }
+      ? {
+          ...from.chap,
+          user: from.chap.user === from.initiatorName ? this.initiatorName(to) : from.chap.user,
+          secret: generateChapSecret(),
+          ...(from.chap.targetUser ? { targetSecret: generateChapSecret() } : {}),
+        }
       : this.defaultChap(to);
     try {
       this.insertClient(to, src.image, { name: opts.name, initiators: from.initiators, chap });

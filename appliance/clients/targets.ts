@@ -12,7 +12,10 @@ import type { ClientRegistry } from './registry';
  * repair it.
  */
 export class ClientTargets implements TargetDirectory {
-  constructor(private readonly clients: ClientRegistry, private readonly store: DiskStore) {}
+  constructor(
+    private readonly clients: ClientRegistry,
+    private readonly store: DiskStore,
+  ) {}
 
   private allowed(c: ClientRecord): string[] {
     return [c.initiatorName, ...c.initiators].map((n) => n.toLowerCase());

@@ -35,7 +35,10 @@ export const configSchema = strict({
     host: host.default('0.0.0.0'),
     port: port.default(3260),
     /** Targets are named `<iqnPrefix>:<client>`; initiators `<iqnPrefix>:initiator:<client>`. */
-    iqnPrefix: z.string().regex(/^iqn\.\d{4}-\d{2}\.[a-z0-9.-]+$/, 'must look like iqn.YYYY-MM.reversed.domain').default('iqn.2026-11.local.netboot'),
+    iqnPrefix: z
+      .string()
+      .regex(/^iqn\.\d{4}-\d{2}\.[a-z0-9.-]+$/, 'must look like iqn.YYYY-MM.reversed.domain')
+      .default('iqn.2026-11.local.netboot'),
     maxConnections: z.number().int().min(1).max(4096).default(256),
     /**
      * NOP-In ping interval for initiators that answer pings (never used to drop iPXE). A client
@@ -75,11 +78,26 @@ export const configSchema = strict({
     router: z.union([ipv4, z.literal('')]).default(''),
     dns: z.array(ipv4).default([]),
     domain: z.string().default(''),
-    leaseSeconds: z.number().int().min(60).max(30 * 86400).default(3600),
+    leaseSeconds: z
+      .number()
+      .int()
+      .min(60)
+      .max(30 * 86400)
+      .default(3600),
     /** Full mode listens this long for another DHCP server before serving (and refuses if one answers). */
     conflictProbeSeconds: z.number().min(0).max(60).default(3),
     /** Full mode: static per-MAC addresses besides the clients' own `ip` (best outside `range`). */
-    reservations: z.array(strict({ mac: z.string().regex(/^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$/).transform((m) => m.toLowerCase().replace(/-/g, ':')), ip: ipv4 })).default([]),
+    reservations: z
+      .array(
+        strict({
+          mac: z
+            .string()
+            .regex(/^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$/)
+            .transform((m) => m.toLowerCase().replace(/-/g, ':')),
+          ip: ipv4,
+        }),
+      )
+      .default([]),
   }).prefault({}),
   boot: strict({
     /** Where undionly.kpxe, ipxe.efi, snponly.efi are (Debian package `ipxe`). */
@@ -134,7 +152,10 @@ export const configSchema = strict({
   }).prefault({}),
   mdns: strict({
     enabled: z.boolean().default(true),
-    name: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i, 'must be a DNS label').default('netboot'),
+    name: z
+      .string()
+      .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i, 'must be a DNS label')
+      .default('netboot'),
   }).prefault({}),
   store: strict({
     /** Size of each preallocated segment file (FAT32 caps files at 4 GiB). */
@@ -156,13 +177,21 @@ export const configSchema = strict({
       /** ceph.conf naming the monitors. */
       conf: z.string().min(1).default('/etc/ceph/ceph.conf'),
       /** cephx user without "client.", with `profile rbd pool=<pool>` (docs/rbd.md). */
-      user: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'a cephx name without "client."').default('netboot'),
+      user: z
+        .string()
+        .regex(/^[A-Za-z0-9._-]{1,64}$/, 'a cephx name without "client."')
+        .default('netboot'),
       /** Keyring with that user's key (default: /etc/ceph/ceph.client.<user>.keyring, as ceph.conf finds it). */
       keyring: z.string().min(1).optional(),
       /** Prefix of the RBD images the appliance makes, so a pool can be shared. */
-      prefix: z.string().regex(/^[A-Za-z0-9._-]{0,32}$/).default('netboot-'),
+      prefix: z
+        .string()
+        .regex(/^[A-Za-z0-9._-]{0,32}$/)
+        .default('netboot-'),
     }).optional(),
-  }).prefault({}).refine((s) => s.backend !== 'rbd' || s.rbd !== undefined, { message: 'store.backend "rbd" needs store.rbd (pool, conf, user, keyring)', path: ['rbd'] }),
+  })
+    .prefault({})
+    .refine((s) => s.backend !== 'rbd' || s.rbd !== undefined, { message: 'store.backend "rbd" needs store.rbd (pool, conf, user, keyring)', path: ['rbd'] }),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -187,9 +216,7 @@ function deepFreeze<T>(o: T): T {
 export function parseConfig(raw: unknown): Readonly<Config> {
   const result = configSchema.safeParse(raw ?? {});
   if (!result.success) {
-    throw new ConfigError(
-      result.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`),
-    );
+    throw new ConfigError(result.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`));
   }
   const cfg = result.data;
   if (cfg.dhcp.mode === 'full' && cfg.dhcp.range.length === 0) {

@@ -51,27 +51,31 @@ export type AddressReader = (ifname: string) => Promise<LinkAddress[]>;
 const FOREVER = 4294967295;
 
 /** `ip -j -4 addr show [dev IF]`, parsed. Rejects when `ip` fails (e.g. no such device). */
-export const ipAddressReader: AddressReader = (ifname) => new Promise((resolve, reject) => {
-  const args = ['-j', '-4', 'addr', 'show', ...(ifname ? ['dev', ifname] : [])];
-  execFile('ip', args, { timeout: 5000 }, (err, stdout) => {
-    // Without iproute2, Node's own list: it hides interfaces without carrier and cannot tell a
-    // lease from a static address, but the box still serves.
-    if ((err as NodeJS.ErrnoException | null)?.code === 'ENOENT') return resolve(nodeAddresses(ifname));
-    if (err) return reject(err);
-    try {
-      resolve(parseIpAddr(stdout, !ifname));
-    } catch (e) {
-      reject(e);
-    }
+export const ipAddressReader: AddressReader = (ifname) =>
+  new Promise((resolve, reject) => {
+    const args = ['-j', '-4', 'addr', 'show', ...(ifname ? ['dev', ifname] : [])];
+    execFile('ip', args, { timeout: 5000 }, (err, stdout) => {
+      // Without iproute2, Node's own list: it hides interfaces without carrier and cannot tell a
+      // lease from a static address, but the box still serves.
+      if ((err as NodeJS.ErrnoException | null)?.code === 'ENOENT') return resolve(nodeAddresses(ifname));
+      if (err) return reject(err);
+      try {
+        resolve(parseIpAddr(stdout, !ifname));
+      } catch (e) {
+        reject(e);
+      }
+    });
   });
-});
 
 /** IPv4 addresses from os.networkInterfaces() (fallback when `ip` is missing). */
 export function nodeAddresses(ifname: string): LinkAddress[] {
   return Object.entries(networkInterfaces())
     .filter(([name]) => (ifname ? name === ifname : true))
-    .flatMap(([name, list]) => (list ?? []).filter((a) => a.family === 'IPv4' && (ifname ? true : !a.internal))
-      .map((a) => ({ address: a.address, prefixlen: Number(a.cidr?.split('/')[1] ?? 24), ifname: name, dynamic: false })));
+    .flatMap(([name, list]) =>
+      (list ?? [])
+        .filter((a) => a.family === 'IPv4' && (ifname ? true : !a.internal))
+        .map((a) => ({ address: a.address, prefixlen: Number(a.cidr?.split('/')[1] ?? 24), ifname: name, dynamic: false })),
+    );
 }
 
 /**
@@ -87,7 +91,9 @@ export function parseIpAddr(json: string, skipLoopback = true): LinkAddress[] {
       if (a.family !== 'inet' || (skipLoopback && a.scope === 'host')) continue;
       const valid = a.valid_life_time as number | undefined;
       out.push({
-        address: String(a.local), prefixlen: Number(a.prefixlen), ifname: l.ifname,
+        address: String(a.local),
+        prefixlen: Number(a.prefixlen),
+        ifname: l.ifname,
         dynamic: a.dynamic === true || (valid !== undefined && valid !== FOREVER),
       });
     }
@@ -192,7 +198,8 @@ export class LinkWatcher implements Service {
     if (name) {
       const flags = this.sys('flags');
       if (flags === undefined) state = 'no-interface';
-      else if ((parseInt(flags, 16) & 0x1) === 0) state = 'down'; // IFF_UP
+      else if ((parseInt(flags, 16) & 0x1) === 0)
+        state = 'down'; // IFF_UP
       else if (this.sys('carrier') !== '1') state = 'no-carrier';
     }
     let addrs: LinkAddress[] = [];
@@ -208,17 +215,29 @@ export class LinkWatcher implements Service {
     // Carrier matters less than an address: a bridge without ports has an address but no carrier.
     if (state === 'up' && !first) state = 'no-address';
     const next: LinkStatus = {
-      interface: name, state, address: first?.address ?? '', prefixlen: first?.prefixlen, addresses: addrs.map((a) => a.address),
-      since: this.current.since, dynamic: first?.dynamic ?? false,
+      interface: name,
+      state,
+      address: first?.address ?? '',
+      prefixlen: first?.prefixlen,
+      addresses: addrs.map((a) => a.address),
+      since: this.current.since,
+      dynamic: first?.dynamic ?? false,
     };
     const prev = this.current;
-        const same = next.state === prev.state && next.address === prev.address && next.dynamic === prev.dynamic
-      && next.prefixlen === prev.prefixlen && next.addresses.join() === prev.addresses.join();
+    const same =
+      next.state === prev.state &&
+      next.address === prev.address &&
+      next.dynamic === prev.dynamic &&
+      next.prefixlen === prev.prefixlen &&
+      next.addresses.join() === prev.addresses.join();
     if (same) return;
     next.since = this.opts.clock.now();
     this.current = next;
     this.changes += 1;
-    this.log.info({ interface: name || '(any)', state, address: next.address || undefined, was: prev.address || undefined, dynamic: next.dynamic }, 'network changed');
+    this.log.info(
+      { interface: name || '(any)', state, address: next.address || undefined, was: prev.address || undefined, dynamic: next.dynamic },
+      'network changed',
+    );
     for (const fn of [...this.listeners]) {
       try {
         fn(this.link(), prev);

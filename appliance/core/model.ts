@@ -44,10 +44,7 @@ export type BootRoadSetting = 'auto' | 'ipxe' | 'grub';
  * What the next boot (only) runs: a golden image on a throw-away clone, another named disk of
  * the client, or a rescue image (throw-away clone) with the client's own disk attached as LUN 1.
  */
-export type NextBoot =
-  | { kind: 'image'; image: string }
-  | { kind: 'disk'; disk: string }
-  | { kind: 'rescue'; image: string };
+export type NextBoot = { kind: 'image'; image: string } | { kind: 'disk'; disk: string } | { kind: 'rescue'; image: string };
 
 /** Take a snapshot every `everyMinutes`, keeping the newest `keep` scheduled ones. */
 export interface SnapshotSchedule {
@@ -70,17 +67,32 @@ export interface ClientDirectory {
 
 /** Normalises a MAC in any common spelling (aa:bb.., AA-BB-.., aabb.ccdd.eeff, aabbccddeeff); undefined when invalid. */
 export function normaliseMac(input: string): string | undefined {
-  const hex = input.trim().toLowerCase().replace(/[:\-.\s]/g, '');
+  const hex = input
+    .trim()
+    .toLowerCase()
+    .replace(/[:\-.\s]/g, '');
   if (!/^[0-9a-f]{12}$/.test(hex)) return undefined;
   return hex.match(/../g)!.join(':');
 }
 
 /** Stages of a client's boot, in the order a healthy boot passes them. */
 export const BOOT_STAGES = [
-  'dhcp-discover', 'dhcp-offer', 'dhcp-request', 'dhcp-ack',
-  'tftp-start', 'tftp-done', 'tftp-error',
-  'script-fetched', 'grub-config', 'kernel-fetched', 'boot-error',
-  'iscsi-login', 'iscsi-login-refused', 'iscsi-first-read', 'iscsi-logout', 'iscsi-disconnect',
+  'dhcp-discover',
+  'dhcp-offer',
+  'dhcp-request',
+  'dhcp-ack',
+  'tftp-start',
+  'tftp-done',
+  'tftp-error',
+  'script-fetched',
+  'grub-config',
+  'kernel-fetched',
+  'boot-error',
+  'iscsi-login',
+  'iscsi-login-refused',
+  'iscsi-first-read',
+  'iscsi-logout',
+  'iscsi-disconnect',
 ] as const;
 export type BootStage = (typeof BOOT_STAGES)[number];
 

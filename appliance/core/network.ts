@@ -3,7 +3,11 @@ import { networkInterfaces } from 'node:os';
 /** IPv4 addresses of one interface (or of every non-internal one when name is ''). */
 export function interfaceAddresses(name: string): string[] {
   const all = networkInterfaces();
-  const entries = name ? all[name] ?? [] : Object.values(all).flat().filter((a) => a && !a.internal);
+  const entries = name
+    ? (all[name] ?? [])
+    : Object.values(all)
+        .flat()
+        .filter((a) => a && !a.internal);
   return entries.filter((a) => a && a.family === 'IPv4').map((a) => a!.address);
 }
 

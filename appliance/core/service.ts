@@ -29,7 +29,10 @@ export interface ServiceStatus {
 
 /** An error that should stop the appliance with a clear message (e.g. a port in use). */
 export class FatalError extends Error {
-  constructor(message: string, override readonly cause?: unknown) {
+  constructor(
+    message: string,
+    override readonly cause?: unknown,
+  ) {
     super(message);
     this.name = 'FatalError';
   }
@@ -39,9 +42,12 @@ export class FatalError extends Error {
 export function bindError(proto: string, host: string, port: number, err: unknown): FatalError {
   const code = (err as NodeJS.ErrnoException)?.code;
   const why =
-    code === 'EADDRINUSE' ? 'is already in use' :
-    code === 'EACCES' ? 'needs privileges (ports below 1024 need CAP_NET_BIND_SERVICE)' :
-    code === 'EADDRNOTAVAIL' ? 'is not an address of this machine' :
-    `cannot be bound (${code ?? String(err)})`;
+    code === 'EADDRINUSE'
+      ? 'is already in use'
+      : code === 'EACCES'
+        ? 'needs privileges (ports below 1024 need CAP_NET_BIND_SERVICE)'
+        : code === 'EADDRNOTAVAIL'
+          ? 'is not an address of this machine'
+          : `cannot be bound (${code ?? String(err)})`;
   return new FatalError(`${proto} port ${port} on ${host} ${why}`, err);
 }

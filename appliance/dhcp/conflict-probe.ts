@@ -22,9 +22,21 @@ export function probeDiscover(mac: string, xid: number): BootRequest {
   const chaddr = Buffer.alloc(16);
   Buffer.from(mac.replace(/:/g, ''), 'hex').copy(chaddr);
   return {
-    op: 'request', htype: 1, hlen: 6, hops: 0, xid, secs: 0, flags: FLAG_BROADCAST,
-    ciaddr: '0.0.0.0', yiaddr: '0.0.0.0', siaddr: '0.0.0.0', giaddr: '0.0.0.0',
-    chaddr, sname: '', file: '', hasCookie: true,
+    op: 'request',
+    htype: 1,
+    hlen: 6,
+    hops: 0,
+    xid,
+    secs: 0,
+    flags: FLAG_BROADCAST,
+    ciaddr: '0.0.0.0',
+    yiaddr: '0.0.0.0',
+    siaddr: '0.0.0.0',
+    giaddr: '0.0.0.0',
+    chaddr,
+    sname: '',
+    file: '',
+    hasCookie: true,
     options: [
       build.messageType('discover'),
       build.raw(Opt.parameterRequestList, Buffer.from([Opt.subnetMask, Opt.router, Opt.serverId])),
@@ -108,13 +120,17 @@ export async function probeForDhcpServers(opts: ProbeOptions, onCancel?: (cancel
       // interface that owns the source address (ip_route_output_key_hash_rcu, "special hack").
       await bind(tx, clientPort, opts.address);
     } catch (err) {
-      throw new FatalError(`cannot run the DHCP conflict probe: UDP port ${clientPort} (${(err as NodeJS.ErrnoException).code ?? err}); set dhcp.conflictProbeSeconds to 0 to skip it at your own risk`, err);
+      throw new FatalError(
+        `cannot run the DHCP conflict probe: UDP port ${clientPort} (${(err as NodeJS.ErrnoException).code ?? err}); set dhcp.conflictProbeSeconds to 0 to skip it at your own risk`,
+        err,
+      );
     }
     tx.setBroadcast(true);
     const xid = (Math.random() * 0x1_0000_0000) >>> 0;
-    const send = () => tx.send(encodePacket(probeDiscover(opts.mac, xid)), serverPort, '255.255.255.255', (err) => {
-      if (err) opts.log.warn({ err }, 'conflict probe: sending DISCOVER failed');
-    });
+    const send = () =>
+      tx.send(encodePacket(probeDiscover(opts.mac, xid)), serverPort, '255.255.255.255', (err) => {
+        if (err) opts.log.warn({ err }, 'conflict probe: sending DISCOVER failed');
+      });
     send();
     // A second DISCOVER a third of the way in, in case the first was lost or the link was still coming up.
     cancels.push(opts.clock.setTimeout(send, (opts.seconds * 1000) / 3));

@@ -83,7 +83,7 @@ export class FullResponder implements Responder {
   }
 
   private inSubnet(ip: string): boolean {
-    return ((ipToInt(ip) & this.mask) >>> 0) === this.network;
+    return (ipToInt(ip) & this.mask) >>> 0 === this.network;
   }
 
   private inPool(ip: string): boolean {
@@ -100,7 +100,7 @@ export class FullResponder implements Responder {
   /** True when `ip` could be given to `mac` now. */
   available(ip: string, mac: string, reserved: string | undefined = this.reservationFor(mac)): boolean {
     const n = ipToInt(ip);
-    if (((n & this.mask) >>> 0) !== this.network) return false;
+    if ((n & this.mask) >>> 0 !== this.network) return false;
     if (isNetworkOrBroadcast(n, this.mask)) return false;
     if (ip === this.ctx.serverAddress || ip === this.cfg.router) return false;
     const reservedBy = this.reservedOwner(ip);
@@ -129,7 +129,10 @@ export class FullResponder implements Responder {
     const reserved = this.reservationFor(mac);
     if (reserved) {
       if (this.available(reserved, mac, reserved)) return reserved;
-      this.ctx.log.warn({ mac, ip: reserved, holder: this.leases.byIp(reserved)?.mac }, 'reserved address is in use by another client; offering a pool address');
+      this.ctx.log.warn(
+        { mac, ip: reserved, holder: this.leases.byIp(reserved)?.mac },
+        'reserved address is in use by another client; offering a pool address',
+      );
     }
     const prev = this.leases.byMac(mac);
     if (prev && prev.state !== 'declined' && this.available(prev.ip, mac, reserved)) return prev.ip;
@@ -151,7 +154,11 @@ export class FullResponder implements Responder {
     if (withLease) reply.options.push(...this.leaseOptions);
     reply.options.push(...this.subnetOptions);
     const name = this.clients.byMac(info.mac)?.name;
-    const host = name?.toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 63);
+    const host = name
+      ?.toLowerCase()
+      .replace(/[^a-z0-9-]/g, '-')
+      .replace(/^-+|-+$/g, '')
+      .slice(0, 63);
     if (host) reply.options.push(build.text(Opt.hostName, host));
   }
 
@@ -243,7 +250,14 @@ export class FullResponder implements Responder {
   private ack(inb: Inbound, ip: string): Outbound[] {
     const { info, packet } = inb;
     const ctx = this.ctx;
-    this.leases.put({ ip, mac: info.mac, state: 'bound', expiresAt: this.now + this.cfg.leaseSeconds * 1000, hostName: info.hostName ?? '', updatedAt: this.now });
+    this.leases.put({
+      ip,
+      mac: info.mac,
+      state: 'bound',
+      expiresAt: this.now + this.cfg.leaseSeconds * 1000,
+      hostName: info.hostName ?? '',
+      updatedAt: this.now,
+    });
     ctx.noteAddress(ip, info.mac);
     const reply = baseReply(packet, 'ack', ctx.serverAddress);
     reply.ciaddr = packet.ciaddr;
@@ -344,8 +358,12 @@ export class FullResponder implements Responder {
     this.bootOptions(reply, info);
     finishReply(reply, info);
     this.ctx.counters.acks += 1;
-    const to = packet.giaddr !== ZERO ? { address: packet.giaddr, port: this.ctx.serverPort }
-      : packet.ciaddr !== ZERO ? { address: packet.ciaddr, port: this.ctx.clientPort } : { address: inb.from.address, port: inb.from.port };
+    const to =
+      packet.giaddr !== ZERO
+        ? { address: packet.giaddr, port: this.ctx.serverPort }
+        : packet.ciaddr !== ZERO
+          ? { address: packet.ciaddr, port: this.ctx.clientPort }
+          : { address: inb.from.address, port: inb.from.port };
     return [{ packet: reply, to }];
   }
 }

@@ -17,7 +17,7 @@ export function intToIp(n: number): string {
 /** True when a and b are in the same subnet under mask. */
 export function sameSubnet(a: string, b: string, mask: string): boolean {
   const m = ipToInt(mask);
-  return ((ipToInt(a) & m) >>> 0) === ((ipToInt(b) & m) >>> 0);
+  return (ipToInt(a) & m) >>> 0 === (ipToInt(b) & m) >>> 0;
 }
 
 /** The subnet's directed broadcast address (option 28). */
@@ -28,7 +28,7 @@ export function broadcastOf(ip: string, mask: string): string {
 /** True for the all-zero and all-one host parts of the subnet (never handed out); integers from ipToInt. */
 export function isNetworkOrBroadcast(ip: number, mask: number): boolean {
   const host = (ip & ~mask) >>> 0;
-  return host === 0 || host === (~mask >>> 0);
+  return host === 0 || host === ~mask >>> 0;
 }
 
 export const ZERO = '0.0.0.0';

@@ -42,7 +42,12 @@ export class LeaseStore {
         host_name = excluded.host_name, updated_at = excluded.updated_at`);
     this.deleteStmt = db.prepare('DELETE FROM dhcp_leases WHERE ip = ?');
     const rows = db.prepare('SELECT ip, mac, state, expires_at, host_name, updated_at FROM dhcp_leases ORDER BY updated_at').all() as {
-      ip: string; mac: string; state: LeaseState; expires_at: number; host_name: string; updated_at: number;
+      ip: string;
+      mac: string;
+      state: LeaseState;
+      expires_at: number;
+      host_name: string;
+      updated_at: number;
     }[];
     for (const r of rows) {
       this.index({ ip: r.ip, mac: r.mac, state: r.state, expiresAt: r.expires_at, hostName: r.host_name, updatedAt: r.updated_at });
@@ -73,9 +78,10 @@ export class LeaseStore {
    */
   put(l: Lease, persist = true): void {
     const prev = l.mac ? this.byMac(l.mac) : undefined;
-    const freed: Lease | undefined = prev && prev.ip !== l.ip && (prev.state === 'offered' || prev.state === 'bound')
-      ? { ...prev, state: 'released', expiresAt: l.updatedAt, updatedAt: l.updatedAt }
-      : undefined;
+    const freed: Lease | undefined =
+      prev && prev.ip !== l.ip && (prev.state === 'offered' || prev.state === 'bound')
+        ? { ...prev, state: 'released', expiresAt: l.updatedAt, updatedAt: l.updatedAt }
+        : undefined;
     if (persist) {
       this.db.transaction(() => {
         if (freed) this.upsertStmt.run(freed);

@@ -287,9 +287,16 @@ function dumpValue(code: number, d: Buffer): string {
   switch (code) {
     case Opt.messageType:
       return TYPE_NAMES.get(d[0]) ?? `?${d[0]}`;
-    case Opt.subnetMask: case Opt.router: case Opt.dns: case Opt.requestedIp: case Opt.serverId: case Opt.broadcastAddress:
+    case Opt.subnetMask:
+    case Opt.router:
+    case Opt.dns:
+    case Opt.requestedIp:
+    case Opt.serverId:
+    case Opt.broadcastAddress:
       return d.length % 4 === 0 ? (d.toString('hex').match(/.{8}/g) ?? []).map((h) => ipToBytesRev(h)).join(',') : `0x${d.toString('hex')}`;
-    case Opt.leaseTime: case Opt.renewalTime: case Opt.rebindingTime:
+    case Opt.leaseTime:
+    case Opt.renewalTime:
+    case Opt.rebindingTime:
       return d.length === 4 ? String(d.readUInt32BE(0)) : `0x${d.toString('hex')}`;
     case Opt.maxMessageSize:
       return d.length === 2 ? String(d.readUInt16BE(0)) : `0x${d.toString('hex')}`;
@@ -297,9 +304,13 @@ function dumpValue(code: number, d: Buffer): string {
       return [...d].join(',');
     case Opt.clientArch:
       return d.length % 2 === 0 ? (d.toString('hex').match(/.{4}/g) ?? []).map((h) => parseInt(h, 16)).join(',') : `0x${d.toString('hex')}`;
-    case Opt.vendorSpecific: case Opt.ipxeEncap: case Opt.relayAgentInfo:
+    case Opt.vendorSpecific:
+    case Opt.ipxeEncap:
+    case Opt.relayAgentInfo:
       try {
-        return `{${decodeSubOptions(d).map((s) => `${s.code}=0x${s.data.toString('hex')}`).join(' ')}}`;
+        return `{${decodeSubOptions(d)
+          .map((s) => `${s.code}=0x${s.data.toString('hex')}`)
+          .join(' ')}}`;
       } catch {
         return `0x${d.toString('hex')}`;
       }
@@ -321,7 +332,9 @@ export function dumpPacket(p: DhcpPacket): string {
     `sname=${JSON.stringify(p.sname)} file=${JSON.stringify(p.file)} cookie=${p.hasCookie}`,
   ];
   for (const o of p.options) {
-    lines.push(`  ${String(o.code).padStart(3)} ${(OPTION_NAMES[o.code] ?? '?').padEnd(20)} len=${String(o.data.length).padEnd(3)} ${dumpValue(o.code, o.data)}`);
+    lines.push(
+      `  ${String(o.code).padStart(3)} ${(OPTION_NAMES[o.code] ?? '?').padEnd(20)} len=${String(o.data.length).padEnd(3)} ${dumpValue(o.code, o.data)}`,
+    );
   }
   return lines.join('\n') + '\n';
 }

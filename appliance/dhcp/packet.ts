@@ -10,7 +10,10 @@
 
 /** Thrown by every decoder here: what was wrong and at which byte offset of the packet. */
 export class DecodeError extends Error {
-  constructor(readonly reason: string, readonly offset: number) {
+  constructor(
+    readonly reason: string,
+    readonly offset: number,
+  ) {
     super(`${reason} (at byte ${offset})`);
     this.name = 'DecodeError';
   }

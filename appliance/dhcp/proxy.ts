@@ -79,7 +79,10 @@ export class ProxyResponder implements Responder {
     const file = bootFileOf(answer);
     emit(ctx, info.mac, 'dhcp-ack', { xid: info.xid, ip: packet.ciaddr, file, proxy: true });
     // PXE spec 2.2.6: the boot server answers to the client's own address and port.
-    const to = packet.giaddr !== ZERO ? { address: packet.giaddr, port: ctx.serverPort } : { address: packet.ciaddr !== ZERO ? packet.ciaddr : inb.from.address, port: inb.from.port };
+    const to =
+      packet.giaddr !== ZERO
+        ? { address: packet.giaddr, port: ctx.serverPort }
+        : { address: packet.ciaddr !== ZERO ? packet.ciaddr : inb.from.address, port: inb.from.port };
     return [{ packet: reply, to, note: { msg: 'proxy ack (port 4011)', fields: { mac: info.mac, xid: info.xid, kind: answer.kind, file } } }];
   }
 }

@@ -108,9 +108,11 @@ function resolveInterface(name: string, configured: string, needInterface: boole
   const pick = configured !== 'auto' ? v4.find((a) => a.address === configured) : v4[0];
   if (!pick) {
     if (needInterface) {
-      throw new FatalError(configured !== 'auto'
-        ? `serverAddress ${configured} is not an address of ${name || 'any interface'}`
-        : 'full DHCP needs dhcp.interface (no IPv4 interface found)');
+      throw new FatalError(
+        configured !== 'auto'
+          ? `serverAddress ${configured} is not an address of ${name || 'any interface'}`
+          : 'full DHCP needs dhcp.interface (no IPv4 interface found)',
+      );
     }
     return undefined;
   }
@@ -216,12 +218,17 @@ export class DhcpServer implements Service {
     // Synchronously, before any await: a concurrent start() must see the claim.
     const holder = portHolders.get(cfg.port);
     if (cfg.port !== 0 && holder && holder !== this) {
-      throw new FatalError(`DHCP port ${cfg.port} is already served by another DHCP service of this appliance (${holder.opts.config.mode} mode, ${holder.state}): stop it first`);
+      throw new FatalError(
+        `DHCP port ${cfg.port} is already served by another DHCP service of this appliance (${holder.opts.config.mode} mode, ${holder.state}): stop it first`,
+      );
     }
     if (cfg.port !== 0) portHolders.set(cfg.port, this);
     if (cfg.port !== 0 && !this.unlockPort) this.unlockPort = await lockDhcpPort(cfg.port);
     if (this.opts.tftpPort !== undefined && this.opts.tftpPort !== 69) {
-      this.log.warn({ tftpPort: this.opts.tftpPort }, 'PXE firmware fetches iPXE from TFTP port 69 only: set tftp.port to 69 or firmware clients will not boot');
+      this.log.warn(
+        { tftpPort: this.opts.tftpPort },
+        'PXE firmware fetches iPXE from TFTP port 69 only: set tftp.port to 69 or firmware clients will not boot',
+      );
     }
 
     // Port 67 held by another local server? Checked now, so a busy port fails start() at once,
@@ -268,10 +275,16 @@ export class DhcpServer implements Service {
       // proxy mode replies then leave by the routing table; full mode waits for it to be ours.
       const local = !fixed || link.addresses.includes(fixed);
       const want = link.address && (local || !full) ? fixed || link.address : '';
-      const waitingFor = fixed && link.address && !local ? `serverAddress ${fixed} to be an address of ${link.interface}` : `an IPv4 address on ${link.interface || 'any interface'}`;
+      const waitingFor =
+        fixed && link.address && !local
+          ? `serverAddress ${fixed} to be an address of ${link.interface}`
+          : `an IPv4 address on ${link.interface || 'any interface'}`;
       if (want === this.address && this.sockets.length > 0) return;
       if (this.sockets.length > 0) {
-        this.log.info({ from: this.address, to: want || undefined, state: link.state }, want ? 'server address changed: rebinding' : 'interface lost its address: not serving');
+        this.log.info(
+          { from: this.address, to: want || undefined, state: link.state },
+          want ? 'server address changed: rebinding' : 'interface lost its address: not serving',
+        );
         await this.closeSockets();
       }
       this.address = want;
@@ -282,7 +295,9 @@ export class DhcpServer implements Service {
         return;
       }
       const name = cfg.interface || link.interface;
-      const iface: IfaceInfo | undefined = local ? { name, address: want, netmask: prefixToMask(link.prefixlen ?? 24), mac: name ? sysMac(name) : '00:00:00:00:00:00' } : undefined;
+      const iface: IfaceInfo | undefined = local
+        ? { name, address: want, netmask: prefixToMask(link.prefixlen ?? 24), mac: name ? sysMac(name) : '00:00:00:00:00:00' }
+        : undefined;
       // Not serving until the new sockets are bound (and, in full mode, the probe came back clean).
       this.state = 'starting';
       this.detail = full && cfg.conflictProbeSeconds > 0 ? `checking for another DHCP server before serving on ${want}` : undefined;
@@ -318,14 +333,24 @@ export class DhcpServer implements Service {
       if (cfg.conflictProbeSeconds > 0) {
         this.log.info({ interface: iface!.name, seconds: cfg.conflictProbeSeconds }, 'listening for another DHCP server before serving');
         const heard = await probeForDhcpServers(
-          { address, mac: iface!.mac, seconds: cfg.conflictProbeSeconds, clock: this.opts.clock, log: this.log, serverPort: cfg.port, clientPort: ctx.clientPort },
+          {
+            address,
+            mac: iface!.mac,
+            seconds: cfg.conflictProbeSeconds,
+            clock: this.opts.clock,
+            log: this.log,
+            serverPort: cfg.port,
+            clientPort: ctx.clientPort,
+          },
           (cancel) => (this.cancelProbe = cancel),
         );
         this.cancelProbe = undefined;
         if (this.state === 'stopping' || this.state === 'stopped') throw new FatalError('DHCP start cancelled');
         if (heard.length > 0) {
           const who = heard.map((h) => (h.from === h.serverId ? h.serverId : `${h.serverId} (from ${h.from})`)).join(', ');
-          throw new FatalError(`another DHCP server answers on ${iface!.name}: ${who}. Full DHCP refuses to run on a network that has one (nothing was sent to clients); use dhcp.mode "proxy" or an isolated network`);
+          throw new FatalError(
+            `another DHCP server answers on ${iface!.name}: ${who}. Full DHCP refuses to run on a network that has one (nothing was sent to clients); use dhcp.mode "proxy" or an isolated network`,
+          );
         }
       } else {
         this.log.warn('dhcp.conflictProbeSeconds is 0: not checking for another DHCP server');
@@ -471,13 +496,18 @@ export class DhcpServer implements Service {
   private async closeSockets(): Promise<void> {
     this.cancelProbe?.();
     this.cancelProbe = undefined;
-    await Promise.all(this.sockets.map(({ sock }) => new Promise<void>((r) => {
-      try {
-        sock.close(() => r());
-      } catch {
-        r();
-      }
-    })));
+    await Promise.all(
+      this.sockets.map(
+        ({ sock }) =>
+          new Promise<void>((r) => {
+            try {
+              sock.close(() => r());
+            } catch {
+              r();
+            }
+          }),
+      ),
+    );
     this.sockets = [];
     this.tx = undefined;
     this.listen.length = 0;

@@ -61,14 +61,17 @@ export function installHostCheck(app: FastifyInstance, policy: HostPolicy = {}):
     const name = hostName(host);
     if (!allowed(name) || (absolute !== undefined && !allowed(hostName(absolute)))) {
       return reply.status(421).send({
-        error: { code: 'MISDIRECTED_REQUEST', message: 'this appliance does not answer to that host name; use its address, localhost or <name>.local, or add the name to http.allowedHosts' },
+        error: {
+          code: 'MISDIRECTED_REQUEST',
+          message: 'this appliance does not answer to that host name; use its address, localhost or <name>.local, or add the name to http.allowedHosts',
+        },
       });
     }
     const origin = request.headers.origin;
     if (origin !== undefined && !SAFE_METHODS.has(request.method)) {
       const m = /^https?:\/\/([^/]+)$/i.exec(origin);
       if (!m || m[1].toLowerCase() !== String(host).toLowerCase()) {
-        return reply.status(403).send({ error: { code: 'CROSS_ORIGIN', message: 'state-changing requests must come from the appliance\'s own pages' } });
+        return reply.status(403).send({ error: { code: 'CROSS_ORIGIN', message: "state-changing requests must come from the appliance's own pages" } });
       }
     }
   });

@@ -8,7 +8,11 @@ export class HttpService implements Service {
   private requests = 0;
   private address = '';
 
-  constructor(private readonly app: FastifyInstance, private readonly host: string, private readonly port: number) {
+  constructor(
+    private readonly app: FastifyInstance,
+    private readonly host: string,
+    private readonly port: number,
+  ) {
     app.addHook('onRequest', async () => {
       this.requests++;
     });

@@ -127,7 +127,11 @@ export function readCookie(header: string | undefined, name: string): string | u
 class LoginLimiter {
   private readonly failures = new Map<string, { count: number; windowStart: number }>();
 
-  constructor(private readonly clock: Clock, private readonly max: number, private readonly windowMs: number) {}
+  constructor(
+    private readonly clock: Clock,
+    private readonly max: number,
+    private readonly windowMs: number,
+  ) {}
 
   /** Milliseconds until this address may try again (0 = now). */
   retryAfter(address: string): number {
@@ -180,7 +184,10 @@ class LoginLimiter {
 class PasswordStore {
   private readonly file: string;
 
-  constructor(dataDir: string, private readonly hasher: PasswordHashing) {
+  constructor(
+    dataDir: string,
+    private readonly hasher: PasswordHashing,
+  ) {
     this.file = join(dataDir, 'ui-auth.json');
   }
 
@@ -214,7 +221,15 @@ class PasswordStore {
     const key = await pending;
     const body: PasswordFile = {
       version: 1,
-      password: { algo: 'scrypt', N: SCRYPT.N, r: SCRYPT.r, p: SCRYPT.p, salt: salt.toString('base64'), hash: key.toString('base64'), setAt: new Date(now).toISOString() },
+      password: {
+        algo: 'scrypt',
+        N: SCRYPT.N,
+        r: SCRYPT.r,
+        p: SCRYPT.p,
+        salt: salt.toString('base64'),
+        hash: key.toString('base64'),
+        setAt: new Date(now).toISOString(),
+      },
     };
     // Durable and atomic: a crash never leaves a half-written hash that locks users out, nor
     // brings back the old password after the admin changed it.

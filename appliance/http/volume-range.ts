@@ -53,7 +53,10 @@ export function volumeByteStream(vol: BlockVolume & { close?(): Promise<void> | 
       }
     },
     destroy(err, cb) {
-      done().then(() => cb(err), () => cb(err));
+      done().then(
+        () => cb(err),
+        () => cb(err),
+      );
     },
   });
 }

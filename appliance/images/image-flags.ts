@@ -18,7 +18,9 @@ export class ImageFlagStore {
   }
 
   set(name: string, flags: ImageFlags): void {
-    this.db.prepare('INSERT INTO image_flags (name, rescue) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET rescue = excluded.rescue').run(name, flags.rescue ? 1 : 0);
+    this.db
+      .prepare('INSERT INTO image_flags (name, rescue) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET rescue = excluded.rescue')
+      .run(name, flags.rescue ? 1 : 0);
   }
 
   forget(name: string): void {

@@ -30,7 +30,11 @@ export class ImportJobs {
   private readonly jobs = new Map<string, ImportJob>();
   private readonly aborts = new Map<string, AbortController>();
 
-  constructor(private readonly store: DiskStore, private readonly clock: Clock, private readonly log: Logger) {}
+  constructor(
+    private readonly store: DiskStore,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {}
 
   list(): ImportJob[] {
     return [...this.jobs.values()];

@@ -10,7 +10,11 @@ export const CHAP_MD5 = 5;
 
 /** The CHAP response: MD5(identifier byte || secret || challenge). */
 export function chapResponse(id: number, secret: string, challenge: Buffer): Buffer {
-  return createHash('md5').update(Buffer.from([id & 0xff])).update(Buffer.from(secret, 'utf8')).update(challenge).digest();
+  return createHash('md5')
+    .update(Buffer.from([id & 0xff]))
+    .update(Buffer.from(secret, 'utf8'))
+    .update(challenge)
+    .digest();
 }
 
 /**

@@ -8,10 +8,26 @@ import { crc32c } from './crc32c';
 import { PduFramer, type FramedPdu } from './framer';
 import { LoginNegotiation, type AdmitRequest, type LoginOutcome } from './login';
 import {
-  decodePdu, DecodeError, encodeLoginResponse, encodeLogoutResponse, encodeNopIn, encodeR2T, encodeReject,
-  encodeScsiResponse, encodeTaskMgmtResponse, encodeTextResponse, padded, writeDataIn,
-  type DataOut, type InitiatorPdu, type LoginRequest, type LogoutRequest, type NopOut, type ScsiCommand,
-  type TaskMgmtRequest, type TextRequest,
+  decodePdu,
+  DecodeError,
+  encodeLoginResponse,
+  encodeLogoutResponse,
+  encodeNopIn,
+  encodeR2T,
+  encodeReject,
+  encodeScsiResponse,
+  encodeTaskMgmtResponse,
+  encodeTextResponse,
+  padded,
+  writeDataIn,
+  type DataOut,
+  type InitiatorPdu,
+  type LoginRequest,
+  type LogoutRequest,
+  type NopOut,
+  type ScsiCommand,
+  type TaskMgmtRequest,
+  type TextRequest,
 } from './pdu';
 import type { SessionParams, TargetLimits } from './params';
 import { LogicalUnit, noSuchLun, reportLuns, type ScsiResult } from './scsi/logical-unit';
@@ -200,7 +216,11 @@ export class IscsiConnection {
   private resolveClosed!: () => void;
   private readonly log: Logger;
 
-  constructor(readonly socket: Socket, readonly address: string, private readonly ctx: ConnectionContext) {
+  constructor(
+    readonly socket: Socket,
+    readonly address: string,
+    private readonly ctx: ConnectionContext,
+  ) {
     this.since = ctx.clock.now();
     this.lastRx = this.since;
     this.statSN = (Math.random() * 0x7fffffff) >>> 0;
@@ -295,15 +315,24 @@ export class IscsiConnection {
     if (this.phase === 'logout' && pdu.op === 'dataOut') return this.onDataOut(pdu);
     if (this.phase !== 'full') return;
     switch (pdu.op) {
-      case 'scsiCommand': return this.ordered(pdu, () => this.onCommand(pdu));
-      case 'dataOut': return this.onDataOut(pdu);
-      case 'nopOut': return this.onNopOut(pdu);
-      case 'taskMgmt': return this.ordered(pdu, () => this.onTaskMgmt(pdu));
-      case 'textRequest': return this.ordered(pdu, () => this.onText(pdu));
-      case 'logoutRequest': return this.ordered(pdu, () => void this.onLogout(pdu));
-      case 'loginRequest': return this.protocolError('login request in full feature phase');
-      case 'snack': return this.reject(RejectReason.CommandNotSupported, f.header); // ERL 0: no SNACK (§7.1)
-      default: return this.reject(RejectReason.CommandNotSupported, f.header);
+      case 'scsiCommand':
+        return this.ordered(pdu, () => this.onCommand(pdu));
+      case 'dataOut':
+        return this.onDataOut(pdu);
+      case 'nopOut':
+        return this.onNopOut(pdu);
+      case 'taskMgmt':
+        return this.ordered(pdu, () => this.onTaskMgmt(pdu));
+      case 'textRequest':
+        return this.ordered(pdu, () => this.onText(pdu));
+      case 'logoutRequest':
+        return this.ordered(pdu, () => void this.onLogout(pdu));
+      case 'loginRequest':
+        return this.protocolError('login request in full feature phase');
+      case 'snack':
+        return this.reject(RejectReason.CommandNotSupported, f.header); // ERL 0: no SNACK (§7.1)
+      default:
+        return this.reject(RejectReason.CommandNotSupported, f.header);
     }
   }
 
@@ -323,9 +352,20 @@ export class IscsiConnection {
     }
     const data = encodeText(step.reply.pairs);
     const hdr = encodeLoginResponse({
-      transit: step.reply.transit, cont: step.reply.cont, csg: step.reply.csg, nsg: step.reply.nsg,
-      versionMax: 0, versionActive: 0, isid: req.isid, tsih, itt: req.itt, status: step.reply.status,
-      dataLength: data.length, statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN(),
+      transit: step.reply.transit,
+      cont: step.reply.cont,
+      csg: step.reply.csg,
+      nsg: step.reply.nsg,
+      versionMax: 0,
+      versionActive: 0,
+      isid: req.isid,
+      tsih,
+      itt: req.itt,
+      status: step.reply.status,
+      dataLength: data.length,
+      statSN: this.statSN,
+      expCmdSN: this.expCmdSN,
+      maxCmdSN: this.maxCmdSN(),
     });
     // StatSN advances with every response once the connection has one (§11.13.4).
     this.statSN = (this.statSN + 1) >>> 0;
@@ -434,10 +474,14 @@ export class IscsiConnection {
         }
         return;
       }
-      case 'taskMgmt': return this.onTaskMgmt(pdu);
-      case 'textRequest': return this.onText(pdu);
-      case 'logoutRequest': return void this.onLogout(pdu);
-      default: return;
+      case 'taskMgmt':
+        return this.onTaskMgmt(pdu);
+      case 'textRequest':
+        return this.onText(pdu);
+      case 'logoutRequest':
+        return void this.onLogout(pdu);
+      default:
+        return;
     }
   }
 
@@ -462,9 +506,26 @@ export class IscsiConnection {
     }
     const p = this.params!;
     const task: Task = {
-      itt: cmd.itt, cmd, lu: this.luns.get(cmd.lun) ?? null, buf: null, received: 0, unsolicitedEnd: 0, nextR2T: 0,
-      outstandingR2T: 0, r2tSN: 0, dataSN: null, ordered, executing: false, aborted: false, reservedBytes: 0, pooled: false,
-      dataError: false, partial: false, dataInReserved: 0, waiting: false, inBuf: null,
+      itt: cmd.itt,
+      cmd,
+      lu: this.luns.get(cmd.lun) ?? null,
+      buf: null,
+      received: 0,
+      unsolicitedEnd: 0,
+      nextR2T: 0,
+      outstandingR2T: 0,
+      r2tSN: 0,
+      dataSN: null,
+      ordered,
+      executing: false,
+      aborted: false,
+      reservedBytes: 0,
+      pooled: false,
+      dataError: false,
+      partial: false,
+      dataInReserved: 0,
+      waiting: false,
+      inBuf: null,
     };
     this.tasks.set(cmd.itt, task);
     if (cmd.write && cmd.edtl > 0) {
@@ -564,8 +625,15 @@ export class IscsiConnection {
       this.nextTtt = (this.nextTtt + 1) & 0x7fffffff || 1;
       task.dataSN!.set(ttt, 0);
       const hdr = encodeR2T({
-        lun: task.cmd.lun, itt: task.itt, ttt, r2tSN: task.r2tSN++, bufferOffset: task.nextR2T, length: len,
-        statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN(),
+        lun: task.cmd.lun,
+        itt: task.itt,
+        ttt,
+        r2tSN: task.r2tSN++,
+        bufferOffset: task.nextR2T,
+        length: len,
+        statSN: this.statSN,
+        expCmdSN: this.expCmdSN,
+        maxCmdSN: this.maxCmdSN(),
       });
       task.nextR2T += len;
       task.outstandingR2T++;
@@ -732,7 +800,8 @@ export class IscsiConnection {
       // A large read's data goes into a pooled buffer, back in the pool once sent (complete()).
       if (cmd.read && cmd.edtl >= MIN_CLASS && !cmd.write) task.inBuf = this.ctx.buffers.acquire(cmd.edtl);
       // Hot path: no extra async layers between the volume's promise and the response.
-      fast.execute({ cdb: cmd.cdb, dataOut: task.buf, edtl: cmd.edtl, nexus: this.nexus, dataInBuffer: task.inBuf ?? undefined })
+      fast
+        .execute({ cdb: cmd.cdb, dataOut: task.buf, edtl: cmd.edtl, nexus: this.nexus, dataInBuffer: task.inBuf ?? undefined })
         .then((r) => this.finished(task, r));
       return;
     }
@@ -843,9 +912,17 @@ export class IscsiConnection {
       sense.copy(data, 2);
     }
     const hdr = encodeScsiResponse({
-      itt: task.itt, status: r.status, response: 0, underflow, overflow, residual,
-      expDataSN: 0, dataLength: data ? data.length : 0,
-      statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN(),
+      itt: task.itt,
+      status: r.status,
+      response: 0,
+      underflow,
+      overflow,
+      residual,
+      expDataSN: 0,
+      dataLength: data ? data.length : 0,
+      statSN: this.statSN,
+      expCmdSN: this.expCmdSN,
+      maxCmdSN: this.maxCmdSN(),
     });
     this.statSN = (this.statSN + 1) >>> 0;
     this.send(hdr, data);
@@ -875,9 +952,20 @@ export class IscsiConnection {
       const endOfBurst = burstLeft === 0 || last;
       const statusHere = last && withStatus;
       writeDataIn(headers, h, {
-        final: endOfBurst, statusFlag: statusHere, status: r.status, underflow, overflow, residual,
-        lun: task.cmd.lun, itt: task.itt, dataSN: dataSN++, bufferOffset: off, dataLength: len,
-        statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN(),
+        final: endOfBurst,
+        statusFlag: statusHere,
+        status: r.status,
+        underflow,
+        overflow,
+        residual,
+        lun: task.cmd.lun,
+        itt: task.itt,
+        dataSN: dataSN++,
+        bufferOffset: off,
+        dataLength: len,
+        statSN: this.statSN,
+        expCmdSN: this.expCmdSN,
+        maxCmdSN: this.maxCmdSN(),
       });
       if (statusHere) this.statSN = (this.statSN + 1) >>> 0;
       this.sendSlices(headers.subarray(h, h + BHS_LENGTH), data.subarray(off, off + len), headers, h);
@@ -905,8 +993,13 @@ export class IscsiConnection {
     // A ping from the initiator: echo its data (§11.19), answered at once (iscsid's 5 s timeout).
     const data = n.data.length ? Buffer.from(n.data.subarray(0, this.params!.initiatorMaxRecvDataSegmentLength)) : null;
     const hdr = encodeNopIn({
-      lun: Math.max(0, n.lun), itt: n.itt, ttt: RESERVED_TAG, dataLength: data ? data.length : 0,
-      statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN(),
+      lun: Math.max(0, n.lun),
+      itt: n.itt,
+      ttt: RESERVED_TAG,
+      dataLength: data ? data.length : 0,
+      statSN: this.statSN,
+      expCmdSN: this.expCmdSN,
+      maxCmdSN: this.maxCmdSN(),
     });
     this.statSN = (this.statSN + 1) >>> 0;
     this.send(hdr, data);
@@ -954,7 +1047,11 @@ export class IscsiConnection {
         response = TmfResponse.NotSupported;
     }
     const hdr = encodeTaskMgmtResponse({
-      itt: t.itt, response, statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN(),
+      itt: t.itt,
+      response,
+      statSN: this.statSN,
+      expCmdSN: this.expCmdSN,
+      maxCmdSN: this.maxCmdSN(),
     });
     this.statSN = (this.statSN + 1) >>> 0;
     this.send(hdr, null);
@@ -1008,10 +1105,17 @@ export class IscsiConnection {
       if (key === 'SendTargets') {
         const discovery = this.outcome?.sessionType === 'Discovery';
         // In a normal session SendTargets may only describe the session's own target (§12.3).
-        const names = discovery && value === 'All'
-          ? this.ctx.directory.list(this.initiatorName).map((e) => e.name)
-          : value === 'All' || value === '' ? (this.outcome?.target ? [this.outcome.target.name] : [])
-          : this.ctx.directory.list(this.initiatorName).map((e) => e.name).filter((n) => n === value.toLowerCase());
+        const names =
+          discovery && value === 'All'
+            ? this.ctx.directory.list(this.initiatorName).map((e) => e.name)
+            : value === 'All' || value === ''
+              ? this.outcome?.target
+                ? [this.outcome.target.name]
+                : []
+              : this.ctx.directory
+                  .list(this.initiatorName)
+                  .map((e) => e.name)
+                  .filter((n) => n === value.toLowerCase());
         for (const name of names) answer.push(['TargetName', name], ['TargetAddress', this.ctx.portal]);
       } else {
         answer.push([key, 'NotUnderstood']);
@@ -1033,8 +1137,15 @@ export class IscsiConnection {
     }
     const more = ttt !== RESERVED_TAG;
     const hdr = encodeTextResponse({
-      final: !more, cont: more, lun: 0, itt, ttt, dataLength: piece.length,
-      statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN(),
+      final: !more,
+      cont: more,
+      lun: 0,
+      itt,
+      ttt,
+      dataLength: piece.length,
+      statSN: this.statSN,
+      expCmdSN: this.expCmdSN,
+      maxCmdSN: this.maxCmdSN(),
     });
     this.statSN = (this.statSN + 1) >>> 0;
     this.send(hdr, piece);
@@ -1180,10 +1291,13 @@ export class IscsiConnection {
     // The last write's callback runs once the batch reached the kernel (writes complete in
     // order): commands waiting for Data-In room may start then, without waiting for the whole
     // buffer to drain, and the batch's pooled Data-In buffers go back (not after a failed write).
-    const taken = release.length === 0 ? this.onOutputTaken : (err?: Error | null) => {
-      if (!err) for (const b of release) this.ctx.buffers.release(b);
-      this.onOutputTaken();
-    };
+    const taken =
+      release.length === 0
+        ? this.onOutputTaken
+        : (err?: Error | null) => {
+            if (!err) for (const b of release) this.ctx.buffers.release(b);
+            this.onOutputTaken();
+          };
     if (q.length === 1) {
       this.socket.write(q[0], taken);
     } else if (n <= SMALL_BATCH) {
@@ -1303,7 +1417,9 @@ export class IscsiConnection {
       const closable = lu.volume as unknown as { close?: () => unknown };
       try {
         await closable.close?.();
-      } catch { /* already closed */ }
+      } catch {
+        /* already closed */
+      }
     }
     this.luns.clear();
   }
@@ -1337,4 +1453,3 @@ function isRead(op: number): boolean {
 function isWrite(op: number): boolean {
   return op === 0x0a || op === 0x2a || op === 0xaa || op === 0x8a || op === 0x2e || op === 0xae || op === 0x8e;
 }
-

@@ -49,7 +49,10 @@ export class PduFramer {
    */
   placeData: ((header: Buffer, length: number) => Buffer | undefined) | null = null;
 
-  constructor(public maxDataSegment: number, private readonly onPdu: (pdu: FramedPdu) => void) {}
+  constructor(
+    public maxDataSegment: number,
+    private readonly onPdu: (pdu: FramedPdu) => void,
+  ) {}
 
   /**
    * Feeds bytes; calls onPdu for each complete PDU. Throws DecodeError when the stream cannot

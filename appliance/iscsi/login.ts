@@ -120,7 +120,9 @@ export class LoginNegotiation {
   /** Handles one Login Request. After 'fail' or 'complete' the connection stops calling. */
   handle(req: LoginRequest): LoginStep {
     const fail = (status: number, reason: string): LoginStep => ({
-      kind: 'fail', reason, reply: { transit: false, cont: false, csg: req.csg, nsg: 0, status, pairs: [] },
+      kind: 'fail',
+      reason,
+      reply: { transit: false, cont: false, csg: req.csg, nsg: 0, status, pairs: [] },
     });
     // Version 0 is the only version (§11.12.4).
     if (req.versionMin > 0) return fail(LoginStatus.UnsupportedVersion, `version ${req.versionMin} unsupported`);
@@ -174,7 +176,11 @@ export class LoginNegotiation {
         answer.push(['TargetPortalGroupTag', String(this.opts.portalGroupTag)]);
       }
       const admitted = this.opts.admit({
-        sessionType: this.sessionType, initiatorName: this.initiatorName, target: this.target, isid: this.isid, tsih: this.tsih,
+        sessionType: this.sessionType,
+        initiatorName: this.initiatorName,
+        target: this.target,
+        isid: this.isid,
+        tsih: this.tsih,
       });
       if (admitted.status !== LoginStatus.Success) return fail(admitted.status, admitted.reason ?? 'refused');
       if (this.chap) this.auth = 'wantMethod';
@@ -215,8 +221,14 @@ export class LoginNegotiation {
       this.stage = nsg;
       if (nsg === Stage.FullFeature) {
         const outcome: LoginOutcome = {
-          sessionType: this.sessionType, initiatorName: this.initiatorName, initiatorAlias: this.initiatorAlias,
-          target: this.target, params: this.params, isid: this.isid, tsih: this.tsih, cid: this.cid,
+          sessionType: this.sessionType,
+          initiatorName: this.initiatorName,
+          initiatorAlias: this.initiatorAlias,
+          target: this.target,
+          params: this.params,
+          isid: this.isid,
+          tsih: this.tsih,
+          cid: this.cid,
           auth: !this.chap ? 'none' : this.mutual ? 'mutual' : 'chap',
         };
         const admitted = this.opts.admitSession?.(outcome) ?? { status: LoginStatus.Success };

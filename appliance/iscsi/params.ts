@@ -97,8 +97,21 @@ function bool(v: string): boolean | undefined {
 }
 
 /** Keys that belong to login/text handling elsewhere and need no answer here. */
-const DECLARED_ELSEWHERE = new Set(['InitiatorName', 'InitiatorAlias', 'TargetName', 'SessionType', 'AuthMethod',
-  'CHAP_A', 'CHAP_N', 'CHAP_R', 'CHAP_I', 'CHAP_C', 'SendTargets', 'TargetAddress', 'TargetPortalGroupTag']);
+const DECLARED_ELSEWHERE = new Set([
+  'InitiatorName',
+  'InitiatorAlias',
+  'TargetName',
+  'SessionType',
+  'AuthMethod',
+  'CHAP_A',
+  'CHAP_N',
+  'CHAP_R',
+  'CHAP_I',
+  'CHAP_C',
+  'SendTargets',
+  'TargetAddress',
+  'TargetPortalGroupTag',
+]);
 
 /** True when `key` is handled by the login state machine rather than negotiate(). */
 export function isLoginKey(key: string): boolean {

@@ -10,7 +10,10 @@ import { BHS_LENGTH, Op, RESERVED_TAG } from './constants';
 
 /** A PDU that cannot be decoded: why, and the byte offset where the problem is. */
 export class DecodeError extends Error {
-  constructor(readonly reason: string, readonly offset: number) {
+  constructor(
+    readonly reason: string,
+    readonly offset: number,
+  ) {
     super(`${reason} (at byte ${offset})`);
     this.name = 'DecodeError';
   }
@@ -151,9 +154,7 @@ export interface UnknownPdu extends Common {
 }
 
 /** Every PDU an initiator can send us. */
-export type InitiatorPdu =
-  | NopOut | ScsiCommand | TaskMgmtRequest | LoginRequest | TextRequest | DataOut | LogoutRequest
-  | SnackRequest | UnknownPdu;
+export type InitiatorPdu = NopOut | ScsiCommand | TaskMgmtRequest | LoginRequest | TextRequest | DataOut | LogoutRequest | SnackRequest | UnknownPdu;
 
 /** Total AHS length in bytes announced by a BHS (byte 4 counts 4-byte words). */
 export function ahsLength(bhs: Buffer, off = 0): number {
@@ -207,7 +208,11 @@ export function decodePdu(header: Buffer, data: Buffer): InitiatorPdu {
   switch (opcode) {
     case Op.NopOut:
       return {
-        op: 'nopOut', immediate, itt, header, data,
+        op: 'nopOut',
+        immediate,
+        itt,
+        header,
+        data,
         lun: decodeLun(header, 8),
         ttt: header.readUInt32BE(20),
         cmdSN: header.readUInt32BE(24),
@@ -215,7 +220,11 @@ export function decodePdu(header: Buffer, data: Buffer): InitiatorPdu {
       };
     case Op.ScsiCommand:
       return {
-        op: 'scsiCommand', immediate, itt, header, data,
+        op: 'scsiCommand',
+        immediate,
+        itt,
+        header,
+        data,
         final: (flags & 0x80) !== 0,
         read: (flags & 0x40) !== 0,
         write: (flags & 0x20) !== 0,
@@ -228,7 +237,11 @@ export function decodePdu(header: Buffer, data: Buffer): InitiatorPdu {
       };
     case Op.TaskMgmtRequest:
       return {
-        op: 'taskMgmt', immediate, itt, header, data,
+        op: 'taskMgmt',
+        immediate,
+        itt,
+        header,
+        data,
         fn: flags & 0x7f,
         lun: decodeLun(header, 8),
         refTaskTag: header.readUInt32BE(20),
@@ -239,7 +252,11 @@ export function decodePdu(header: Buffer, data: Buffer): InitiatorPdu {
       };
     case Op.LoginRequest:
       return {
-        op: 'loginRequest', immediate, itt, header, data,
+        op: 'loginRequest',
+        immediate,
+        itt,
+        header,
+        data,
         transit: (flags & 0x80) !== 0,
         cont: (flags & 0x40) !== 0,
         csg: (flags >> 2) & 3,
@@ -254,7 +271,11 @@ export function decodePdu(header: Buffer, data: Buffer): InitiatorPdu {
       };
     case Op.TextRequest:
       return {
-        op: 'textRequest', immediate, itt, header, data,
+        op: 'textRequest',
+        immediate,
+        itt,
+        header,
+        data,
         final: (flags & 0x80) !== 0,
         cont: (flags & 0x40) !== 0,
         lun: decodeLun(header, 8),
@@ -264,7 +285,11 @@ export function decodePdu(header: Buffer, data: Buffer): InitiatorPdu {
       };
     case Op.DataOut:
       return {
-        op: 'dataOut', immediate, itt, header, data,
+        op: 'dataOut',
+        immediate,
+        itt,
+        header,
+        data,
         final: (flags & 0x80) !== 0,
         lun: decodeLun(header, 8),
         ttt: header.readUInt32BE(20),
@@ -274,7 +299,11 @@ export function decodePdu(header: Buffer, data: Buffer): InitiatorPdu {
       };
     case Op.LogoutRequest:
       return {
-        op: 'logoutRequest', immediate, itt, header, data,
+        op: 'logoutRequest',
+        immediate,
+        itt,
+        header,
+        data,
         reason: flags & 0x7f,
         cid: header.readUInt16BE(20),
         cmdSN: header.readUInt32BE(24),
@@ -311,10 +340,21 @@ function seq(b: Buffer, s: SeqNumbers): void {
 }
 
 /** Login Response BHS (§11.13). */
-export function encodeLoginResponse(f: {
-  transit: boolean; cont: boolean; csg: number; nsg: number; versionMax: number; versionActive: number;
-  isid: string; tsih: number; itt: number; status: number; dataLength: number;
-} & SeqNumbers): Buffer {
+export function encodeLoginResponse(
+  f: {
+    transit: boolean;
+    cont: boolean;
+    csg: number;
+    nsg: number;
+    versionMax: number;
+    versionActive: number;
+    isid: string;
+    tsih: number;
+    itt: number;
+    status: number;
+    dataLength: number;
+  } & SeqNumbers,
+): Buffer {
   const flags = (f.transit ? 0x80 : 0) | (f.cont ? 0x40 : 0) | ((f.csg & 3) << 2) | (f.nsg & 3);
   const b = bhs(Op.LoginResponse, flags, f.dataLength);
   b[2] = f.versionMax;
@@ -329,9 +369,16 @@ export function encodeLoginResponse(f: {
 }
 
 /** Text Response BHS (§11.11). */
-export function encodeTextResponse(f: {
-  final: boolean; cont: boolean; lun: number; itt: number; ttt: number; dataLength: number;
-} & SeqNumbers): Buffer {
+export function encodeTextResponse(
+  f: {
+    final: boolean;
+    cont: boolean;
+    lun: number;
+    itt: number;
+    ttt: number;
+    dataLength: number;
+  } & SeqNumbers,
+): Buffer {
   const b = bhs(Op.TextResponse, (f.final ? 0x80 : 0) | (f.cont ? 0x40 : 0), f.dataLength);
   encodeLun(b, 8, Math.max(0, f.lun));
   b.writeUInt32BE(f.itt >>> 0, 16);
@@ -351,10 +398,18 @@ export function encodeNopIn(f: { lun: number; itt: number; ttt: number; dataLeng
 }
 
 /** SCSI Response BHS (§11.4). Residual flags: U underflow, O overflow. */
-export function encodeScsiResponse(f: {
-  itt: number; status: number; response: number; underflow: boolean; overflow: boolean; residual: number;
-  expDataSN: number; dataLength: number;
-} & SeqNumbers): Buffer {
+export function encodeScsiResponse(
+  f: {
+    itt: number;
+    status: number;
+    response: number;
+    underflow: boolean;
+    overflow: boolean;
+    residual: number;
+    expDataSN: number;
+    dataLength: number;
+  } & SeqNumbers,
+): Buffer {
   const flags = 0x80 | (f.overflow ? 0x04 : 0) | (f.underflow ? 0x02 : 0);
   const b = bhs(Op.ScsiResponse, flags, f.dataLength);
   b[2] = f.response;
@@ -371,11 +426,26 @@ export function encodeScsiResponse(f: {
  * read burst). When `statusFlag` is set, status and residuals ride in this last PDU and no
  * separate SCSI Response follows (the S bit, §11.8.1).
  */
-export function writeDataIn(b: Buffer, off: number, f: {
-  final: boolean; statusFlag: boolean; status: number; underflow: boolean; overflow: boolean; residual: number;
-  lun: number; itt: number; dataSN: number; bufferOffset: number; dataLength: number;
-  statSN: number; expCmdSN: number; maxCmdSN: number;
-}): void {
+export function writeDataIn(
+  b: Buffer,
+  off: number,
+  f: {
+    final: boolean;
+    statusFlag: boolean;
+    status: number;
+    underflow: boolean;
+    overflow: boolean;
+    residual: number;
+    lun: number;
+    itt: number;
+    dataSN: number;
+    bufferOffset: number;
+    dataLength: number;
+    statSN: number;
+    expCmdSN: number;
+    maxCmdSN: number;
+  },
+): void {
   b.fill(0, off, off + BHS_LENGTH);
   b[off] = Op.DataIn;
   b[off + 1] = (f.final ? 0x80 : 0) | (f.statusFlag ? 0x01 | (f.overflow ? 0x04 : 0) | (f.underflow ? 0x02 : 0) : 0);
@@ -394,9 +464,16 @@ export function writeDataIn(b: Buffer, off: number, f: {
 }
 
 /** Ready To Transfer BHS (§11.9): asks for `length` bytes at `bufferOffset`. */
-export function encodeR2T(f: {
-  lun: number; itt: number; ttt: number; r2tSN: number; bufferOffset: number; length: number;
-} & SeqNumbers): Buffer {
+export function encodeR2T(
+  f: {
+    lun: number;
+    itt: number;
+    ttt: number;
+    r2tSN: number;
+    bufferOffset: number;
+    length: number;
+  } & SeqNumbers,
+): Buffer {
   const b = bhs(Op.R2T, 0x80, 0);
   encodeLun(b, 8, Math.max(0, f.lun));
   b.writeUInt32BE(f.itt >>> 0, 16);

@@ -89,8 +89,17 @@ export class IscsiServer implements Service {
   private readonly log: Logger;
   private readonly limits: TargetLimits;
   private readonly counters = {
-    connections: 0, logins: 0, loginFailures: 0, pdusIn: 0, pdusOut: 0, bytesIn: 0, bytesOut: 0,
-    commands: 0, errors: 0, rejects: 0, connectionsRefused: 0,
+    connections: 0,
+    logins: 0,
+    loginFailures: 0,
+    pdusIn: 0,
+    pdusOut: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    commands: 0,
+    errors: 0,
+    rejects: 0,
+    connectionsRefused: 0,
   };
 
   constructor(private readonly opts: IscsiServerOptions) {
@@ -173,8 +182,12 @@ export class IscsiServer implements Service {
     for (const c of this.conns) {
       if (c.phase !== 'full' || !c.outcome || c.outcome.sessionType !== 'Normal') continue;
       out.push({
-        id: c.tsih, initiatorName: c.outcome.initiatorName, address: c.address, target: c.outcome.target?.name ?? null,
-        since: c.since, ...c.stats,
+        id: c.tsih,
+        initiatorName: c.outcome.initiatorName,
+        address: c.address,
+        target: c.outcome.target?.name ?? null,
+        since: c.since,
+        ...c.stats,
       });
     }
     return out;
@@ -311,8 +324,11 @@ export class IscsiServer implements Service {
     if (outcome.sessionType !== 'Normal') return { status: LoginStatus.Success };
     for (const other of this.replacedBy(conn, outcome)) {
       if (authRank(other.outcome!.auth) > authRank(outcome.auth)) {
-        this.warn(normaliseAddress(conn.socket.remoteAddress ?? ''), { initiator: outcome.initiatorName, auth: outcome.auth, liveAuth: other.outcome!.auth },
-          'login would take over a more strongly authenticated session, refused');
+        this.warn(
+          normaliseAddress(conn.socket.remoteAddress ?? ''),
+          { initiator: outcome.initiatorName, auth: outcome.auth, liveAuth: other.outcome!.auth },
+          'login would take over a more strongly authenticated session, refused',
+        );
         return { status: LoginStatus.ServiceUnavailable, reason: `live session authenticated with ${other.outcome!.auth}, login with ${outcome.auth}` };
       }
     }
@@ -355,13 +371,18 @@ export class IscsiServer implements Service {
     if (conn.tsih && this.sessionsByTsih.get(conn.tsih) === conn) this.sessionsByTsih.delete(conn.tsih);
     if (conn.outcome?.sessionType === 'Normal') {
       this.record(conn.outcome.target, conn.loggedOut ? 'iscsi-logout' : 'iscsi-disconnect', {
-        initiator: conn.outcome.initiatorName, readBytes: conn.stats.readBytes, writtenBytes: conn.stats.writtenBytes,
+        initiator: conn.outcome.initiatorName,
+        readBytes: conn.stats.readBytes,
+        writtenBytes: conn.stats.writtenBytes,
       });
     }
   }
 
-  private record(target: TargetEntry | null, stage: 'iscsi-login' | 'iscsi-login-refused' | 'iscsi-first-read' | 'iscsi-logout' | 'iscsi-disconnect',
-    detail: Record<string, string | number | boolean>): void {
+  private record(
+    target: TargetEntry | null,
+    stage: 'iscsi-login' | 'iscsi-login-refused' | 'iscsi-first-read' | 'iscsi-logout' | 'iscsi-disconnect',
+    detail: Record<string, string | number | boolean>,
+  ): void {
     if (!this.opts.events || !target?.clientMac) return;
     try {
       this.opts.events.record({ mac: target.clientMac, stage, detail: { target: target.name, ...detail } });

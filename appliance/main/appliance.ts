@@ -118,17 +118,19 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
         sqliteBinding: nativeBindingPath(),
       });
   // `jobs` is built below; the registry asks it only when a verb names an image that is not ready.
-  const clients = new ClientRegistry(db, store, { iqnPrefix: config.iscsi.iqnPrefix, clock, chapByDefault: config.boot.chapByDefault, importing: (name) => jobs.get(name) });
+  const clients = new ClientRegistry(db, store, {
+    iqnPrefix: config.iscsi.iqnPrefix,
+    clock,
+    chapByDefault: config.boot.chapByDefault,
+    importing: (name) => jobs.get(name),
+  });
 
   // --- protocol services -------------------------------------------------------------------
   const tftp = new TftpServer({
     host: config.tftp.host,
     port: config.tftp.port,
     // The GRUB road's signed binaries, dispatcher and per-client files first (issue #15).
-    files: chainFileSources(
-      { resolve: (file, peer) => grubFiles.resolve(file, peer) },
-      new DirectoryFileSource(defaultTftpRoots({ ...config, dataDir })),
-    ),
+    files: chainFileSources({ resolve: (file, peer) => grubFiles.resolve(file, peer) }, new DirectoryFileSource(defaultTftpRoots({ ...config, dataDir }))),
     clock,
     log: child('tftp'),
     timeoutSeconds: config.tftp.timeoutSeconds,
@@ -183,7 +185,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
     neighbours: procNeighbours('/proc/net/arp', (err) => child('boot').warn({ err }, 'cannot read the neighbour table: GRUB road files are refused')),
     serverAddress: currentAddress,
     iscsiPort: config.iscsi.port,
-    uiHint: config.mdns.enabled ? `Assign it at http://${config.mdns.name}.local` : 'Assign it in the appliance\'s web UI',
+    uiHint: config.mdns.enabled ? `Assign it at http://${config.mdns.name}.local` : "Assign it in the appliance's web UI",
     openHostFile: (path) => new DirectoryFileSource([{ dir: dirname(path), trustSymlinks: true }]).resolve(basename(path)),
     events,
     log: child('boot'),
@@ -253,12 +255,26 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
 
   let services: Service[] = [];
   const routes: RoutePlugin[] = [
-    statusRoutes({ version: deps.version, startedAt, now: () => clock.now(), serverAddress: currentAddress, network: () => network.link(), services: () => services, storage, storeHealth: () => store.health() }),
+    statusRoutes({
+      version: deps.version,
+      startedAt,
+      now: () => clock.now(),
+      serverAddress: currentAddress,
+      network: () => network.link(),
+      services: () => services,
+      storage,
+      storeHealth: () => store.health(),
+    }),
     metricsRoutes(() => services),
     imageRoutes({ store, clients, jobs, flags, uploadDir: join(dataDir, 'uploads'), importDirs: importDirs(dataDir, config.images.importDirs) }),
     clientUseRoutes({ clients, store, flags, scheduler }),
     clientRoutes({
-      clients, store, events, sessions, iscsiPort: () => iscsi.port || config.iscsi.port, disconnect: (t) => iscsi.disconnect(t),
+      clients,
+      store,
+      events,
+      sessions,
+      iscsiPort: () => iscsi.port || config.iscsi.port,
+      disconnect: (t) => iscsi.disconnect(t),
       // Read per request: a getter, so root paths follow the address (issue #14).
       get serverAddress() {
         return currentAddress();
@@ -270,29 +286,34 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
       health: () => system.health(),
       storeUsage: () => store.usage(),
       settings: () => ({ dhcp: { mode: dhcpMode, interface: config.dhcp.interface, canServeFull: config.dhcp.range.length === 2 } }),
-      setDhcpMode: (mode) => (modeChange = modeChange.catch(() => undefined).then(async () => {
-        if (mode === dhcpMode) return;
-        const old = dhcp;
-        await old.stop();
-        const next = makeDhcp(mode);
-        try {
-          await next.start();
-        } catch (err) {
-          dhcp = makeDhcp(dhcpMode);
-          services = services.map((s) => (s === old ? dhcp : s));
-          await dhcp.start().catch((e) => log.error({ err: e }, 'could not restart DHCP in its previous mode'));
-          throw err;
-        }
-        dhcp = next;
-        services = services.map((s) => (s === old ? next : s));
-        dhcpMode = mode;
-        writeRuntimeSettings(dataDir, { ...readRuntimeSettings(dataDir), dhcp: { mode } });
-        log.info({ mode }, 'DHCP mode changed');
-      })),
+      setDhcpMode: (mode) =>
+        (modeChange = modeChange
+          .catch(() => undefined)
+          .then(async () => {
+            if (mode === dhcpMode) return;
+            const old = dhcp;
+            await old.stop();
+            const next = makeDhcp(mode);
+            try {
+              await next.start();
+            } catch (err) {
+              dhcp = makeDhcp(dhcpMode);
+              services = services.map((s) => (s === old ? dhcp : s));
+              await dhcp.start().catch((e) => log.error({ err: e }, 'could not restart DHCP in its previous mode'));
+              throw err;
+            }
+            dhcp = next;
+            services = services.map((s) => (s === old ? next : s));
+            dhcpMode = mode;
+            writeRuntimeSettings(dataDir, { ...readRuntimeSettings(dataDir), dhcp: { mode } });
+            log.info({ mode }, 'DHCP mode changed');
+          })),
     }),
     bootRoutes(bootCtx, () => policy.binaries, clients, {
       tokens: scriptTokens,
-      neighbours: procNeighbours('/proc/net/arp', (err) => child('boot').warn({ err }, 'cannot read the neighbour table: one-time boot links only work for DHCP-bound addresses')),
+      neighbours: procNeighbours('/proc/net/arp', (err) =>
+        child('boot').warn({ err }, 'cannot read the neighbour table: one-time boot links only work for DHCP-bound addresses'),
+      ),
       now: () => clock.now(),
     }),
     ui.routes,
@@ -303,7 +324,14 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
   const http = await buildHttpApp({ log: child('http'), token, routes, authenticators: [ui.authenticator], hosts });
   const httpService = new HttpService(http, config.http.host, config.http.port);
   const mdns = config.mdns.enabled
-    ? new MdnsAdvertiser({ name: config.mdns.name, httpPort: config.http.port, version: deps.version, interface: config.dhcp.interface || undefined, log, clock })
+    ? new MdnsAdvertiser({
+        name: config.mdns.name,
+        httpPort: config.http.port,
+        version: deps.version,
+        interface: config.dhcp.interface || undefined,
+        log,
+        clock,
+      })
     : undefined;
   // ciao would notice a new address only on its own 15 s poll: announce again at once.
   if (mdns) network.onChange((now, before) => void (now.address && now.address !== before.address && mdns.refresh()));
@@ -317,13 +345,22 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
     helperPath: raHelper ?? '',
     clock,
     log: child('ra'),
-    booting: () => bootingMacs(clients.list().map((c) => c.mac), events.unknownClients(), policy.unknownClients(), clock.now()),
+    booting: () =>
+      bootingMacs(
+        clients.list().map((c) => c.mac),
+        events.unknownClients(),
+        policy.unknownClients(),
+        clock.now(),
+      ),
     probeMs: config.ra.probeSeconds * 1000,
     holdMs: config.ra.routerHoldSeconds * 1000,
-    disabledReason: !config.ra.enabled ? 'ra.enabled is false'
-      : !raInterface ? 'no interface (set dhcp.interface or ra.interface)'
-      : !raHelper ? `the ra-responder helper is missing (${config.ra.helper || 'beside the bundle'}): run make build`
-      : undefined,
+    disabledReason: !config.ra.enabled
+      ? 'ra.enabled is false'
+      : !raInterface
+        ? 'no interface (set dhcp.interface or ra.interface)'
+        : !raHelper
+          ? `the ra-responder helper is missing (${config.ra.helper || 'beside the bundle'}): run make build`
+          : undefined,
   });
 
   const enabled = <T>(on: boolean, s: T) => (on ? [s] : []);

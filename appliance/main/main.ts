@@ -76,7 +76,7 @@ async function serve(config: Readonly<Config>): Promise<void> {
   try {
     await appliance.start();
   } catch (err) {
-    const msg = err instanceof FatalError ? err.message : (err as Error).stack ?? String(err);
+    const msg = err instanceof FatalError ? err.message : ((err as Error).stack ?? String(err));
     log.fatal({ err: msg }, 'cannot start');
     process.stderr.write(`appliance: cannot start: ${msg}\n`);
     await appliance.stop().catch(() => undefined);

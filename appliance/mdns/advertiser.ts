@@ -119,9 +119,7 @@ export class MdnsAdvertiser implements Service {
       state: this.state,
       listen: this.responder ? [`udp ${this.opts.interface ?? '*'} 224.0.0.251:5353`] : [],
       counters: { ...this.counters },
-      detail: this.detail ?? (names
-        ? `${names.host} · ${names.http} · ${names.api}`
-        : this.current ? `probing ${this.current.host}.local` : undefined),
+      detail: this.detail ?? (names ? `${names.host} · ${names.http} · ${names.api}` : this.current ? `probing ${this.current.host}.local` : undefined),
     };
   }
 
@@ -220,8 +218,10 @@ export class MdnsAdvertiser implements Service {
       return;
     }
     this.index++;
-    this.log.warn({ lost: `${lost}.local`, ciaoSuggested: renamedTo, next: `${namesFor(this.opts.name, this.index).host}.local` },
-      'mdns name in use by another device; trying the next one');
+    this.log.warn(
+      { lost: `${lost}.local`, ciaoSuggested: renamedTo, next: `${namesFor(this.opts.name, this.index).host}.local` },
+      'mdns name in use by another device; trying the next one',
+    );
     void withdrawn.then(() => this.publish());
   }
 

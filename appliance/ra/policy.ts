@@ -25,12 +25,7 @@ export const UNKNOWN_BOOT_WINDOW_MS = 10 * 60_000;
  * the last UNKNOWN_BOOT_WINDOW_MS. Under "ignore" no unknown machine is answered: the appliance
  * never speeds up a boot it takes no part in. Sorted, unique.
  */
-export function bootingMacs(
-  known: Iterable<string>,
-  heard: readonly HeardClient[],
-  unknownMode: 'ignore' | 'menu' | 'enroll' | 'wait',
-  now: number,
-): string[] {
+export function bootingMacs(known: Iterable<string>, heard: readonly HeardClient[], unknownMode: 'ignore' | 'menu' | 'enroll' | 'wait', now: number): string[] {
   const macs = new Set(known);
   if (unknownMode !== 'ignore') {
     for (const h of heard) if (now - h.lastSeen <= UNKNOWN_BOOT_WINDOW_MS) macs.add(h.mac);
@@ -55,9 +50,7 @@ export interface RaState {
 }
 
 /** Answer these link-local addresses, or nobody and why. */
-export type RaDecision =
-  | { answer: true; allow: string[]; macByAddress: Map<string, string> }
-  | { answer: false; reason: string; router?: string };
+export type RaDecision = { answer: true; allow: string[]; macByAddress: Map<string, string> } | { answer: false; reason: string; router?: string };
 
 /**
  * The decision. Quiet while probing, and while any other router is present: its own RAs end

@@ -184,7 +184,10 @@ export class RaResponder implements Service {
         this.readyAt = clock.now();
         this.probeUntil = clock.now() + this.opts.probeMs;
         this.solicitsLeft = MAX_SOLICITS;
-        log.info({ interface: this.opts.interface, probeMs: this.opts.probeMs }, 'answering router solicitations of booting clients (after a look for other routers)');
+        log.info(
+          { interface: this.opts.interface, probeMs: this.opts.probeMs },
+          'answering router solicitations of booting clients (after a look for other routers)',
+        );
         this.tick();
         return;
       case 'rs': {
@@ -197,7 +200,10 @@ export class RaResponder implements Service {
         this.counters.foreign_ras++;
         const known = this.routers.has(ev.source);
         if (!known) {
-          log.info({ router: ev.source, lifetime: ev.lifetime, flags: ev.flags }, 'another router advertises on the link: not answering router solicitations while it does');
+          log.info(
+            { router: ev.source, lifetime: ev.lifetime, flags: ev.flags },
+            'another router advertises on the link: not answering router solicitations while it does',
+          );
           if (this.routers.size >= MAX_ROUTERS) this.routers.delete(this.routers.keys().next().value!);
         }
         this.routers.delete(ev.source);
@@ -235,7 +241,10 @@ export class RaResponder implements Service {
     }
     if (booting.length > MAX_ALLOWED && !this.warnedTooMany) {
       this.warnedTooMany = true;
-      this.opts.log.warn({ booting: booting.length, max: MAX_ALLOWED }, 'more booting clients than the router-solicitation allow-list holds: the rest wait for IPv6 as without it');
+      this.opts.log.warn(
+        { booting: booting.length, max: MAX_ALLOWED },
+        'more booting clients than the router-solicitation allow-list holds: the rest wait for IPv6 as without it',
+      );
     }
     const decision = decideRa({ now, probeUntil: this.probeUntil, routers: this.routers, holdMs: this.opts.holdMs, booting });
     const was = this.decision;

@@ -58,11 +58,7 @@ export class SystemCollector {
   /** Disks, the data directory's filesystem and warnings (GET /api/storage). */
   storage(dataDir: string, query: StorageQuery = {}): Promise<StorageReport> {
     return this.cached(`storage\0${dataDir}\0${query.expectedMount ?? ''}`, async () => {
-      const [blockDevices, fsSizes, realDataDir] = await Promise.all([
-        this.src.blockDevices(),
-        this.src.fsSize(),
-        realpath(dataDir).catch(() => null),
-      ]);
+      const [blockDevices, fsSizes, realDataDir] = await Promise.all([this.src.blockDevices(), this.src.fsSize(), realpath(dataDir).catch(() => null)]);
       return buildStorageReport({
         dataDir,
         realDataDir,

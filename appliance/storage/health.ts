@@ -93,7 +93,11 @@ export function buildHealthReport(input: HealthInput): HealthReport {
   const warnings: HealthWarning[] = [];
   const t = input.temperatureC;
   if (t !== null && t >= THROTTLE_C) {
-    warnings.push({ code: 'CPU_THROTTLING', level: 'critical', message: `CPU at ${t.toFixed(0)} °C: the board is slowing itself down. Add a heatsink or a fan.` });
+    warnings.push({
+      code: 'CPU_THROTTLING',
+      level: 'critical',
+      message: `CPU at ${t.toFixed(0)} °C: the board is slowing itself down. Add a heatsink or a fan.`,
+    });
   } else if (t !== null && t >= HOT_C) {
     warnings.push({ code: 'CPU_HOT', level: 'warning', message: `CPU at ${t.toFixed(0)} °C, close to the 80 °C throttling point.` });
   }
@@ -101,7 +105,11 @@ export function buildHealthReport(input: HealthInput): HealthReport {
     warnings.push({ code: 'MEMORY_LOW', level: 'warning', message: `Only ${round1((input.memAvailable / input.memTotal) * 100)} % of memory is available.` });
   }
   if (input.cpuCount > 0 && input.loadAvg[1] > input.cpuCount * 2) {
-    warnings.push({ code: 'LOAD_HIGH', level: 'warning', message: `Load ${input.loadAvg[1].toFixed(2)} over 5 minutes on ${input.cpuCount} CPUs: boots will be slow.` });
+    warnings.push({
+      code: 'LOAD_HIGH',
+      level: 'warning',
+      message: `Load ${input.loadAvg[1].toFixed(2)} over 5 minutes on ${input.cpuCount} CPUs: boots will be slow.`,
+    });
   }
   if (!interfaces.some((i) => i.up && i.addresses.some((a) => a.family === 'IPv4'))) {
     warnings.push({ code: 'NO_NETWORK', level: 'critical', message: 'No network interface is up with an IPv4 address: clients cannot reach the appliance.' });

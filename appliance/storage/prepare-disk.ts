@@ -47,8 +47,7 @@ export async function prepareDisk(req: PrepareDiskRequest): Promise<PreparedDisk
     throw new ApiError('DISK_INVALID', 400, `${req.device} is not a device path like /dev/sda`);
   }
   if (req.confirm !== basename(req.device)) {
-    throw new ApiError('DISK_CONFIRMATION_MISMATCH', 400,
-      `Type the disk's name "${basename(req.device)}" to confirm that everything on it may be erased`);
+    throw new ApiError('DISK_CONFIRMATION_MISMATCH', 400, `Type the disk's name "${basename(req.device)}" to confirm that everything on it may be erased`);
   }
   let device: string;
   try {
@@ -84,9 +83,15 @@ export async function prepareDisk(req: PrepareDiskRequest): Promise<PreparedDisk
   // One Linux-filesystem partition over the whole disk, 1 MiB aligned (sfdisk's default).
   await runWithInput('sfdisk', ['--quiet', '--wipe', 'always', device], `label: gpt\ntype=L, name="${NETBOOT_LABEL}"\n`);
   const partition = await partitionNode(device);
-  const ext4Args = ['-F', '-q', '-L', NETBOOT_LABEL,
+  const ext4Args = [
+    '-F',
+    '-q',
+    '-L',
+    NETBOOT_LABEL,
     // No root-reserved blocks: the service user owns the disk and only it writes there.
-    '-m', '0'];
+    '-m',
+    '0',
+  ];
   if (req.owner) ext4Args.push('-E', `root_owner=${req.owner.uid}:${req.owner.gid}`);
   await run('mkfs.ext4', [...ext4Args, partition], { timeout: 10 * 60_000 });
   const { stdout: uuid } = await run('blkid', ['-s', 'UUID', '-o', 'value', partition]);

@@ -104,7 +104,11 @@ export class BootEventStore implements BootEventSink {
   private readonly unknown = new Set<string>();
   private loaded = false;
 
-  constructor(private readonly db: Database.Database, private readonly clock: Clock, limits: BootEventLimits = {}) {
+  constructor(
+    private readonly db: Database.Database,
+    private readonly clock: Clock,
+    limits: BootEventLimits = {},
+  ) {
     this.perClient = limits.perClient ?? 500;
     this.maxUnknownMacs = limits.maxUnknownMacs ?? 500;
     this.isClient = limits.isClient ?? (() => false);
@@ -115,9 +119,7 @@ export class BootEventStore implements BootEventSink {
       CREATE INDEX IF NOT EXISTS boot_events_mac ON boot_events(mac, id);`);
     this.insert = db.prepare('INSERT INTO boot_events (mac, at, stage, detail) VALUES (?, ?, ?, ?)');
     this.bump = db.prepare('UPDATE boot_events SET count = count + 1, at = ? WHERE id = ?');
-    this.trim = db.prepare(
-      'DELETE FROM boot_events WHERE mac = ? AND id <= (SELECT id FROM boot_events WHERE mac = ? ORDER BY id DESC LIMIT 1 OFFSET ?)',
-    );
+    this.trim = db.prepare('DELETE FROM boot_events WHERE mac = ? AND id <= (SELECT id FROM boot_events WHERE mac = ? ORDER BY id DESC LIMIT 1 OFFSET ?)');
     this.dropMac = db.prepare('DELETE FROM boot_events WHERE mac = ?');
     db.exec(`CREATE TABLE IF NOT EXISTS unknown_clients (
       mac TEXT PRIMARY KEY, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,
@@ -205,9 +207,11 @@ export class BootEventStore implements BootEventSink {
   /** Reads each MAC's row count and recency from the table, then applies both bounds. */
   private load(): void {
     this.loaded = true;
-    const rows = this.db
-      .prepare('SELECT mac, count(*) AS n, max(id) AS last FROM boot_events GROUP BY mac ORDER BY last')
-      .all() as { mac: string; n: number; last: number }[];
+    const rows = this.db.prepare('SELECT mac, count(*) AS n, max(id) AS last FROM boot_events GROUP BY mac ORDER BY last').all() as {
+      mac: string;
+      n: number;
+      last: number;
+    }[];
     for (const r of rows) {
       // key '' never matches: no collapsing into an event from before the restart.
       const st: MacState = { rows: r.n, id: r.last, key: '', at: -Infinity };
@@ -230,11 +234,25 @@ export class BootEventStore implements BootEventSink {
   unknownClients(): UnknownClient[] {
     if (!this.loaded) this.load();
     const rows = this.db.prepare('SELECT * FROM unknown_clients ORDER BY last_seen DESC, mac').all() as {
-      mac: string; first_seen: number; last_seen: number; arch: number | null; vendor_class: string | null; address: string | null; stage: UnknownStage;
+      mac: string;
+      first_seen: number;
+      last_seen: number;
+      arch: number | null;
+      vendor_class: string | null;
+      address: string | null;
+      stage: UnknownStage;
     }[];
     return rows
       .filter((r) => !this.isClient(r.mac))
-      .map((r) => ({ mac: r.mac, arch: r.arch, vendorClass: r.vendor_class, address: r.address, firstSeen: r.first_seen, lastSeen: r.last_seen, stage: r.stage }));
+      .map((r) => ({
+        mac: r.mac,
+        arch: r.arch,
+        vendorClass: r.vendor_class,
+        address: r.address,
+        firstSeen: r.first_seen,
+        lastSeen: r.last_seen,
+        stage: r.stage,
+      }));
   }
 
   /** MACs whose events are kept (for tests and status). */
@@ -245,17 +263,26 @@ export class BootEventStore implements BootEventSink {
 
   /** The newest `limit` events of one client, oldest first. */
   list(mac: string, limit = 200): (StoredBootEvent & { count: number })[] {
-    const rows = this.db
-      .prepare('SELECT * FROM (SELECT * FROM boot_events WHERE mac = ? ORDER BY id DESC LIMIT ?) ORDER BY id')
-      .all(mac, limit) as { id: number; mac: string; at: number; stage: BootStage; detail: string; count: number }[];
+    const rows = this.db.prepare('SELECT * FROM (SELECT * FROM boot_events WHERE mac = ? ORDER BY id DESC LIMIT ?) ORDER BY id').all(mac, limit) as {
+      id: number;
+      mac: string;
+      at: number;
+      stage: BootStage;
+      detail: string;
+      count: number;
+    }[];
     return rows.map((r) => ({ ...r, detail: JSON.parse(r.detail) }));
   }
 
   /** The latest event of every client (dashboard: last boot stage). */
   latestByClient(): Map<string, StoredBootEvent> {
-    const rows = this.db
-      .prepare('SELECT e.* FROM boot_events e JOIN (SELECT mac, MAX(id) id FROM boot_events GROUP BY mac) m ON e.id = m.id')
-      .all() as { id: number; mac: string; at: number; stage: BootStage; detail: string }[];
+    const rows = this.db.prepare('SELECT e.* FROM boot_events e JOIN (SELECT mac, MAX(id) id FROM boot_events GROUP BY mac) m ON e.id = m.id').all() as {
+      id: number;
+      mac: string;
+      at: number;
+      stage: BootStage;
+      detail: string;
+    }[];
     return new Map(rows.map((r) => [r.mac, { ...r, detail: JSON.parse(r.detail) }]));
   }
 

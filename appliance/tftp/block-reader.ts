@@ -10,7 +10,10 @@ import type { TftpFile } from './file-source';
 /** A bounded free list of equally sized buffers, shared by all transfers of one server. */
 export class BufferPool {
   private readonly free: Buffer[] = [];
-  constructor(readonly size: number, private readonly max: number) {}
+  constructor(
+    readonly size: number,
+    private readonly max: number,
+  ) {}
   /** A buffer of at least `size` bytes: pooled when `size` is the pool's size, fresh otherwise. */
   acquire(size: number): Buffer {
     if (size === this.size) return this.free.pop() ?? Buffer.allocUnsafe(this.size);

@@ -68,7 +68,10 @@ export function memoryFile(data: Buffer): TftpFile {
 }
 
 class HandleFile implements TftpFile {
-  constructor(private readonly fh: FileHandle, readonly size: number) {}
+  constructor(
+    private readonly fh: FileHandle,
+    readonly size: number,
+  ) {}
   async read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
     const { bytesRead } = await this.fh.read(buf, offset, length, position);
     return bytesRead;

@@ -56,12 +56,7 @@ function parseDecimal(value: string): number {
  * tsize is answered with the file's size, except in netascii mode, where the size on the wire
  * differs from the size on disk and is only known after conversion, so tsize is left out.
  */
-export function negotiate(
-  options: TftpOption[],
-  fileSize: number,
-  netascii: boolean,
-  limits: NegotiationLimits,
-): Negotiated | Refused {
+export function negotiate(options: TftpOption[], fileSize: number, netascii: boolean, limits: NegotiationLimits): Negotiated | Refused {
   const result: Negotiated = {
     ok: true,
     blksize: DEFAULT_BLKSIZE,

@@ -73,7 +73,10 @@ export type TftpPacket = RrqPacket | WrqPacket | DataPacket | AckPacket | ErrorP
 
 /** A packet that cannot be decoded: why, and the byte offset where decoding stopped. */
 export class DecodeError extends Error {
-  constructor(readonly reason: string, readonly offset: number) {
+  constructor(
+    readonly reason: string,
+    readonly offset: number,
+  ) {
     super(`${reason} at offset ${offset}`);
     this.name = 'DecodeError';
   }

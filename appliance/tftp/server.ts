@@ -177,7 +177,10 @@ export class TftpServer implements Service {
     if (this.active.size >= this.o.maxTransfers) {
       const now = this.o.clock.now();
       if (now - this.busyWarnedAt >= 10_000) {
-        this.log.warn({ ip: rinfo.address, file: p.filename, active: this.active.size, suppressed: this.busySuppressed }, 'request refused: too many transfers');
+        this.log.warn(
+          { ip: rinfo.address, file: p.filename, active: this.active.size, suppressed: this.busySuppressed },
+          'request refused: too many transfers',
+        );
         this.busyWarnedAt = now;
         this.busySuppressed = 0;
       } else this.busySuppressed++;

@@ -27,9 +27,34 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS instances (owner TEXT PRIMARY KEY, started_at INTEGER NOT NULL) WITHOUT ROWID;
 `;
 
-export interface RbdImageRow { id: number; name: string; rbd: string; snap: string; size_bytes: number; created_at: number; state: string; source: string }
-export interface RbdDiskRow { id: number; name: string; image_id: number | null; rbd: string; size_bytes: number; created_at: number }
-export interface RbdSnapshotRow { id: number; disk_id: number; name: string; rbd: string; snap: string; size_bytes: number; image_id: number | null; created_at: number }
+export interface RbdImageRow {
+  id: number;
+  name: string;
+  rbd: string;
+  snap: string;
+  size_bytes: number;
+  created_at: number;
+  state: string;
+  source: string;
+}
+export interface RbdDiskRow {
+  id: number;
+  name: string;
+  image_id: number | null;
+  rbd: string;
+  size_bytes: number;
+  created_at: number;
+}
+export interface RbdSnapshotRow {
+  id: number;
+  disk_id: number;
+  name: string;
+  rbd: string;
+  snap: string;
+  size_bytes: number;
+  image_id: number | null;
+  created_at: number;
+}
 
 /** A cluster operation, recorded with the catalogue change that needs it and applied in order. */
 export type ClusterOp =

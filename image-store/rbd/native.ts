@@ -25,7 +25,11 @@ let addon: RbdIoAddon | undefined;
  * development, in addon/build/Release (addon/build.sh; a dist/ bundle in a checkout finds it there too).
  */
 export function addonPath(): string | undefined {
-  const candidates = [path.join(__dirname, 'rbd_io.node'), path.join(__dirname, 'addon/build/Release/rbd_io.node'), path.join(__dirname, '../image-store/rbd/addon/build/Release/rbd_io.node')];
+  const candidates = [
+    path.join(__dirname, 'rbd_io.node'),
+    path.join(__dirname, 'addon/build/Release/rbd_io.node'),
+    path.join(__dirname, '../image-store/rbd/addon/build/Release/rbd_io.node'),
+  ];
   return candidates.find((c) => fs.existsSync(c));
 }
 
@@ -74,7 +78,10 @@ export class RbdCluster {
 export class RbdImage {
   private closed = false;
 
-  constructor(private readonly io: RbdIoAddon, private readonly handle: object) {}
+  constructor(
+    private readonly io: RbdIoAddon,
+    private readonly handle: object,
+  ) {}
 
   get sizeBytes(): number {
     return this.io.size(this.handle);

@@ -13,14 +13,21 @@ export interface RbdTarget {
 
 /** A failed `rbd` command: its exit status and the first line of what it printed. */
 export class RbdCliError extends Error {
-  constructor(readonly args: string[], readonly exitCode: number | null, readonly stderr: string) {
+  constructor(
+    readonly args: string[],
+    readonly exitCode: number | null,
+    readonly stderr: string,
+  ) {
     super(`rbd ${args.join(' ')}: ${stderr.split('\n').find((l) => l.trim() && !/^\d{4}-\d\d-\d\d/.test(l)) ?? stderr.trim() ?? `exit ${exitCode}`}`);
     this.name = 'RbdCliError';
   }
 
   /** The lines rbd itself printed (not librados' timestamped log lines). */
   get said(): string {
-    return this.stderr.split('\n').filter((l) => !/^\d{4}-\d\d-\d\dT/.test(l)).join('\n');
+    return this.stderr
+      .split('\n')
+      .filter((l) => !/^\d{4}-\d\d-\d\dT/.test(l))
+      .join('\n');
   }
 
   /** ENOENT: "(2) No such file or directory". */
@@ -40,7 +47,11 @@ export class RbdCliError extends Error {
  * addon (native.ts). Image and snapshot names are ours (store.ts makes them), never user input.
  */
 export class RbdCli {
-  constructor(private readonly t: RbdTarget, private readonly bin = 'rbd', private readonly timeoutMs = 120_000) {}
+  constructor(
+    private readonly t: RbdTarget,
+    private readonly bin = 'rbd',
+    private readonly timeoutMs = 120_000,
+  ) {}
 
   private base(): string[] {
     return ['--conf', this.t.conf, '--id', this.t.id, ...(this.t.keyring ? ['--keyring', this.t.keyring] : []), '--pool', this.t.pool];
@@ -113,7 +124,10 @@ export class RbdCli {
 
   /** Bytes the pool may still take and has stored (`rbd`'s view via `ceph df` needs mon caps we do not ask for). */
   async du(image?: string): Promise<{ provisioned: number; used: number }> {
-    const o = JSON.parse(await this.run(['du', '--format', 'json', ...(image ? [this.spec(image)] : [])])) as { total_provisioned_size: number; total_used_size: number };
+    const o = JSON.parse(await this.run(['du', '--format', 'json', ...(image ? [this.spec(image)] : [])])) as {
+      total_provisioned_size: number;
+      total_used_size: number;
+    };
     return { provisioned: o.total_provisioned_size, used: o.total_used_size };
   }
 }

@@ -136,7 +136,10 @@ export class RbdStore {
         if (keys.some((k) => this.myAddresses.has(k))) continue;
         if (anyOwner || keys.some((k) => this.pastOwners.has(k))) {
           image.breakLock(owner);
-          this.log.warn({ image: rbd, owner }, 'took over the exclusive lock a process of this appliance left behind when it died (the owner was blocklisted first)');
+          this.log.warn(
+            { image: rbd, owner },
+            'took over the exclusive lock a process of this appliance left behind when it died (the owner was blocklisted first)',
+          );
         } else {
           this.log.warn({ image: rbd, owner }, 'the RBD image is locked by a client that is not this appliance: writes wait until it lets go');
         }
@@ -344,11 +347,13 @@ export class RbdStore {
     let id = 0;
     let rbd = '';
     try {
-      const { src, tmp } = await openImportSource(file, label, path.join(this.dir, 'tmp'), { ...opts, qemuImg: this.qemuImg, log: this.log }).catch((err: Error) => {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT' || code === 'EISDIR' || code === 'EACCES') throw new StoreError('BAD_IMAGE', `${label}: ${err.message}`);
-        throw err;
-      });
+      const { src, tmp } = await openImportSource(file, label, path.join(this.dir, 'tmp'), { ...opts, qemuImg: this.qemuImg, log: this.log }).catch(
+        (err: Error) => {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === 'ENOENT' || code === 'EISDIR' || code === 'EACCES') throw new StoreError('BAD_IMAGE', `${label}: ${err.message}`);
+          throw err;
+        },
+      );
       try {
         if (src.size === 0 || src.size % 512 !== 0) throw new StoreError('BAD_IMAGE', `${label}: size ${src.size} is not a positive multiple of 512 bytes`);
         if (this.q.imageByName.get(name) || this.q.diskByName.get(name)) throw new StoreError('IMAGE_EXISTS', `${name} already exists`);
@@ -500,7 +505,9 @@ export class RbdStore {
         return h;
       })();
       await this.cli.clone(parent, parentSnap, head);
-      return Number(this.q.insertDisk.run(to, snap ? snap.image_id : cur.image_id, head, snap ? snap.size_bytes : cur.size_bytes, this.clock.now()).lastInsertRowid);
+      return Number(
+        this.q.insertDisk.run(to, snap ? snap.image_id : cur.image_id, head, snap ? snap.size_bytes : cur.size_bytes, this.clock.now()).lastInsertRowid,
+      );
     }).finally(() => release?.());
     this.log.info({ from, to, snapshot: opts.snapshot }, 'disk copied');
     return this.diskInfo(this.q.diskById.get(id) as RbdDiskRow);
@@ -516,10 +523,12 @@ export class RbdStore {
       let sh = this.shared.get(d.id);
       if (!sh) {
         const rbd = d.rbd;
-        sh = new SharedImage(this.exclusive(async () => {
-          await this.drain();
-          return this.openForWriting(rbd);
-        }));
+        sh = new SharedImage(
+          this.exclusive(async () => {
+            await this.drain();
+            return this.openForWriting(rbd);
+          }),
+        );
         this.shared.set(d.id, sh);
       }
       const s = sh;
@@ -550,10 +559,12 @@ export class RbdStore {
     const pin = `${rbd}@${snapName}`;
     this.pins.set(pin, (this.pins.get(pin) ?? 0) + 1);
     if (imageId !== undefined) this.imageHandles.set(imageId, (this.imageHandles.get(imageId) ?? 0) + 1);
-    const sh = new SharedImage(this.exclusive(async () => {
-      await this.drain();
-      return this.cluster.open(rbd, { snapshot: snapName, readOnly: true });
-    }));
+    const sh = new SharedImage(
+      this.exclusive(async () => {
+        await this.drain();
+        return this.cluster.open(rbd, { snapshot: snapName, readOnly: true });
+      }),
+    );
     sh.handles = 1;
     return new RbdVolume(id, size, true, sh, async () => {
       if (imageId !== undefined) this.imageHandles.set(imageId, (this.imageHandles.get(imageId) ?? 1) - 1);
@@ -715,7 +726,10 @@ export class RbdStore {
   health(): StoreHealth {
     if (!this.lastOpError) return { state: 'ok' };
     const now = this.clock.now();
-    return { state: 'degraded', degraded: { since: now, last: now, failures: (this.q.ops.all() as unknown[]).length, reason: this.lastOpError, segments: [], disks: [] } };
+    return {
+      state: 'degraded',
+      degraded: { since: now, last: now, failures: (this.q.ops.all() as unknown[]).length, reason: this.lastOpError, segments: [], disks: [] },
+    };
   }
 
   /**
@@ -801,7 +815,15 @@ export class RbdStore {
   }
 
   private imageInfo(r: RbdImageRow): ImageInfo {
-    return { id: r.id, name: r.name, sizeBytes: r.size_bytes, usedBytes: 0, createdAt: r.created_at, source: r.source, disks: (this.q.disksUsingImage.all(r.id) as unknown[]).length };
+    return {
+      id: r.id,
+      name: r.name,
+      sizeBytes: r.size_bytes,
+      usedBytes: 0,
+      createdAt: r.created_at,
+      source: r.source,
+      disks: (this.q.disksUsingImage.all(r.id) as unknown[]).length,
+    };
   }
 
   private diskInfo(r: RbdDiskRow): DiskInfo {

@@ -28,7 +28,10 @@ export class SharedImage {
   image: RbdImage | null = null;
 
   constructor(readonly ready: Promise<RbdImage>) {
-    ready.then((img) => (this.image = img), () => undefined); // a failure surfaces on the first I/O
+    ready.then(
+      (img) => (this.image = img),
+      () => undefined,
+    ); // a failure surfaces on the first I/O
   }
 
   /** While set, new requests wait for it (a snapshot of the live disk is being taken). */

@@ -51,7 +51,10 @@ describe('generated CHAP credentials (issue #13)', () => {
     const b = clients.create('52:54:00:00:00:02', 'img');
     expect(b.chap!.secret).not.toBe(a.chap!.secret);
     expect(clients.create('52:54:00:00:00:03', 'img', { chap: null }).chap).toBeNull();
-    expect(clients.create('52:54:00:00:00:04', 'img', { chap: { user: 'me', secret: 'my-own-secret-1' } }).chap).toEqual({ user: 'me', secret: 'my-own-secret-1' });
+    expect(clients.create('52:54:00:00:00:04', 'img', { chap: { user: 'me', secret: 'my-own-secret-1' } }).chap).toEqual({
+      user: 'me',
+      secret: 'my-own-secret-1',
+    });
     // Updating something else keeps the credentials.
     expect(clients.update(a.mac, { name: 'renamed' }).chap).toEqual(a.chap);
   });
@@ -61,7 +64,7 @@ describe('generated CHAP credentials (issue #13)', () => {
     expect(clients.create('52:54:00:00:00:01', 'img').chap).toBeNull();
   });
 
-  it('a copied or moved disk\'s new client gets its own secret, never the old machine\'s', async () => {
+  it("a copied or moved disk's new client gets its own secret, never the old machine's", async () => {
     const clients = await registry();
     const a = clients.create('52:54:00:00:00:01', 'img');
     const copy = await clients.moveDisk(a.mac, '52:54:00:00:00:09', { copy: true });

@@ -38,9 +38,22 @@ function discover(m: string, opts: DhcpOption[]): Inbound {
   const chaddr = Buffer.alloc(16);
   Buffer.from(m.replace(/:/g, ''), 'hex').copy(chaddr);
   const p: BootRequest = {
-    op: 'request', htype: 1, hlen: 6, hops: 0, xid: 0x1400 + chaddr[5]!, secs: 0, flags: 0,
-    ciaddr: '0.0.0.0', yiaddr: '0.0.0.0', siaddr: '0.0.0.0', giaddr: '0.0.0.0',
-    chaddr, sname: '', file: '', hasCookie: true, options: [build.messageType('discover'), ...opts],
+    op: 'request',
+    htype: 1,
+    hlen: 6,
+    hops: 0,
+    xid: 0x1400 + chaddr[5]!,
+    secs: 0,
+    flags: 0,
+    ciaddr: '0.0.0.0',
+    yiaddr: '0.0.0.0',
+    siaddr: '0.0.0.0',
+    giaddr: '0.0.0.0',
+    chaddr,
+    sname: '',
+    file: '',
+    hasCookie: true,
+    options: [build.messageType('discover'), ...opts],
   };
   const packet = decodePacket(encodePacket(p)) as BootRequest;
   return { packet, info: readRequest(packet, hardwareAddress(packet)), via: 'broadcast', from: { address: '0.0.0.0', port: 68 } };
@@ -55,13 +68,26 @@ function harness(unknownClients: 'ignore' | 'wait' | 'auto', maxUnknownMacs = 50
   const tokens = new ScriptTokens({ clock, ttlMs: 120_000 });
   const minted: string[] = [];
   const policy = new BootPolicy({
-    boot: { ipxeDir: '/ipxe', unknownClients }, dhcpMode: () => dhcpMode, clients: { byMac: () => undefined },
-    httpPort: 8080, iscsiPort: 3260, log: silentLogger(), clock, binaries,
+    boot: { ipxeDir: '/ipxe', unknownClients },
+    dhcpMode: () => dhcpMode,
+    clients: { byMac: () => undefined },
+    httpPort: 8080,
+    iscsiPort: 3260,
+    log: silentLogger(),
+    clock,
+    binaries,
     tokens: { mint: (m, b) => (minted.push(m), tokens.mint(m, b)) },
   });
   const ctx: ResponderContext = {
-    serverAddress: SERVER, serverPort: 67, clientPort: 68, policy, clock, log: silentLogger(),
-    events: store, counters: newCounters(), noteAddress: () => undefined,
+    serverAddress: SERVER,
+    serverPort: 67,
+    clientPort: 68,
+    policy,
+    clock,
+    log: silentLogger(),
+    events: store,
+    counters: newCounters(),
+    noteAddress: () => undefined,
   };
   return { clock, db, known, store, policy, minted, proxy: new ProxyResponder(ctx) };
 }
@@ -92,7 +118,14 @@ describe('unknown network-boot clients are listed (issue #14)', () => {
     expect(ip!.packet.file).toBe(`http://${SERVER}:8080/boot/02-00-00-00-00-07.ipxe`);
     expect(h.minted).toEqual([]);
     expect(h.store.unknownClients()[0]).toMatchObject({ mac: mac(7), stage: 'ipxe', firstSeen: T0, lastSeen: T0 + 5000 });
-    const r = await bootScriptFor('02-00-00-00-00-07.ipxe', { clients: { byMac: () => undefined }, serverAddress: SERVER, httpPort: 8080, iscsiPort: 3260, unknownClients: 'wait', events: h.store });
+    const r = await bootScriptFor('02-00-00-00-00-07.ipxe', {
+      clients: { byMac: () => undefined },
+      serverAddress: SERVER,
+      httpPort: 8080,
+      iscsiPort: 3260,
+      unknownClients: 'wait',
+      events: h.store,
+    });
     expect(r.status).toBe(200);
     expect(h.store.unknownClients()[0]).toMatchObject({ mac: mac(7), stage: 'script', arch: 0 });
     // A later DHCP-only event does not move it back.
@@ -159,10 +192,25 @@ describe('boot.unknownClients "wait" and "auto"', () => {
     expect(retry).toContain('dhcp || goto wait\nchain --replace --autofree ${filename} || goto wait\n');
     expect(s).not.toMatch(/sanboot|password|username|\?t=/);
 
-    const r = await bootScriptFor('52-54-00-aa-bb-cc.ipxe', { clients: { byMac: () => undefined }, serverAddress: SERVER, httpPort: 8080, iscsiPort: 3260, unknownClients: 'auto', dhcpMode: 'full', mdnsHost: 'box.local' });
+    const r = await bootScriptFor('52-54-00-aa-bb-cc.ipxe', {
+      clients: { byMac: () => undefined },
+      serverAddress: SERVER,
+      httpPort: 8080,
+      iscsiPort: 3260,
+      unknownClients: 'auto',
+      dhcpMode: 'full',
+      mdnsHost: 'box.local',
+    });
     expect(r.status).toBe(200);
     expect(r.body).toContain('open http://box.local or http://198.18.0.1:8080');
-    const ignored = await bootScriptFor('52-54-00-aa-bb-cc.ipxe', { clients: { byMac: () => undefined }, serverAddress: SERVER, httpPort: 8080, iscsiPort: 3260, unknownClients: 'auto', dhcpMode: 'proxy' });
+    const ignored = await bootScriptFor('52-54-00-aa-bb-cc.ipxe', {
+      clients: { byMac: () => undefined },
+      serverAddress: SERVER,
+      httpPort: 8080,
+      iscsiPort: 3260,
+      unknownClients: 'auto',
+      dhcpMode: 'proxy',
+    });
     expect(ignored.status).toBe(404);
   });
 

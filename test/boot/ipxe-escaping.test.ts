@@ -71,8 +71,17 @@ const HOSTILE = [
 ];
 
 const base: ClientRecord = {
-  mac: '52:54:00:12:34:56', name: 'pc', image: 'debian', disk: 'client-525400123456', target: 'iqn.2026-11.test:client-525400123456', lun: 0,
-  initiatorName: 'iqn.2026-11.test:initiator-525400123456', initiators: [], chap: { user: 'iqn.2026-11.test:initiator-525400123456', secret: 'Abc-def.ghiJKL01' }, ip: null, createdAt: 0,
+  mac: '52:54:00:12:34:56',
+  name: 'pc',
+  image: 'debian',
+  disk: 'client-525400123456',
+  target: 'iqn.2026-11.test:client-525400123456',
+  lun: 0,
+  initiatorName: 'iqn.2026-11.test:initiator-525400123456',
+  initiators: [],
+  chap: { user: 'iqn.2026-11.test:initiator-525400123456', secret: 'Abc-def.ghiJKL01' },
+  ip: null,
+  createdAt: 0,
 };
 const opts = { serverAddress: '198.18.0.1', iscsiPort: 3260 };
 
@@ -86,7 +95,9 @@ describe('iPXE script text (issue #13)', () => {
   });
 
   it.each(HOSTILE)('nor to its retry and menu scripts (%j)', (name) => {
-    expect(shape(renderRetryScript({ mac: base.mac, name, reason: 'static' }))).toEqual(shape(renderRetryScript({ mac: base.mac, name: 'pc', reason: 'static' })));
+    expect(shape(renderRetryScript({ mac: base.mac, name, reason: 'static' }))).toEqual(
+      shape(renderRetryScript({ mac: base.mac, name: 'pc', reason: 'static' })),
+    );
     expect(shape(renderMenuScript(base.mac, { scriptUrl: 'http://198.18.0.1:8080/boot/x.ipxe', message: name }))).toEqual(
       shape(renderMenuScript(base.mac, { scriptUrl: 'http://198.18.0.1:8080/boot/x.ipxe', message: 'pc' })),
     );

@@ -8,26 +8,60 @@ import type { BootEvent, ClientRecord } from '../../appliance/core/model';
 
 const mac = '52:54:00:12:34:56';
 const client: ClientRecord = {
-  mac, name: 'pc-1', image: 'debian', disk: 'pc-1', target: 'iqn.2026-11.local.netboot:pc-1', lun: 0,
-  initiatorName: 'iqn.2026-11.local.netboot:initiator:pc-1', initiators: [], chap: null, ip: null, createdAt: 0,
+  mac,
+  name: 'pc-1',
+  image: 'debian',
+  disk: 'pc-1',
+  target: 'iqn.2026-11.local.netboot:pc-1',
+  lun: 0,
+  initiatorName: 'iqn.2026-11.local.netboot:initiator:pc-1',
+  initiators: [],
+  chap: null,
+  ip: null,
+  createdAt: 0,
 };
 const allBinaries = { dir: '/usr/lib/ipxe', bios: 'undionly.kpxe', efiX64: 'ipxe.efi', efiArm64: 'ipxe-arm64.efi' };
 
 function ctx(extra: Partial<BootPolicyContext> = {}): BootPolicyContext {
-  return { clients: { byMac: (m) => (m === mac ? client : undefined) }, serverAddress: '198.18.0.1', httpPort: 8080, iscsiPort: 3260, unknownClients: 'ignore', binaries: allBinaries, ...extra };
+  return {
+    clients: { byMac: (m) => (m === mac ? client : undefined) },
+    serverAddress: '198.18.0.1',
+    httpPort: 8080,
+    iscsiPort: 3260,
+    unknownClients: 'ignore',
+    binaries: allBinaries,
+    ...extra,
+  };
 }
-const firmware = (arch: number | undefined, vc = `PXEClient:Arch:${String(arch ?? 0).padStart(5, '0')}:UNDI:002001`): BootRequest => ({ mac, arch, vendorClass: vc, userClass: undefined, ipxe: undefined });
+const firmware = (arch: number | undefined, vc = `PXEClient:Arch:${String(arch ?? 0).padStart(5, '0')}:UNDI:002001`): BootRequest => ({
+  mac,
+  arch,
+  vendorClass: vc,
+  userClass: undefined,
+  ipxe: undefined,
+});
 
 describe('decideBoot', () => {
   it.each([
-    [0, 'undionly.kpxe'], [undefined, 'undionly.kpxe'], [7, 'ipxe.efi'], [9, 'ipxe.efi'], [11, 'ipxe-arm64.efi'],
+    [0, 'undionly.kpxe'],
+    [undefined, 'undionly.kpxe'],
+    [7, 'ipxe.efi'],
+    [9, 'ipxe.efi'],
+    [11, 'ipxe-arm64.efi'],
   ])('firmware arch %s chainloads %s over TFTP', (arch, file) => {
     expect(decideBoot(firmware(arch), ctx())).toEqual({ kind: 'chainload', family: archFamily(arch), file });
   });
 
   it('UEFI HTTP boot (16, 19) gets an http:// URL to the binary', () => {
-    expect(decideBoot(firmware(16, 'HTTPClient:Arch:00016:UNDI:003001'), ctx())).toEqual({ kind: 'http-boot', family: 'http-x64', url: 'http://198.18.0.1:8080/boot/ipxe.efi' });
-    expect(decideBoot(firmware(19, 'HTTPClient:Arch:00019:UNDI:003001'), ctx())).toMatchObject({ kind: 'http-boot', url: 'http://198.18.0.1:8080/boot/ipxe-arm64.efi' });
+    expect(decideBoot(firmware(16, 'HTTPClient:Arch:00016:UNDI:003001'), ctx())).toEqual({
+      kind: 'http-boot',
+      family: 'http-x64',
+      url: 'http://198.18.0.1:8080/boot/ipxe.efi',
+    });
+    expect(decideBoot(firmware(19, 'HTTPClient:Arch:00019:UNDI:003001'), ctx())).toMatchObject({
+      kind: 'http-boot',
+      url: 'http://198.18.0.1:8080/boot/ipxe-arm64.efi',
+    });
   });
 
   it('reports a missing binary (ARM64 on a Debian install) instead of offering nothing silently', () => {
@@ -64,7 +98,11 @@ describe('decideBoot', () => {
     const unknown = { ...firmware(0), mac: '02:00:00:00:00:99' };
     expect(decideBoot(unknown, ctx()).kind).toBe('ignore');
     expect(decideBoot(unknown, ctx({ unknownClients: 'menu' })).kind).toBe('chainload');
-    expect(decideBoot({ ...unknown, userClass: 'iPXE' }, ctx({ unknownClients: 'enroll' }))).toMatchObject({ kind: 'ipxe', client: undefined, url: 'http://198.18.0.1:8080/boot/02-00-00-00-00-99.ipxe' });
+    expect(decideBoot({ ...unknown, userClass: 'iPXE' }, ctx({ unknownClients: 'enroll' }))).toMatchObject({
+      kind: 'ipxe',
+      client: undefined,
+      url: 'http://198.18.0.1:8080/boot/02-00-00-00-00-99.ipxe',
+    });
   });
 
   it('ignores clients that are not network booting', () => {
@@ -73,7 +111,7 @@ describe('decideBoot', () => {
 });
 
 describe('binaries', () => {
-  it('finds Debian\'s x86 binaries, prefers snponly.efi when configured, and names what is missing', () => {
+  it("finds Debian's x86 binaries, prefers snponly.efi when configured, and names what is missing", () => {
     const present = new Set(['/d/undionly.kpxe', '/d/ipxe.efi', '/d/snponly.efi']);
     const b = findIpxeBinaries('/d', 'ipxe.efi', (p) => present.has(p));
     expect(b).toMatchObject({ bios: 'undionly.kpxe', efiX64: 'ipxe.efi', efiArm64: undefined });
@@ -101,7 +139,10 @@ describe('iPXE scripts', () => {
   });
 
   it('writes CHAP credentials, mutual when the target has its own, hex-encoding unsafe secrets', () => {
-    const s = renderIpxeScript({ ...client, chap: { user: 'pc1', secret: 's3cret${x} y', targetUser: 'tgt', targetSecret: 'targetsecret12' } }, { serverAddress: '198.18.0.1', iscsiPort: 3260 });
+    const s = renderIpxeScript(
+      { ...client, chap: { user: 'pc1', secret: 's3cret${x} y', targetUser: 'tgt', targetSecret: 'targetsecret12' } },
+      { serverAddress: '198.18.0.1', iscsiPort: 3260 },
+    );
     expect(s).toContain('set username pc1');
     expect(s).toContain(`set password:hex ${[...Buffer.from('s3cret${x} y')].map((b) => b.toString(16).padStart(2, '0')).join(':')}`);
     expect(s).toContain('set reverse-username tgt');
@@ -120,11 +161,19 @@ describe('iPXE scripts', () => {
 describe('bootScriptFor', () => {
   function sctx(extra: Partial<BootScriptContext> = {}) {
     const events: BootEvent[] = [];
-    const c: BootScriptContext = { clients: { byMac: (m) => (m === mac ? client : undefined) }, serverAddress: '198.18.0.1', httpPort: 8080, iscsiPort: 3260, unknownClients: 'ignore', events: { record: (e) => events.push(e) }, ...extra };
+    const c: BootScriptContext = {
+      clients: { byMac: (m) => (m === mac ? client : undefined) },
+      serverAddress: '198.18.0.1',
+      httpPort: 8080,
+      iscsiPort: 3260,
+      unknownClients: 'ignore',
+      events: { record: (e) => events.push(e) },
+      ...extra,
+    };
     return { c, events };
   }
 
-  it('serves a known client\'s script and records script-fetched', async () => {
+  it("serves a known client's script and records script-fetched", async () => {
     const { c, events } = sctx();
     const r = await bootScriptFor('52-54-00-12-34-56.ipxe', c);
     expect(r.status).toBe(200);
@@ -160,7 +209,12 @@ describe('bootScriptFor', () => {
   });
 
   it('a failed enrolment yields a menu naming the error', async () => {
-    const { c } = sctx({ unknownClients: 'enroll', enroll: async () => { throw new Error('image debian not found'); } });
+    const { c } = sctx({
+      unknownClients: 'enroll',
+      enroll: async () => {
+        throw new Error('image debian not found');
+      },
+    });
     const r = await bootScriptFor('02-00-00-00-00-97.ipxe', c, { trusted: true });
     expect(r.status).toBe(200);
     expect(r.body).toContain('enrolment failed: image debian not found');

@@ -44,7 +44,12 @@ describe('GET /boot/<mac>.ipxe and its one-time links (issue #13)', () => {
     events = [];
     neighbour = MAC;
     const ctx = (): BootScriptContext => ({
-      clients, serverAddress: '198.18.0.1', httpPort: 8080, iscsiPort: 3260, unknownClients: 'ignore', events: { record: (e) => events.push(e) },
+      clients,
+      serverAddress: '198.18.0.1',
+      httpPort: 8080,
+      iscsiPort: 3260,
+      unknownClients: 'ignore',
+      events: { record: (e) => events.push(e) },
     });
     app = Fastify();
     await app.register(bootRoutes(ctx, () => ({ dir: '/nonexistent' }), clients, { tokens, neighbours: async () => neighbour, now: () => clock.now() }));

@@ -79,7 +79,13 @@ describe.skipIf(!hasQemuIo)('images, clients and snapshots through the bundled a
     const at = 1024 * 1024;
     // The clone reads as the golden image.
     const before = qemuIo(iscsiPort, client.target, client.initiatorName, [`read -v ${at} 16`]);
-    expect(before.replace(/\s+/g, ' ')).toContain(golden.subarray(at, at + 4).toString('hex').match(/../g)!.join(' '));
+    expect(before.replace(/\s+/g, ' ')).toContain(
+      golden
+        .subarray(at, at + 4)
+        .toString('hex')
+        .match(/../g)!
+        .join(' '),
+    );
     qemuIo(iscsiPort, client.target, client.initiatorName, [`write -P 0xa1 ${at} 64k`, 'flush']);
     const snap = await app.api('POST', `/api/clients/${mac}/snapshots`, { name: 'first' });
     expect(snap.status).toBe(201);

@@ -39,7 +39,8 @@ describe('the bundled appliance (issue 2)', () => {
   });
 
   it('keeps the admin token and the database (CHAP secrets) private (mode 0600)', () => {
-    for (const f of ['admin.token', 'appliance.db', 'appliance.db-wal', 'appliance.db-shm']) expect({ f, mode: statSync(join(app.dataDir, f)).mode & 0o777 }).toEqual({ f, mode: 0o600 });
+    for (const f of ['admin.token', 'appliance.db', 'appliance.db-wal', 'appliance.db-shm'])
+      expect({ f, mode: statSync(join(app.dataDir, f)).mode & 0o777 }).toEqual({ f, mode: 0o600 });
   });
 
   it('serves Prometheus metrics with per-service counters', async () => {
@@ -64,7 +65,11 @@ describe('the bundled appliance (issue 2)', () => {
     const { rawRequest } = await import('../http/helpers');
     const port = Number(new URL(app.url).port);
     expect((await rawRequest(port, 'GET', '/api/status', { host: 'evil.example', authorization: `Bearer ${app.token}` })).status).toBe(421);
-    const plain = await fetch(app.url + '/api/settings', { method: 'PATCH', headers: { 'content-type': 'text/plain', authorization: `Bearer ${app.token}` }, body: '{}' });
+    const plain = await fetch(app.url + '/api/settings', {
+      method: 'PATCH',
+      headers: { 'content-type': 'text/plain', authorization: `Bearer ${app.token}` },
+      body: '{}',
+    });
     expect(plain.status).toBe(415);
     expect((await rawRequest(port, 'GET', '/%61pi/clients')).status).toBe(401);
   });
@@ -103,7 +108,17 @@ describe('configuration errors', () => {
     const port = (blocker.address() as { port: number }).port;
     const dir = mkdtempSync(join(tmpdir(), 'nb-port-'));
     const file = join(dir, 'c.json');
-    writeFileSync(file, JSON.stringify({ dataDir: join(dir, 'var'), http: { host: '127.0.0.1', port }, iscsi: { host: '127.0.0.1', port: 0 }, tftp: { host: '127.0.0.1', port: 0 }, mdns: { enabled: false }, log: { format: 'json' } }));
+    writeFileSync(
+      file,
+      JSON.stringify({
+        dataDir: join(dir, 'var'),
+        http: { host: '127.0.0.1', port },
+        iscsi: { host: '127.0.0.1', port: 0 },
+        tftp: { host: '127.0.0.1', port: 0 },
+        mdns: { enabled: false },
+        log: { format: 'json' },
+      }),
+    );
     const r = spawnSync('node', [BUNDLE, 'serve', '--config', file], { encoding: 'utf8', timeout: 15_000 });
     blocker.close();
     expect(r.status).toBe(1);

@@ -39,11 +39,13 @@ describe.skipIf(!hasTools)('rescue, one-shot boots, named disks, moving disks, b
   beforeAll(async () => {
     // Server-side imports read only from import directories (issue #13): the temp dir is one.
     // CHAP off: qemu-io and iscsi-ls below log in by initiator name (CHAP is tested in test/boot, test/iscsi, e2e).
-    app = await startAppliance(testConfig(join(dir, 'var'), {
-      images: { importDirs: [dir] },
-      boot: { chapByDefault: false },
-      dhcp: { mode: 'proxy', port: 0, proxyPort: 0 },
-    }));
+    app = await startAppliance(
+      testConfig(join(dir, 'var'), {
+        images: { importDirs: [dir] },
+        boot: { chapByDefault: false },
+        dhcp: { mode: 'proxy', port: 0, proxyPort: 0 },
+      }),
+    );
     const st = await app.api('GET', '/api/status');
     iscsiPort = Number(/:(\d+)$/.exec(st.json.services.find((s: { name: string }) => s.name === 'iscsi').listen[0])![1]);
     proxyPort = Number(/:(\d+)$/.exec(st.json.services.find((s: { name: string }) => s.name === 'dhcp').listen.at(-1))![1]);
@@ -96,7 +98,9 @@ describe.skipIf(!hasTools)('rescue, one-shot boots, named disks, moving disks, b
     // Writes through LUN 1 land on the client's own disk.
     const lun1 = imageOpts(iscsiPort, target!, c.initiatorName).replace('file.lun=0', 'file.lun=1');
     execFileSync('qemu-io', ['--image-opts', lun1, '-c', 'write -P 0x5a 65536 4096', '-c', 'flush']);
-    const own = execFileSync('qemu-io', ['--image-opts', imageOpts(iscsiPort, c.target, c.initiatorName), '-c', 'read -P 0x5a 65536 4096'], { encoding: 'utf8' });
+    const own = execFileSync('qemu-io', ['--image-opts', imageOpts(iscsiPort, c.target, c.initiatorName), '-c', 'read -P 0x5a 65536 4096'], {
+      encoding: 'utf8',
+    });
     expect(own).not.toMatch(/Pattern verification failed/);
     expect(sanbootTarget(await script(A))).toBe(c.target);
   });
@@ -162,7 +166,9 @@ describe.skipIf(!hasTools)('rescue, one-shot boots, named disks, moving disks, b
     const copy = await app.api('POST', `/api/clients/${A}/move`, { to: '52:54:00:00:08:02', copy: true });
     expect(copy.status).toBe(201);
     const B = (await app.api('GET', '/api/clients/52:54:00:00:08:02')).json;
-    expect(execFileSync('qemu-io', ['--image-opts', imageOpts(iscsiPort, B.target, B.initiatorName), '-c', 'read -P 0x77 0 4096'], { encoding: 'utf8' })).not.toMatch(/failed/);
+    expect(
+      execFileSync('qemu-io', ['--image-opts', imageOpts(iscsiPort, B.target, B.initiatorName), '-c', 'read -P 0x77 0 4096'], { encoding: 'utf8' }),
+    ).not.toMatch(/failed/);
     expect((await app.api('POST', `/api/clients/${A}/move`, { to: '52:54:00:00:08:02' })).json.error.code).toBe('CLIENT_EXISTS');
 
     const move = await app.api('POST', '/api/clients/52:54:00:00:08:02/move', { to: '52:54:00:00:08:03' });
@@ -171,7 +177,9 @@ describe.skipIf(!hasTools)('rescue, one-shot boots, named disks, moving disks, b
     const old = spawnSync('iscsi-inq', ['-i', B.initiatorName, `iscsi://127.0.0.1:${iscsiPort}/${B.target}/0`], { encoding: 'utf8' });
     expect(old.status).not.toBe(0);
     const C = (await app.api('GET', '/api/clients/52:54:00:00:08:03')).json;
-    expect(execFileSync('qemu-io', ['--image-opts', imageOpts(iscsiPort, C.target, C.initiatorName), '-c', 'read -P 0x77 0 4096'], { encoding: 'utf8' })).not.toMatch(/failed/);
+    expect(
+      execFileSync('qemu-io', ['--image-opts', imageOpts(iscsiPort, C.target, C.initiatorName), '-c', 'read -P 0x77 0 4096'], { encoding: 'utf8' }),
+    ).not.toMatch(/failed/);
   });
 
   it('backups: snapshot export is resumable with Range; a snapshot becomes a golden image', async () => {
@@ -197,7 +205,9 @@ describe.skipIf(!hasTools)('rescue, one-shot boots, named disks, moving disks, b
     expect(promoted.status).toBe(201);
     expect((await app.api('POST', '/api/clients', { mac: '52:54:00:00:08:04', image: 'from-backup' })).status).toBe(201);
     const D = (await app.api('GET', '/api/clients/52:54:00:00:08:04')).json;
-    expect(execFileSync('qemu-io', ['--image-opts', imageOpts(iscsiPort, D.target, D.initiatorName), '-c', 'read -P 0x77 0 4096'], { encoding: 'utf8' })).not.toMatch(/failed/);
+    expect(
+      execFileSync('qemu-io', ['--image-opts', imageOpts(iscsiPort, D.target, D.initiatorName), '-c', 'read -P 0x77 0 4096'], { encoding: 'utf8' }),
+    ).not.toMatch(/failed/);
   });
 
   it('scheduled snapshots are configured per client', async () => {

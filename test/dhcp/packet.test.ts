@@ -3,7 +3,16 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DecodeError, decodePacket, encodePacket, hardwareAddress, type BootRequest } from '../../appliance/dhcp/packet';
 import {
-  build, decodeSubOptions, dumpPacket, encodeSubOptions, getClientArchs, getIp, getMessageType, getOption, Opt, readRequest,
+  build,
+  decodeSubOptions,
+  dumpPacket,
+  encodeSubOptions,
+  getClientArchs,
+  getIp,
+  getMessageType,
+  getOption,
+  Opt,
+  readRequest,
 } from '../../appliance/dhcp/options';
 
 const dir = join(__dirname, '../fixtures/dhcp');
@@ -12,7 +21,16 @@ const load = (name: string) => readFileSync(join(dir, name));
 
 describe('golden packets from real clients', () => {
   it('has the captured fixtures', () => {
-    expect(fixtures).toEqual(expect.arrayContaining(['dhclient-pxe-discover.bin', 'udhcpc-pxe-discover.bin', 'ipxe-e1000-discover.bin', 'ipxe-e1000-request.bin', 'ipxe-efi-e1000-discover.bin', 'dnsmasq-offer.bin']));
+    expect(fixtures).toEqual(
+      expect.arrayContaining([
+        'dhclient-pxe-discover.bin',
+        'udhcpc-pxe-discover.bin',
+        'ipxe-e1000-discover.bin',
+        'ipxe-e1000-request.bin',
+        'ipxe-efi-e1000-discover.bin',
+        'dnsmasq-offer.bin',
+      ]),
+    );
   });
 
   for (const f of fixtures) {
@@ -38,13 +56,20 @@ describe('golden packets from real clients', () => {
   it('reads what the boot policy needs from iPXE', () => {
     const p = decodePacket(load('ipxe-e1000-discover.bin'));
     const info = readRequest(p, hardwareAddress(p));
-    expect(info).toMatchObject({ mac: '52:54:00:12:34:56', type: 'discover', arch: 0, userClass: 'iPXE', vendorClass: 'PXEClient:Arch:00000:UNDI:002001', maxMessageSize: 1472 });
+    expect(info).toMatchObject({
+      mac: '52:54:00:12:34:56',
+      type: 'discover',
+      arch: 0,
+      userClass: 'iPXE',
+      vendorClass: 'PXEClient:Arch:00000:UNDI:002001',
+      maxMessageSize: 1472,
+    });
     expect(info.ipxe?.get(0x13)).toEqual(Buffer.from([1])); // HTTP feature
     expect(info.uuid?.length).toBe(17);
     expect(info.parameterRequestList).toContain(203);
   });
 
-  it('reads a SELECTING REQUEST from iPXE and the UEFI build\'s architecture', () => {
+  it("reads a SELECTING REQUEST from iPXE and the UEFI build's architecture", () => {
     const r = decodePacket(load('ipxe-e1000-request.bin'));
     const info = readRequest(r, hardwareAddress(r));
     expect(info).toMatchObject({ type: 'request', serverId: '198.18.8.1', requestedIp: '198.18.8.100' });
@@ -75,9 +100,21 @@ describe('golden packets from real clients', () => {
 
 function minimal(): BootRequest {
   return {
-    op: 'request', htype: 1, hlen: 6, hops: 0, xid: 0x01020304, secs: 0, flags: 0,
-    ciaddr: '0.0.0.0', yiaddr: '0.0.0.0', siaddr: '0.0.0.0', giaddr: '0.0.0.0',
-    chaddr: Buffer.from('02000000000100000000000000000000', 'hex'), sname: '', file: '', hasCookie: true,
+    op: 'request',
+    htype: 1,
+    hlen: 6,
+    hops: 0,
+    xid: 0x01020304,
+    secs: 0,
+    flags: 0,
+    ciaddr: '0.0.0.0',
+    yiaddr: '0.0.0.0',
+    siaddr: '0.0.0.0',
+    giaddr: '0.0.0.0',
+    chaddr: Buffer.from('02000000000100000000000000000000', 'hex'),
+    sname: '',
+    file: '',
+    hasCookie: true,
     options: [build.messageType('discover')],
   };
 }
@@ -136,7 +173,13 @@ describe('decoder strictness', () => {
   });
 
   it('rejects a bad message type length and a bad option 93', () => {
-    const p = { ...minimal(), options: [{ code: 53, data: Buffer.from([1, 2]) }, { code: 93, data: Buffer.from([0]) }] };
+    const p = {
+      ...minimal(),
+      options: [
+        { code: 53, data: Buffer.from([1, 2]) },
+        { code: 93, data: Buffer.from([0]) },
+      ],
+    };
     const d = decodePacket(encodePacket(p));
     expect(() => getMessageType(d)).toThrowError(DecodeError);
     expect(() => getClientArchs(d)).toThrowError(DecodeError);

@@ -25,11 +25,23 @@ const ROM = '/usr/lib/ipxe/qemu/pxe-e1000.rom';
 const EFI_ROM = '/usr/lib/ipxe/qemu/efi-e1000.rom';
 const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE.fd';
 const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS.fd';
-const skip = netnsUnavailable() ?? (missingTools('qemu-system-x86_64', 'dnsmasq').length ? 'qemu-system-x86_64 or dnsmasq missing' : undefined) ?? (existsSync(ROM) ? undefined : `${ROM} missing (package ipxe-qemu)`);
+const skip =
+  netnsUnavailable() ??
+  (missingTools('qemu-system-x86_64', 'dnsmasq').length ? 'qemu-system-x86_64 or dnsmasq missing' : undefined) ??
+  (existsSync(ROM) ? undefined : `${ROM} missing (package ipxe-qemu)`);
 const MAC = '52:54:00:12:34:56';
 const client: ClientRecord = {
-  mac: MAC, name: 'qemu-pc', image: 'debian', disk: 'qemu-pc', target: 'iqn.2026-11.local.netboot:qemu-pc', lun: 0,
-  initiatorName: 'iqn.2026-11.local.netboot:initiator:qemu-pc', initiators: [], chap: { user: 'qemu-pc', secret: 'qemu-secret-0123' }, ip: null, createdAt: 0,
+  mac: MAC,
+  name: 'qemu-pc',
+  image: 'debian',
+  disk: 'qemu-pc',
+  target: 'iqn.2026-11.local.netboot:qemu-pc',
+  lun: 0,
+  initiatorName: 'iqn.2026-11.local.netboot:initiator:qemu-pc',
+  initiators: [],
+  chap: { user: 'qemu-pc', secret: 'qemu-secret-0123' },
+  ip: null,
+  createdAt: 0,
 };
 /**
  * iPXE prints the filename from DHCP: the per-client script with a one-time token (then fetches
@@ -59,7 +71,15 @@ describe.skipIf(skip !== undefined)(`iPXE in qemu against the DHCP service${skip
     sh('ip', ['link', 'add', 'va', 'netns', A, 'type', 'veth', 'peer', 'name', 'vr', 'netns', R]);
     sh('ip', ['-n', A, 'link', 'set', 'va', 'master', 'br0']);
     sh('ip', ['-n', R, 'addr', 'add', '198.18.4.2/24', 'dev', 'vr']);
-    for (const [ns, dev] of [[A, 'br0'], [A, 'tap0'], [A, 'va'], [A, 'lo'], [R, 'vr'], [R, 'lo']]) sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+    for (const [ns, dev] of [
+      [A, 'br0'],
+      [A, 'tap0'],
+      [A, 'va'],
+      [A, 'lo'],
+      [R, 'vr'],
+      [R, 'lo'],
+    ])
+      sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
   });
   afterEach(async () => {
     for (const p of procs.splice(0)) p.kill('SIGKILL');
@@ -74,7 +94,11 @@ describe.skipIf(skip !== undefined)(`iPXE in qemu against the DHCP service${skip
   function spec(dhcp: Record<string, unknown>) {
     return {
       config: { dhcp: { interface: 'br0', ...dhcp }, http: { port: 8080 }, iscsi: { port: 3260 }, boot: { unknownClients: 'menu' } },
-      serverAddress: 'auto', dbFile: join(dir, `leases-${Date.now()}.db`), clients: [client], http: true, logLevel: 'info',
+      serverAddress: 'auto',
+      dbFile: join(dir, `leases-${Date.now()}.db`),
+      clients: [client],
+      http: true,
+      logLevel: 'info',
     };
   }
 
@@ -87,14 +111,25 @@ describe.skipIf(skip !== undefined)(`iPXE in qemu against the DHCP service${skip
       firmware = `-drive if=pflash,format=raw,readonly=on,file=${OVMF_CODE} -drive if=pflash,format=raw,file=${join(dir, `${name}-vars.fd`)} `;
     }
     const rom = uefi ? EFI_ROM : ROM;
-    const q = spawn('sh', ['-c', `exec ip netns exec ${A} qemu-system-x86_64 -nographic -monitor none -m 256 -no-reboot ${firmware}`
-      + `-netdev tap,id=n0,ifname=tap0,script=no,downscript=no -device e1000,netdev=n0,mac=${MAC},romfile=${rom},bootindex=1 > ${log} 2>&1`], { stdio: 'ignore' });
+    const q = spawn(
+      'sh',
+      [
+        '-c',
+        `exec ip netns exec ${A} qemu-system-x86_64 -nographic -monitor none -m 256 -no-reboot ${firmware}` +
+          `-netdev tap,id=n0,ifname=tap0,script=no,downscript=no -device e1000,netdev=n0,mac=${MAC},romfile=${rom},bootindex=1 > ${log} 2>&1`,
+      ],
+      { stdio: 'ignore' },
+    );
     procs.push(q);
     const deadline = Date.now() + timeoutMs;
     let text = '';
     while (Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 1000));
-      text = existsSync(log) ? readFileSync(log, 'latin1').replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').replace(/\r/g, '') : '';
+      text = existsSync(log)
+        ? readFileSync(log, 'latin1')
+            .replace(/\x1b\[[0-9;]*[A-Za-z]/g, '')
+            .replace(/\r/g, '')
+        : '';
       if (until.test(text) || q.exitCode !== null) break;
     }
     q.kill('SIGKILL');
@@ -115,14 +150,34 @@ describe.skipIf(skip !== undefined)(`iPXE in qemu against the DHCP service${skip
     expect(serial).toMatch(/Retry the iSCSI boot/);
     expect(serial.match(/netboot: sanboot/g)?.length).toBe(1);
     await runner.waitFor(SERVED, 5000);
-    const stages = runner.events().filter((e) => e.mac === MAC).map((e) => e.stage);
+    const stages = runner
+      .events()
+      .filter((e) => e.mac === MAC)
+      .map((e) => e.stage);
     expect(stages).toEqual(expect.arrayContaining(['dhcp-discover', 'dhcp-offer', 'dhcp-request', 'dhcp-ack', 'script-fetched']));
     expect(runner.events().find((e) => e.stage === 'dhcp-discover')?.detail).toMatchObject({ arch: 0 });
   });
 
   it('proxy mode next to dnsmasq: address from dnsmasq, boot script from us', { timeout: 200_000 }, async () => {
-    const dnsmasq = spawn('ip', ['netns', 'exec', R, 'dnsmasq', '--no-daemon', '--conf-file=/dev/null', '--port=0', '--interface=vr', '--bind-interfaces',
-      '--dhcp-range=198.18.4.150,198.18.4.160,255.255.255.0,10m', `--dhcp-leasefile=${join(dir, 'dnsmasq.leases')}`, '--no-ping', '--log-dhcp'], { stdio: 'ignore' });
+    const dnsmasq = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        R,
+        'dnsmasq',
+        '--no-daemon',
+        '--conf-file=/dev/null',
+        '--port=0',
+        '--interface=vr',
+        '--bind-interfaces',
+        '--dhcp-range=198.18.4.150,198.18.4.160,255.255.255.0,10m',
+        `--dhcp-leasefile=${join(dir, 'dnsmasq.leases')}`,
+        '--no-ping',
+        '--log-dhcp',
+      ],
+      { stdio: 'ignore' },
+    );
     procs.push(dnsmasq);
     runner = startRunner(A, dir, 'qproxy', spec({ mode: 'proxy' }));
     await runner.waitFor(/^READY/, 30_000);
@@ -147,14 +202,18 @@ describe.skipIf(skip !== undefined)(`iPXE in qemu against the DHCP service${skip
     expect(events.some((e) => e.stage === 'script-fetched')).toBe(true);
   });
 
-  it.skipIf(!existsSync(OVMF_CODE) || !existsSync(EFI_ROM))('UEFI (OVMF, efi-e1000.rom): iPXE reports arch 7 and gets the same per-client script', { timeout: 300_000 }, async () => {
-    runner = startRunner(A, dir, 'quefi', spec({ mode: 'full', range: ['198.18.4.100', '198.18.4.120'], conflictProbeSeconds: 1 }));
-    await runner.waitFor(/^READY/, 30_000);
-    const serial = await bootQemu('uefi', /Retry the iSCSI boot/, 240_000, true);
-    expect(unwrapped(serial)).toMatch(TOKENED);
-    expect(serial).toMatch(/netboot: sanboot iscsi:198\.18\.4\.1::3260:0:iqn\.2026-11\.local\.netboot:qemu-pc/);
-    const discover = runner.events().find((e) => e.mac === MAC && e.stage === 'dhcp-discover');
-    expect(discover?.detail).toMatchObject({ arch: 7 });
-    expect(runner.events().some((e) => e.mac === MAC && e.stage === 'script-fetched')).toBe(true);
-  });
+  it.skipIf(!existsSync(OVMF_CODE) || !existsSync(EFI_ROM))(
+    'UEFI (OVMF, efi-e1000.rom): iPXE reports arch 7 and gets the same per-client script',
+    { timeout: 300_000 },
+    async () => {
+      runner = startRunner(A, dir, 'quefi', spec({ mode: 'full', range: ['198.18.4.100', '198.18.4.120'], conflictProbeSeconds: 1 }));
+      await runner.waitFor(/^READY/, 30_000);
+      const serial = await bootQemu('uefi', /Retry the iSCSI boot/, 240_000, true);
+      expect(unwrapped(serial)).toMatch(TOKENED);
+      expect(serial).toMatch(/netboot: sanboot iscsi:198\.18\.4\.1::3260:0:iqn\.2026-11\.local\.netboot:qemu-pc/);
+      const discover = runner.events().find((e) => e.mac === MAC && e.stage === 'dhcp-discover');
+      expect(discover?.detail).toMatchObject({ arch: 7 });
+      expect(runner.events().some((e) => e.mac === MAC && e.stage === 'script-fetched')).toBe(true);
+    },
+  );
 });

@@ -17,8 +17,18 @@ const binaries = { dir: '/ipxe', bios: 'undionly.kpxe', efiX64: 'ipxe.efi' };
 
 function clientRecord(mac: string, extra: Partial<ClientRecord> = {}): ClientRecord {
   return {
-    mac, name: 'pc-1', image: 'debian', disk: 'pc-1', target: 'iqn.2026-11.local.netboot:pc-1', lun: 0,
-    initiatorName: 'iqn.2026-11.local.netboot:initiator:pc-1', initiators: [], chap: null, ip: null, createdAt: 0, ...extra,
+    mac,
+    name: 'pc-1',
+    image: 'debian',
+    disk: 'pc-1',
+    target: 'iqn.2026-11.local.netboot:pc-1',
+    lun: 0,
+    initiatorName: 'iqn.2026-11.local.netboot:initiator:pc-1',
+    initiators: [],
+    chap: null,
+    ip: null,
+    createdAt: 0,
+    ...extra,
   };
 }
 
@@ -26,16 +36,34 @@ function request(mac: string, type: Parameters<typeof build.messageType>[0], opt
   const chaddr = Buffer.alloc(16);
   Buffer.from(mac.replace(/:/g, ''), 'hex').copy(chaddr);
   const p: BootRequest = {
-    op: 'request', htype: 1, hlen: 6, hops: 0, xid: 0xabcd0001, secs: 0, flags: 0,
-    ciaddr: '0.0.0.0', yiaddr: '0.0.0.0', siaddr: '0.0.0.0', giaddr: '0.0.0.0',
-    chaddr, sname: '', file: '', hasCookie: true, options: [build.messageType(type), ...opts], ...fields,
+    op: 'request',
+    htype: 1,
+    hlen: 6,
+    hops: 0,
+    xid: 0xabcd0001,
+    secs: 0,
+    flags: 0,
+    ciaddr: '0.0.0.0',
+    yiaddr: '0.0.0.0',
+    siaddr: '0.0.0.0',
+    giaddr: '0.0.0.0',
+    chaddr,
+    sname: '',
+    file: '',
+    hasCookie: true,
+    options: [build.messageType(type), ...opts],
+    ...fields,
   };
   // Through the codec, as the server does.
   return decodePacket(encodePacket(p)) as BootRequest;
 }
 
 const pxeBios = [build.text(Opt.vendorClass, 'PXEClient:Arch:00000:UNDI:002001'), { code: Opt.clientArch, data: Buffer.from([0, 0]) }];
-const pxeUefi = [build.text(Opt.vendorClass, 'PXEClient:Arch:00007:UNDI:003016'), { code: Opt.clientArch, data: Buffer.from([0, 7]) }, { code: Opt.clientUuid, data: Buffer.alloc(17, 0x11).fill(0, 0, 1) }];
+const pxeUefi = [
+  build.text(Opt.vendorClass, 'PXEClient:Arch:00007:UNDI:003016'),
+  { code: Opt.clientArch, data: Buffer.from([0, 7]) },
+  { code: Opt.clientUuid, data: Buffer.alloc(17, 0x11).fill(0, 0, 1) },
+];
 const ipxe = [...pxeBios, build.text(Opt.userClass, 'iPXE'), { code: Opt.ipxeEncap, data: Buffer.from([0x13, 1, 1, 0x11, 1, 1]) }];
 
 function inbound(packet: BootRequest, via: Via = 'broadcast', from = { address: '0.0.0.0', port: 68 }): Inbound {
@@ -49,10 +77,26 @@ function setup(clients: ClientRecord[] = [], unknownClients: 'ignore' | 'menu' |
   const seen = new Map<string, string>();
   const map = new Map(clients.map((c) => [c.mac, c]));
   const directory = { byMac: (m: string) => map.get(m) };
-  const policy = new BootPolicy({ boot: { ipxeDir: '/ipxe', unknownClients }, clients: directory, httpPort: 8080, iscsiPort: 3260, log: silentLogger(), clock, binaries, tokens });
+  const policy = new BootPolicy({
+    boot: { ipxeDir: '/ipxe', unknownClients },
+    clients: directory,
+    httpPort: 8080,
+    iscsiPort: 3260,
+    log: silentLogger(),
+    clock,
+    binaries,
+    tokens,
+  });
   const ctx: ResponderContext = {
-    serverAddress: SERVER, serverPort: 67, clientPort: 68, policy, clock, log: silentLogger(),
-    events: { record: (e) => events.push(e) }, counters: newCounters(), noteAddress: (ip, mac) => seen.set(ip, mac),
+    serverAddress: SERVER,
+    serverPort: 67,
+    clientPort: 68,
+    policy,
+    clock,
+    log: silentLogger(),
+    events: { record: (e) => events.push(e) },
+    counters: newCounters(),
+    noteAddress: (ip, mac) => seen.set(ip, mac),
   };
   return { clock, events, ctx, directory, map, seen, tokens: tokens! };
 }
@@ -89,7 +133,10 @@ describe('proxy responder', () => {
 
   it('gives UEFI HTTP boot 60 HTTPClient and a URL', () => {
     const { ctx } = setup();
-    const req = request('02:00:00:00:00:03', 'discover', [build.text(Opt.vendorClass, 'HTTPClient:Arch:00016:UNDI:003001'), { code: 93, data: Buffer.from([0, 16]) }]);
+    const req = request('02:00:00:00:00:03', 'discover', [
+      build.text(Opt.vendorClass, 'HTTPClient:Arch:00016:UNDI:003001'),
+      { code: 93, data: Buffer.from([0, 16]) },
+    ]);
     const [out] = new ProxyResponder(ctx).handle(inbound(req));
     expect(getString(out.packet, Opt.vendorClass)).toBe('HTTPClient');
     expect(out.packet.file).toBe(`http://${SERVER}:8080/boot/ipxe.efi`);
@@ -118,7 +165,11 @@ describe('proxy responder', () => {
     expect(r.handle(inbound(request('02:00:00:00:00:04', 'discover')))).toEqual([]);
     expect(r.handle(inbound(request('02:00:00:00:00:04', 'discover', pxeBios)))).toEqual([]);
     const { ctx: ctx2, seen } = setup();
-    expect(new ProxyResponder(ctx2).handle(inbound(request('02:00:00:00:00:05', 'request', [...pxeBios, build.ip(Opt.requestedIp, '198.18.0.77'), build.ip(Opt.serverId, '198.18.0.2')])))).toEqual([]);
+    expect(
+      new ProxyResponder(ctx2).handle(
+        inbound(request('02:00:00:00:00:05', 'request', [...pxeBios, build.ip(Opt.requestedIp, '198.18.0.77'), build.ip(Opt.serverId, '198.18.0.2')])),
+      ),
+    ).toEqual([]);
     expect(seen.get('198.18.0.77')).toBe('02:00:00:00:00:05');
   });
 
@@ -144,13 +195,23 @@ describe('proxy responder', () => {
 
   it('offers nothing (and warns once) when the binary for an architecture is missing', () => {
     const { ctx } = setup();
-    const req = request('02:00:00:00:00:08', 'discover', [build.text(Opt.vendorClass, 'PXEClient:Arch:00011:UNDI:003000'), { code: 93, data: Buffer.from([0, 11]) }]);
+    const req = request('02:00:00:00:00:08', 'discover', [
+      build.text(Opt.vendorClass, 'PXEClient:Arch:00011:UNDI:003000'),
+      { code: 93, data: Buffer.from([0, 11]) },
+    ]);
     expect(new ProxyResponder(ctx).handle(inbound(req))).toEqual([]);
   });
 });
 
 describe('full responder', () => {
-  const cfg = { range: ['198.18.0.100', '198.18.0.102'], netmask: '255.255.255.0', router: '198.18.0.1', dns: ['198.18.0.1'], domain: 'lab.test', leaseSeconds: 600 };
+  const cfg = {
+    range: ['198.18.0.100', '198.18.0.102'],
+    netmask: '255.255.255.0',
+    router: '198.18.0.1',
+    dns: ['198.18.0.1'],
+    domain: 'lab.test',
+    leaseSeconds: 600,
+  };
   let db: Database.Database;
   beforeEach(() => {
     db = new Database(':memory:');
@@ -215,7 +276,7 @@ describe('full responder', () => {
     expect(o.packet.yiaddr).not.toBe('198.18.0.101');
   });
 
-  it('INIT-REBOOT: ACKs the client its own address, NAKs another subnet and someone else\'s address (broadcast)', () => {
+  it("INIT-REBOOT: ACKs the client its own address, NAKs another subnet and someone else's address (broadcast)", () => {
     const s = setup();
     const r = full(s);
     const a = dora(r, '02:00:00:00:01:09');
@@ -253,7 +314,9 @@ describe('full responder', () => {
     const [o] = r.handle(inbound(request('02:00:00:00:01:0d', 'discover')));
     expect(o.packet.yiaddr).toBe('198.18.0.100');
     expect(r.handle(inbound(request('02:00:00:00:01:0e', 'discover')))).toEqual([]); // held for 0d
-    expect(r.handle(inbound(request('02:00:00:00:01:0d', 'request', [build.ip(Opt.requestedIp, '198.18.0.100'), build.ip(Opt.serverId, '198.18.0.2')])))).toEqual([]);
+    expect(
+      r.handle(inbound(request('02:00:00:00:01:0d', 'request', [build.ip(Opt.requestedIp, '198.18.0.100'), build.ip(Opt.serverId, '198.18.0.2')]))),
+    ).toEqual([]);
     expect(r.handle(inbound(request('02:00:00:00:01:0e', 'discover')))[0].packet.yiaddr).toBe('198.18.0.100');
   });
 
@@ -309,7 +372,9 @@ describe('full responder', () => {
 
   it('NAKs through a relay with the broadcast bit set', () => {
     const s = setup();
-    const [nak] = full(s).handle(inbound(request('02:00:00:00:01:18', 'request', [build.ip(Opt.requestedIp, '10.0.0.5')], { giaddr: '198.18.0.254' }), 'unicast'));
+    const [nak] = full(s).handle(
+      inbound(request('02:00:00:00:01:18', 'request', [build.ip(Opt.requestedIp, '10.0.0.5')], { giaddr: '198.18.0.254' }), 'unicast'),
+    );
     expect(getMessageType(nak.packet)).toBe('nak');
     expect(nak.to).toEqual({ address: '198.18.0.254', port: 67 });
     expect(nak.packet.flags & FLAG_BROADCAST).toBe(FLAG_BROADCAST);
@@ -353,7 +418,12 @@ describe('one-time script links in DHCP answers (issue #13)', () => {
 
   it('full mode: OFFER and ACK each carry a fresh token bound to yiaddr; redeeming one retires the other', () => {
     const s = setup([c], 'ignore', true);
-    const r = new FullResponder(s.ctx, { range: ['198.18.0.100', '198.18.0.102'], netmask: '255.255.255.0', router: '', dns: [], domain: '', leaseSeconds: 600 }, new LeaseStore(new Database(':memory:')), s.directory);
+    const r = new FullResponder(
+      s.ctx,
+      { range: ['198.18.0.100', '198.18.0.102'], netmask: '255.255.255.0', router: '', dns: [], domain: '', leaseSeconds: 600 },
+      new LeaseStore(new Database(':memory:')),
+      s.directory,
+    );
     const [offer] = r.handle(inbound(request(c.mac, 'discover', ipxe)));
     const ip = offer.packet.yiaddr;
     const [ack] = r.handle(inbound(request(c.mac, 'request', [...ipxe, build.ip(Opt.requestedIp, ip), build.ip(Opt.serverId, SERVER)])));
@@ -368,7 +438,7 @@ describe('one-time script links in DHCP answers (issue #13)', () => {
     expect(s.tokens.redeem(to, { mac: c.mac, peer: ip, neighbourMac: c.mac })).toEqual({ ok: false, reason: 'unknown' });
   });
 
-  it('no token for firmware (it gets an iPXE binary) nor for an unknown client\'s menu', () => {
+  it("no token for firmware (it gets an iPXE binary) nor for an unknown client's menu", () => {
     const s = setup([c], 'menu', true);
     const r = new ProxyResponder(s.ctx);
     expect(r.handle(inbound(request(c.mac, 'discover', pxeBios)))[0].packet.file).toBe('undionly.kpxe');

@@ -24,8 +24,23 @@ function request(type: Parameters<typeof build.messageType>[0], opts: DhcpOption
   const chaddr = Buffer.alloc(16);
   Buffer.from(MAC.replace(/:/g, ''), 'hex').copy(chaddr);
   return encodePacket({
-    op: 'request', htype: 1, hlen: 6, hops: 1, xid: 0x77, secs: 0, flags: 0, ciaddr: '0.0.0.0', yiaddr: '0.0.0.0', siaddr: '0.0.0.0',
-    giaddr: '127.0.0.2', chaddr, sname: '', file: '', hasCookie: true, options: [build.messageType(type), ...opts], ...fields,
+    op: 'request',
+    htype: 1,
+    hlen: 6,
+    hops: 1,
+    xid: 0x77,
+    secs: 0,
+    flags: 0,
+    ciaddr: '0.0.0.0',
+    yiaddr: '0.0.0.0',
+    siaddr: '0.0.0.0',
+    giaddr: '127.0.0.2',
+    chaddr,
+    sname: '',
+    file: '',
+    hasCookie: true,
+    options: [build.messageType(type), ...opts],
+    ...fields,
   });
 }
 
@@ -55,11 +70,31 @@ describe('DhcpServer on loopback', () => {
     const cfg = parseConfig({ dhcp: { mode, interface: 'lo', port: 0, proxyPort: 0, ...(mode === 'full' ? full : {}) }, boot: { unknownClients: 'menu' } });
     const events: BootEvent[] = [];
     const clients = { byMac: () => undefined };
-    const policy = new BootPolicy({ boot: cfg.boot, clients, httpPort: 8080, iscsiPort: 3260, log: silentLogger(), clock: systemClock, binaries: { dir: '/x', bios: 'undionly.kpxe', efiX64: 'ipxe.efi' } });
+    const policy = new BootPolicy({
+      boot: cfg.boot,
+      clients,
+      httpPort: 8080,
+      iscsiPort: 3260,
+      log: silentLogger(),
+      clock: systemClock,
+      binaries: { dir: '/x', bios: 'undionly.kpxe', efiX64: 'ipxe.efi' },
+    });
     const record = (e: BootEvent) => (sink?.(e), events.push(e));
-    const server = new DhcpServer({ config: cfg.dhcp, serverAddress: '127.0.0.1', clients, policy, db, clock: systemClock, log: silentLogger(), events: { record } });
+    const server = new DhcpServer({
+      config: cfg.dhcp,
+      serverAddress: '127.0.0.1',
+      clients,
+      policy,
+      db,
+      clock: systemClock,
+      log: silentLogger(),
+      events: { record },
+    });
     await server.start();
-    cleanups.push(() => server.stop(), () => void db.close());
+    cleanups.push(
+      () => server.stop(),
+      () => void db.close(),
+    );
     return { server, events };
   }
 
@@ -173,12 +208,32 @@ describe('DhcpServer on loopback', () => {
 
   it('refuses a second DHCP service on the same port in one process, even while the first still probes (regression: two mode changes at once answered every broadcast twice)', async () => {
     const port = 20_000 + (process.pid % 20_000);
-    const cfg = parseConfig({ dhcp: { mode: 'full', interface: 'lo', port, range: ['127.0.0.100', '127.0.0.200'], netmask: '255.0.0.0', conflictProbeSeconds: 1 }, boot: { unknownClients: 'menu' } });
+    const cfg = parseConfig({
+      dhcp: { mode: 'full', interface: 'lo', port, range: ['127.0.0.100', '127.0.0.200'], netmask: '255.0.0.0', conflictProbeSeconds: 1 },
+      boot: { unknownClients: 'menu' },
+    });
     const make = () => {
       const db = new Database(':memory:');
       cleanups.push(() => void db.close());
-      const policy = new BootPolicy({ boot: cfg.boot, clients: { byMac: () => undefined }, httpPort: 8080, iscsiPort: 3260, log: silentLogger(), clock: systemClock, binaries: { dir: '/x', bios: 'undionly.kpxe', efiX64: 'ipxe.efi' } });
-      const s = new DhcpServer({ config: cfg.dhcp, serverAddress: '127.0.0.1', clients: { byMac: () => undefined }, policy, db, clock: systemClock, log: silentLogger(), clientPort: port + 1 });
+      const policy = new BootPolicy({
+        boot: cfg.boot,
+        clients: { byMac: () => undefined },
+        httpPort: 8080,
+        iscsiPort: 3260,
+        log: silentLogger(),
+        clock: systemClock,
+        binaries: { dir: '/x', bios: 'undionly.kpxe', efiX64: 'ipxe.efi' },
+      });
+      const s = new DhcpServer({
+        config: cfg.dhcp,
+        serverAddress: '127.0.0.1',
+        clients: { byMac: () => undefined },
+        policy,
+        db,
+        clock: systemClock,
+        log: silentLogger(),
+        clientPort: port + 1,
+      });
       cleanups.push(() => s.stop());
       return s;
     };

@@ -217,7 +217,9 @@ export async function addClient(app: LabAppliance, mac: string, image: string, n
  * when GET /api/clients/:mac first showed the client offline.
  */
 export async function retryWhileInUse(
-  fn: () => Promise<ApiReply>, timeoutMs: number, watch?: { app: LabAppliance; mac: string },
+  fn: () => Promise<ApiReply>,
+  timeoutMs: number,
+  watch?: { app: LabAppliance; mac: string },
 ): Promise<{ reply: ApiReply; waitedMs: number; offlineAfterMs?: number }> {
   const start = Date.now();
   let offlineAfterMs: number | undefined;

@@ -15,7 +15,19 @@ const FIXTURES = join(REPO_ROOT, 'test/fixtures/e2e');
 const RECIPE = [SCRIPT, join(FIXTURES, 'initramfs-init.sh'), join(FIXTURES, 'udhcpc.script')];
 
 /** Host tools the build needs besides the x64 disk's. */
-export const ARM64_BUILD_TOOLS = ['mmdebstrap', 'readelf', 'modinfo', 'depmod', 'modprobe', 'cpio', 'mkfs.vfat', 'mcopy', 'mmd', 'mkfs.ext4', 'sfdisk'] as const;
+export const ARM64_BUILD_TOOLS = [
+  'mmdebstrap',
+  'readelf',
+  'modinfo',
+  'depmod',
+  'modprobe',
+  'cpio',
+  'mkfs.vfat',
+  'mcopy',
+  'mmd',
+  'mkfs.ext4',
+  'sfdisk',
+] as const;
 
 export interface Arm64Disk extends TestDisk {
   /** Folder with shimaa64.efi and grubaa64.efi (boot.signedDir for the appliance). */
@@ -44,7 +56,12 @@ export function buildArm64Disk(opts: { log?: (m: string) => void } = {}): Arm64D
     }
     rmSync(tmp, { recursive: true, force: true });
   }
-  const env = Object.fromEntries(readFileSync(join(dir, 'layout.env'), 'utf8').trim().split('\n').map((l) => l.split('=') as [string, string]));
+  const env = Object.fromEntries(
+    readFileSync(join(dir, 'layout.env'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => l.split('=') as [string, string]),
+  );
   return {
     path: join(dir, 'disk.img'),
     kernelPackage: 'linux-image-arm64',

@@ -42,22 +42,33 @@ suite(`e2e: an ARM64 UEFI client by the GRUB road${why ? ` (skipped: ${why})` : 
     await lab?.destroy();
   });
 
-  it('boots to root, its write is on its disk; the timeline shows the GRUB road', async () => {
-    const mac = labMac(0x501);
-    const client = await addClient(app!, mac, 'arm64-golden', 'arm64-board');
-    const boot = await lab!.startQemu({ name: 'arm64-grub-1', mac, firmware: 'arm64-uefi', timeoutMs: LIMIT_MS }).result();
-    console.log(`${formatBoot(boot)}\n    ${formatTimeline(boot)}`);
-    const failed = boot.markers.find((m) => m.kind === 'FAIL');
-    const context = `${boot.name}${failed ? ` (${failed.text})` : ''}: see ${boot.serialLog}`;
-    expect(boot.markers.filter((m) => m.kind === 'STAGE').map((m) => m.text.split(' ')[0]), context).toEqual(FULL_BOOT);
-    expect(boot.wroteLine, context).toBe(1);
-    expect(boot.markers.find((m) => m.kind === 'CMDLINE-LOGIN')?.text, context).toBe(`initiator=${client.initiatorName} target=${client.target} chap=yes`);
-    const events = (await app!.call('GET', `/api/clients/${mac}/events`)).events as Array<{ stage: string; detail?: Record<string, unknown> }>;
-    expect(events.find((e) => e.stage === 'dhcp-ack')?.detail).toMatchObject({ file: 'shimaa64.efi' });
-    expect(events.find((e) => e.stage === 'grub-config')?.detail).toMatchObject({ kernel: '/vmlinuz', initrd: '/initrd.gz', from: 'partition 1/extlinux/extlinux.conf' });
-    const lines = await exportedBootLog(app!, mac, disk, join(runDir, 'export.img'));
-    expect(lines).toHaveLength(1);
-    expect(lines![0]).toContain(`mac=${mac}`);
-    console.log(`ARM64-GRUB-ROAD root-mounted ${((boot.rootMountedMs ?? Number.NaN) / 1000).toFixed(1)} s (TCG, cortex-a57)`);
-  }, LIMIT_MS + 60_000);
+  it(
+    'boots to root, its write is on its disk; the timeline shows the GRUB road',
+    async () => {
+      const mac = labMac(0x501);
+      const client = await addClient(app!, mac, 'arm64-golden', 'arm64-board');
+      const boot = await lab!.startQemu({ name: 'arm64-grub-1', mac, firmware: 'arm64-uefi', timeoutMs: LIMIT_MS }).result();
+      console.log(`${formatBoot(boot)}\n    ${formatTimeline(boot)}`);
+      const failed = boot.markers.find((m) => m.kind === 'FAIL');
+      const context = `${boot.name}${failed ? ` (${failed.text})` : ''}: see ${boot.serialLog}`;
+      expect(
+        boot.markers.filter((m) => m.kind === 'STAGE').map((m) => m.text.split(' ')[0]),
+        context,
+      ).toEqual(FULL_BOOT);
+      expect(boot.wroteLine, context).toBe(1);
+      expect(boot.markers.find((m) => m.kind === 'CMDLINE-LOGIN')?.text, context).toBe(`initiator=${client.initiatorName} target=${client.target} chap=yes`);
+      const events = (await app!.call('GET', `/api/clients/${mac}/events`)).events as Array<{ stage: string; detail?: Record<string, unknown> }>;
+      expect(events.find((e) => e.stage === 'dhcp-ack')?.detail).toMatchObject({ file: 'shimaa64.efi' });
+      expect(events.find((e) => e.stage === 'grub-config')?.detail).toMatchObject({
+        kernel: '/vmlinuz',
+        initrd: '/initrd.gz',
+        from: 'partition 1/extlinux/extlinux.conf',
+      });
+      const lines = await exportedBootLog(app!, mac, disk, join(runDir, 'export.img'));
+      expect(lines).toHaveLength(1);
+      expect(lines![0]).toContain(`mac=${mac}`);
+      console.log(`ARM64-GRUB-ROAD root-mounted ${((boot.rootMountedMs ?? Number.NaN) / 1000).toFixed(1)} s (TCG, cortex-a57)`);
+    },
+    LIMIT_MS + 60_000,
+  );
 });

@@ -24,9 +24,27 @@ export const CACHE_DIR = join(REPO_ROOT, 'test/.cache/e2e');
 
 /** Host tools build-disk.sh runs. */
 export const BUILD_TOOLS = [
-  'apt-get', 'apt-cache', 'dpkg', 'depmod', 'modinfo', 'modprobe', 'cpio', 'gzip', 'mkfs.vfat', 'mcopy', 'mmd',
-  'syslinux', 'mkfs.ext4', 'sfdisk', 'dd', 'debugfs', '/bin/busybox', '/usr/sbin/iscsistart',
-  '/usr/lib/SYSLINUX/mbr.bin', '/usr/lib/SYSLINUX.EFI/efi64/syslinux.efi', '/usr/lib/syslinux/modules/efi64/ldlinux.e64',
+  'apt-get',
+  'apt-cache',
+  'dpkg',
+  'depmod',
+  'modinfo',
+  'modprobe',
+  'cpio',
+  'gzip',
+  'mkfs.vfat',
+  'mcopy',
+  'mmd',
+  'syslinux',
+  'mkfs.ext4',
+  'sfdisk',
+  'dd',
+  'debugfs',
+  '/bin/busybox',
+  '/usr/sbin/iscsistart',
+  '/usr/lib/SYSLINUX/mbr.bin',
+  '/usr/lib/SYSLINUX.EFI/efi64/syslinux.efi',
+  '/usr/lib/syslinux/modules/efi64/ldlinux.e64',
 ] as const;
 
 /** A built disk image and where its partitions are (512-byte sectors). */
@@ -63,7 +81,10 @@ export function currentKernelPackage(): { name: string; version: string } {
 
 function readLayout(dir: string, kernelPackage: string): TestDisk {
   const env = Object.fromEntries(
-    readFileSync(join(dir, 'layout.env'), 'utf8').trim().split('\n').map((l) => l.split('=') as [string, string]),
+    readFileSync(join(dir, 'layout.env'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => l.split('=') as [string, string]),
   );
   return {
     path: join(dir, 'disk.img'),

@@ -24,8 +24,19 @@ const CUSTOMIZE = join(REPO_ROOT, 'test/e2e/debian-customize.sh');
 
 /** Host tools build-debian-image.sh needs (the test skips, naming them, when one is missing). */
 export const DEBIAN_BUILD_TOOLS = [
-  'mmdebstrap', 'grub-install', 'grub-mkimage', 'sfdisk', 'losetup', 'partx', 'mkfs.ext4', 'mkfs.vfat', 'mcopy', 'blkid',
-  'apt-cache', '/usr/lib/grub/i386-pc/boot.img', '/usr/lib/grub/x86_64-efi/normal.mod',
+  'mmdebstrap',
+  'grub-install',
+  'grub-mkimage',
+  'sfdisk',
+  'losetup',
+  'partx',
+  'mkfs.ext4',
+  'mkfs.vfat',
+  'mcopy',
+  'blkid',
+  'apt-cache',
+  '/usr/lib/grub/i386-pc/boot.img',
+  '/usr/lib/grub/x86_64-efi/normal.mod',
 ] as const;
 
 /**
@@ -33,8 +44,22 @@ export const DEBIAN_BUILD_TOOLS = [
  * host's GRUB (its modules are copied into the image).
  */
 const KEY_PACKAGES = [
-  'linux-image-amd64', 'systemd', 'systemd-sysv', 'udev', 'open-iscsi', 'initramfs-tools', 'kmod', 'e2fsprogs',
-  'iproute2', 'zstd', 'ifupdown', 'isc-dhcp-client', 'libc6', 'grub-pc-bin', 'grub-efi-amd64-bin', 'mmdebstrap',
+  'linux-image-amd64',
+  'systemd',
+  'systemd-sysv',
+  'udev',
+  'open-iscsi',
+  'initramfs-tools',
+  'kmod',
+  'e2fsprogs',
+  'iproute2',
+  'zstd',
+  'ifupdown',
+  'isc-dhcp-client',
+  'libc6',
+  'grub-pc-bin',
+  'grub-efi-amd64-bin',
+  'mmdebstrap',
 ];
 
 /** Which network configuration the image carries (build-debian-image.sh --network). */
@@ -114,7 +139,7 @@ export function buildDebianImage(opts: { network?: DebianNetwork; size?: string;
   }
   const seconds = Math.round((Date.now() - start) / 1000);
   writeFileSync(stamp, JSON.stringify({ key, network, size, seconds, versions: candidateVersions(KEY_PACKAGES).split('\n') }, null, 2));
-  log(`debian image: built in ${seconds} s (${Math.round(statSync(path).blocks * 512 / 2 ** 20)} MiB allocated)`);
+  log(`debian image: built in ${seconds} s (${Math.round((statSync(path).blocks * 512) / 2 ** 20)} MiB allocated)`);
   return { path, key, network, built: true, buildSeconds: seconds };
 }
 

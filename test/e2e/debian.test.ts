@@ -119,9 +119,18 @@ function expectCleanBoot(b: DebianBoot, n: number): void {
   expect(b.serial.match(BAD_CONSOLE)?.[0], ctx).toBeUndefined();
   expect(b.shutdownMs, ctx).toBeLessThan(SHUTDOWN_LIMIT_MS);
   // Root came from the iSCSI disk iPXE described in the iBFT, with CHAP (the client's default).
-  expect(b.info.find((i) => i.startsWith('ibft-chap=')), ctx).toMatch(/^ibft-chap=yes /);
-  expect(b.info.find((i) => i.startsWith('root=')), ctx).toMatch(/sessions=1$/);
-  expect(b.info.find((i) => i.startsWith('failed-units=')), ctx).toBe('failed-units=');
+  expect(
+    b.info.find((i) => i.startsWith('ibft-chap=')),
+    ctx,
+  ).toMatch(/^ibft-chap=yes /);
+  expect(
+    b.info.find((i) => i.startsWith('root=')),
+    ctx,
+  ).toMatch(/sessions=1$/);
+  expect(
+    b.info.find((i) => i.startsWith('failed-units=')),
+    ctx,
+  ).toBe('failed-units=');
 }
 
 let image: DebianImage;
@@ -151,39 +160,47 @@ suite(`e2e: Debian 12 (systemd, initramfs-tools, open-iscsi) boots and shuts dow
     await lab?.destroy();
   });
 
-  it('BIOS: boots to multi-user twice, the second boot sees the first boot\'s write, each shutdown powers off cleanly', async () => {
-    const mac = labMac(0x401);
-    await addClient(app!, mac, IMAGE, 'debian-bios');
-    const view = await app!.call('GET', `/api/clients/${mac}`);
-    expect(view.chap, 'new clients get CHAP by default (issue #13)').toBeTruthy();
+  it(
+    "BIOS: boots to multi-user twice, the second boot sees the first boot's write, each shutdown powers off cleanly",
+    async () => {
+      const mac = labMac(0x401);
+      await addClient(app!, mac, IMAGE, 'debian-bios');
+      const view = await app!.call('GET', `/api/clients/${mac}`);
+      expect(view.chap, 'new clients get CHAP by default (issue #13)').toBeTruthy();
 
-    const first = await bootOnce(lab!.startQemu({ name: 'debian-bios-1', mac, firmware: 'bios', memoryMiB: 1024, timeoutMs: BOOT_LIMIT_MS }));
-    expectCleanBoot(first, 1);
-    expect(liveSessionsDropped(app!.log(), first), 'a live session was dropped').toEqual([]);
-    const snap = await app!.call('POST', `/api/clients/${mac}/snapshots`, { name: 'after-boot-1' }, [200, 201]);
-    const second = await bootOnce(lab!.startQemu({ name: 'debian-bios-2', mac, firmware: 'bios', memoryMiB: 1024, timeoutMs: BOOT_LIMIT_MS }));
-    expectCleanBoot(second, 2);
-    expect(liveSessionsDropped(app!.log(), second), 'a live session was dropped').toEqual([]);
-    expect(second.info.find((i) => i.startsWith('nic='))).toMatch(/^nic=ens3 addr=ens3 198\.18\.0\.\d+\/24/);
+      const first = await bootOnce(lab!.startQemu({ name: 'debian-bios-1', mac, firmware: 'bios', memoryMiB: 1024, timeoutMs: BOOT_LIMIT_MS }));
+      expectCleanBoot(first, 1);
+      expect(liveSessionsDropped(app!.log(), first), 'a live session was dropped').toEqual([]);
+      const snap = await app!.call('POST', `/api/clients/${mac}/snapshots`, { name: 'after-boot-1' }, [200, 201]);
+      const second = await bootOnce(lab!.startQemu({ name: 'debian-bios-2', mac, firmware: 'bios', memoryMiB: 1024, timeoutMs: BOOT_LIMIT_MS }));
+      expectCleanBoot(second, 2);
+      expect(liveSessionsDropped(app!.log(), second), 'a live session was dropped').toEqual([]);
+      expect(second.info.find((i) => i.startsWith('nic='))).toMatch(/^nic=ens3 addr=ens3 198\.18\.0\.\d+\/24/);
 
-    // systemd powered off without logging out of the root session (open-iscsi never does): the
-    // target must see the silent connection as dead within 15 s of the power-off (qemu's exit),
-    // though iscsid took the initramfs's session over after switch-root (issue #14).
-    const dead = await retryWhileInUse(() => app!.api('POST', `/api/clients/${mac}/snapshots/${snap.id}/restore`), 40_000, { app: app!, mac });
-    console.log(
-      `DEAD-CLIENT debian 12 (systemd): power-off -> shown offline ${((dead.offlineAfterMs ?? NaN) / 1000).toFixed(1)} s, ` +
-        `restore accepted ${(dead.waitedMs / 1000).toFixed(1)} s (HTTP ${dead.reply.status})`,
-    );
-    expect(dead.reply.status, JSON.stringify(dead.reply.json)).toBe(200);
-    expect(dead.waitedMs).toBeLessThanOrEqual(15_000);
-    expect(dead.offlineAfterMs!).toBeLessThanOrEqual(15_000);
-  }, 2 * BOOT_LIMIT_MS + 60_000);
+      // systemd powered off without logging out of the root session (open-iscsi never does): the
+      // target must see the silent connection as dead within 15 s of the power-off (qemu's exit),
+      // though iscsid took the initramfs's session over after switch-root (issue #14).
+      const dead = await retryWhileInUse(() => app!.api('POST', `/api/clients/${mac}/snapshots/${snap.id}/restore`), 40_000, { app: app!, mac });
+      console.log(
+        `DEAD-CLIENT debian 12 (systemd): power-off -> shown offline ${((dead.offlineAfterMs ?? NaN) / 1000).toFixed(1)} s, ` +
+          `restore accepted ${(dead.waitedMs / 1000).toFixed(1)} s (HTTP ${dead.reply.status})`,
+      );
+      expect(dead.reply.status, JSON.stringify(dead.reply.json)).toBe(200);
+      expect(dead.waitedMs).toBeLessThanOrEqual(15_000);
+      expect(dead.offlineAfterMs!).toBeLessThanOrEqual(15_000);
+    },
+    2 * BOOT_LIMIT_MS + 60_000,
+  );
 
-  it('UEFI: the same image boots (GRUB as \\EFI\\BOOT\\BOOTX64.EFI) and powers off cleanly', async () => {
-    const mac = labMac(0x402);
-    await addClient(app!, mac, IMAGE, 'debian-uefi');
-    const boot = await bootOnce(lab!.startQemu({ name: 'debian-uefi-1', mac, firmware: 'uefi', memoryMiB: 1024, timeoutMs: BOOT_LIMIT_MS }));
-    expectCleanBoot(boot, 1);
-    expect(liveSessionsDropped(app!.log(), boot), 'a live session was dropped').toEqual([]);
-  }, BOOT_LIMIT_MS + 60_000);
+  it(
+    'UEFI: the same image boots (GRUB as \\EFI\\BOOT\\BOOTX64.EFI) and powers off cleanly',
+    async () => {
+      const mac = labMac(0x402);
+      await addClient(app!, mac, IMAGE, 'debian-uefi');
+      const boot = await bootOnce(lab!.startQemu({ name: 'debian-uefi-1', mac, firmware: 'uefi', memoryMiB: 1024, timeoutMs: BOOT_LIMIT_MS }));
+      expectCleanBoot(boot, 1);
+      expect(liveSessionsDropped(app!.log(), boot), 'a live session was dropped').toEqual([]);
+    },
+    BOOT_LIMIT_MS + 60_000,
+  );
 });

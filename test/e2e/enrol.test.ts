@@ -63,51 +63,60 @@ suite(`e2e zero-touch enrolment${why ? ` (skipped: ${why})` : ''}`, () => {
   it.each([
     { firmware: 'bios' as const, mac: labMac(0x401), arch: 0 },
     { firmware: 'uefi' as const, mac: labMac(0x402), arch: 7 },
-  ])('$firmware: an unknown PC shows the wait screen, is listed, and boots by itself once the API gives it an image', async ({ firmware, mac, arch }) => {
-    expect(startedWithoutCarrier, 'the appliance was up while its bridge had no carrier (issue #14)').toBe(true);
-    const started = Date.now();
-    const q = lab!.startQemu({ name: `enrol-${firmware}`, mac, firmware, timeoutMs: BOOT_LIMIT_MS });
-    try {
-      // 1. The wait screen, on the serial console (bounded).
-      const deadline = Date.now() + 150_000;
-      while (!q.tail(400).includes(WAIT_SCREEN)) {
-        if (q.done) throw new Error(`qemu exited before the wait screen:\n${q.tail()}`);
-        if (Date.now() > deadline) throw new Error(`no wait screen within 150 s:\n${q.tail()}`);
-        await sleep(500);
+  ])(
+    '$firmware: an unknown PC shows the wait screen, is listed, and boots by itself once the API gives it an image',
+    async ({ firmware, mac, arch }) => {
+      expect(startedWithoutCarrier, 'the appliance was up while its bridge had no carrier (issue #14)').toBe(true);
+      const started = Date.now();
+      const q = lab!.startQemu({ name: `enrol-${firmware}`, mac, firmware, timeoutMs: BOOT_LIMIT_MS });
+      try {
+        // 1. The wait screen, on the serial console (bounded).
+        const deadline = Date.now() + 150_000;
+        while (!q.tail(400).includes(WAIT_SCREEN)) {
+          if (q.done) throw new Error(`qemu exited before the wait screen:\n${q.tail()}`);
+          if (Date.now() > deadline) throw new Error(`no wait screen within 150 s:\n${q.tail()}`);
+          await sleep(500);
+        }
+        const screenAt = Date.now() - started;
+        const screen = q.tail(400);
+        expect(screen).toContain(`open http://${lab!.serverAddress}:8080`);
+        expect(screen).toContain(mac);
+
+        // 2. Listed as waiting, with what its DHCP requests said and how far it got.
+        const waiting = await app!.call('GET', '/api/unknown-clients');
+        expect(waiting).toMatchObject({ mode: 'wait', setting: 'auto', dhcpMode: 'full' });
+        const entry = (waiting.clients as Array<Record<string, unknown>>).find((c) => c.mac === mac);
+        expect(entry, JSON.stringify(waiting)).toMatchObject({ mac, arch, stage: 'script' });
+        expect(String(entry!.vendorClass)).toMatch(/^PXEClient/);
+        expect(String(entry!.address)).toMatch(/^198\.18\./);
+
+        // 3. An admin gives it a disk; nobody touches the VM after this.
+        await app!.call('POST', '/api/clients', { mac, image: IMAGE }, [201]);
+        const assignedAt = Date.now() - started;
+        const after = await app!.call('GET', '/api/unknown-clients');
+        expect((after.clients as Array<{ mac: string }>).map((c) => c.mac)).not.toContain(mac);
+
+        // 4. It boots to root on its own, through a fresh one-time link with CHAP.
+        const b = await q.result();
+        console.log(
+          `${formatBoot(b)}\n    ${formatTimeline(b)}\n    wait screen at ${(screenAt / 1000).toFixed(1)} s, image assigned at ${(assignedAt / 1000).toFixed(1)} s`,
+        );
+        const stages = b.markers.filter((m) => m.kind === 'STAGE').map((m) => m.text.split(' ')[0]!);
+        const context = `${b.name}${b.deadEnd ? ` (${b.deadEnd})` : ''}: see ${b.serialLog}`;
+        expect(stages, context).toEqual(FULL_BOOT);
+        expect(b.timedOut, context).toBe(false);
+        expect(b.wroteLine, context).toBe(1);
+        const view = await app!.call('GET', `/api/clients/${mac}`);
+        expect(view.chap, JSON.stringify(view)).toEqual({ user: view.initiatorName, mutual: false });
+        const redeemed = app!
+          .log()
+          .split('\n')
+          .filter((l) => l.includes('"one-time boot link redeemed"') && l.includes(`"mac":"${mac}"`));
+        expect(redeemed.length, 'one-time boot link redeemed').toBeGreaterThan(0);
+      } finally {
+        await q.kill();
       }
-      const screenAt = Date.now() - started;
-      const screen = q.tail(400);
-      expect(screen).toContain(`open http://${lab!.serverAddress}:8080`);
-      expect(screen).toContain(mac);
-
-      // 2. Listed as waiting, with what its DHCP requests said and how far it got.
-      const waiting = await app!.call('GET', '/api/unknown-clients');
-      expect(waiting).toMatchObject({ mode: 'wait', setting: 'auto', dhcpMode: 'full' });
-      const entry = (waiting.clients as Array<Record<string, unknown>>).find((c) => c.mac === mac);
-      expect(entry, JSON.stringify(waiting)).toMatchObject({ mac, arch, stage: 'script' });
-      expect(String(entry!.vendorClass)).toMatch(/^PXEClient/);
-      expect(String(entry!.address)).toMatch(/^198\.18\./);
-
-      // 3. An admin gives it a disk; nobody touches the VM after this.
-      await app!.call('POST', '/api/clients', { mac, image: IMAGE }, [201]);
-      const assignedAt = Date.now() - started;
-      const after = await app!.call('GET', '/api/unknown-clients');
-      expect((after.clients as Array<{ mac: string }>).map((c) => c.mac)).not.toContain(mac);
-
-      // 4. It boots to root on its own, through a fresh one-time link with CHAP.
-      const b = await q.result();
-      console.log(`${formatBoot(b)}\n    ${formatTimeline(b)}\n    wait screen at ${(screenAt / 1000).toFixed(1)} s, image assigned at ${(assignedAt / 1000).toFixed(1)} s`);
-      const stages = b.markers.filter((m) => m.kind === 'STAGE').map((m) => m.text.split(' ')[0]!);
-      const context = `${b.name}${b.deadEnd ? ` (${b.deadEnd})` : ''}: see ${b.serialLog}`;
-      expect(stages, context).toEqual(FULL_BOOT);
-      expect(b.timedOut, context).toBe(false);
-      expect(b.wroteLine, context).toBe(1);
-      const view = await app!.call('GET', `/api/clients/${mac}`);
-      expect(view.chap, JSON.stringify(view)).toEqual({ user: view.initiatorName, mutual: false });
-      const redeemed = app!.log().split('\n').filter((l) => l.includes('"one-time boot link redeemed"') && l.includes(`"mac":"${mac}"`));
-      expect(redeemed.length, 'one-time boot link redeemed').toBeGreaterThan(0);
-    } finally {
-      await q.kill();
-    }
-  }, BOOT_LIMIT_MS + 60_000);
+    },
+    BOOT_LIMIT_MS + 60_000,
+  );
 });

@@ -49,57 +49,68 @@ suite(`e2e: the GRUB road under Secure Boot${why ? ` (skipped: ${why})` : ''}`, 
     await lab?.destroy();
   });
 
-  it('boots with Secure Boot on through shim + GRUB + the disk\'s own kernel; restore works; timed beside the iPXE road', async () => {
-    const mac = labMac(0x401);
-    const client = await addClient(app!, mac, IMAGE, 'secure-boot-pc');
-    await app!.call('PATCH', `/api/clients/${mac}`, { road: 'grub' });
-    expect((await app!.call('GET', `/api/clients/${mac}`)).road).toBe('grub');
-    const snap = await app!.call('POST', `/api/clients/${mac}/snapshots`, { name: 'before-boot' }, [200, 201]);
+  it(
+    "boots with Secure Boot on through shim + GRUB + the disk's own kernel; restore works; timed beside the iPXE road",
+    async () => {
+      const mac = labMac(0x401);
+      const client = await addClient(app!, mac, IMAGE, 'secure-boot-pc');
+      await app!.call('PATCH', `/api/clients/${mac}`, { road: 'grub' });
+      expect((await app!.call('GET', `/api/clients/${mac}`)).road).toBe('grub');
+      const snap = await app!.call('POST', `/api/clients/${mac}/snapshots`, { name: 'before-boot' }, [200, 201]);
 
-    const boot1 = await lab!.startQemu({ name: 'grub-sb-1', mac, firmware: 'uefi-secureboot', timeoutMs: LIMIT_MS }).result();
-    console.log(`${formatBoot(boot1)}\n    ${formatTimeline(boot1)}`);
-    const context = `${boot1.name}: ${marker(boot1, 'FAIL')} see ${boot1.serialLog}`;
-    expect(stagesOf(boot1), context).toEqual(FULL_BOOT);
-    expect(boot1.wroteLine, context).toBe(1);
-    // Secure Boot was on: the firmware's variable says 1, so shim, GRUB and the kernel were verified.
-    expect(marker(boot1, 'SECUREBOOT'), context).toMatch(/^efivar=1 /);
-    // No iBFT on this road: the initramfs logged in from the command line GRUB gave the kernel, with CHAP.
-    expect(marker(boot1, 'CMDLINE-LOGIN'), context).toBe(`initiator=${client.initiatorName} target=${client.target} chap=yes`);
-    expect(at(boot1, 'grub-start'), context).toBeDefined();
+      const boot1 = await lab!.startQemu({ name: 'grub-sb-1', mac, firmware: 'uefi-secureboot', timeoutMs: LIMIT_MS }).result();
+      console.log(`${formatBoot(boot1)}\n    ${formatTimeline(boot1)}`);
+      const context = `${boot1.name}: ${marker(boot1, 'FAIL')} see ${boot1.serialLog}`;
+      expect(stagesOf(boot1), context).toEqual(FULL_BOOT);
+      expect(boot1.wroteLine, context).toBe(1);
+      // Secure Boot was on: the firmware's variable says 1, so shim, GRUB and the kernel were verified.
+      expect(marker(boot1, 'SECUREBOOT'), context).toMatch(/^efivar=1 /);
+      // No iBFT on this road: the initramfs logged in from the command line GRUB gave the kernel, with CHAP.
+      expect(marker(boot1, 'CMDLINE-LOGIN'), context).toBe(`initiator=${client.initiatorName} target=${client.target} chap=yes`);
+      expect(at(boot1, 'grub-start'), context).toBeDefined();
 
-    const events = (await app!.call('GET', `/api/clients/${mac}/events`)).events as Array<{ stage: string; detail?: Record<string, unknown> }>;
-    const stages = events.map((e) => e.stage);
-    expect(stages).toEqual(expect.arrayContaining(['dhcp-ack', 'grub-config', 'kernel-fetched', 'iscsi-login']));
-    expect(events.find((e) => e.stage === 'grub-config')?.detail).toMatchObject({ kernel: '/vmlinuz', initrd: '/initrd.gz' });
+      const events = (await app!.call('GET', `/api/clients/${mac}/events`)).events as Array<{ stage: string; detail?: Record<string, unknown> }>;
+      const stages = events.map((e) => e.stage);
+      expect(stages).toEqual(expect.arrayContaining(['dhcp-ack', 'grub-config', 'kernel-fetched', 'iscsi-login']));
+      expect(events.find((e) => e.stage === 'grub-config')?.detail).toMatchObject({ kernel: '/vmlinuz', initrd: '/initrd.gz' });
 
-    // The per-client config carries CHAP: another machine (here the lab's own address) is refused.
-    const stolen = join(runDir, 'stolen.cfg');
-    // (tftp-hpa's command line reads "a:b" as host:file, so the MAC is spelt with dashes; both spellings are served.)
-    const out = run('ip', ['netns', 'exec', lab!.ns, 'sh', '-c', `cd ${runDir} && tftp 198.18.0.1 -c get grub/clients/${mac.replace(/:/g, '-')}.cfg stolen.cfg 2>&1; true`]);
-    expect(out).toMatch(/Access violation|served only to/i);
-    expect(() => run('grep', ['-q', 'iscsi_password', stolen])).toThrow();
+      // The per-client config carries CHAP: another machine (here the lab's own address) is refused.
+      const stolen = join(runDir, 'stolen.cfg');
+      // (tftp-hpa's command line reads "a:b" as host:file, so the MAC is spelt with dashes; both spellings are served.)
+      const out = run('ip', [
+        'netns',
+        'exec',
+        lab!.ns,
+        'sh',
+        '-c',
+        `cd ${runDir} && tftp 198.18.0.1 -c get grub/clients/${mac.replace(/:/g, '-')}.cfg stolen.cfg 2>&1; true`,
+      ]);
+      expect(out).toMatch(/Access violation|served only to/i);
+      expect(() => run('grep', ['-q', 'iscsi_password', stolen])).toThrow();
 
-    // Restore the snapshot taken before the boot: the line goes, the next boot writes line 1 again.
-    const restored = await retryWhileInUse(() => app!.api('POST', `/api/clients/${mac}/snapshots/${snap.id}/restore`), 40_000, { app: app!, mac });
-    expect(restored.reply.status, JSON.stringify(restored.reply.json)).toBe(200);
-    const boot2 = await lab!.startQemu({ name: 'grub-sb-2', mac, firmware: 'uefi-secureboot', timeoutMs: LIMIT_MS }).result();
-    console.log(`${formatBoot(boot2)}\n    ${formatTimeline(boot2)}`);
-    expect(stagesOf(boot2), boot2.serialLog).toEqual(FULL_BOOT);
-    expect(boot2.wroteLine, boot2.serialLog).toBe(1);
-    const bootLog = await exportedBootLog(app!, mac, disk, join(runDir, 'export.img'));
-    expect(bootLog, 'the export route answers').toBeDefined();
-    expect(bootLog).toHaveLength(1);
+      // Restore the snapshot taken before the boot: the line goes, the next boot writes line 1 again.
+      const restored = await retryWhileInUse(() => app!.api('POST', `/api/clients/${mac}/snapshots/${snap.id}/restore`), 40_000, { app: app!, mac });
+      expect(restored.reply.status, JSON.stringify(restored.reply.json)).toBe(200);
+      const boot2 = await lab!.startQemu({ name: 'grub-sb-2', mac, firmware: 'uefi-secureboot', timeoutMs: LIMIT_MS }).result();
+      console.log(`${formatBoot(boot2)}\n    ${formatTimeline(boot2)}`);
+      expect(stagesOf(boot2), boot2.serialLog).toEqual(FULL_BOOT);
+      expect(boot2.wroteLine, boot2.serialLog).toBe(1);
+      const bootLog = await exportedBootLog(app!, mac, disk, join(runDir, 'export.img'));
+      expect(bootLog, 'the export route answers').toBeDefined();
+      expect(bootLog).toHaveLength(1);
 
-    // The same disk by the iPXE road (UEFI, Secure Boot off: Debian's iPXE is not signed), side by side.
-    const ipxeMac = labMac(0x402);
-    await addClient(app!, ipxeMac, IMAGE, 'ipxe-pc');
-    const ipxe = await lab!.startQemu({ name: 'ipxe-uefi-1', mac: ipxeMac, firmware: 'uefi', timeoutMs: LIMIT_MS }).result();
-    console.log(`${formatBoot(ipxe)}\n    ${formatTimeline(ipxe)}`);
-    expect(stagesOf(ipxe), ipxe.serialLog).toEqual(FULL_BOOT);
-    const s = (ms: number | undefined) => (ms === undefined ? '-' : `${(ms / 1000).toFixed(1)} s`);
-    console.log(
-      `GRUB-ROAD root-mounted: grub road (Secure Boot on) ${s(boot1.rootMountedMs)} / ${s(boot2.rootMountedMs)}; ` +
-        `iPXE road (UEFI, Secure Boot off) ${s(ipxe.rootMountedMs)}; same disk, same appliance, one run`,
-    );
-  }, 4 * LIMIT_MS);
+      // The same disk by the iPXE road (UEFI, Secure Boot off: Debian's iPXE is not signed), side by side.
+      const ipxeMac = labMac(0x402);
+      await addClient(app!, ipxeMac, IMAGE, 'ipxe-pc');
+      const ipxe = await lab!.startQemu({ name: 'ipxe-uefi-1', mac: ipxeMac, firmware: 'uefi', timeoutMs: LIMIT_MS }).result();
+      console.log(`${formatBoot(ipxe)}\n    ${formatTimeline(ipxe)}`);
+      expect(stagesOf(ipxe), ipxe.serialLog).toEqual(FULL_BOOT);
+      const s = (ms: number | undefined) => (ms === undefined ? '-' : `${(ms / 1000).toFixed(1)} s`);
+      console.log(
+        `GRUB-ROAD root-mounted: grub road (Secure Boot on) ${s(boot1.rootMountedMs)} / ${s(boot2.rootMountedMs)}; ` +
+          `iPXE road (UEFI, Secure Boot off) ${s(ipxe.rootMountedMs)}; same disk, same appliance, one run`,
+      );
+    },
+    4 * LIMIT_MS,
+  );
 });

@@ -343,34 +343,47 @@ export class QemuRun {
   private readonly timer: NodeJS.Timeout;
   private readonly exit: Promise<number | string>;
 
-  constructor(lab: Lab, readonly tap: string, readonly opts: QemuOptions) {
+  constructor(
+    lab: Lab,
+    readonly tap: string,
+    readonly opts: QemuOptions,
+  ) {
     this.serialLog = join(lab.workDir, `${opts.name}.serial.log`);
     this.out = createWriteStream(this.serialLog);
     const rom = opts.firmware === 'uefi' ? FIRMWARE.efiRom : FIRMWARE.biosRom;
     const secure = opts.firmware === 'uefi-secureboot';
     const args = [
-      '-machine', secure ? 'q35,smm=on' : 'pc', '-accel', 'tcg',
-      '-m', String(opts.memoryMiB ?? (opts.firmware === 'bios' ? 256 : 512)),
-      '-nographic', '-monitor', 'none', '-no-reboot',
-      '-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no`,
-      '-device', secure ? `virtio-net-pci,netdev=n0,mac=${opts.mac},romfile=,bootindex=1` : `e1000,netdev=n0,mac=${opts.mac},romfile=${rom},bootindex=1`,
+      '-machine',
+      secure ? 'q35,smm=on' : 'pc',
+      '-accel',
+      'tcg',
+      '-m',
+      String(opts.memoryMiB ?? (opts.firmware === 'bios' ? 256 : 512)),
+      '-nographic',
+      '-monitor',
+      'none',
+      '-no-reboot',
+      '-netdev',
+      `tap,id=n0,ifname=${tap},script=no,downscript=no`,
+      '-device',
+      secure ? `virtio-net-pci,netdev=n0,mac=${opts.mac},romfile=,bootindex=1` : `e1000,netdev=n0,mac=${opts.mac},romfile=${rom},bootindex=1`,
     ];
     if (secure) {
       const vars = join(lab.workDir, `${opts.name}.OVMF_VARS.fd`);
       copyFileSync(FIRMWARE.ovmfSecureVars, vars);
       args.push(
-        '-global', 'driver=cfi.pflash01,property=secure,value=on',
-        '-drive', `if=pflash,format=raw,readonly=on,file=${FIRMWARE.ovmfSecureCode}`,
-        '-drive', `if=pflash,format=raw,file=${vars}`,
+        '-global',
+        'driver=cfi.pflash01,property=secure,value=on',
+        '-drive',
+        `if=pflash,format=raw,readonly=on,file=${FIRMWARE.ovmfSecureCode}`,
+        '-drive',
+        `if=pflash,format=raw,file=${vars}`,
       );
     }
     if (opts.firmware === 'uefi') {
       const vars = join(lab.workDir, `${opts.name}.OVMF_VARS.fd`);
       copyFileSync(FIRMWARE.ovmfVars, vars);
-      args.push(
-        '-drive', `if=pflash,format=raw,readonly=on,file=${FIRMWARE.ovmfCode}`,
-        '-drive', `if=pflash,format=raw,file=${vars}`,
-      );
+      args.push('-drive', `if=pflash,format=raw,readonly=on,file=${FIRMWARE.ovmfCode}`, '-drive', `if=pflash,format=raw,file=${vars}`);
     }
     let binary = 'qemu-system-x86_64';
     if (opts.firmware === 'arm64-uefi') {
@@ -378,14 +391,29 @@ export class QemuRun {
       binary = 'qemu-system-aarch64';
       const vars = join(lab.workDir, `${opts.name}.AAVMF_VARS.fd`);
       copyFileSync(FIRMWARE.aavmfVars, vars);
-      args.splice(0, args.length,
-        '-M', 'virt', '-cpu', 'cortex-a57', '-accel', 'tcg',
-        '-m', String(opts.memoryMiB ?? 1024),
-        '-nographic', '-monitor', 'none', '-no-reboot',
-        '-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no`,
-        '-device', `virtio-net-pci,netdev=n0,mac=${opts.mac},romfile=,bootindex=1`,
-        '-drive', `if=pflash,format=raw,readonly=on,file=${FIRMWARE.aavmfCode}`,
-        '-drive', `if=pflash,format=raw,file=${vars}`,
+      args.splice(
+        0,
+        args.length,
+        '-M',
+        'virt',
+        '-cpu',
+        'cortex-a57',
+        '-accel',
+        'tcg',
+        '-m',
+        String(opts.memoryMiB ?? 1024),
+        '-nographic',
+        '-monitor',
+        'none',
+        '-no-reboot',
+        '-netdev',
+        `tap,id=n0,ifname=${tap},script=no,downscript=no`,
+        '-device',
+        `virtio-net-pci,netdev=n0,mac=${opts.mac},romfile=,bootindex=1`,
+        '-drive',
+        `if=pflash,format=raw,readonly=on,file=${FIRMWARE.aavmfCode}`,
+        '-drive',
+        `if=pflash,format=raw,file=${vars}`,
       );
     }
     this.child = spawn('ip', ['netns', 'exec', lab.ns, binary, ...args], {
@@ -473,7 +501,11 @@ export class QemuRun {
   /** The last `lines` lines of the serial log, for failure messages. */
   tail(lines = 40): string {
     // Strip ANSI colour codes iPXE prints.
-    return this.buffer.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').split('\n').slice(-lines).join('\n');
+    return this.buffer
+      .replace(/\x1b\[[0-9;]*[A-Za-z]/g, '')
+      .split('\n')
+      .slice(-lines)
+      .join('\n');
   }
 
   /** Waits for qemu to exit (poweroff or time limit) and summarises the boot. */

@@ -12,9 +12,7 @@ import { formatBoot, formatTimeline, labUnavailableReason, missingTools } from '
 import { bootWithPeer } from './peer-boot';
 import { PEER_TOOLS } from './peer-stack';
 
-const why = process.env.E2E_PEER !== '1'
-  ? 'set E2E_PEER=1 to run the peer boot'
-  : labUnavailableReason([...PEER_TOOLS, ...missingTools(BUILD_TOOLS)]);
+const why = process.env.E2E_PEER !== '1' ? 'set E2E_PEER=1 to run the peer boot' : labUnavailableReason([...PEER_TOOLS, ...missingTools(BUILD_TOOLS)]);
 const suite = why ? describe.skip : describe;
 
 suite(`e2e boot through dnsmasq + tgt${why ? ` (skipped: ${why})` : ''}`, () => {

@@ -62,10 +62,15 @@ async function until(what: string, timeoutMs: number, check: () => void, proc?: 
 
 /** Waits until something listens on UDP `port` inside the namespace `ns`. */
 export async function waitForUdp(ns: string, port: number, proc: LabProcess, timeoutMs = 10_000): Promise<void> {
-  await until(`udp/${port} in ${ns}`, timeoutMs, () => {
-    const out = run('ip', ['netns', 'exec', ns, 'ss', '-Hlun', `sport = :${port}`]);
-    if (!out.trim()) throw new Error('not listening yet');
-  }, proc);
+  await until(
+    `udp/${port} in ${ns}`,
+    timeoutMs,
+    () => {
+      const out = run('ip', ['netns', 'exec', ns, 'ss', '-Hlun', `sport = :${port}`]);
+      if (!out.trim()) throw new Error('not listening yet');
+    },
+    proc,
+  );
 }
 
 /**
@@ -91,12 +96,19 @@ export async function startPeerStack(lab: Lab, clients: PeerClient[], opts: { co
 
   const rootPath = (c: PeerClient) => `iscsi:${server}:::${TGT_LUN}:${c.target}`;
   const args = [
-    '--keep-in-foreground', '--no-daemon', '--conf-file=/dev/null', '--port=0', '--log-facility=-', '--log-dhcp',
+    '--keep-in-foreground',
+    '--no-daemon',
+    '--conf-file=/dev/null',
+    '--port=0',
+    '--log-facility=-',
+    '--log-dhcp',
     `--pid-file=${join(lab.workDir, 'dnsmasq.pid')}`,
-    `--interface=${lab.bridge}`, '--bind-interfaces',
+    `--interface=${lab.bridge}`,
+    '--bind-interfaces',
     `--dhcp-range=${server.replace(/\.\d+$/, '.100')},${server.replace(/\.\d+$/, '.150')},255.255.255.0,10m`,
     `--dhcp-leasefile=${join(lab.workDir, 'dnsmasq.leases')}`,
-    '--enable-tftp', '--tftp-root=/usr/lib/ipxe',
+    '--enable-tftp',
+    '--tftp-root=/usr/lib/ipxe',
     // PXE ROMs get iPXE; iPXE (user class "iPXE") gets the root path instead, or it would
     // chainload itself forever.
     '--dhcp-userclass=set:ipxe,iPXE',
@@ -136,14 +148,25 @@ export async function startPeerStack(lab: Lab, clients: PeerClient[], opts: { co
  */
 export async function startAddressOnlyDhcp(lab: Lab, hostNs: string, routerAddress: string): Promise<LabProcess> {
   const net = routerAddress.replace(/\.\d+$/, '');
-  const dnsmasq = lab.startProcess('router-dnsmasq', 'dnsmasq', [
-    '--keep-in-foreground', '--no-daemon', '--conf-file=/dev/null', '--port=0', '--log-facility=-', '--log-dhcp',
-    `--pid-file=${join(lab.workDir, 'router-dnsmasq.pid')}`,
-    '--interface=eth0', '--bind-interfaces',
-    `--dhcp-range=${net}.100,${net}.150,255.255.255.0,10m`,
-    `--dhcp-leasefile=${join(lab.workDir, 'router-dnsmasq.leases')}`,
-    `--dhcp-option=option:router,${routerAddress}`,
-  ], { inNs: hostNs });
+  const dnsmasq = lab.startProcess(
+    'router-dnsmasq',
+    'dnsmasq',
+    [
+      '--keep-in-foreground',
+      '--no-daemon',
+      '--conf-file=/dev/null',
+      '--port=0',
+      '--log-facility=-',
+      '--log-dhcp',
+      `--pid-file=${join(lab.workDir, 'router-dnsmasq.pid')}`,
+      '--interface=eth0',
+      '--bind-interfaces',
+      `--dhcp-range=${net}.100,${net}.150,255.255.255.0,10m`,
+      `--dhcp-leasefile=${join(lab.workDir, 'router-dnsmasq.leases')}`,
+      `--dhcp-option=option:router,${routerAddress}`,
+    ],
+    { inNs: hostNs },
+  );
   await waitForUdp(hostNs, 67, dnsmasq);
   return dnsmasq;
 }

@@ -18,7 +18,9 @@ import { FIRMWARE, formatBoot, formatTimeline, Lab, labMac, labUnavailableReason
 import { haveCeph, startCluster, type TestCluster } from '../rbd/cluster';
 import { ensureAddon, haveLibrbdDev } from '../rbd/helpers';
 
-const why = labUnavailableReason([FIRMWARE.efiRom, 'curl', 'dnsmasq', ...missingTools(BUILD_TOOLS)]) ?? (haveCeph() && haveLibrbdDev() ? undefined : 'Ceph or librbd-dev is not installed');
+const why =
+  labUnavailableReason([FIRMWARE.efiRom, 'curl', 'dnsmasq', ...missingTools(BUILD_TOOLS)]) ??
+  (haveCeph() && haveLibrbdDev() ? undefined : 'Ceph or librbd-dev is not installed');
 const suite = why ? describe.skip : describe;
 const FULL_BOOT = ['initramfs', 'modules-loaded', 'nic-up', 'dhcp-ok', 'iscsi-login-ok', 'disk-ready', 'root-mounted', 'wrote-line', 'poweroff'];
 const runDir = join(REPO_ROOT, 'test-artifacts/e2e', `rbd-boot-${process.pid}-${Date.now()}`);
@@ -59,12 +61,20 @@ suite(`e2e boot from an RBD-backed client disk${why ? ` (skipped: ${why})` : ''}
     const boot = await lab!.startQemu({ name: 'rbd-bios-1', mac, firmware: 'bios', timeoutMs: 240_000 }).result();
     console.log(`${formatBoot(boot)}\n    ${formatTimeline(boot)}`);
     const context = `${boot.name}${boot.deadEnd ? ` (${boot.deadEnd})` : ''}: see ${boot.serialLog}`;
-    expect(boot.markers.filter((m) => m.kind === 'STAGE').map((m) => m.text.split(' ')[0]), context).toEqual(FULL_BOOT);
+    expect(
+      boot.markers.filter((m) => m.kind === 'STAGE').map((m) => m.text.split(' ')[0]),
+      context,
+    ).toEqual(FULL_BOOT);
     expect(boot.wroteLine, context).toBe(1);
     expect(boot.markers.find((m) => m.kind === 'IBFT')?.text ?? '', context).toContain(client.target);
 
     // The clone behind a new disk is queued (its first I/O waits for it), so the pool is read after the boot.
-    const listing = JSON.parse(await cluster!.run('rbd', ['-p', cluster!.pool, 'ls', '-l', '--format', 'json'])) as { image: string; snapshot?: string; protected?: string; parent?: { image: string; snapshot: string } }[];
+    const listing = JSON.parse(await cluster!.run('rbd', ['-p', cluster!.pool, 'ls', '-l', '--format', 'json'])) as {
+      image: string;
+      snapshot?: string;
+      protected?: string;
+      parent?: { image: string; snapshot: string };
+    }[];
     const golden = listing.find((e) => e.snapshot === 'golden');
     expect(golden?.protected, JSON.stringify(listing)).toBe('true');
     const clone = listing.find((e) => e.parent?.image === golden!.image && e.parent.snapshot === 'golden');

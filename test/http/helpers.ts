@@ -63,7 +63,12 @@ export function rawRequest(port: number, method: string, target: string, headers
     }, 5000);
     const all: Record<string, string> = { host: `127.0.0.1:${port}`, connection: 'close', ...headers };
     if (body) all['content-length'] = String(Buffer.byteLength(body));
-    const head = `${method} ${target} HTTP/1.1\r\n` + Object.entries(all).map(([k, v]) => `${k}: ${v}\r\n`).join('') + '\r\n';
+    const head =
+      `${method} ${target} HTTP/1.1\r\n` +
+      Object.entries(all)
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join('') +
+      '\r\n';
     sock.on('connect', () => sock.end(head + body));
     sock.on('data', (d) => chunks.push(d));
     sock.on('error', (err) => {

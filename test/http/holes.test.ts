@@ -33,9 +33,21 @@ describe('issue #13: the API holes found on the LAN', () => {
   });
 
   it('a text/plain body (what a cross-site form or no-cors fetch can send) is refused with 415 even with the token', async () => {
-    const r = await rawRequest(live.port, 'PATCH', '/api/settings', { 'content-type': 'text/plain', authorization: `Bearer ${live.appliance.token}` }, '{"dhcp":{"mode":"off"}}');
+    const r = await rawRequest(
+      live.port,
+      'PATCH',
+      '/api/settings',
+      { 'content-type': 'text/plain', authorization: `Bearer ${live.appliance.token}` },
+      '{"dhcp":{"mode":"off"}}',
+    );
     expect(r.status).toBe(415);
-    const form = await rawRequest(live.port, 'POST', '/api/images', { 'content-type': 'application/x-www-form-urlencoded', authorization: `Bearer ${live.appliance.token}` }, 'name=a&path=/etc/passwd');
+    const form = await rawRequest(
+      live.port,
+      'POST',
+      '/api/images',
+      { 'content-type': 'application/x-www-form-urlencoded', authorization: `Bearer ${live.appliance.token}` },
+      'name=a&path=/etc/passwd',
+    );
     expect(form.status).toBe(415);
   });
 

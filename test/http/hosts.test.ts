@@ -47,14 +47,23 @@ describe('the real app refuses foreign Host names (issue #13)', () => {
     await live?.close();
   });
 
-  it.each(['/api/status', '/', '/index.html', '/api/session', '/metrics', '/api/nothing'])('%s with Host evil.example gets 421 even with the token', async (path) => {
-    const r = await rawRequest(live.port, 'GET', path, { ...auth, host: `evil.example:${live.port}` });
-    expect(r.status).toBe(421);
-    expect(JSON.parse(r.body).error.code).toBe('MISDIRECTED_REQUEST');
-  });
+  it.each(['/api/status', '/', '/index.html', '/api/session', '/metrics', '/api/nothing'])(
+    '%s with Host evil.example gets 421 even with the token',
+    async (path) => {
+      const r = await rawRequest(live.port, 'GET', path, { ...auth, host: `evil.example:${live.port}` });
+      expect(r.status).toBe(421);
+      expect(JSON.parse(r.body).error.code).toBe('MISDIRECTED_REQUEST');
+    },
+  );
 
   it('login from a rebound name is refused before the password is looked at', async () => {
-    const r = await rawRequest(live.port, 'POST', '/api/login', { host: 'evil.example', 'content-type': 'application/json' }, JSON.stringify({ token: live.appliance.token }));
+    const r = await rawRequest(
+      live.port,
+      'POST',
+      '/api/login',
+      { host: 'evil.example', 'content-type': 'application/json' },
+      JSON.stringify({ token: live.appliance.token }),
+    );
     expect(r.status).toBe(421);
     expect(r.headers['set-cookie']).toBeUndefined();
   });
@@ -77,7 +86,16 @@ describe('the real app refuses foreign Host names (issue #13)', () => {
 
   it('answers to its own names, with or without port', async () => {
     const own = interfaceAddresses().filter((a) => a !== '127.0.0.1' && a !== '::1');
-    const hosts = ['localhost', `localhost:${live.port}`, '127.0.0.1', `[::1]:${live.port}`, 'pxe-box.local', `PXE-BOX.local:${live.port}`, 'boot.example.lan', ...own.map((a) => (a.includes(':') ? `[${a}]` : a))];
+    const hosts = [
+      'localhost',
+      `localhost:${live.port}`,
+      '127.0.0.1',
+      `[::1]:${live.port}`,
+      'pxe-box.local',
+      `PXE-BOX.local:${live.port}`,
+      'boot.example.lan',
+      ...own.map((a) => (a.includes(':') ? `[${a}]` : a)),
+    ];
     for (const host of hosts) {
       const r = await rawRequest(live.port, 'GET', '/api/status', { ...auth, host });
       expect({ host, status: r.status }).toEqual({ host, status: 200 });

@@ -39,7 +39,9 @@ describe('login throttling is counted before hashing (issue #13)', () => {
     let peak = 0;
     const watch = setInterval(() => (peak = Math.max(peak, hasher.running)), 1);
     const results = await Promise.all(
-      Array.from({ length: 30 }, (_, i) => app.inject({ method: 'POST', url: '/api/login', payload: { password: `wrong guess ${i}` }, remoteAddress: '10.0.0.9' })),
+      Array.from({ length: 30 }, (_, i) =>
+        app.inject({ method: 'POST', url: '/api/login', payload: { password: `wrong guess ${i}` }, remoteAddress: '10.0.0.9' }),
+      ),
     );
     clearInterval(watch);
     const hashed = hasher.started - before;
@@ -64,9 +66,13 @@ describe('login throttling is counted before hashing (issue #13)', () => {
     };
     const auth = uiAuth({ dataDir: dir, clock: new FakeClock(), token: TOKEN, log: silentLogger(), hasher: fake, maxFailures: 3 });
     const small = await buildHttpApp({ log: silentLogger(), token: TOKEN, routes: [auth.routes], authenticators: [auth.authenticator] });
-    expect((await small.inject({ method: 'POST', url: '/api/password', headers: { authorization: `Bearer ${TOKEN}` }, payload: { password: PASSWORD } })).statusCode).toBe(204);
+    expect(
+      (await small.inject({ method: 'POST', url: '/api/password', headers: { authorization: `Bearer ${TOKEN}` }, payload: { password: PASSWORD } })).statusCode,
+    ).toBe(204);
     started = 0;
-    const results = await Promise.all(Array.from({ length: 30 }, (_, i) => small.inject({ method: 'POST', url: '/api/login', payload: { password: `guess ${i}` }, remoteAddress: '10.0.0.5' })));
+    const results = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => small.inject({ method: 'POST', url: '/api/login', payload: { password: `guess ${i}` }, remoteAddress: '10.0.0.5' })),
+    );
     expect(started).toBe(3);
     expect(results.filter((r) => r.statusCode === 401).length).toBe(3);
     expect(results.filter((r) => r.statusCode === 429).length).toBe(27);
@@ -74,7 +80,8 @@ describe('login throttling is counted before hashing (issue #13)', () => {
   });
 
   it('sequential wrong passwords: the 6th is refused without hashing, even when right', async () => {
-    for (let i = 0; i < 5; i++) expect((await app.inject({ method: 'POST', url: '/api/login', payload: { password: `nope ${i}` }, remoteAddress: '10.0.0.8' })).statusCode).toBe(401);
+    for (let i = 0; i < 5; i++)
+      expect((await app.inject({ method: 'POST', url: '/api/login', payload: { password: `nope ${i}` }, remoteAddress: '10.0.0.8' })).statusCode).toBe(401);
     const before = hasher.started;
     const right = await app.inject({ method: 'POST', url: '/api/login', payload: { password: PASSWORD }, remoteAddress: '10.0.0.8' });
     expect(right.statusCode).toBe(429);
@@ -100,11 +107,20 @@ describe('login throttling is counted before hashing (issue #13)', () => {
 });
 
 describe('PasswordHasher', () => {
-  it('hashes off libuv\'s thread pool: a hash finishes while every pool thread is busy', async () => {
+  it("hashes off libuv's thread pool: a hash finishes while every pool thread is busy", async () => {
     const hasher = new PasswordHasher(1);
     // Fill the pool (4 threads at most in the test process) and a queue behind it.
     let poolDone = 0;
-    const jobs = Array.from({ length: 8 }, () => new Promise<void>((res) => pbkdf2('x', 'y', 400_000, 64, 'sha512', () => { poolDone++; res(); })));
+    const jobs = Array.from(
+      { length: 8 },
+      () =>
+        new Promise<void>((res) =>
+          pbkdf2('x', 'y', 400_000, 64, 'sha512', () => {
+            poolDone++;
+            res();
+          }),
+        ),
+    );
     const key = await hasher.tryHash('pw', randomBytes(16), { N: 1 << 14, r: 8, p: 1, keyLen: 32 })!;
     const doneWhenHashed = poolDone;
     expect(key.length).toBe(32);

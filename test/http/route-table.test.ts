@@ -28,7 +28,22 @@ function spellings(path: string, port: number): { target: string; resolves: bool
   out.push({ target: `http://localhost${path}`, resolves: true });
   out.push({ target: path + '?', resolves: true });
   out.push({ target: path + '?force=true', resolves: true });
-  for (const t of [`/x/..${path}`, `/.${path}`, path.replace(/^\/([^/]+)\//, '/$1/./'), `/${path}`, path.replace(/^\/([^/]+)\//, '/$1//'), path + ';', path + ';x=1', path + '#', path + '#x', path + '/', path + '%00', path.toUpperCase(), path.replace(/\//g, '%2F'), path.replace(/\//g, '\\')]) {
+  for (const t of [
+    `/x/..${path}`,
+    `/.${path}`,
+    path.replace(/^\/([^/]+)\//, '/$1/./'),
+    `/${path}`,
+    path.replace(/^\/([^/]+)\//, '/$1//'),
+    path + ';',
+    path + ';x=1',
+    path + '#',
+    path + '#x',
+    path + '/',
+    path + '%00',
+    path.toUpperCase(),
+    path.replace(/\//g, '%2F'),
+    path.replace(/\//g, '\\'),
+  ]) {
     out.push({ target: t, resolves: false });
   }
   return out;
@@ -37,9 +52,11 @@ function spellings(path: string, port: number): { target: string; resolves: bool
 /** Runs `fn` over `items`, `width` at a time (bounded: a few thousand short requests). */
 async function pool<T>(items: T[], width: number, fn: (t: T) => Promise<void>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < items.length) await fn(items[next++]);
-  }));
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < items.length) await fn(items[next++]);
+    }),
+  );
 }
 
 describe('every route on the real app, without credentials, under every spelling (issue #13)', () => {
@@ -68,9 +85,15 @@ describe('every route on the real app, without credentials, under every spelling
   it('finds the whole table, and exactly the expected routes are public', () => {
     expect(routes.length).toBeGreaterThan(40);
     expect(routes.some((r) => r.method === 'HEAD')).toBe(true);
-    expect(routes.filter((r) => r.public && r.method !== 'HEAD').map(key).sort()).toEqual([...PUBLIC].sort());
+    expect(
+      routes
+        .filter((r) => r.public && r.method !== 'HEAD')
+        .map(key)
+        .sort(),
+    ).toEqual([...PUBLIC].sort());
     // fastify's automatic HEAD twin of a GET route inherits its flags.
-    for (const r of routes.filter((x) => x.method === 'HEAD')) expect(r.public).toBe(routes.find((g) => g.method === 'GET' && g.url === r.url)?.public ?? false);
+    for (const r of routes.filter((x) => x.method === 'HEAD'))
+      expect(r.public).toBe(routes.find((g) => g.method === 'GET' && g.url === r.url)?.public ?? false);
     expect(routes.every((r) => !r.anyHost || r.url.startsWith('/boot/'))).toBe(true);
   });
 

@@ -47,7 +47,11 @@ describe('state files: durable writes and owner-only modes (issue #13)', () => {
     const out = join(dir, 'out.json');
     const trace = join(dir, 'trace');
     const script = `require(${JSON.stringify(join(__dirname, '../../appliance/core/durable-file.ts'))}).writeFileDurable(${JSON.stringify(out)}, 'x', 0o600)`;
-    const r = spawnSync('strace', ['-f', '-qq', '-e', 'trace=openat,fsync,fdatasync,rename,renameat,renameat2', '-o', trace, process.execPath, '--import', 'tsx', '-e', script], { cwd: join(__dirname, '../..'), encoding: 'utf8', timeout: 60_000 });
+    const r = spawnSync(
+      'strace',
+      ['-f', '-qq', '-e', 'trace=openat,fsync,fdatasync,rename,renameat,renameat2', '-o', trace, process.execPath, '--import', 'tsx', '-e', script],
+      { cwd: join(__dirname, '../..'), encoding: 'utf8', timeout: 60_000 },
+    );
     expect(r.status, r.stderr).toBe(0);
     const lines = readFileSync(trace, 'utf8').split('\n');
     const q = (x: string) => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

@@ -28,7 +28,16 @@ afterAll(() => {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const tick = () => new Promise<void>((r) => setImmediate(r));
 const open = (dir: string, io: SegmentIo, more: { chunkKiB?: number; capacityBytes?: number } = {}) =>
-  ImageStore.open({ dir, clock: new FakeClock(), log: silentLogger(), segmentMiB: 1, chunkKiB: more.chunkKiB ?? 4, reserveMiB: 0, capacityBytes: more.capacityBytes, io });
+  ImageStore.open({
+    dir,
+    clock: new FakeClock(),
+    log: silentLogger(),
+    segmentMiB: 1,
+    chunkKiB: more.chunkKiB ?? 4,
+    reserveMiB: 0,
+    capacityBytes: more.capacityBytes,
+    io,
+  });
 
 /** A store with image `g` (golden: a pattern in the first `dataBytes`, by default half, zeros after) and disk `d` over it. */
 async function makeStore(tag: string, size: number, opts: { chunkKiB?: number; capacityBytes?: number; dataBytes?: number } = {}) {
@@ -137,7 +146,12 @@ describe('atomic writes on a store volume', () => {
       // Readers look at a window 3 blocks wider on each side, whole or straddling either edge.
       const W0 = lba - 3;
       const WN = n + 6;
-      const reads: [number, number][] = [[lba, n], [W0, WN], [W0, 12], [lba + n - 4, 7]];
+      const reads: [number, number][] = [
+        [lba, n],
+        [W0, WN],
+        [W0, 12],
+        [lba + n - 4, 7],
+      ];
       let old = await vol.read(W0, WN);
       let during = 0;
       for (let round = 0; round < 5; round++) {
@@ -220,7 +234,10 @@ describe('atomic writes on a store volume', () => {
     const lba = vol.blockCount / 2 + 3; // inside chunks the disk owns: even an overwrite needs fresh chunks
     const old = await vol.read(lba, 5 * CHUNK_BLOCKS);
     const used = store.usage().usedBytes;
-    const err = await vol.write(lba, pattern(5 * CHUNK_BLOCKS * BS, 31), { atomic: true }).then(() => null, (e: unknown) => e);
+    const err = await vol.write(lba, pattern(5 * CHUNK_BLOCKS * BS, 31), { atomic: true }).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(VolumeError);
     expect((err as VolumeError).code).toBe('NO_SPACE');
     expect((await vol.read(lba, 5 * CHUNK_BLOCKS)).equals(old)).toBe(true);
@@ -245,7 +262,10 @@ describe('atomic writes on a store volume', () => {
     const old = await vol.read(2, 4 * CHUNK_BLOCKS);
     const used = store.usage().usedBytes;
     io.failWrite(3); // the third of the five chunk writes
-    const err = await vol.write(2, pattern(4 * CHUNK_BLOCKS * BS, 42), { atomic: true }).then(() => null, (e: unknown) => e);
+    const err = await vol.write(2, pattern(4 * CHUNK_BLOCKS * BS, 42), { atomic: true }).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect((err as VolumeError).code).toBe('IO');
     expect((await vol.read(2, 4 * CHUNK_BLOCKS)).equals(old)).toBe(true);
     expect(store.usage().usedBytes).toBe(used);

@@ -9,7 +9,7 @@ afterAll(() => {
 });
 
 describe('resolved maps of images and snapshots', () => {
-  it('reads an image\'s extents from SQLite once for every disk opened over it, and again only after a layer was folded', async () => {
+  it("reads an image's extents from SQLite once for every disk opened over it, and again only after a layer was folded", async () => {
     const dir = tempDir('chain-maps');
     dirs.push(dir);
     const raw = path.join(dir, 'g.raw');

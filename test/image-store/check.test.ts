@@ -57,7 +57,11 @@ describe('check', () => {
   it('reports corruption (double mapping, pointer past durable space) and exits non-zero', async () => {
     const dir = await makeStore();
     const db = new Database(path.join(dir, 'store.db'));
-    const [a, b] = db.prepare('SELECT layer, lchunk, pchunk FROM extents WHERE pchunk >= 0 LIMIT 2').all() as { layer: number; lchunk: number; pchunk: number }[];
+    const [a, b] = db.prepare('SELECT layer, lchunk, pchunk FROM extents WHERE pchunk >= 0 LIMIT 2').all() as {
+      layer: number;
+      lchunk: number;
+      pchunk: number;
+    }[];
     db.prepare('UPDATE extents SET pchunk = ? WHERE layer = ? AND lchunk = ?').run(a.pchunk, b.layer, b.lchunk);
     db.prepare('INSERT INTO extents (layer, lchunk, pchunk) VALUES (?, 9999, 1000000)').run(a.layer);
     db.close();

@@ -45,7 +45,16 @@ export interface CrashHarness<S extends CrashStore> {
  */
 export async function bundleCrashChild(work: string, rbdAddon?: string): Promise<string> {
   const script = path.join(work, 'crash-child.cjs');
-  await build({ entryPoints: [path.join(__dirname, 'crash-child.ts')], bundle: true, platform: 'node', format: 'cjs', outfile: script, external: ['better-sqlite3', 'pino', 'pino-pretty'], nodePaths: [path.resolve(__dirname, '../../node_modules')], logLevel: 'silent' });
+  await build({
+    entryPoints: [path.join(__dirname, 'crash-child.ts')],
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    outfile: script,
+    external: ['better-sqlite3', 'pino', 'pino-pretty'],
+    nodePaths: [path.resolve(__dirname, '../../node_modules')],
+    logLevel: 'silent',
+  });
   fs.symlinkSync(path.resolve(__dirname, '../../node_modules'), path.join(work, 'node_modules'));
   if (rbdAddon) fs.copyFileSync(rbdAddon, path.join(work, 'rbd_io.node'));
   return script;

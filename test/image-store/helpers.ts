@@ -13,7 +13,15 @@ export function tempDir(tag: string): string {
 
 /** Opens a small-geometry store (1 MiB segments, 4 KiB chunks unless given) for tests. */
 export function openStore(dir: string, opts: { chunkKiB?: number; segmentMiB?: number; capacityBytes?: number; reserveMiB?: number } = {}): ImageStore {
-  return ImageStore.open({ dir, clock: new FakeClock(), log: silentLogger(), segmentMiB: opts.segmentMiB ?? 1, chunkKiB: opts.chunkKiB ?? 4, reserveMiB: opts.reserveMiB ?? 0, capacityBytes: opts.capacityBytes });
+  return ImageStore.open({
+    dir,
+    clock: new FakeClock(),
+    log: silentLogger(),
+    segmentMiB: opts.segmentMiB ?? 1,
+    chunkKiB: opts.chunkKiB ?? 4,
+    reserveMiB: opts.reserveMiB ?? 0,
+    capacityBytes: opts.capacityBytes,
+  });
 }
 
 import { prng } from '../helpers/prng';
@@ -40,7 +48,11 @@ export function haveQemuImg(): boolean {
  * Writes `step` blocks at a time from block 0, each with pattern(step * 512, tagBase + lba),
  * until a write fails; returns how far it got (blocks) and the error (undefined if none failed).
  */
-export async function fillUntilFailure(vol: { blockCount: number; write(lba: number, data: Buffer): Promise<void> }, step: number, tagBase: number): Promise<{ written: number; err: unknown }> {
+export async function fillUntilFailure(
+  vol: { blockCount: number; write(lba: number, data: Buffer): Promise<void> },
+  step: number,
+  tagBase: number,
+): Promise<{ written: number; err: unknown }> {
   let written = 0;
   for (let lba = 0; lba < vol.blockCount; lba += step) {
     try {

@@ -154,9 +154,9 @@ describe.skipIf(!qemu)('import/export interop with qemu-img (skipped: qemu-img n
   it('an aborted import leaves nothing', async () => {
     const before = store.usage().usedBytes;
     const ac = new AbortController();
-    await expect(
-      store.importImage('aborted', raw, { signal: ac.signal, onProgress: (d) => d > 4 << 20 && ac.abort() }),
-    ).rejects.toMatchObject({ code: 'ABORTED' });
+    await expect(store.importImage('aborted', raw, { signal: ac.signal, onProgress: (d) => d > 4 << 20 && ac.abort() })).rejects.toMatchObject({
+      code: 'ABORTED',
+    });
     expect(store.getImage('aborted')).toBeUndefined();
     expect(store.usage().usedBytes).toBe(before);
     expect(store.check().problems).toEqual([]);

@@ -41,11 +41,13 @@ describe('image store against an in-memory model', () => {
     store.createDisk('d', 'g');
     const v = store.openVolume('d');
     const want = Buffer.from(pattern(64 * 1024, 1));
-    await Promise.all(Array.from({ length: 32 }, (_, i) => {
-      const b = pattern(BS, 100 + i);
-      b.copy(want, i * BS * 3);
-      return v.write(i * 3, b);
-    }));
+    await Promise.all(
+      Array.from({ length: 32 }, (_, i) => {
+        const b = pattern(BS, 100 + i);
+        b.copy(want, i * BS * 3);
+        return v.write(i * 3, b);
+      }),
+    );
     expect((await v.read(0, 128)).equals(want)).toBe(true);
     await v.close();
     expect(store.check().ok).toBe(true);

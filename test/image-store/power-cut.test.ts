@@ -13,7 +13,8 @@ afterAll(() => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
-const open = (dir: string, io: SegmentIo) => ImageStore.open({ dir, clock: new FakeClock(), log: silentLogger(), segmentMiB: 1, chunkKiB: 4, reserveMiB: 0, io });
+const open = (dir: string, io: SegmentIo) =>
+  ImageStore.open({ dir, clock: new FakeClock(), log: silentLogger(), segmentMiB: 1, chunkKiB: 4, reserveMiB: 0, io });
 
 describe('power cut (volatile write cache loses unsynced sectors)', () => {
   it('keeps every write acknowledged before the last flush and every snapshot exact', async () => {

@@ -5,7 +5,16 @@ describe('qcow2 codec', () => {
   it('round-trips the header it writes', () => {
     const plan = planQcow2(4 * 2 ** 30, [0, 1, 8192, 65535]);
     const h = decodeQcow2Header(encodeQcow2Header(plan));
-    expect(h).toMatchObject({ version: 3, clusterBits: 16, size: 4 * 2 ** 30, l1Size: 8, l1TableOffset: 65536, refcountOrder: 4, headerLength: 104, incompatibleFeatures: 0 });
+    expect(h).toMatchObject({
+      version: 3,
+      clusterBits: 16,
+      size: 4 * 2 ** 30,
+      l1Size: 8,
+      l1TableOffset: 65536,
+      refcountOrder: 4,
+      headerLength: 104,
+      incompatibleFeatures: 0,
+    });
     expect(unsupportedFeature(h)).toBeNull();
   });
 

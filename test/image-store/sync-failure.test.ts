@@ -21,7 +21,8 @@ afterAll(() => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
-const open = (dir: string, io: SegmentIo) => ImageStore.open({ dir, clock: new FakeClock(), log: silentLogger(), segmentMiB: 1, chunkKiB: 4, reserveMiB: 0, io });
+const open = (dir: string, io: SegmentIo) =>
+  ImageStore.open({ dir, clock: new FakeClock(), log: silentLogger(), segmentMiB: 1, chunkKiB: 4, reserveMiB: 0, io });
 
 const SIZE = 256 * 1024;
 const CHUNK = 4096;
@@ -93,7 +94,7 @@ describe('a failed fdatasync (issue #13)', () => {
     await store.close();
   });
 
-  it('fails the flush, every later flush and the disk\'s I/O, marks the store degraded until check --repair', async () => {
+  it("fails the flush, every later flush and the disk's I/O, marks the store degraded until check --repair", async () => {
     const { dir, golden, owned } = await setup('fsyncgate-loud');
     const io = new FailingSync();
     let store = open(dir, io);
@@ -160,7 +161,15 @@ describe('a failed fdatasync (issue #13)', () => {
     const store = open(dir, io);
     const app = Fastify();
     await app.register(
-      statusRoutes({ version: 't', startedAt: 0, now: () => 0, serverAddress: '127.0.0.1', services: () => [], storage: async () => ({ dataDir: dir, filesystem: { totalBytes: 1, freeBytes: 1, availableBytes: 1 } }), storeHealth: () => store.health() }),
+      statusRoutes({
+        version: 't',
+        startedAt: 0,
+        now: () => 0,
+        serverAddress: '127.0.0.1',
+        services: () => [],
+        storage: async () => ({ dataDir: dir, filesystem: { totalBytes: 1, freeBytes: 1, availableBytes: 1 } }),
+        storeHealth: () => store.health(),
+      }),
     );
     expect((await app.inject({ method: 'GET', url: '/api/status' })).json().storeHealth).toEqual({ state: 'ok' });
     const vol = store.openVolume('d');

@@ -36,7 +36,16 @@ async function storeWithImage(tag: string, size: number, io: SegmentIo, reservat
   dirs.push(work);
   const golden = pattern(size, 5);
   fs.writeFileSync(path.join(work, 'g.raw'), golden);
-  const store = ImageStore.open({ dir: path.join(work, 'store'), clock: new FakeClock(), log: silentLogger(), segmentMiB: 16, chunkKiB: 64, reserveMiB: 0, io, reservationMiB });
+  const store = ImageStore.open({
+    dir: path.join(work, 'store'),
+    clock: new FakeClock(),
+    log: silentLogger(),
+    segmentMiB: 16,
+    chunkKiB: 64,
+    reserveMiB: 0,
+    io,
+    reservationMiB,
+  });
   await store.importImage('g', path.join(work, 'g.raw'));
   store.createDisk('d', 'g');
   return { store, golden };
@@ -132,7 +141,10 @@ describe('write layout', () => {
   });
 
   it('holds no more unwritten reserved space than reservationMiB, all disks together (0: none)', async () => {
-    for (const [limit, most] of [[1, 15], [0, 0]] as const) {
+    for (const [limit, most] of [
+      [1, 15],
+      [0, 0],
+    ] as const) {
       const { store, golden } = await storeWithImage(`limit-${limit}`, 8 * MIB, fileIo, limit);
       try {
         store.createDisk('e', 'g');

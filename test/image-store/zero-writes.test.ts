@@ -101,12 +101,14 @@ describe('zero writes on a clone', () => {
     // Three rounds of 32 concurrent 4 KiB writes, each into another chunk the disk does not own
     // yet (round 2 and 3 land in chunks of the image's data half, at other offsets).
     for (let round = 0; round < 3; round++) {
-      await Promise.all(Array.from({ length: 32 }, (_, k) => {
-        const at = (k % 32) * CHUNK + round * 20 * KIB;
-        const data = pattern(4 * KIB, 100 * round + k);
-        data.copy(want, at);
-        return vol.write(at / 512, data);
-      }));
+      await Promise.all(
+        Array.from({ length: 32 }, (_, k) => {
+          const at = (k % 32) * CHUNK + round * 20 * KIB;
+          const data = pattern(4 * KIB, 100 * round + k);
+          data.copy(want, at);
+          return vol.write(at / 512, data);
+        }),
+      );
     }
     expect((await vol.read(0, want.length / 512)).equals(want)).toBe(true);
     await vol.close();

@@ -48,7 +48,18 @@ export function qcow2WithDataFile(file: string, target: string): void {
 export function vmdkDescriptor(file: string, target: string): void {
   fs.writeFileSync(
     file,
-    ['# Disk DescriptorFile', 'version=1', 'CID=12345678', 'parentCID=ffffffff', 'createType="monolithicFlat"', '', `RW 2048 FLAT "${target}" 0`, '', 'ddb.adapterType = "ide"', ''].join('\n'),
+    [
+      '# Disk DescriptorFile',
+      'version=1',
+      'CID=12345678',
+      'parentCID=ffffffff',
+      'createType="monolithicFlat"',
+      '',
+      `RW 2048 FLAT "${target}" 0`,
+      '',
+      'ddb.adapterType = "ide"',
+      '',
+    ].join('\n'),
   );
 }
 

@@ -79,7 +79,10 @@ describe.skipIf(!haveQemuImg)('imports that name another file are refused (issue
       const back = fs.readFileSync(out);
       // vpc rounds the size up to its disk geometry: the rest reads as zeros.
       expect(back.subarray(0, data.length).equals(data), format).toBe(true);
-      expect(back.subarray(data.length).every((b) => b === 0), format).toBe(true);
+      expect(
+        back.subarray(data.length).every((b) => b === 0),
+        format,
+      ).toBe(true);
     }
   });
 });
@@ -93,7 +96,7 @@ describe('format checks (pure)', () => {
     expect(detectFormat(Buffer.alloc(4096))).toBe('raw');
   });
 
-  it('lists a descriptor\'s extent files', () => {
+  it("lists a descriptor's extent files", () => {
     expect(vmdkExtentFiles('RW 2048 FLAT "a-flat.vmdk" 0\nRDONLY 10 SPARSE "/x/y.vmdk"\n')).toEqual(['a-flat.vmdk', '/x/y.vmdk']);
   });
 
@@ -123,8 +126,20 @@ describe('format checks (pure)', () => {
     const self = '/dev/fd/3';
     expect(qemuInfoReference({ format: 'vdi', filename: self }, 'vdi', self)).toBeNull();
     expect(qemuInfoReference({ format: 'qed', 'backing-filename': '/etc/shadow' }, 'qed', self)).toMatch(/backing file \/etc\/shadow/);
-    expect(qemuInfoReference({ format: 'vmdk', 'format-specific': { data: { 'create-type': 'monolithicSparse', extents: [{ filename: '/etc/shadow' }] } } }, 'vmdk', self)).toMatch(/extent file \/etc\/shadow/);
-    expect(qemuInfoReference({ format: 'vmdk', 'format-specific': { data: { 'create-type': 'twoGbMaxExtentSparse', extents: [{ filename: self }] } } }, 'vmdk', self)).toMatch(/twoGbMaxExtentSparse/);
+    expect(
+      qemuInfoReference(
+        { format: 'vmdk', 'format-specific': { data: { 'create-type': 'monolithicSparse', extents: [{ filename: '/etc/shadow' }] } } },
+        'vmdk',
+        self,
+      ),
+    ).toMatch(/extent file \/etc\/shadow/);
+    expect(
+      qemuInfoReference(
+        { format: 'vmdk', 'format-specific': { data: { 'create-type': 'twoGbMaxExtentSparse', extents: [{ filename: self }] } } },
+        'vmdk',
+        self,
+      ),
+    ).toMatch(/twoGbMaxExtentSparse/);
     expect(qemuInfoReference({ format: 'raw' }, 'vpc', self)).toMatch(/read as raw/);
   });
 });

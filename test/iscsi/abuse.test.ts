@@ -54,7 +54,7 @@ describe('session takeover needs a login at least as strong as the live session 
     expect((await live.read10(0, 8)).status).toBe(0);
   });
 
-  it('a CHAP session is not taken over by a no-CHAP login after the client\'s CHAP was switched off', async () => {
+  it("a CHAP session is not taken over by a no-CHAP login after the client's CHAP was switched off", async () => {
     // Failed before the fix: the live CHAP session was closed by the unauthenticated login.
     const { port, directory, entry } = await startWith(CHAP);
     const live = await connect(port);
@@ -133,9 +133,16 @@ describe('login and discovery timeouts on a fake clock (issue #13)', () => {
     const clock = new FakeClock();
     const disk = new MemoryDisk('timeout-disk', 2048);
     const server = new IscsiServer({
-      host: '127.0.0.1', port: 0, clock, log: silentLogger(), maxConnections: 16, nopInIntervalSeconds: 0, portalAddress: '127.0.0.1',
+      host: '127.0.0.1',
+      port: 0,
+      clock,
+      log: silentLogger(),
+      maxConnections: 16,
+      nopInIntervalSeconds: 0,
+      portalAddress: '127.0.0.1',
       directory: new StaticDirectory([target(T, [{ lun: 0, open: () => disk.open(), readOnly: false }])]),
-      loginTimeoutSeconds: 15, discoveryTimeoutSeconds: 30,
+      loginTimeoutSeconds: 15,
+      discoveryTimeoutSeconds: 30,
     });
     await server.start();
     cleanups.push(async () => {
@@ -199,7 +206,11 @@ describe('what one connection can make the target hold (issue #13)', () => {
     const first = i.cmdSN;
     let answered = 0;
     // Sent blindly, ignoring MaxCmdSN, as an abusive initiator would.
-    for (let k = 0; k < 160; k++) void i.read10(k, 1).then(() => answered++, () => undefined);
+    for (let k = 0; k < 160; k++)
+      void i.read10(k, 1).then(
+        () => answered++,
+        () => undefined,
+      );
     await settle(200);
     release();
     await settle(500);
@@ -217,18 +228,31 @@ describe('what one connection can make the target hold (issue #13)', () => {
     const r = await startTarget([target(T, [{ lun: 0, open: () => disk.open(), readOnly: false }])], { nopInIntervalSeconds: 0 });
     cleanups.push(() => r.server.stop());
     const i = await connect(r.port);
-    expect(await i.login({ initiatorName: IQN_INITIATOR, targetName: T, keys: [
-      ['InitialR2T', 'No'], ['ImmediateData', 'Yes'], ['FirstBurstLength', '65536'], ['MaxBurstLength', '16776192'],
-      ['MaxRecvDataSegmentLength', '262144'], ['MaxOutstandingR2T', '1'], ['ErrorRecoveryLevel', '0'],
-    ] })).toBe(0);
+    expect(
+      await i.login({
+        initiatorName: IQN_INITIATOR,
+        targetName: T,
+        keys: [
+          ['InitialR2T', 'No'],
+          ['ImmediateData', 'Yes'],
+          ['FirstBurstLength', '65536'],
+          ['MaxBurstLength', '16776192'],
+          ['MaxRecvDataSegmentLength', '262144'],
+          ['MaxOutstandingR2T', '1'],
+          ['ErrorRecoveryLevel', '0'],
+        ],
+      }),
+    ).toBe(0);
     const datas = Array.from({ length: 12 }, (_, k) => Buffer.alloc(8 << 20, k + 1));
-    const results = await Promise.all(datas.map((d, k) => {
-      const cdb = Buffer.alloc(10);
-      cdb[0] = 0x2a;
-      cdb.writeUInt32BE(k * 16384, 2);
-      cdb.writeUInt16BE(16384, 7);
-      return i.command(cdb, { dataOut: d, immediate: 32768, unsolicited: 32768 });
-    }));
+    const results = await Promise.all(
+      datas.map((d, k) => {
+        const cdb = Buffer.alloc(10);
+        cdb[0] = 0x2a;
+        cdb.writeUInt32BE(k * 16384, 2);
+        cdb.writeUInt16BE(16384, 7);
+        return i.command(cdb, { dataOut: d, immediate: 32768, unsolicited: 32768 });
+      }),
+    );
     expect(results.map((x) => x.status)).toEqual(Array(12).fill(0));
     for (let k = 0; k < 12; k++) {
       const at = k * (8 << 20);
@@ -241,8 +265,7 @@ describe('what one connection can make the target hold (issue #13)', () => {
     const pino = (await import('pino')).default;
     const log = pino({ level: 'warn' }, { write: (l: string) => void lines.push(l) });
     const disk = new MemoryDisk('warn-disk', 64);
-    const r = await startTarget([target(T, [{ lun: 0, open: () => disk.open(), readOnly: false }])],
-      { log, extra: { maxConnectionsPerAddress: 1 } });
+    const r = await startTarget([target(T, [{ lun: 0, open: () => disk.open(), readOnly: false }])], { log, extra: { maxConnectionsPerAddress: 1 } });
     cleanups.push(() => r.server.stop());
     await connect(r.port);
     const refused: TestInitiator[] = [];

@@ -33,7 +33,7 @@ describe('buffer pool', () => {
     expect(pool.idleTotal).toBe(2 << 20);
   });
 
-  it('never takes in a buffer it did not make: Node\'s shared slab for small ones is 64 KiB on Node 24 (issue #16)', () => {
+  it("never takes in a buffer it did not make: Node's shared slab for small ones is 64 KiB on Node 24 (issue #16)", () => {
     const pool = new BufferPool(4 << 20);
     // A small buffer from Node's slab, at its start: same size class and offset as a pooled one.
     let small = pool.acquire(1024);

@@ -47,8 +47,16 @@ async function main(): Promise<void> {
   writeFileSync(join(OUT, 'libiscsi-inq.initiator.bin'), streams[0]);
 
   streams.length = 0;
-  await run('qemu-io', ['--image-opts', '-c', 'write -P 0x5a 0 4k', '-c', 'flush', '-c', 'read -P 0x5a 0 4k',
-    `driver=iscsi,transport=tcp,portal=127.0.0.1:${pport},target=${TARGET},lun=0,initiator-name=${IQN_INITIATOR}`]);
+  await run('qemu-io', [
+    '--image-opts',
+    '-c',
+    'write -P 0x5a 0 4k',
+    '-c',
+    'flush',
+    '-c',
+    'read -P 0x5a 0 4k',
+    `driver=iscsi,transport=tcp,portal=127.0.0.1:${pport},target=${TARGET},lun=0,initiator-name=${IQN_INITIATOR}`,
+  ]);
   await new Promise((r) => setTimeout(r, 200));
   writeFileSync(join(OUT, 'qemu-io.initiator.bin'), streams[streams.length - 1]);
 
@@ -61,8 +69,26 @@ async function main(): Promise<void> {
   sector.copy(disk.data, 0);
   const script = join(OUT, '..', '..', '..', 'node_modules', '.cache-ipxe-capture.ipxe');
   writeFileSync(script, `#!ipxe\ndhcp\nset initiator-iqn ${IQN_INITIATOR}\nsanboot iscsi:10.0.2.2::${pport}:0:${TARGET}\n`);
-  const q = spawn('qemu-system-x86_64', ['-nographic', '-monitor', 'none', '-m', '128', '-kernel', '/usr/lib/ipxe/ipxe.lkrn',
-    '-initrd', script, '-netdev', 'user,id=n0', '-device', 'e1000,netdev=n0', '-no-reboot'], { stdio: 'ignore' });
+  const q = spawn(
+    'qemu-system-x86_64',
+    [
+      '-nographic',
+      '-monitor',
+      'none',
+      '-m',
+      '128',
+      '-kernel',
+      '/usr/lib/ipxe/ipxe.lkrn',
+      '-initrd',
+      script,
+      '-netdev',
+      'user,id=n0',
+      '-device',
+      'e1000,netdev=n0',
+      '-no-reboot',
+    ],
+    { stdio: 'ignore' },
+  );
   // Wait until iPXE has booted: its stream stops growing once the boot sector halts the CPU.
   for (let i = 0, last = -1, still = 0; i < 240 && still < 6; i++) {
     await new Promise((r) => setTimeout(r, 500));
@@ -76,7 +102,10 @@ async function main(): Promise<void> {
 
   proxy.close();
   await server.stop();
-  console.log('captured', streams.map((s) => s.length));
+  console.log(
+    'captured',
+    streams.map((s) => s.length),
+  );
 }
 
 void main();

@@ -4,7 +4,14 @@ import { describe, expect, it } from 'vitest';
 import { crc32c } from '../../appliance/iscsi/crc32c';
 import { PduFramer, type FramedPdu } from '../../appliance/iscsi/framer';
 import {
-  decodePdu, DecodeError, encodeLoginResponse, encodeR2T, encodeScsiResponse, writeDataIn, decodeLun, encodeLun,
+  decodePdu,
+  DecodeError,
+  encodeLoginResponse,
+  encodeR2T,
+  encodeScsiResponse,
+  writeDataIn,
+  decodeLun,
+  encodeLun,
   type InitiatorPdu,
 } from '../../appliance/iscsi/pdu';
 import { decodeText, encodeText } from '../../appliance/iscsi/text';
@@ -87,7 +94,7 @@ describe('golden iPXE traffic (captured from ipxe.lkrn sanboot)', () => {
     expect(keys.get('ImmediateData')).toBe('No');
     expect(keys.get('MaxOutstandingR2T')).toBe('1');
     expect(keys.get('MaxRecvDataSegmentLength')).toBe('8192');
-    const cdbs = pdus.filter((p) => p.op === 'scsiCommand').map((p) => p.op === 'scsiCommand' ? p.cdb[0] : -1);
+    const cdbs = pdus.filter((p) => p.op === 'scsiCommand').map((p) => (p.op === 'scsiCommand' ? p.cdb[0] : -1));
     expect(cdbs.slice(0, 3)).toEqual([0x00, 0x25, 0x28]);
   });
 });
@@ -110,7 +117,7 @@ describe('PduFramer', () => {
     const bytes = Array.from({ length: stream.length - 1 }, (_, i) => i + 1);
     expect(frameAll(stream, bytes).map((p) => p.header.toString('hex'))).toEqual(whole.map((p) => p.header.toString('hex')));
     let seed = 7;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % stream.length);
+    const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) % stream.length;
     for (let n = 0; n < 300; n++) {
       const a = rnd();
       const b = rnd();
@@ -199,12 +206,18 @@ describe('PduFramer data placement (placeData)', () => {
         f.placeData = (h, len) => (h.readUInt32BE(16) === 2 && len === datas[1]!.length ? dests[1] : h.readUInt32BE(16) === 1 ? dests[0] : undefined);
         f.push(bytes.subarray(0, k));
         f.push(bytes.subarray(k));
-        expect(got.map((p) => p.data.toString('hex')), `split ${k}`).toEqual([...datas.map((d) => d.toString('hex')), '']);
-        expect(got.every((p) => !p.dataDigestError), `split ${k}`).toBe(true);
+        expect(
+          got.map((p) => p.data.toString('hex')),
+          `split ${k}`,
+        ).toEqual([...datas.map((d) => d.toString('hex')), '']);
+        expect(
+          got.every((p) => !p.dataDigestError),
+          `split ${k}`,
+        ).toBe(true);
         expect(f.pendingBytes).toBe(0);
         datas.forEach((d, i) => {
           const start = 48 + (digests ? 4 : 0) + (i === 1 ? 48 + (digests ? 8 : 0) + 16 : 0);
-          const spans = k > start && k < start + d.length + (4 - (d.length % 4)) % 4 + (digests ? 4 : 0);
+          const spans = k > start && k < start + d.length + ((4 - (d.length % 4)) % 4) + (digests ? 4 : 0);
           // Gathered across the split: handed on as the consumer's own buffer, nothing written
           // past it (the padding and digest went elsewhere). Inside one chunk: a view of it.
           expect(got[i]!.data === dests[i], `split ${k} pdu ${i}`).toBe(spans);
@@ -248,37 +261,70 @@ describe('CRC32C', () => {
 describe('encoders (RFC 7143 §11 layouts, byte for byte)', () => {
   it('SCSI Response with underflow residual', () => {
     const b = encodeScsiResponse({
-      itt: 0x11223344, status: 0x02, response: 0, underflow: true, overflow: false, residual: 0x200,
-      expDataSN: 0, dataLength: 20, statSN: 5, expCmdSN: 6, maxCmdSN: 0x85,
+      itt: 0x11223344,
+      status: 0x02,
+      response: 0,
+      underflow: true,
+      overflow: false,
+      residual: 0x200,
+      expDataSN: 0,
+      dataLength: 20,
+      statSN: 5,
+      expCmdSN: 6,
+      maxCmdSN: 0x85,
     });
     expect(b.toString('hex')).toBe(
-      '21820002' + '00000014' + '0000000000000000' + '11223344' + '00000000' +
-      '00000005' + '00000006' + '00000085' + '00000000' + '00000000' + '00000200');
+      '21820002' + '00000014' + '0000000000000000' + '11223344' + '00000000' + '00000005' + '00000006' + '00000085' + '00000000' + '00000000' + '00000200',
+    );
   });
 
   it('Data-In with status (S and F bits) and R2T', () => {
     const b = Buffer.alloc(48);
     writeDataIn(b, 0, {
-      final: true, statusFlag: true, status: 0, underflow: false, overflow: true, residual: 512, lun: 0, itt: 7,
-      dataSN: 3, bufferOffset: 0x3000, dataLength: 0x1000, statSN: 9, expCmdSN: 10, maxCmdSN: 137,
+      final: true,
+      statusFlag: true,
+      status: 0,
+      underflow: false,
+      overflow: true,
+      residual: 512,
+      lun: 0,
+      itt: 7,
+      dataSN: 3,
+      bufferOffset: 0x3000,
+      dataLength: 0x1000,
+      statSN: 9,
+      expCmdSN: 10,
+      maxCmdSN: 137,
     });
     expect(b.toString('hex')).toBe(
-      '25850000' + '00001000' + '0000000000000000' + '00000007' + 'ffffffff' +
-      '00000009' + '0000000a' + '00000089' + '00000003' + '00003000' + '00000200');
+      '25850000' + '00001000' + '0000000000000000' + '00000007' + 'ffffffff' + '00000009' + '0000000a' + '00000089' + '00000003' + '00003000' + '00000200',
+    );
     const r = encodeR2T({ lun: 1, itt: 7, ttt: 0x42, r2tSN: 2, bufferOffset: 65536, length: 8192, statSN: 9, expCmdSN: 10, maxCmdSN: 137 });
     expect(r.toString('hex')).toBe(
-      '31800000' + '00000000' + '0001000000000000' + '00000007' + '00000042' +
-      '00000009' + '0000000a' + '00000089' + '00000002' + '00010000' + '00002000');
+      '31800000' + '00000000' + '0001000000000000' + '00000007' + '00000042' + '00000009' + '0000000a' + '00000089' + '00000002' + '00010000' + '00002000',
+    );
   });
 
   it('Login Response carries ISID, TSIH, stages and status', () => {
     const b = encodeLoginResponse({
-      transit: true, cont: false, csg: 1, nsg: 3, versionMax: 0, versionActive: 0, isid: '400001370000', tsih: 0x0102,
-      itt: 1, status: 0x0202, dataLength: 0, statSN: 1, expCmdSN: 2, maxCmdSN: 3,
+      transit: true,
+      cont: false,
+      csg: 1,
+      nsg: 3,
+      versionMax: 0,
+      versionActive: 0,
+      isid: '400001370000',
+      tsih: 0x0102,
+      itt: 1,
+      status: 0x0202,
+      dataLength: 0,
+      statSN: 1,
+      expCmdSN: 2,
+      maxCmdSN: 3,
     });
     expect(b.toString('hex')).toBe(
-      '23870000' + '00000000' + '4000013700000102' + '00000001' + '00000000' +
-      '00000001' + '00000002' + '00000003' + '02020000' + '00000000' + '00000000');
+      '23870000' + '00000000' + '4000013700000102' + '00000001' + '00000000' + '00000001' + '00000002' + '00000003' + '02020000' + '00000000' + '00000000',
+    );
   });
 });
 
@@ -294,8 +340,21 @@ describe('LUN and text codecs', () => {
   });
 
   it('decodes key=value pairs and rejects a pair without =', () => {
-    expect(decodeText(encodeText([['A', '1'], ['B', 'x=y']]))).toEqual([['A', '1'], ['B', 'x=y']]);
-    expect(decodeText(Buffer.from('A=1\0B=2'))).toEqual([['A', '1'], ['B', '2']]);
+    expect(
+      decodeText(
+        encodeText([
+          ['A', '1'],
+          ['B', 'x=y'],
+        ]),
+      ),
+    ).toEqual([
+      ['A', '1'],
+      ['B', 'x=y'],
+    ]);
+    expect(decodeText(Buffer.from('A=1\0B=2'))).toEqual([
+      ['A', '1'],
+      ['B', '2'],
+    ]);
     expect(() => decodeText(Buffer.from('novalue\0'))).toThrow(DecodeError);
   });
 

@@ -28,8 +28,10 @@ describe('an initiator that never reads its Data-In (issue #13)', () => {
   const initiators: TestInitiator[] = [];
 
   beforeAll(async () => {
-    child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/iscsi/serve.ts'), '0', 'memory', '131072'],
-      { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/iscsi/serve.ts'), '0', 'memory', '131072'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     port = await new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`target did not start: ${out}`)), 20_000);
@@ -59,15 +61,26 @@ describe('an initiator that never reads its Data-In (issue #13)', () => {
     const i = await TestInitiator.connect(port);
     initiators.push(i);
     const keys: [string, string][] = big
-      // Everything as large as the target allows: 8 MiB per PDU, 16 MiB bursts.
-      ? [['HeaderDigest', 'None'], ['DataDigest', 'None'], ['MaxRecvDataSegmentLength', '16777215'],
-        ['MaxBurstLength', '16776192'], ['FirstBurstLength', '262144'], ['ErrorRecoveryLevel', '0']]
-      : [['HeaderDigest', 'None'], ['DataDigest', 'None'], ['MaxRecvDataSegmentLength', '262144'], ['ErrorRecoveryLevel', '0']];
+      ? // Everything as large as the target allows: 8 MiB per PDU, 16 MiB bursts.
+        [
+          ['HeaderDigest', 'None'],
+          ['DataDigest', 'None'],
+          ['MaxRecvDataSegmentLength', '16777215'],
+          ['MaxBurstLength', '16776192'],
+          ['FirstBurstLength', '262144'],
+          ['ErrorRecoveryLevel', '0'],
+        ]
+      : [
+          ['HeaderDigest', 'None'],
+          ['DataDigest', 'None'],
+          ['MaxRecvDataSegmentLength', '262144'],
+          ['ErrorRecoveryLevel', '0'],
+        ];
     expect(await i.login({ initiatorName: name, targetName: T, isid, keys })).toBe(0);
     return i;
   }
 
-  it('keeps the target\'s RSS within 64 MiB of its baseline and answers an honest initiator meanwhile', async () => {
+  it("keeps the target's RSS within 64 MiB of its baseline and answers an honest initiator meanwhile", async () => {
     const honest = await login(IQN_INITIATOR2, '400001370201', false);
     // Warm up: JIT, one large read through the same path, so the baseline includes them.
     const warm = await login(IQN_INITIATOR, '400001370202', true);
@@ -96,7 +109,9 @@ describe('an initiator that never reads its Data-In (issue #13)', () => {
       peak = Math.max(peak, rssMiB(child.pid!));
       await settle(20);
     }
-    console.log(`target RSS baseline ${baseline.toFixed(0)} MiB, peak ${peak.toFixed(0)} MiB (+${(peak - baseline).toFixed(0)}); honest reads ${honestReads}, slowest ${slowest} ms`);
+    console.log(
+      `target RSS baseline ${baseline.toFixed(0)} MiB, peak ${peak.toFixed(0)} MiB (+${(peak - baseline).toFixed(0)}); honest reads ${honestReads}, slowest ${slowest} ms`,
+    );
     expect(peak - baseline).toBeLessThan(64);
     expect(honestReads).toBeGreaterThan(10);
   }, 60_000);
@@ -107,10 +122,21 @@ describe('an initiator that never reads its Data-In (issue #13)', () => {
     const baseline = rssMiB(child.pid!);
     const w = await TestInitiator.connect(port);
     initiators.push(w);
-    expect(await w.login({ initiatorName: IQN_INITIATOR, targetName: T, isid: '400001370204', keys: [
-      ['InitialR2T', 'No'], ['ImmediateData', 'Yes'], ['FirstBurstLength', '65536'], ['MaxBurstLength', '16776192'],
-      ['MaxRecvDataSegmentLength', '262144'], ['ErrorRecoveryLevel', '0'],
-    ] })).toBe(0);
+    expect(
+      await w.login({
+        initiatorName: IQN_INITIATOR,
+        targetName: T,
+        isid: '400001370204',
+        keys: [
+          ['InitialR2T', 'No'],
+          ['ImmediateData', 'Yes'],
+          ['FirstBurstLength', '65536'],
+          ['MaxBurstLength', '16776192'],
+          ['MaxRecvDataSegmentLength', '262144'],
+          ['ErrorRecoveryLevel', '0'],
+        ],
+      }),
+    ).toBe(0);
     const data = Buffer.alloc(8 * MiB, 0x5a);
     for (let k = 0; k < 128; k++) {
       const cdb = Buffer.alloc(10);

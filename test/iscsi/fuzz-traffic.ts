@@ -24,7 +24,7 @@ export function xorshift(seed = 0x2545f491): (n: number) => number {
 /** Splits a captured stream into PDUs (48-byte BHS + padded data, no digests). */
 export function splitPdus(stream: Buffer): Buffer[] {
   const out: Buffer[] = [];
-  for (let off = 0; off + 48 <= stream.length;) {
+  for (let off = 0; off + 48 <= stream.length; ) {
     const len = 48 + stream[off + 4] * 4 + ((stream.readUIntBE(off + 5, 3) + 3) & ~3);
     out.push(stream.subarray(off, off + len));
     off += len;
@@ -35,10 +35,7 @@ export function splitPdus(stream: Buffer): Buffer[] {
 /** The initiator PDUs captured from libiscsi and qemu-io (test/fixtures/iscsi). */
 export function capturedPdus(): Buffer[] {
   const dir = join(__dirname, '..', 'fixtures', 'iscsi');
-  return [
-    ...splitPdus(readFileSync(join(dir, 'libiscsi-inq.initiator.bin'))),
-    ...splitPdus(readFileSync(join(dir, 'qemu-io.initiator.bin'))),
-  ];
+  return [...splitPdus(readFileSync(join(dir, 'libiscsi-inq.initiator.bin'))), ...splitPdus(readFileSync(join(dir, 'qemu-io.initiator.bin')))];
 }
 
 /** One mutation of a PDU: bit flips, absurd lengths, a random opcode, truncation or random fields. */
@@ -96,11 +93,10 @@ export async function fuzzer(o: FuzzOptions): Promise<number> {
       if (rnd(3) > 0) {
         // Log in properly first so the fuzz reaches the full feature phase.
         const st = await Promise.race([
-          c.login({ initiatorName: o.initiatorName, targetName: o.targetName, isid: `40000137${(0xe000 + rnd(0x1000)).toString(16)}` })
-            .catch((err: Error) => {
-              if (o.tolerateLoginFailure) return -1;
-              throw err;
-            }),
+          c.login({ initiatorName: o.initiatorName, targetName: o.targetName, isid: `40000137${(0xe000 + rnd(0x1000)).toString(16)}` }).catch((err: Error) => {
+            if (o.tolerateLoginFailure) return -1;
+            throw err;
+          }),
           new Promise<number>((r) => setTimeout(() => r(-1), 2000)),
         ]);
         if (st !== 0) continue;

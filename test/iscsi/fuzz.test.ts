@@ -36,40 +36,44 @@ describe('fuzzing the target', () => {
     await server?.stop();
   });
 
-  it(`survives ${DURATION_MS / 1000} s of mutated and random PDUs while a good session reads and writes`, async () => {
-    const good = await TestInitiator.connect(port);
-    expect(await good.login({ initiatorName: IQN_INITIATOR, targetName: T, isid: '40000137f000' })).toBe(0);
-    const end = Date.now() + DURATION_MS;
-    let goodOps = 0;
-    let fuzzConns = 0;
+  it(
+    `survives ${DURATION_MS / 1000} s of mutated and random PDUs while a good session reads and writes`,
+    async () => {
+      const good = await TestInitiator.connect(port);
+      expect(await good.login({ initiatorName: IQN_INITIATOR, targetName: T, isid: '40000137f000' })).toBe(0);
+      const end = Date.now() + DURATION_MS;
+      let goodOps = 0;
+      let fuzzConns = 0;
 
-    const goodLoop = (async () => {
-      while (Date.now() < end) {
-        const lba = rnd(1024 - 16);
-        const data = randomBytes(512 * (1 + rnd(16)));
-        const w = await good.write10(lba, data);
-        expect(w.status).toBe(0);
-        const r = await good.read10(lba, data.length / 512);
-        expect(r.status).toBe(0);
-        expect(r.data.equals(data)).toBe(true);
-        goodOps++;
-      }
-    })();
+      const goodLoop = (async () => {
+        while (Date.now() < end) {
+          const lba = rnd(1024 - 16);
+          const data = randomBytes(512 * (1 + rnd(16)));
+          const w = await good.write10(lba, data);
+          expect(w.status).toBe(0);
+          const r = await good.read10(lba, data.length / 512);
+          expect(r.status).toBe(0);
+          expect(r.data.equals(data)).toBe(true);
+          goodOps++;
+        }
+      })();
 
-    const fuzz = () => fuzzer({ port, targetName: T_FUZZ, initiatorName: IQN_INITIATOR, until: end, rnd, captured });
-    const conns = await Promise.all([goodLoop, fuzz(), fuzz(), fuzz()]);
-    fuzzConns = conns[1] + conns[2] + conns[3];
-    expect(goodOps).toBeGreaterThan(20);
-    expect(fuzzConns).toBeGreaterThan(20);
-    expect(good.closed).toBe(false);
-    // The good session's blocks hold only what it wrote; a fresh login still works.
-    const after = await TestInitiator.connect(port);
-    expect(await after.login({ initiatorName: IQN_INITIATOR, targetName: T, isid: '40000137f001' })).toBe(0);
-    expect((await after.read10(0, 8)).status).toBe(0);
-    after.destroy();
-    good.destroy();
-    const st = server.status();
-    expect(st.state).toBe('running');
-    expect(st.counters.errors).toBeGreaterThan(0);
-  }, DURATION_MS + 60_000);
+      const fuzz = () => fuzzer({ port, targetName: T_FUZZ, initiatorName: IQN_INITIATOR, until: end, rnd, captured });
+      const conns = await Promise.all([goodLoop, fuzz(), fuzz(), fuzz()]);
+      fuzzConns = conns[1] + conns[2] + conns[3];
+      expect(goodOps).toBeGreaterThan(20);
+      expect(fuzzConns).toBeGreaterThan(20);
+      expect(good.closed).toBe(false);
+      // The good session's blocks hold only what it wrote; a fresh login still works.
+      const after = await TestInitiator.connect(port);
+      expect(await after.login({ initiatorName: IQN_INITIATOR, targetName: T, isid: '40000137f001' })).toBe(0);
+      expect((await after.read10(0, 8)).status).toBe(0);
+      after.destroy();
+      good.destroy();
+      const st = server.status();
+      expect(st.state).toBe('running');
+      expect(st.counters.errors).toBeGreaterThan(0);
+    },
+    DURATION_MS + 60_000,
+  );
 });

@@ -22,22 +22,39 @@ export class StaticDirectory implements TargetDirectory {
 }
 
 /** Builds a target entry with sensible test defaults. */
-export function target(name: string, luns: TargetLun[], opts: { chap?: ChapCredentials | null; allowed?: string[]; exclusiveWriter?: boolean; mac?: string } = {}): TargetEntry {
+export function target(
+  name: string,
+  luns: TargetLun[],
+  opts: { chap?: ChapCredentials | null; allowed?: string[]; exclusiveWriter?: boolean; mac?: string } = {},
+): TargetEntry {
   return {
-    name, luns, clientMac: opts.mac ?? '52:54:00:00:00:01',
+    name,
+    luns,
+    clientMac: opts.mac ?? '52:54:00:00:00:01',
     allowedInitiators: opts.allowed ?? [IQN_INITIATOR, IQN_INITIATOR2],
-    chap: opts.chap ?? null, exclusiveWriter: opts.exclusiveWriter,
+    chap: opts.chap ?? null,
+    exclusiveWriter: opts.exclusiveWriter,
   };
 }
 
 /** Starts a target on 127.0.0.1 and a free port; `extra` overrides any server option. */
-export async function startTarget(targets: TargetEntry[], opts: { log?: Logger; nopInIntervalSeconds?: number; port?: number; extra?: Partial<IscsiServerOptions> } = {}) {
+export async function startTarget(
+  targets: TargetEntry[],
+  opts: { log?: Logger; nopInIntervalSeconds?: number; port?: number; extra?: Partial<IscsiServerOptions> } = {},
+) {
   const events: BootEvent[] = [];
   const directory = new StaticDirectory(targets);
   const server = new IscsiServer({
-    host: '127.0.0.1', port: opts.port ?? 0, directory, clock: systemClock,
-    log: opts.log ?? silentLogger(), events: { record: (e) => events.push(e) }, maxConnections: 64,
-    nopInIntervalSeconds: opts.nopInIntervalSeconds ?? 30, portalAddress: '127.0.0.1', ...opts.extra,
+    host: '127.0.0.1',
+    port: opts.port ?? 0,
+    directory,
+    clock: systemClock,
+    log: opts.log ?? silentLogger(),
+    events: { record: (e) => events.push(e) },
+    maxConnections: 64,
+    nopInIntervalSeconds: opts.nopInIntervalSeconds ?? 30,
+    portalAddress: '127.0.0.1',
+    ...opts.extra,
   });
   await server.start();
   return { server, port: server.port, events, directory };

@@ -130,7 +130,7 @@ export class TestInitiator {
   private onPdu(h: Buffer, d: Buffer): void {
     const op = h[0] & 0x3f;
     const statSN = h.readUInt32BE(24);
-    if (op !== 0x25 || (h[1] & 0x01)) {
+    if (op !== 0x25 || h[1] & 0x01) {
       if (op !== 0x20 || h.readUInt32BE(16) !== 0xffffffff) this.expStatSN = (statSN + 1) >>> 0;
     }
     if (op !== 0x23) this.maxCmdSN = h.readUInt32BE(32);
@@ -153,18 +153,26 @@ export class TestInitiator {
         }
         this.waiters.get(itt)?.(h, d);
         return;
-      case 0x25: { // Data-In
+      case 0x25: {
+        // Data-In
         const p = this.pending.get(itt);
         if (!p) return;
         p.chunks.push(Buffer.from(d));
         if (h[1] & 0x01) {
           this.pending.delete(itt);
-          p.resolve({ status: h[3], sense: null, data: Buffer.concat(p.chunks), residual: h.readUInt32BE(44),
-            underflow: (h[1] & 0x02) !== 0, overflow: (h[1] & 0x04) !== 0 });
+          p.resolve({
+            status: h[3],
+            sense: null,
+            data: Buffer.concat(p.chunks),
+            residual: h.readUInt32BE(44),
+            underflow: (h[1] & 0x02) !== 0,
+            overflow: (h[1] & 0x04) !== 0,
+          });
         }
         return;
       }
-      case 0x31: { // R2T
+      case 0x31: {
+        // R2T
         const p = this.pending.get(itt);
         if (!p || !p.dataOut) return;
         const ttt = h.readUInt32BE(20);
@@ -185,13 +193,20 @@ export class TestInitiator {
         }
         return;
       }
-      case 0x21: { // SCSI Response
+      case 0x21: {
+        // SCSI Response
         const p = this.pending.get(itt);
         if (!p) return;
         this.pending.delete(itt);
         const sense = d.length >= 2 ? d.subarray(2, 2 + d.readUInt16BE(0)) : null;
-        p.resolve({ status: h[3], sense: sense ? Buffer.from(sense) : null, data: Buffer.concat(p.chunks), residual: h.readUInt32BE(44),
-          underflow: (h[1] & 0x02) !== 0, overflow: (h[1] & 0x04) !== 0 });
+        p.resolve({
+          status: h[3],
+          sense: sense ? Buffer.from(sense) : null,
+          data: Buffer.concat(p.chunks),
+          residual: h.readUInt32BE(44),
+          underflow: (h[1] & 0x02) !== 0,
+          overflow: (h[1] & 0x04) !== 0,
+        });
         return;
       }
       default:
@@ -229,7 +244,10 @@ export class TestInitiator {
   async login(o: LoginOptions): Promise<number> {
     const isid = o.isid ?? '400001370000';
     this.answerPings = o.answerPings ?? true;
-    const first: TextPair[] = [['InitiatorName', o.initiatorName], ['SessionType', o.sessionType ?? 'Normal']];
+    const first: TextPair[] = [
+      ['InitiatorName', o.initiatorName],
+      ['SessionType', o.sessionType ?? 'Normal'],
+    ];
     if (o.targetName) first.push(['TargetName', o.targetName]);
     first.push(['AuthMethod', o.chap ? 'CHAP,None' : 'None']);
     let r = await this.loginPdu(0, 1, !o.chap, isid, first);
@@ -239,15 +257,24 @@ export class TestInitiator {
       if (r.status) return r.status;
       const m = new Map(r.pairs);
       const resp = chapResponse(Number(m.get('CHAP_I')), o.chap.secret, decodeChapBinary(m.get('CHAP_C')!)!);
-      const answer: TextPair[] = [['CHAP_N', o.chap.user], ['CHAP_R', `0x${resp.toString('hex')}`]];
+      const answer: TextPair[] = [
+        ['CHAP_N', o.chap.user],
+        ['CHAP_R', `0x${resp.toString('hex')}`],
+      ];
       if (o.chap.mutual) answer.push(['CHAP_I', '7'], ['CHAP_C', `0x${'5a'.repeat(16)}`]);
       r = await this.loginPdu(0, 1, true, isid, answer);
       if (r.status) return r.status;
     }
     const keys: TextPair[] = o.keys ?? [
-      ['HeaderDigest', o.digests ? 'CRC32C' : 'None'], ['DataDigest', o.digests ? 'CRC32C' : 'None'], ['InitialR2T', 'Yes'],
-      ['ImmediateData', 'No'], ['MaxRecvDataSegmentLength', '8192'], ['MaxBurstLength', '65536'], ['FirstBurstLength', '16384'],
-      ['MaxOutstandingR2T', '1'], ['ErrorRecoveryLevel', '0'],
+      ['HeaderDigest', o.digests ? 'CRC32C' : 'None'],
+      ['DataDigest', o.digests ? 'CRC32C' : 'None'],
+      ['InitialR2T', 'Yes'],
+      ['ImmediateData', 'No'],
+      ['MaxRecvDataSegmentLength', '8192'],
+      ['MaxBurstLength', '65536'],
+      ['FirstBurstLength', '16384'],
+      ['MaxOutstandingR2T', '1'],
+      ['ErrorRecoveryLevel', '0'],
     ];
     r = await this.loginPdu(1, 3, true, isid, keys);
     if (r.status) return r.status;
@@ -266,7 +293,10 @@ export class TestInitiator {
    * command PDU and `unsolicited` more as unsolicited Data-Out (when negotiated, §13.13-13.14);
    * `sendUpTo` withholds the data from that offset on (the command then never completes).
    */
-  command(cdb: Buffer, opts: { dataOut?: Buffer; edtl?: number; lun?: number; immediate?: number; unsolicited?: number; sendUpTo?: number } = {}): Promise<CommandResult> {
+  command(
+    cdb: Buffer,
+    opts: { dataOut?: Buffer; edtl?: number; lun?: number; immediate?: number; unsolicited?: number; sendUpTo?: number } = {},
+  ): Promise<CommandResult> {
     const itt = ++this.itt;
     const lun = opts.lun ?? 0;
     const write = !!opts.dataOut;

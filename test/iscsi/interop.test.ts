@@ -52,7 +52,14 @@ describe.skipIf(!LIBISCSI)('interop: libiscsi tools', () => {
     expect(stdout).toMatch(/Peripheral Device Type:DIRECT_ACCESS/);
     expect(stdout).toMatch(/Vendor:NETBOOT/);
     const vpd = await run('iscsi-inq', ['-i', IQN_INITIATOR, '-e', '1', '-c', '0x00', url(T)]);
-    for (const p of ['SUPPORTED_VPD_PAGES', 'UNIT_SERIAL_NUMBER', 'DEVICE_IDENTIFICATION', 'BLOCK_LIMITS', 'BLOCK_DEVICE_CHARACTERISTICS', 'LOGICAL_BLOCK_PROVISIONING']) {
+    for (const p of [
+      'SUPPORTED_VPD_PAGES',
+      'UNIT_SERIAL_NUMBER',
+      'DEVICE_IDENTIFICATION',
+      'BLOCK_LIMITS',
+      'BLOCK_DEVICE_CHARACTERISTICS',
+      'LOGICAL_BLOCK_PROVISIONING',
+    ]) {
       expect(vpd.stdout).toContain(p);
     }
     const id = await run('iscsi-inq', ['-i', IQN_INITIATOR, '-e', '1', '-c', '131', url(T)]);
@@ -75,15 +82,25 @@ describe.skipIf(!LIBISCSI)('interop: libiscsi tools', () => {
   });
 
   it('accepts one-way and mutual CHAP with the right secrets and refuses wrong ones', async () => {
-    const env = (u: string, p: string, extra: Record<string, string> = {}) => ({ env: { ...process.env, LIBISCSI_CHAP_USERNAME: u, LIBISCSI_CHAP_PASSWORD: p, ...extra } });
+    const env = (u: string, p: string, extra: Record<string, string> = {}) => ({
+      env: { ...process.env, LIBISCSI_CHAP_USERNAME: u, LIBISCSI_CHAP_PASSWORD: p, ...extra },
+    });
     await run('iscsi-inq', ['-i', IQN_CHAP, url(T_CHAP)], env(CHAP.user, CHAP.secret));
     await expect(run('iscsi-inq', ['-i', IQN_CHAP, url(T_CHAP)], env(CHAP.user, 'wrong-secret-123'))).rejects.toThrow();
     await expect(run('iscsi-inq', ['-i', IQN_CHAP, url(T_CHAP)])).rejects.toThrow();
-    await run('iscsi-inq', ['-i', IQN_CHAP, url(T_MUTUAL)],
-      env(CHAP.user, CHAP.secret, { LIBISCSI_CHAP_TARGET_USERNAME: MUTUAL.targetUser, LIBISCSI_CHAP_TARGET_PASSWORD: MUTUAL.targetSecret }));
+    await run(
+      'iscsi-inq',
+      ['-i', IQN_CHAP, url(T_MUTUAL)],
+      env(CHAP.user, CHAP.secret, { LIBISCSI_CHAP_TARGET_USERNAME: MUTUAL.targetUser, LIBISCSI_CHAP_TARGET_PASSWORD: MUTUAL.targetSecret }),
+    );
     // libiscsi checks our mutual response: a wrong target secret on its side must fail the login.
-    await expect(run('iscsi-inq', ['-i', IQN_CHAP, url(T_MUTUAL)],
-      env(CHAP.user, CHAP.secret, { LIBISCSI_CHAP_TARGET_USERNAME: MUTUAL.targetUser, LIBISCSI_CHAP_TARGET_PASSWORD: 'not-the-secret-x' }))).rejects.toThrow();
+    await expect(
+      run(
+        'iscsi-inq',
+        ['-i', IQN_CHAP, url(T_MUTUAL)],
+        env(CHAP.user, CHAP.secret, { LIBISCSI_CHAP_TARGET_USERNAME: MUTUAL.targetUser, LIBISCSI_CHAP_TARGET_PASSWORD: 'not-the-secret-x' }),
+      ),
+    ).rejects.toThrow();
     const refused = events.filter((e) => e.mac === '52:54:00:11:22:44' && e.stage === 'iscsi-login-refused');
     expect(refused.length).toBeGreaterThanOrEqual(2);
     expect(refused[0].detail?.status).toBe('0x0201');

@@ -39,8 +39,11 @@ describe.skipIf(!HAVE)('iPXE sanboot (qemu TCG, ipxe.lkrn)', () => {
   async function boot(port: number, script: string[]): Promise<string> {
     const file = join(dir, `boot-${children.length}.ipxe`);
     writeFileSync(file, ['#!ipxe', 'dhcp', ...script, ''].join('\n'));
-    const q = spawn(QEMU, ['-nographic', '-monitor', 'none', '-m', '128', '-kernel', LKRN, '-initrd', file,
-      '-netdev', 'user,id=n0', '-device', 'e1000,netdev=n0', '-no-reboot'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const q = spawn(
+      QEMU,
+      ['-nographic', '-monitor', 'none', '-m', '128', '-kernel', LKRN, '-initrd', file, '-netdev', 'user,id=n0', '-device', 'e1000,netdev=n0', '-no-reboot'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     children.push(q);
     let out = '';
     q.stdout!.on('data', (d) => (out += d.toString('latin1')));
@@ -71,11 +74,19 @@ describe.skipIf(!HAVE)('iPXE sanboot (qemu TCG, ipxe.lkrn)', () => {
       expect(stages).toContain('iscsi-login');
       expect(stages).toContain('iscsi-first-read');
 
-      const out2 = await boot(port, [`set initiator-iqn ${IQN_INITIATOR}`, `set username ${chap.user}`, `set password ${chap.secret}`,
-        `sanboot iscsi:10.0.2.2::${port}:0:${T_CHAP}`]);
+      const out2 = await boot(port, [
+        `set initiator-iqn ${IQN_INITIATOR}`,
+        `set username ${chap.user}`,
+        `set password ${chap.secret}`,
+        `sanboot iscsi:10.0.2.2::${port}:0:${T_CHAP}`,
+      ]);
       expect(out2).toContain(MARKER);
-      const bad = await boot(port, [`set initiator-iqn ${IQN_INITIATOR}`, `set username ${chap.user}`, 'set password wrong-secret-123',
-        `sanboot iscsi:10.0.2.2::${port}:0:${T_CHAP}`]);
+      const bad = await boot(port, [
+        `set initiator-iqn ${IQN_INITIATOR}`,
+        `set username ${chap.user}`,
+        'set password wrong-secret-123',
+        `sanboot iscsi:10.0.2.2::${port}:0:${T_CHAP}`,
+      ]);
       expect(bad).not.toContain(MARKER);
       expect(events.some((e) => e.mac === '52:54:00:12:34:57' && e.stage === 'iscsi-login-refused' && e.detail?.status === '0x0201')).toBe(true);
     } finally {

@@ -289,7 +289,13 @@ describe('SANITIZE', () => {
     const base = disk.open();
     let letGo!: () => void;
     const gate = new Promise<void>((resolve) => (letGo = resolve));
-    const held: BlockVolume = { ...base, unmap: async (lba, n) => { await gate; return base.unmap(lba, n); } };
+    const held: BlockVolume = {
+      ...base,
+      unmap: async (lba, n) => {
+        await gate;
+        return base.unmap(lba, n);
+      },
+    };
     const a = session(held, shared);
     const b = session(disk.open(), shared);
     expect((await run(a, cdb.sanitize(0x02, 0x80), 'A')).status).toBe(GOOD);
@@ -380,7 +386,7 @@ describe('WRITE ATOMIC(16)', () => {
     expect(sense(await run(lu, writeAtomic16(0n, 1), 'A', Buffer.alloc(BS)))).toEqual([0x05, 0x20, 0x00]);
   });
 
-  it('writes up to the volume\'s atomic limit and checks its CDB (range first, then length)', async () => {
+  it("writes up to the volume's atomic limit and checks its CDB (range first, then length)", async () => {
     const disk = new MemoryDisk('atomic', 1024);
     const lu = session({ ...disk.open(), atomicWriteBlocks: 256 } as BlockVolume, new LuShared());
     expect(await maxAtomic(lu)).toBe(256);
@@ -407,7 +413,14 @@ describe('WRITE ATOMIC(16)', () => {
     const base = disk.open();
     let letGo!: () => void;
     const gate = new Promise<void>((resolve) => (letGo = resolve));
-    const slow = { ...base, atomicWriteBlocks: 64, write: async (lba: number, d: Buffer) => { await gate; return base.write(lba, d); } } as BlockVolume;
+    const slow = {
+      ...base,
+      atomicWriteBlocks: 64,
+      write: async (lba: number, d: Buffer) => {
+        await gate;
+        return base.write(lba, d);
+      },
+    } as BlockVolume;
     const a = session(slow, shared);
     const b = session(disk.open(), shared);
     const atomic = run(a, writeAtomic16(0n, 8), 'A', Buffer.alloc(8 * BS, 0x01));

@@ -66,13 +66,23 @@ async function main(): Promise<void> {
       // Where the memory is (benches print it): V8's heap, ArrayBuffers, the rest is malloc'd.
       const m = process.memoryUsage();
       const mib = (n: number) => (n / 1048576).toFixed(1);
-      console.log(`MEM rss ${mib(m.rss)} heapTotal ${mib(m.heapTotal)} heapUsed ${mib(m.heapUsed)} external ${mib(m.external)} arrayBuffers ${mib(m.arrayBuffers)}`);
+      console.log(
+        `MEM rss ${mib(m.rss)} heapTotal ${mib(m.heapTotal)} heapUsed ${mib(m.heapUsed)} external ${mib(m.external)} arrayBuffers ${mib(m.arrayBuffers)}`,
+      );
     } else if (cmd === 'RESET') {
       if (!onReset) console.log('RESET failed: not a store disk');
-      else onReset().then(() => console.log('RESET done'), (err: Error) => console.log(`RESET failed: ${err.message}`));
+      else
+        onReset().then(
+          () => console.log('RESET done'),
+          (err: Error) => console.log(`RESET failed: ${err.message}`),
+        );
     }
   });
-  const stop = () => void server.stop().then(cleanup).then(() => process.exit(0));
+  const stop = () =>
+    void server
+      .stop()
+      .then(cleanup)
+      .then(() => process.exit(0));
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 }

@@ -23,14 +23,24 @@ describe('iSCSI sessions against the running target (test initiator)', () => {
   const open: TestInitiator[] = [];
 
   beforeAll(async () => {
-    const r = await startTarget([
-      target(T, [{ lun: 0, open: () => disk.open(), readOnly: false }, { lun: 1, open: () => roDisk.open(), readOnly: true }], { mac: '52:54:00:aa:00:01' }),
-      target(T_EXCL, [{ lun: 0, open: () => exclDisk.open(), readOnly: false }], { exclusiveWriter: true }),
-      target(T_RO, [{ lun: 0, open: () => roDisk.open(), readOnly: true }], { allowed: [IQN_INITIATOR] }),
-      target(T_FULL, [{ lun: 0, open: () => fullDisk.open(), readOnly: false }]),
-      // This suite keeps every session open until afterAll, all from 127.0.0.1: more than the
-      // product's 8 connections per address (abuse.test.ts tests that cap).
-    ], { nopInIntervalSeconds: 1, extra: { maxConnectionsPerAddress: 64 } });
+    const r = await startTarget(
+      [
+        target(
+          T,
+          [
+            { lun: 0, open: () => disk.open(), readOnly: false },
+            { lun: 1, open: () => roDisk.open(), readOnly: true },
+          ],
+          { mac: '52:54:00:aa:00:01' },
+        ),
+        target(T_EXCL, [{ lun: 0, open: () => exclDisk.open(), readOnly: false }], { exclusiveWriter: true }),
+        target(T_RO, [{ lun: 0, open: () => roDisk.open(), readOnly: true }], { allowed: [IQN_INITIATOR] }),
+        target(T_FULL, [{ lun: 0, open: () => fullDisk.open(), readOnly: false }]),
+        // This suite keeps every session open until afterAll, all from 127.0.0.1: more than the
+        // product's 8 connections per address (abuse.test.ts tests that cap).
+      ],
+      { nopInIntervalSeconds: 1, extra: { maxConnectionsPerAddress: 64 } },
+    );
     ({ server, port, events } = r);
   });
 
@@ -199,7 +209,10 @@ describe('iSCSI sessions against the running target (test initiator)', () => {
     i.cmdSN = (i.maxCmdSN + 1) >>> 0;
     const ignored = i.read10(0, 1);
     let answered = false;
-    void ignored.then(() => (answered = true), () => undefined);
+    void ignored.then(
+      () => (answered = true),
+      () => undefined,
+    );
     await new Promise((r) => setTimeout(r, 300));
     expect(answered).toBe(false);
     i.cmdSN = saved;
@@ -250,9 +263,17 @@ describe('IscsiServer lifecycle', () => {
       return v;
     };
     const dir = new StaticDirectory([target(T, [{ lun: 0, open: slowOpen, readOnly: false }])]);
-    const mk = (port: number) => new IscsiServer({
-      host: '127.0.0.1', port, directory: dir, clock, log: silentLogger(), maxConnections: 4, nopInIntervalSeconds: 5, portalAddress: '127.0.0.1',
-    });
+    const mk = (port: number) =>
+      new IscsiServer({
+        host: '127.0.0.1',
+        port,
+        directory: dir,
+        clock,
+        log: silentLogger(),
+        maxConnections: 4,
+        nopInIntervalSeconds: 5,
+        portalAddress: '127.0.0.1',
+      });
     const server = mk(0);
     await server.start();
     await expect(mk(server.port).start()).rejects.toThrow(/already in use/);
@@ -288,7 +309,13 @@ describe('NOP-In pings on a fake clock (the default 5 s interval)', () => {
     const nopInIntervalSeconds = parseConfig({}).iscsi.nopInIntervalSeconds;
     expect(nopInIntervalSeconds).toBe(5);
     const server = new IscsiServer({
-      host: '127.0.0.1', port: 0, clock, log: silentLogger(), maxConnections: 4, nopInIntervalSeconds, portalAddress: '127.0.0.1',
+      host: '127.0.0.1',
+      port: 0,
+      clock,
+      log: silentLogger(),
+      maxConnections: 4,
+      nopInIntervalSeconds,
+      portalAddress: '127.0.0.1',
       directory: new StaticDirectory([target(T, [{ lun: 0, open: () => disk.open(), readOnly: true }])]),
     });
     await server.start();
@@ -345,8 +372,14 @@ describe('connection limits', () => {
     const { StaticDirectory } = await import('./harness');
     const clock = new FakeClock();
     const server = new IscsiServer({
-      host: '127.0.0.1', port: 0, directory: new StaticDirectory([]), clock, log: silentLogger(), maxConnections: 4,
-      nopInIntervalSeconds: 0, portalAddress: '127.0.0.1',
+      host: '127.0.0.1',
+      port: 0,
+      directory: new StaticDirectory([]),
+      clock,
+      log: silentLogger(),
+      maxConnections: 4,
+      nopInIntervalSeconds: 0,
+      portalAddress: '127.0.0.1',
     });
     await server.start();
     try {

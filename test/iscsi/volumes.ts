@@ -29,7 +29,12 @@ export class MemoryDisk {
   atomicWriteBlocks = 0;
   flushes = 0;
 
-  constructor(readonly id: string, readonly blockCount: number, readonly blockSize = 512, readonly granularityBlocks = 8) {
+  constructor(
+    readonly id: string,
+    readonly blockCount: number,
+    readonly blockSize = 512,
+    readonly granularityBlocks = 8,
+  ) {
     this.data = Buffer.alloc(blockCount * blockSize);
     this.mapped = new Uint8Array(blockCount);
   }
@@ -49,7 +54,11 @@ export class MemoryDisk {
     };
     const thin: ThinProvisioning = { provisioned: true, unmappedReads: 'zero', granularityBlocks: disk.granularityBlocks };
     return {
-      id: disk.id, blockSize: disk.blockSize, blockCount: disk.blockCount, readOnly, thin,
+      id: disk.id,
+      blockSize: disk.blockSize,
+      blockCount: disk.blockCount,
+      readOnly,
+      thin,
       ...(disk.atomicWriteBlocks > 0 && !readOnly ? { atomicWriteBlocks: disk.atomicWriteBlocks } : {}),
       async read(lba, blocks) {
         live();
@@ -84,7 +93,7 @@ export class MemoryDisk {
         live();
         checkRange(lba, blocks, disk.blockCount);
         const runs: { lba: number; blocks: number; mapped: boolean }[] = [];
-        for (let i = lba; i < lba + blocks;) {
+        for (let i = lba; i < lba + blocks; ) {
           const m = disk.mapped[i] === 1;
           let j = i + 1;
           while (j < lba + blocks && (disk.mapped[j] === 1) === m) j++;
@@ -102,7 +111,12 @@ export class MemoryDisk {
 
 /** A fully provisioned disk backed by a file (like tgt's rdwr backing store). */
 export class FileDisk {
-  constructor(readonly id: string, readonly path: string, readonly blockCount: number, readonly blockSize = 512) {}
+  constructor(
+    readonly id: string,
+    readonly path: string,
+    readonly blockCount: number,
+    readonly blockSize = 512,
+  ) {}
 
   /** Opens the file for one session. */
   async open(readOnly = false): Promise<BlockVolume & { close(): Promise<void> }> {
@@ -113,7 +127,10 @@ export class FileDisk {
       if (closed) throw new VolumeError('CLOSED', 'volume closed');
     };
     return {
-      id, blockSize, blockCount, readOnly,
+      id,
+      blockSize,
+      blockCount,
+      readOnly,
       thin: { provisioned: false, unmappedReads: 'zero', granularityBlocks: 1 },
       async read(lba, blocks) {
         live();

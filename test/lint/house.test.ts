@@ -42,6 +42,18 @@ describe('house rules', () => {
     expect(r.status, r.out).toBe(0);
   });
 
+  it('the tree is formatted (biome format), and an unformatted file is refused', () => {
+    const tree = spawnSync(BIOME, ['format', '--colors=off'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+    expect(tree.status, `${tree.stdout}${tree.stderr}`).toBe(0);
+    mkdirSync(join(scratch, 'appliance/core'), { recursive: true });
+    writeFileSync(join(scratch, 'appliance/core/fmt.ts'), 'export const  x = {a:1,\n b : "two"}\n');
+    const bad = spawnSync(BIOME, ['format', '--colors=off', 'appliance/core/fmt.ts'], { cwd: scratch, encoding: 'utf8', timeout: 60_000 });
+    expect(bad.status).not.toBe(0);
+    expect(`${bad.stdout}${bad.stderr}`).toMatch(/format/i);
+    writeFileSync(join(scratch, 'appliance/core/fmt.ts'), "export const x = { a: 1, b: 'two' };\n");
+    expect(spawnSync(BIOME, ['format', '--colors=off', 'appliance/core/fmt.ts'], { cwd: scratch, encoding: 'utf8', timeout: 60_000 }).status).toBe(0);
+  });
+
   it.each([
     ['image-store/x.ts', "import { systemClock } from '../appliance/core/clock';", 'image-store/ stands alone'],
     ['image-store/rbd/x.ts', "import { ApiError } from '../../appliance/core/errors';", 'image-store/ stands alone'],
@@ -70,7 +82,8 @@ describe('house rules', () => {
         else if (/\.(ts|c)$/.test(e.name)) {
           const text = readFileSync(p, 'utf8');
           const lines = text.split('\n').length;
-          if (lines > 600 && !/^(\/\/|\/\*|\s\*).*Long file:/m.test(text.split('\n').slice(0, 5).join('\n'))) long.push(`${relative(ROOT, p)} (${lines} lines)`);
+          if (lines > 600 && !/^(\/\/|\/\*|\s\*).*Long file:/m.test(text.split('\n').slice(0, 5).join('\n')))
+            long.push(`${relative(ROOT, p)} (${lines} lines)`);
         }
       }
     };
@@ -79,7 +92,9 @@ describe('house rules', () => {
   });
 
   it('every document the code and docs point to exists', () => {
-    const files = spawnSync('git', ['ls-files', '*.ts', '*.md', '*.sh', '*.c', '*.mjs', '*.service', 'Makefile'], { cwd: ROOT, encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+    const files = spawnSync('git', ['ls-files', '*.ts', '*.md', '*.sh', '*.c', '*.mjs', '*.service', 'Makefile'], { cwd: ROOT, encoding: 'utf8' })
+      .stdout.split('\n')
+      .filter(Boolean);
     const broken: string[] = [];
     for (const f of files) {
       const text = readFileSync(join(ROOT, f), 'utf8');

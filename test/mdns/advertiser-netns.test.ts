@@ -23,8 +23,12 @@ const ROOT = join(import.meta.dirname, '..', '..');
 
 const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const missing = ['ip', 'unshare', 'nsenter', 'avahi-daemon', 'dbus-daemon', 'avahi-browse', 'avahi-resolve'].filter((c) => !has(c));
-const skipReason = process.getuid?.() !== 0 ? 'needs root for network namespaces'
-  : missing.length ? `missing tools: ${missing.join(', ')} (apt-get install avahi-daemon avahi-utils)` : '';
+const skipReason =
+  process.getuid?.() !== 0
+    ? 'needs root for network namespaces'
+    : missing.length
+      ? `missing tools: ${missing.join(', ')} (apt-get install avahi-daemon avahi-utils)`
+      : '';
 
 function sh(cmd: string, args: string[], timeoutMs = 10_000): { status: number | null; out: string } {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: timeoutMs });
@@ -49,7 +53,9 @@ async function browse(type: string, want: (lines: string[]) => boolean): Promise
   let lines: string[] = [];
   for (let i = 0; i < 8; i++) {
     // -r resolve, -t terminate after the cache dump, -p parseable, -k raw type names
-    lines = inResolver(['avahi-browse', '-rtpk', type]).out.split('\n').filter((l) => l.startsWith('='));
+    lines = inResolver(['avahi-browse', '-rtpk', type])
+      .out.split('\n')
+      .filter((l) => l.startsWith('='));
     if (want(lines)) return lines;
     await new Promise((r) => setTimeout(r, 500));
   }
@@ -59,14 +65,17 @@ async function browse(type: string, want: (lines: string[]) => boolean): Promise
 /** Starts one advertiser process in NS_A and waits for its JSON line. */
 function startRunner(name: string, port: number): Promise<{ proc: ChildProcess; result: any }> {
   const proc = spawn('ip', ['netns', 'exec', NS_A, process.execPath, '--import', 'tsx', 'test/mdns/runner.ts', name, String(port), '9.8.7', IF_A], {
-    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   runners.push(proc);
   return new Promise((resolve, reject) => {
     let out = '';
     let err = '';
     const timer = setTimeout(() => reject(new Error(`runner ${name}:${port} printed nothing in 30 s: ${err}`)), 30_000);
-    proc.stderr!.on('data', (d) => { err += d; });
+    proc.stderr!.on('data', (d) => {
+      err += d;
+    });
     proc.stdout!.on('data', (d) => {
       out += d;
       const nl = out.indexOf('\n');
@@ -77,15 +86,24 @@ function startRunner(name: string, port: number): Promise<{ proc: ChildProcess; 
         resolve({ proc, result });
       }
     });
-    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`runner exited ${code}: ${err}`)); });
+    proc.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`runner exited ${code}: ${err}`));
+    });
   });
 }
 
 function stopProc(p: ChildProcess): Promise<void> {
   if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
-    const t = setTimeout(() => { p.kill('SIGKILL'); resolve(); }, 5_000);
-    p.once('exit', () => { clearTimeout(t); resolve(); });
+    const t = setTimeout(() => {
+      p.kill('SIGKILL');
+      resolve();
+    }, 5_000);
+    p.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
     p.kill('SIGTERM');
   });
 }
@@ -105,22 +123,37 @@ describe.skipIf(skipReason)('mDNS advertiser seen by avahi across a veth pair', 
     ip('-n', NS_A, 'route', 'add', '224.0.0.0/4', 'dev', IF_A);
     ip('-n', NS_B, 'route', 'add', '224.0.0.0/4', 'dev', IF_B);
 
-    writeFileSync(join(dir, 'avahi.conf'), [
-      '[server]', 'host-name=nb-querier', 'use-ipv4=yes', 'use-ipv6=no', `allow-interfaces=${IF_B}`,
-      '[publish]', 'publish-addresses=no', 'publish-hinfo=no', 'publish-workstation=no', 'publish-domain=no', '',
-    ].join('\n'));
+    writeFileSync(
+      join(dir, 'avahi.conf'),
+      [
+        '[server]',
+        'host-name=nb-querier',
+        'use-ipv4=yes',
+        'use-ipv6=no',
+        `allow-interfaces=${IF_B}`,
+        '[publish]',
+        'publish-addresses=no',
+        'publish-hinfo=no',
+        'publish-workstation=no',
+        'publish-domain=no',
+        '',
+      ].join('\n'),
+    );
     // One shell owns the private mount namespace; the test enters it with nsenter -t <its pid>.
-    writeFileSync(join(dir, 'resolver.sh'), [
-      'set -e',
-      'mount -t tmpfs none /run',
-      'mkdir -p /run/dbus /run/avahi-daemon',
-      'dbus-daemon --system --nofork --nopidfile & D=$!',
-      'for i in 1 2 3 4 5 6 7 8 9 10; do [ -S /run/dbus/system_bus_socket ] && break; sleep 0.2; done',
-      'avahi-daemon --no-drop-root --no-chroot -f "$1" & A=$!',
-      "trap 'kill $A $D 2>/dev/null; wait; exit 0' TERM INT",
-      'wait',
-      '',
-    ].join('\n'));
+    writeFileSync(
+      join(dir, 'resolver.sh'),
+      [
+        'set -e',
+        'mount -t tmpfs none /run',
+        'mkdir -p /run/dbus /run/avahi-daemon',
+        'dbus-daemon --system --nofork --nopidfile & D=$!',
+        'for i in 1 2 3 4 5 6 7 8 9 10; do [ -S /run/dbus/system_bus_socket ] && break; sleep 0.2; done',
+        'avahi-daemon --no-drop-root --no-chroot -f "$1" & A=$!',
+        "trap 'kill $A $D 2>/dev/null; wait; exit 0' TERM INT",
+        'wait',
+        '',
+      ].join('\n'),
+    );
     avahi = spawn('ip', ['netns', 'exec', NS_B, 'unshare', '-m', 'sh', join(dir, 'resolver.sh'), join(dir, 'avahi.conf')], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });

@@ -32,9 +32,17 @@ describe.skipIf(skip !== undefined)(`appliance network status, in namespaces${sk
   });
 
   /** GET /api/status inside the server namespace (as localhost: the Host check admits it). */
-  async function status(): Promise<{ serverAddress: string; network: Record<string, unknown>; services: { name: string; state: string; listen: string[]; detail?: string }[] }> {
+  async function status(): Promise<{
+    serverAddress: string;
+    network: Record<string, unknown>;
+    services: { name: string; state: string; listen: string[]; detail?: string }[];
+  }> {
     const token = readFileSync(join(dir, 'data/admin.token'), 'utf8').trim();
-    const r = run('ip', ['netns', 'exec', server, 'curl', '-sS', '--max-time', '3', '-H', `Authorization: Bearer ${token}`, 'http://127.0.0.1:8080/api/status'], 5000);
+    const r = run(
+      'ip',
+      ['netns', 'exec', server, 'curl', '-sS', '--max-time', '3', '-H', `Authorization: Bearer ${token}`, 'http://127.0.0.1:8080/api/status'],
+      5000,
+    );
     return JSON.parse(r.out);
   }
   /** Polls status until `ok` holds (bounded). */
@@ -67,13 +75,31 @@ describe.skipIf(skip !== undefined)(`appliance network status, in namespaces${sk
     sh('ip', ['-n', client, 'link', 'set', 'eth0', 'address', '02:00:00:00:00:c1']);
 
     const config = {
-      dataDir: join(dir, 'data'), serverAddress: 'auto',
-      http: { host: '0.0.0.0', port: 8080 }, iscsi: { host: '0.0.0.0', port: 3260 }, tftp: { host: '0.0.0.0', port: 6969 },
-      dhcp: { mode: 'full', interface: 'br0', range: ['198.18.0.100', '198.18.0.120'], netmask: '255.255.255.0', router: '', dns: [], leaseSeconds: 600, conflictProbeSeconds: 1 },
-      boot: { ipxeDir: '/usr/lib/ipxe' }, mdns: { enabled: false }, log: { level: 'info', format: 'json' },
+      dataDir: join(dir, 'data'),
+      serverAddress: 'auto',
+      http: { host: '0.0.0.0', port: 8080 },
+      iscsi: { host: '0.0.0.0', port: 3260 },
+      tftp: { host: '0.0.0.0', port: 6969 },
+      dhcp: {
+        mode: 'full',
+        interface: 'br0',
+        range: ['198.18.0.100', '198.18.0.120'],
+        netmask: '255.255.255.0',
+        router: '',
+        dns: [],
+        leaseSeconds: 600,
+        conflictProbeSeconds: 1,
+      },
+      boot: { ipxeDir: '/usr/lib/ipxe' },
+      mdns: { enabled: false },
+      log: { level: 'info', format: 'json' },
     };
     writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
-    proc = spawn('ip', ['netns', 'exec', server, join(REPO, 'node_modules/.bin/tsx'), join(REPO, 'appliance/main/main.ts'), 'serve', '--config', join(dir, 'config.json')], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    proc = spawn(
+      'ip',
+      ['netns', 'exec', server, join(REPO, 'node_modules/.bin/tsx'), join(REPO, 'appliance/main/main.ts'), 'serve', '--config', join(dir, 'config.json')],
+      { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     proc.stdout!.on('data', (d) => (output += d));
     proc.stderr!.on('data', (d) => (output += d));
     for (let i = 0; i < 100 && !existsSync(join(dir, 'data/admin.token')); i++) await sleep(100);
@@ -108,9 +134,31 @@ describe.skipIf(skip !== undefined)(`appliance network status, in namespaces${sk
     // Regression (the double answer): two DHCP mode changes at once each started a DHCP service,
     // both held port 67, and every broadcast request got two answers (events recorded twice).
     const token = readFileSync(join(dir, 'data/admin.token'), 'utf8').trim();
-    const patch = (mode: string) => new Promise<void>((res) => spawn('ip', ['netns', 'exec', server, 'curl', '-sS', '--max-time', '10', '-X', 'PATCH',
-      '-H', `Authorization: Bearer ${token}`, '-H', 'Content-Type: application/json', '--data', JSON.stringify({ dhcp: { mode } }),
-      'http://127.0.0.1:8080/api/settings'], { stdio: 'ignore' }).once('exit', () => res()));
+    const patch = (mode: string) =>
+      new Promise<void>((res) =>
+        spawn(
+          'ip',
+          [
+            'netns',
+            'exec',
+            server,
+            'curl',
+            '-sS',
+            '--max-time',
+            '10',
+            '-X',
+            'PATCH',
+            '-H',
+            `Authorization: Bearer ${token}`,
+            '-H',
+            'Content-Type: application/json',
+            '--data',
+            JSON.stringify({ dhcp: { mode } }),
+            'http://127.0.0.1:8080/api/settings',
+          ],
+          { stdio: 'ignore' },
+        ).once('exit', () => res()),
+      );
     await Promise.all([patch('proxy'), patch('proxy')]);
     await Promise.all([patch('full'), patch('full')]);
     s = await until((x) => dhcpOf(x).state === 'running' && dhcpOf(x).listen.includes('udp 198.18.0.2:67'), 'DHCP back in full mode');

@@ -12,7 +12,18 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { getIp, getMessageType, Opt } from '../../appliance/dhcp/options';
 import { decodePacket } from '../../appliance/dhcp/packet';
-import { deleteNamespace, dhcpTypes, missingTools, netnsUnavailable, run, sh, startCapture, startRunner, startTcpdump, type Runner } from '../dhcp/helpers/netns';
+import {
+  deleteNamespace,
+  dhcpTypes,
+  missingTools,
+  netnsUnavailable,
+  run,
+  sh,
+  startCapture,
+  startRunner,
+  startTcpdump,
+  type Runner,
+} from '../dhcp/helpers/netns';
 
 const skip = netnsUnavailable() ?? (missingTools('udhcpc', 'tcpdump').length ? `missing ${missingTools('udhcpc', 'tcpdump').join(', ')}` : undefined);
 const MAC = '02:00:00:00:00:c1';
@@ -46,11 +57,24 @@ describe.skipIf(skip !== undefined)(`DHCP service and its network, in namespaces
   function startService(net: { server: string; dir: string }, name: string, conflictProbeSeconds = 0): Runner {
     const r = startRunner(net.server, net.dir, name, {
       config: {
-        dhcp: { mode: 'full', interface: 'br0', range: ['198.18.0.100', '198.18.0.120'], netmask: '255.255.255.0', router: '', dns: [], leaseSeconds: 600, conflictProbeSeconds },
+        dhcp: {
+          mode: 'full',
+          interface: 'br0',
+          range: ['198.18.0.100', '198.18.0.120'],
+          netmask: '255.255.255.0',
+          router: '',
+          dns: [],
+          leaseSeconds: 600,
+          conflictProbeSeconds,
+        },
         boot: { unknownClients: 'menu' },
         http: { port: 8080 },
       },
-      serverAddress: 'auto', dbFile: join(net.dir, `${name}.db`), clients: [], watch: { intervalMs: 300 }, logLevel: 'info',
+      serverAddress: 'auto',
+      dbFile: join(net.dir, `${name}.db`),
+      clients: [],
+      watch: { intervalMs: 300 },
+      logLevel: 'info',
     });
     cleanups.push(() => r.stop());
     return r;
@@ -70,7 +94,11 @@ describe.skipIf(skip !== undefined)(`DHCP service and its network, in namespaces
     const dhcp = startService(net, 'late');
     const ready = await dhcp.waitFor(/^READY/);
     // No address: running is not claimed, the reason is given, nothing is bound.
-    expect(JSON.parse(ready.slice(6))).toMatchObject({ state: 'starting', listen: [], detail: expect.stringMatching(/waiting for an IPv4 address on br0 \(down\)/) });
+    expect(JSON.parse(ready.slice(6))).toMatchObject({
+      state: 'starting',
+      listen: [],
+      detail: expect.stringMatching(/waiting for an IPv4 address on br0 \(down\)/),
+    });
 
     // The bridge's one port is up but its far end (the client's cable) is not: no carrier.
     sh('ip', ['link', 'add', 'p0', 'netns', net.server, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', net.client]);
@@ -157,34 +185,64 @@ describe.skipIf(skip !== undefined)(`DHCP service and its network, in namespaces
     expect(counters).toMatchObject({ offers: 1, requests: 1, acks: 1, ignored: counters.discovers + 1 });
   }, 45_000);
 
-  it.skipIf(missingTools('dnsmasq').length > 0)('full mode probes again on a new address and refuses to serve where another DHCP server answers', async () => {
-    const net = lab('probe');
-    sh('ip', ['link', 'add', 'p0', 'netns', net.server, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', net.client]);
-    sh('ip', ['-n', net.server, 'link', 'set', 'p0', 'master', 'br0']);
-    for (const [ns, dev] of [[net.server, 'p0'], [net.server, 'br0'], [net.client, 'eth0']]) sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
-    sh('ip', ['-n', net.server, 'addr', 'add', '198.18.0.1/24', 'dev', 'br0']);
-    const dhcp = startService(net, 'probe', 1);
-    await dhcp.waitFor(/^READY .*"state":"running"/, 15_000);
+  it.skipIf(missingTools('dnsmasq').length > 0)(
+    'full mode probes again on a new address and refuses to serve where another DHCP server answers',
+    async () => {
+      const net = lab('probe');
+      sh('ip', ['link', 'add', 'p0', 'netns', net.server, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', net.client]);
+      sh('ip', ['-n', net.server, 'link', 'set', 'p0', 'master', 'br0']);
+      for (const [ns, dev] of [
+        [net.server, 'p0'],
+        [net.server, 'br0'],
+        [net.client, 'eth0'],
+      ])
+        sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+      sh('ip', ['-n', net.server, 'addr', 'add', '198.18.0.1/24', 'dev', 'br0']);
+      const dhcp = startService(net, 'probe', 1);
+      await dhcp.waitFor(/^READY .*"state":"running"/, 15_000);
 
-    // Another DHCP server appears on the segment (the box was moved, or someone plugged a router in).
-    sh('ip', ['-n', net.client, 'addr', 'add', '198.18.0.50/24', 'dev', 'eth0']);
-    const other = spawn('ip', ['netns', 'exec', net.client, 'dnsmasq', '--no-daemon', '--conf-file=/dev/null', '--port=0', '--interface=eth0', '--bind-interfaces',
-      '--dhcp-range=198.18.0.200,198.18.0.210,255.255.255.0,10m', `--dhcp-leasefile=${join(net.dir, 'dnsmasq.leases')}`, '--no-ping'], { stdio: 'ignore' });
-    cleanups.push(() => void other.kill('SIGTERM'));
-    await new Promise((r) => setTimeout(r, 800));
+      // Another DHCP server appears on the segment (the box was moved, or someone plugged a router in).
+      sh('ip', ['-n', net.client, 'addr', 'add', '198.18.0.50/24', 'dev', 'eth0']);
+      const other = spawn(
+        'ip',
+        [
+          'netns',
+          'exec',
+          net.client,
+          'dnsmasq',
+          '--no-daemon',
+          '--conf-file=/dev/null',
+          '--port=0',
+          '--interface=eth0',
+          '--bind-interfaces',
+          '--dhcp-range=198.18.0.200,198.18.0.210,255.255.255.0,10m',
+          `--dhcp-leasefile=${join(net.dir, 'dnsmasq.leases')}`,
+          '--no-ping',
+        ],
+        { stdio: 'ignore' },
+      );
+      cleanups.push(() => void other.kill('SIGTERM'));
+      await new Promise((r) => setTimeout(r, 800));
 
-    sh('ip', ['-n', net.server, 'addr', 'del', '198.18.0.1/24', 'dev', 'br0']);
-    sh('ip', ['-n', net.server, 'addr', 'add', '198.18.0.2/24', 'dev', 'br0']);
-    const refused = await dhcp.waitFor(/^DHCP .*"state":"failed"/, 15_000);
-    expect(JSON.parse(refused.slice(5))).toMatchObject({ listen: [], detail: expect.stringMatching(/another DHCP server answers on br0: 198\.18\.0\.50/) });
-  }, 45_000);
+      sh('ip', ['-n', net.server, 'addr', 'del', '198.18.0.1/24', 'dev', 'br0']);
+      sh('ip', ['-n', net.server, 'addr', 'add', '198.18.0.2/24', 'dev', 'br0']);
+      const refused = await dhcp.waitFor(/^DHCP .*"state":"failed"/, 15_000);
+      expect(JSON.parse(refused.slice(5))).toMatchObject({ listen: [], detail: expect.stringMatching(/another DHCP server answers on br0: 198\.18\.0\.50/) });
+    },
+    45_000,
+  );
 
   it('of two appliance processes started together only one serves DHCP (a per-namespace lock on port 67)', async () => {
     const net = lab('two');
     sh('ip', ['link', 'add', 'p0', 'netns', net.server, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', net.client]);
     sh('ip', ['-n', net.client, 'link', 'set', 'eth0', 'address', MAC]);
     sh('ip', ['-n', net.server, 'link', 'set', 'p0', 'master', 'br0']);
-    for (const [ns, dev] of [[net.server, 'p0'], [net.server, 'br0'], [net.client, 'eth0']]) sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+    for (const [ns, dev] of [
+      [net.server, 'p0'],
+      [net.server, 'br0'],
+      [net.client, 'eth0'],
+    ])
+      sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
     sh('ip', ['-n', net.server, 'addr', 'add', '198.18.0.1/24', 'dev', 'br0']);
     // Two processes started together (on a loaded machine either may get there first): exactly
     // one serves, the other stops at once naming the port.

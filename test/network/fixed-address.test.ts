@@ -33,7 +33,8 @@ describe('netboot-fixed-address', () => {
     });
     run(root, '--address', '192.168.1.5/22', '--gateway', '192.168.1.1');
     expect(readFileSync(join(root, 'etc/network/interfaces.d/netboot-end0'), 'utf8')).toContain(
-      'auto end0\niface end0 inet static\n    address 192.168.1.5\n    netmask 255.255.252.0\n    gateway 192.168.1.1\n    dns-nameservers 192.168.1.1\n');
+      'auto end0\niface end0 inet static\n    address 192.168.1.5\n    netmask 255.255.252.0\n    gateway 192.168.1.1\n    dns-nameservers 192.168.1.1\n',
+    );
     const now = readFileSync(join(root, 'etc/network/interfaces'), 'utf8');
     expect(now).toContain('# netboot-fixed-address: allow-hotplug end0\n# netboot-fixed-address: iface end0 inet dhcp\n');
     expect(now).toContain('iface lo inet loopback');
@@ -44,7 +45,8 @@ describe('netboot-fixed-address', () => {
     const root = fakeRoot({});
     run(root, '--stack', 'networkd', '--interface', 'eth0', '--address', '10.0.0.2/24', '--gateway', '10.0.0.1', '--dns', '10.0.0.1 9.9.9.9');
     expect(readFileSync(join(root, 'etc/systemd/network/10-netboot-eth0.network'), 'utf8')).toContain(
-      '[Match]\nName=eth0\n\n[Network]\nAddress=10.0.0.2/24\nGateway=10.0.0.1\nDNS=10.0.0.1\nDNS=9.9.9.9\n');
+      '[Match]\nName=eth0\n\n[Network]\nAddress=10.0.0.2/24\nGateway=10.0.0.1\nDNS=10.0.0.1\nDNS=9.9.9.9\n',
+    );
   });
 
   it('dhcpcd: a static block appended once, replaced by a second run; --dry-run changes nothing', () => {
@@ -64,6 +66,8 @@ describe('netboot-fixed-address', () => {
 
   it('refuses an address without a prefix length', () => {
     const root = fakeRoot({});
-    expect(() => execFileSync('sh', [SCRIPT, '--root', root, '--stack', 'networkd', '--interface', 'eth0', '--address', '10.0.0.2'], { stdio: 'pipe' })).toThrow(/A\.B\.C\.D|192\.168\.1\.5\/24/);
+    expect(() =>
+      execFileSync('sh', [SCRIPT, '--root', root, '--stack', 'networkd', '--interface', 'eth0', '--address', '10.0.0.2'], { stdio: 'pipe' }),
+    ).toThrow(/A\.B\.C\.D|192\.168\.1\.5\/24/);
   });
 });

@@ -26,7 +26,12 @@ describe('iSCSI portal address', () => {
     let address = '198.18.0.1';
     const disk = new MemoryDisk('portal-disk', 64);
     server = new IscsiServer({
-      host: '127.0.0.1', port: 0, clock: new FakeClock(), log: silentLogger(), maxConnections: 4, nopInIntervalSeconds: 30,
+      host: '127.0.0.1',
+      port: 0,
+      clock: new FakeClock(),
+      log: silentLogger(),
+      maxConnections: 4,
+      nopInIntervalSeconds: 30,
       directory: new StaticDirectory([target(T, [{ lun: 0, open: () => disk.open(), readOnly: true }])]),
       get portalAddress() {
         return address;

@@ -83,12 +83,26 @@ describe('LinkWatcher', () => {
     const clock = new FakeClock();
     const sys = fakeSys();
     sys.set('0x1003', '1');
-    const failing = new LinkWatcher({ interface: 'eth0', clock, log: silentLogger(), sysNet: sys.root, addresses: async () => { throw new Error('Device "eth0" does not exist.'); } });
+    const failing = new LinkWatcher({
+      interface: 'eth0',
+      clock,
+      log: silentLogger(),
+      sysNet: sys.root,
+      addresses: async () => {
+        throw new Error('Device "eth0" does not exist.');
+      },
+    });
     await failing.start();
     expect(failing.link().state).toBe('no-address');
     await failing.stop();
 
-    const any = new LinkWatcher({ interface: '', clock, log: silentLogger(), sysNet: sys.root, addresses: async (name) => (name === '' ? [{ address: '10.0.0.5', prefixlen: 8, ifname: 'enp1s0', dynamic: true }] : []) });
+    const any = new LinkWatcher({
+      interface: '',
+      clock,
+      log: silentLogger(),
+      sysNet: sys.root,
+      addresses: async (name) => (name === '' ? [{ address: '10.0.0.5', prefixlen: 8, ifname: 'enp1s0', dynamic: true }] : []),
+    });
     await any.start();
     expect(any.link()).toMatchObject({ interface: '', state: 'up', address: '10.0.0.5', dynamic: true });
     await any.stop();
@@ -97,12 +111,20 @@ describe('LinkWatcher', () => {
 
   it('parses `ip -j -4 addr`: loopback and host scope left out, dynamic from the flag or a finite lifetime', () => {
     const json = JSON.stringify([
-      { ifname: 'lo', flags: ['LOOPBACK', 'UP'], addr_info: [{ family: 'inet', local: '127.0.0.1', prefixlen: 8, scope: 'host', valid_life_time: 4294967295 }] },
-      { ifname: 'eth0', flags: ['BROADCAST', 'UP'], addr_info: [
-        { family: 'inet', local: '192.168.1.20', prefixlen: 24, scope: 'global', dynamic: true, valid_life_time: 86000 },
-        { family: 'inet', local: '192.168.1.21', prefixlen: 24, scope: 'global', valid_life_time: 4294967295 },
-        { family: 'inet', local: '192.168.1.22', prefixlen: 24, scope: 'global', valid_life_time: 600 },
-      ] },
+      {
+        ifname: 'lo',
+        flags: ['LOOPBACK', 'UP'],
+        addr_info: [{ family: 'inet', local: '127.0.0.1', prefixlen: 8, scope: 'host', valid_life_time: 4294967295 }],
+      },
+      {
+        ifname: 'eth0',
+        flags: ['BROADCAST', 'UP'],
+        addr_info: [
+          { family: 'inet', local: '192.168.1.20', prefixlen: 24, scope: 'global', dynamic: true, valid_life_time: 86000 },
+          { family: 'inet', local: '192.168.1.21', prefixlen: 24, scope: 'global', valid_life_time: 4294967295 },
+          { family: 'inet', local: '192.168.1.22', prefixlen: 24, scope: 'global', valid_life_time: 600 },
+        ],
+      },
     ]);
     expect(parseIpAddr(json)).toEqual([
       { address: '192.168.1.20', prefixlen: 24, ifname: 'eth0', dynamic: true },
@@ -114,7 +136,7 @@ describe('LinkWatcher', () => {
     expect(parseIpAddr(json, false)[0]).toEqual({ address: '127.0.0.1', prefixlen: 8, ifname: 'lo', dynamic: false });
   });
 
-  it('reads loopback with `ip` and with Node\'s list alike (the fallback without iproute2)', async () => {
+  it("reads loopback with `ip` and with Node's list alike (the fallback without iproute2)", async () => {
     expect(nodeAddresses('lo')).toEqual([{ address: '127.0.0.1', prefixlen: 8, ifname: 'lo', dynamic: false }]);
     expect(await ipAddressReader('lo')).toEqual(nodeAddresses('lo'));
   });

@@ -45,28 +45,65 @@ describe.skipIf(skip !== undefined)(`mDNS follows the address${skip ? ` (skipped
       sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
     }
     sh('ip', ['-n', NS_A, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', NS_B]);
-    for (const [ns, addr] of [[NS_A, '198.18.0.1/24'], [NS_B, '198.18.0.9/24']]) {
+    for (const [ns, addr] of [
+      [NS_A, '198.18.0.1/24'],
+      [NS_B, '198.18.0.9/24'],
+    ]) {
       sh('ip', ['-n', ns, 'link', 'set', 'eth0', 'multicast', 'on', 'up']);
       sh('ip', ['-n', ns, 'addr', 'add', addr, 'dev', 'eth0']);
       sh('ip', ['-n', ns, 'route', 'add', '224.0.0.0/4', 'dev', 'eth0']);
     }
-    writeFileSync(join(dir, 'avahi.conf'), ['[server]', 'host-name=nb-querier', 'use-ipv4=yes', 'use-ipv6=no', 'allow-interfaces=eth0',
-      '[publish]', 'publish-addresses=no', 'publish-hinfo=no', 'publish-workstation=no', 'publish-domain=no', ''].join('\n'));
-    writeFileSync(join(dir, 'resolver.sh'), ['set -e', 'mount -t tmpfs none /run', 'mkdir -p /run/dbus /run/avahi-daemon',
-      'dbus-daemon --system --nofork --nopidfile & D=$!',
-      'for i in 1 2 3 4 5 6 7 8 9 10; do [ -S /run/dbus/system_bus_socket ] && break; sleep 0.2; done',
-      'avahi-daemon --no-drop-root --no-chroot -f "$1" & A=$!', "trap 'kill $A $D 2>/dev/null; wait; exit 0' TERM INT", 'wait', ''].join('\n'));
+    writeFileSync(
+      join(dir, 'avahi.conf'),
+      [
+        '[server]',
+        'host-name=nb-querier',
+        'use-ipv4=yes',
+        'use-ipv6=no',
+        'allow-interfaces=eth0',
+        '[publish]',
+        'publish-addresses=no',
+        'publish-hinfo=no',
+        'publish-workstation=no',
+        'publish-domain=no',
+        '',
+      ].join('\n'),
+    );
+    writeFileSync(
+      join(dir, 'resolver.sh'),
+      [
+        'set -e',
+        'mount -t tmpfs none /run',
+        'mkdir -p /run/dbus /run/avahi-daemon',
+        'dbus-daemon --system --nofork --nopidfile & D=$!',
+        'for i in 1 2 3 4 5 6 7 8 9 10; do [ -S /run/dbus/system_bus_socket ] && break; sleep 0.2; done',
+        'avahi-daemon --no-drop-root --no-chroot -f "$1" & A=$!',
+        "trap 'kill $A $D 2>/dev/null; wait; exit 0' TERM INT",
+        'wait',
+        '',
+      ].join('\n'),
+    );
     const avahi = spawn('ip', ['netns', 'exec', NS_B, 'unshare', '-m', 'sh', join(dir, 'resolver.sh'), join(dir, 'avahi.conf')], { stdio: 'ignore' });
     procs.push(avahi);
-    const resolve = () => spawnSync('nsenter', ['-t', String(avahi.pid), '-m', '-n', 'avahi-resolve', '-4', '-n', 'nbfollow.local'], { encoding: 'utf8', timeout: 8000 }).stdout?.trim() ?? '';
+    const resolve = () =>
+      spawnSync('nsenter', ['-t', String(avahi.pid), '-m', '-n', 'avahi-resolve', '-4', '-n', 'nbfollow.local'], {
+        encoding: 'utf8',
+        timeout: 8000,
+      }).stdout?.trim() ?? '';
 
-    const adv = spawn('ip', ['netns', 'exec', NS_A, process.execPath, '--import', 'tsx', 'test/network/mdns-runner.ts', 'nbfollow', 'eth0'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const adv = spawn('ip', ['netns', 'exec', NS_A, process.execPath, '--import', 'tsx', 'test/network/mdns-runner.ts', 'nbfollow', 'eth0'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     procs.push(adv);
     let out = '';
     adv.stdout!.on('data', (d) => (out += d));
     const lines = async (n: number) => {
       for (let i = 0; i < 150 && out.split('\n').filter(Boolean).length < n; i++) await sleep(100);
-      return out.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+      return out
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l));
     };
     expect((await lines(1))[0]).toMatchObject({ names: { host: 'nbfollow.local' } });
     let seen = '';

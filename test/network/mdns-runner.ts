@@ -8,10 +8,11 @@ import { silentLogger } from '../../appliance/core/log';
 
 const [name = 'netboot', iface] = process.argv.slice(2);
 const adv = new MdnsAdvertiser({ name, httpPort: 8080, version: '0.0.0', interface: iface, log: silentLogger() });
-const announced = () => adv.whenAdvertised().then(
-  (names) => process.stdout.write(`${JSON.stringify({ names, status: adv.status() })}\n`),
-  (err: Error) => process.stdout.write(`${JSON.stringify({ error: err.message })}\n`),
-);
+const announced = () =>
+  adv.whenAdvertised().then(
+    (names) => process.stdout.write(`${JSON.stringify({ names, status: adv.status() })}\n`),
+    (err: Error) => process.stdout.write(`${JSON.stringify({ error: err.message })}\n`),
+  );
 void adv.start().then(announced);
 process.on('SIGUSR2', () => void adv.refresh().then(announced));
 const stop = () => void adv.stop().finally(() => process.exit(0));

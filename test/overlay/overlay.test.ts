@@ -19,14 +19,20 @@ const hasAnalyze = spawnSync('sh', ['-c', 'command -v systemd-analyze']).status 
 
 /** The value of `Key=` lines (all of them) in a unit file, ignoring comments. */
 const values = (text: string, key: string) =>
-  text.split('\n').filter((l) => l.startsWith(`${key}=`)).map((l) => l.slice(key.length + 1));
+  text
+    .split('\n')
+    .filter((l) => l.startsWith(`${key}=`))
+    .map((l) => l.slice(key.length + 1));
 
 describe.skipIf(!hasAnalyze)('systemd units (systemd-analyze, apt package systemd)', () => {
   it('verify reports nothing for the service and the mount unit', () => {
     // verify also checks that ExecStart's program exists: the release's Node.js lives in
     // /opt/netboot/node, so it runs in a mount namespace with a stand-in there (root only).
-    const standIn = 'mount -t tmpfs nb-verify /opt && mkdir -p /opt/netboot/node/bin && cp /bin/true /opt/netboot/node/bin/node && exec systemd-analyze verify "$@"';
-    const r = spawnSync('unshare', ['-m', 'sh', '-c', standIn, 'sh', join(UNITS, 'netboot-appliance.service'), join(UNITS, 'srv-netboot.mount')], { encoding: 'utf8' });
+    const standIn =
+      'mount -t tmpfs nb-verify /opt && mkdir -p /opt/netboot/node/bin && cp /bin/true /opt/netboot/node/bin/node && exec systemd-analyze verify "$@"';
+    const r = spawnSync('unshare', ['-m', 'sh', '-c', standIn, 'sh', join(UNITS, 'netboot-appliance.service'), join(UNITS, 'srv-netboot.mount')], {
+      encoding: 'utf8',
+    });
     // Unknown keys are only warnings (exit 0): any output at all is a finding.
     expect(r.stderr.trim()).toBe('');
     expect(r.status).toBe(0);
@@ -52,7 +58,7 @@ describe.skipIf(!hasAnalyze)('systemd units (systemd-analyze, apt package system
 });
 
 describe('service unit policy', () => {
-  it('grants only CAP_NET_BIND_SERVICE (ports 67, 69, 80) and CAP_NET_RAW (ra-responder\'s ICMPv6 socket), no packet sockets', () => {
+  it("grants only CAP_NET_BIND_SERVICE (ports 67, 69, 80) and CAP_NET_RAW (ra-responder's ICMPv6 socket), no packet sockets", () => {
     expect(values(unit, 'AmbientCapabilities')).toEqual(['CAP_NET_BIND_SERVICE CAP_NET_RAW']);
     expect(values(unit, 'CapabilityBoundingSet')).toEqual(['CAP_NET_BIND_SERVICE CAP_NET_RAW']);
     expect(values(unit, 'RestrictAddressFamilies')).toEqual(['AF_INET AF_INET6 AF_UNIX AF_NETLINK']);
@@ -108,22 +114,31 @@ describe('install.sh --root DIR --no-systemd', () => {
     writeFileSync(join(work, 'appliance.cjs'), '#!/usr/bin/env node\n// placeholder for the test\n');
     writeFileSync(join(work, 'better_sqlite3.node'), 'placeholder');
     mkdirSync(join(work, 'node/bin'), { recursive: true });
-    writeFileSync(join(work, 'node/bin/node'), '#!/bin/sh\n# placeholder for the release\'s Node.js\n', { mode: 0o755 });
+    writeFileSync(join(work, 'node/bin/node'), "#!/bin/sh\n# placeholder for the release's Node.js\n", { mode: 0o755 });
     writeFileSync(join(work, 'node/LICENSE'), 'placeholder licence\n');
     writeFileSync(join(work, 'VERSION'), 'version=0.0.0-test\n');
     const sums = spawnSync('sh', ['-c', 'sha256sum appliance.cjs better_sqlite3.node node/bin/node node/LICENSE VERSION > SHA256SUMS'], { cwd: work });
     expect(sums.status).toBe(0);
     mkdirSync(dest);
   });
-  afterAll(() => { if (work) rmSync(work, { recursive: true, force: true }); });
+  afterAll(() => {
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
 
   it('lays every file with the right modes', () => {
     const r = install();
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    for (const f of ['opt/netboot/appliance.cjs', 'opt/netboot/better_sqlite3.node', 'opt/netboot/VERSION',
-      'etc/systemd/system/netboot-appliance.service', 'etc/systemd/system/srv-netboot.mount',
-      'etc/udev/rules.d/99-netboot-disk.rules', 'usr/lib/sysusers.d/netboot.conf', 'etc/netboot/config.json']) {
+    for (const f of [
+      'opt/netboot/appliance.cjs',
+      'opt/netboot/better_sqlite3.node',
+      'opt/netboot/VERSION',
+      'etc/systemd/system/netboot-appliance.service',
+      'etc/systemd/system/srv-netboot.mount',
+      'etc/udev/rules.d/99-netboot-disk.rules',
+      'usr/lib/sysusers.d/netboot.conf',
+      'etc/netboot/config.json',
+    ]) {
       expect(statSync(join(dest, f)).mode & 0o777, f).toBe(0o644);
     }
     expect(statSync(join(dest, 'usr/bin/netboot')).mode & 0o777).toBe(0o755);

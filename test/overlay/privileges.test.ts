@@ -19,10 +19,16 @@ const NS_CLIENT = `nb-overlay-${process.pid}-pc`;
 const NOBODY = 65534;
 const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const missing = ['ip', 'setpriv', 'curl'].filter((c) => !has(c));
-const skipReason = process.getuid?.() !== 0 ? 'needs root for network namespaces and setpriv'
-  : missing.length ? `missing tools: ${missing.join(', ')}`
-  : !existsSync(BUNDLE) ? 'dist/appliance.cjs is missing: run make build'
-  : !existsSync('/usr/lib/ipxe/undionly.kpxe') ? 'Debian package ipxe is not installed' : '';
+const skipReason =
+  process.getuid?.() !== 0
+    ? 'needs root for network namespaces and setpriv'
+    : missing.length
+      ? `missing tools: ${missing.join(', ')}`
+      : !existsSync(BUNDLE)
+        ? 'dist/appliance.cjs is missing: run make build'
+        : !existsSync('/usr/lib/ipxe/undionly.kpxe')
+          ? 'Debian package ipxe is not installed'
+          : '';
 
 const ip = (...args: string[]) => {
   const r = spawnSync('ip', args, { encoding: 'utf8' });
@@ -36,9 +42,21 @@ describe.skipIf(skipReason)('the box config runs with CAP_NET_BIND_SERVICE and C
 
   /** setpriv: drop to nobody, keep only net_bind_service (ambient, so node keeps it after exec). */
   const privileged = (caps: boolean) => [
-    'netns', 'exec', NS, 'setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups',
-    ...(caps ? ['--inh-caps=+net_bind_service,+net_raw', '--ambient-caps=+net_bind_service,+net_raw', '--bounding-set=-all,+net_bind_service,+net_raw'] : ['--bounding-set=-all']),
-    process.execPath, join(dir, 'appliance.cjs'), 'serve', '--config', join(dir, 'config.json'),
+    'netns',
+    'exec',
+    NS,
+    'setpriv',
+    `--reuid=${NOBODY}`,
+    `--regid=${NOBODY}`,
+    '--clear-groups',
+    ...(caps
+      ? ['--inh-caps=+net_bind_service,+net_raw', '--ambient-caps=+net_bind_service,+net_raw', '--bounding-set=-all,+net_bind_service,+net_raw']
+      : ['--bounding-set=-all']),
+    process.execPath,
+    join(dir, 'appliance.cjs'),
+    'serve',
+    '--config',
+    join(dir, 'config.json'),
   ];
 
   beforeAll(async () => {
@@ -68,8 +86,12 @@ describe.skipIf(skipReason)('the box config runs with CAP_NET_BIND_SERVICE and C
     ip('-n', NS_CLIENT, 'route', 'add', '255.255.255.255/32', 'dev', 'pxe0');
 
     box = spawn('ip', privileged(true), { stdio: ['ignore', 'pipe', 'pipe'] });
-    box.stdout!.on('data', (d) => { logText += d; });
-    box.stderr!.on('data', (d) => { logText += d; });
+    box.stdout!.on('data', (d) => {
+      logText += d;
+    });
+    box.stderr!.on('data', (d) => {
+      logText += d;
+    });
     for (let i = 0; i < 60 && !logText.includes('appliance running'); i++) {
       if (box.exitCode !== null) break;
       await new Promise((r) => setTimeout(r, 250));
@@ -79,8 +101,14 @@ describe.skipIf(skipReason)('the box config runs with CAP_NET_BIND_SERVICE and C
   afterAll(async () => {
     if (box && box.exitCode === null) {
       await new Promise<void>((resolve) => {
-        const t = setTimeout(() => { box!.kill('SIGKILL'); resolve(); }, 10_000);
-        box!.once('exit', () => { clearTimeout(t); resolve(); });
+        const t = setTimeout(() => {
+          box!.kill('SIGKILL');
+          resolve();
+        }, 10_000);
+        box!.once('exit', () => {
+          clearTimeout(t);
+          resolve();
+        });
         box!.kill('SIGTERM');
       });
     }
@@ -98,13 +126,16 @@ describe.skipIf(skipReason)('the box config runs with CAP_NET_BIND_SERVICE and C
 
   it('runs ra-responder as nobody with no capability left once its socket is open (issue #17)', () => {
     expect(logText).toContain('answering router solicitations of booting clients');
-    const pid = spawnSync('pgrep', ['-x', 'ra-responder'], { encoding: 'utf8' }).stdout.trim().split('\n').find((p) => {
-      try {
-        return readFileSync(`/proc/${p}/cmdline`, 'utf8').startsWith(join(dir, 'ra-responder'));
-      } catch {
-        return false;
-      }
-    });
+    const pid = spawnSync('pgrep', ['-x', 'ra-responder'], { encoding: 'utf8' })
+      .stdout.trim()
+      .split('\n')
+      .find((p) => {
+        try {
+          return readFileSync(`/proc/${p}/cmdline`, 'utf8').startsWith(join(dir, 'ra-responder'));
+        } catch {
+          return false;
+        }
+      });
     expect(pid, 'ra-responder is running').toBeDefined();
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     expect(status).toMatch(new RegExp(`^Uid:\\s+${NOBODY}\\s`, 'm'));
@@ -112,16 +143,27 @@ describe.skipIf(skipReason)('the box config runs with CAP_NET_BIND_SERVICE and C
   });
 
   it('answers a PXE DISCOVER with a broadcast proxy offer (no CAP_NET_RAW)', () => {
-    const r = spawnSync('ip', ['netns', 'exec', NS_CLIENT, process.execPath, join(ROOT, 'test/overlay/pxe-discover.mjs')], { encoding: 'utf8', timeout: 10_000 });
+    const r = spawnSync('ip', ['netns', 'exec', NS_CLIENT, process.execPath, join(ROOT, 'test/overlay/pxe-discover.mjs')], {
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
     expect(r.status, r.stdout + r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({ op: 2, msgType: 2, vendorClass: 'PXEClient', siaddr: '198.18.0.1', file: 'undionly.kpxe' });
   });
 
   it('serves iPXE over TFTP on port 69 and the UI on port 80', () => {
-    const tftp = spawnSync('ip', ['netns', 'exec', NS_CLIENT, 'curl', '-sS', '--max-time', '20', '-o', join(dir, 'undionly.kpxe'), 'tftp://198.18.0.1/undionly.kpxe'], { encoding: 'utf8' });
+    const tftp = spawnSync(
+      'ip',
+      ['netns', 'exec', NS_CLIENT, 'curl', '-sS', '--max-time', '20', '-o', join(dir, 'undionly.kpxe'), 'tftp://198.18.0.1/undionly.kpxe'],
+      { encoding: 'utf8' },
+    );
     expect(tftp.status, tftp.stderr).toBe(0);
     expect(readFileSync(join(dir, 'undionly.kpxe')).equals(readFileSync('/usr/lib/ipxe/undionly.kpxe'))).toBe(true);
-    const http = spawnSync('ip', ['netns', 'exec', NS_CLIENT, 'curl', '-s', '--max-time', '10', '-o', '/dev/null', '-w', '%{http_code}', 'http://198.18.0.1/'], { encoding: 'utf8' });
+    const http = spawnSync(
+      'ip',
+      ['netns', 'exec', NS_CLIENT, 'curl', '-s', '--max-time', '10', '-o', '/dev/null', '-w', '%{http_code}', 'http://198.18.0.1/'],
+      { encoding: 'utf8' },
+    );
     expect(http.stdout).toBe('200');
   });
 

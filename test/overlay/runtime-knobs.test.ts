@@ -39,7 +39,7 @@ function makeRunEnv(): Record<string, string> {
 }
 
 describe('memory knobs (issue #16)', () => {
-  it('make run uses the unit\'s environment, and make run\'s recipe applies it', () => {
+  it("make run uses the unit's environment, and make run's recipe applies it", () => {
     const env = unitEnv();
     expect(env.NODE_OPTIONS).toContain('--max-semi-space-size=1');
     expect(env.NODE_OPTIONS).toContain('--expose-gc');

@@ -28,9 +28,16 @@ describe('macToLinkLocal (modified EUI-64, RFC 4291 appendix A)', () => {
 
 describe('bootingMacs', () => {
   const now = 1_000_000_000;
-  const heard = [{ mac: '52:54:00:00:00:02', lastSeen: now - 1000 }, { mac: '52:54:00:00:00:03', lastSeen: now - UNKNOWN_BOOT_WINDOW_MS - 1 }];
+  const heard = [
+    { mac: '52:54:00:00:00:02', lastSeen: now - 1000 },
+    { mac: '52:54:00:00:00:03', lastSeen: now - UNKNOWN_BOOT_WINDOW_MS - 1 },
+  ];
   it('is every registered client, plus recently heard unknown ones when the policy serves them', () => {
-    expect(bootingMacs(['52:54:00:00:00:09', '52:54:00:00:00:01'], heard, 'wait', now)).toEqual(['52:54:00:00:00:01', '52:54:00:00:00:02', '52:54:00:00:00:09']);
+    expect(bootingMacs(['52:54:00:00:00:09', '52:54:00:00:00:01'], heard, 'wait', now)).toEqual([
+      '52:54:00:00:00:01',
+      '52:54:00:00:00:02',
+      '52:54:00:00:00:09',
+    ]);
     expect(bootingMacs([], heard, 'enroll', now)).toEqual(['52:54:00:00:00:02']);
   });
   it('leaves unknown machines out under "ignore": the appliance takes no part in their boot', () => {
@@ -46,7 +53,11 @@ describe('decideRa', () => {
     expect(d.answer && d.macByAddress.get('fe80::5054:ff:fee2:200')).toBe('52:54:00:e2:02:00');
   });
   it('allows at most MAX_ALLOWED addresses (what the helper holds)', () => {
-    const many = Array.from({ length: MAX_ALLOWED + 5 }, (_, i) => `52:54:00:${((i >> 16) & 0xff).toString(16).padStart(2, '0')}:${((i >> 8) & 0xff).toString(16).padStart(2, '0')}:${(i & 0xff).toString(16).padStart(2, '0')}`);
+    const many = Array.from(
+      { length: MAX_ALLOWED + 5 },
+      (_, i) =>
+        `52:54:00:${((i >> 16) & 0xff).toString(16).padStart(2, '0')}:${((i >> 8) & 0xff).toString(16).padStart(2, '0')}:${(i & 0xff).toString(16).padStart(2, '0')}`,
+    );
     const d = decideRa({ ...base, booting: many });
     expect(d.answer && d.allow.length).toBe(MAX_ALLOWED);
   });
@@ -60,7 +71,7 @@ describe('decideRa', () => {
 });
 
 describe('helper protocol', () => {
-  it('parses the helper\'s events and refuses malformed ones', () => {
+  it("parses the helper's events and refuses malformed ones", () => {
     expect(parseHelperLine('ready 4')).toEqual({ kind: 'ready', ifindex: 4 });
     expect(parseHelperLine('rs fe80::1 answered')).toEqual({ kind: 'rs', source: 'fe80::1', outcome: 'answered' });
     expect(parseHelperLine('ra fe80::1 1800 c0')).toEqual({ kind: 'ra', source: 'fe80::1', lifetime: 1800, flags: 0xc0 });

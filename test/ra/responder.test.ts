@@ -138,7 +138,16 @@ describe('RaResponder (FakeClock, a stand-in helper)', () => {
   });
 
   it('stays disabled, spawning nothing, with the reason', async () => {
-    const ra = new RaResponder({ interface: 'br0', helperPath: '/nonexistent', clock: new FakeClock(), log, booting: () => [MAC], probeMs: 0, holdMs: 1, disabledReason: 'ra.enabled is false' });
+    const ra = new RaResponder({
+      interface: 'br0',
+      helperPath: '/nonexistent',
+      clock: new FakeClock(),
+      log,
+      booting: () => [MAC],
+      probeMs: 0,
+      holdMs: 1,
+      disabledReason: 'ra.enabled is false',
+    });
     await ra.start();
     expect(ra.status()).toMatchObject({ state: 'disabled', detail: 'ra.enabled is false', counters: { helper_starts: 0 } });
     await ra.stop();

@@ -61,7 +61,9 @@ export async function startCluster(dir: string, opts: { pool?: string; memoryMiB
   const port = await freePort();
   const conf = path.join(dir, 'ceph.conf');
   const adminKeyring = path.join(dir, 'admin.keyring');
-  fs.writeFileSync(conf, `[global]
+  fs.writeFileSync(
+    conf,
+    `[global]
 fsid = ${fsid}
 mon host = v2:127.0.0.1:${port}
 public network = 127.0.0.1/32
@@ -98,7 +100,8 @@ keyring = ${dir}/mgr.$id/keyring
 [osd]
 admin socket = ${dir}/run/$name.asok
 keyring = ${dir}/osd.$id/keyring
-`);
+`,
+  );
   const children: ChildProcess[] = [];
   const daemon = (args: string[]) => {
     const c = spawn(...wrap('timeout', ['-k', '5', String(maxSeconds), ...args, '-c', conf, '-f']), { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -114,19 +117,39 @@ keyring = ${dir}/osd.$id/keyring
   const stop = async () => {
     stopping = true;
     // Our own children, by pid: TERM, then KILL after 5 s.
-    await Promise.all(children.map((c) => new Promise<void>((resolve) => {
-      if (c.exitCode !== null || c.signalCode !== null) return resolve();
-      const k = setTimeout(() => c.kill('SIGKILL'), 5000);
-      c.once('exit', () => {
-        clearTimeout(k);
-        resolve();
-      });
-      c.kill('SIGTERM');
-    })));
+    await Promise.all(
+      children.map(
+        (c) =>
+          new Promise<void>((resolve) => {
+            if (c.exitCode !== null || c.signalCode !== null) return resolve();
+            const k = setTimeout(() => c.kill('SIGKILL'), 5000);
+            c.once('exit', () => {
+              clearTimeout(k);
+              resolve();
+            });
+            c.kill('SIGTERM');
+          }),
+      ),
+    );
   };
   try {
     await run('ceph-authtool', ['--create-keyring', path.join(dir, 'mon.keyring'), '--gen-key', '-n', 'mon.', '--cap', 'mon', 'allow *']);
-    await run('ceph-authtool', ['--create-keyring', adminKeyring, '--gen-key', '-n', 'client.admin', '--cap', 'mon', 'allow *', '--cap', 'osd', 'allow *', '--cap', 'mgr', 'allow *']);
+    await run('ceph-authtool', [
+      '--create-keyring',
+      adminKeyring,
+      '--gen-key',
+      '-n',
+      'client.admin',
+      '--cap',
+      'mon',
+      'allow *',
+      '--cap',
+      'osd',
+      'allow *',
+      '--cap',
+      'mgr',
+      'allow *',
+    ]);
     await run('ceph-authtool', [path.join(dir, 'mon.keyring'), '--import-keyring', adminKeyring]);
     await run('monmaptool', ['--create', '--add', 'a', `v2:127.0.0.1:${port}`, '--fsid', fsid, path.join(dir, 'monmap')]);
     await run('ceph-mon', ['-c', conf, '--mkfs', '-i', 'a', '--monmap', path.join(dir, 'monmap'), '--keyring', path.join(dir, 'mon.keyring')]);
@@ -136,7 +159,19 @@ keyring = ${dir}/osd.$id/keyring
     const uuid = randomUUID();
     const id = (await ceph(['osd', 'new', uuid])).trim();
     await run('ceph-osd', ['-c', conf, '-i', id, '--mkfs', '--osd-uuid', uuid, '--mkkey', '--no-mon-config']);
-    await ceph(['auth', 'add', `osd.${id}`, 'osd', 'allow *', 'mon', 'allow profile osd', 'mgr', 'allow profile osd', '-i', path.join(dir, `osd.${id}`, 'keyring')]);
+    await ceph([
+      'auth',
+      'add',
+      `osd.${id}`,
+      'osd',
+      'allow *',
+      'mon',
+      'allow profile osd',
+      'mgr',
+      'allow profile osd',
+      '-i',
+      path.join(dir, `osd.${id}`, 'keyring'),
+    ]);
     daemon(['ceph-osd', '-i', id]);
     await ceph(['osd', 'pool', 'create', pool, '8', '8']);
     await run('rbd', ['-c', conf, 'pool', 'init', pool], { timeout: 60_000 });
@@ -146,7 +181,17 @@ keyring = ${dir}/osd.$id/keyring
     // The pool takes I/O once its PGs are active: a write through rados waits for that.
     await run('rados', ['-c', conf, '-p', pool, 'put', 'ready-probe', conf], { timeout: 60_000 });
     await run('rados', ['-c', conf, '-p', pool, 'rm', 'ready-probe'], { timeout: 60_000 });
-    return { dir, conf, pool, id: 'netboot', keyring, startSeconds: (Date.now() - t0) / 1000, ceph, run: async (cmd, args) => (await run(cmd, ['-c', conf, ...args])).stdout, stop };
+    return {
+      dir,
+      conf,
+      pool,
+      id: 'netboot',
+      keyring,
+      startSeconds: (Date.now() - t0) / 1000,
+      ceph,
+      run: async (cmd, args) => (await run(cmd, ['-c', conf, ...args])).stdout,
+      stop,
+    };
   } catch (err) {
     await stop();
     throw err;

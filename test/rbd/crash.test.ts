@@ -47,7 +47,9 @@ describe.skipIf(!ok)('RBD store backend: crash safety with real processes killed
       },
       script,
     );
-    console.log(`RBD crash test: ${runs} kills in ${((Date.now() - started) / 1000).toFixed(1)} s, ${flushedTotal} writes acknowledged by flushes, ${imports} imports completed`);
+    console.log(
+      `RBD crash test: ${runs} kills in ${((Date.now() - started) / 1000).toFixed(1)} s, ${flushedTotal} writes acknowledged by flushes, ${imports} imports completed`,
+    );
     expect(runs).toBeGreaterThanOrEqual(4);
     expect(flushedTotal, 'children flushed nothing: the kills came too early to test anything').toBeGreaterThan(0);
   }, 180_000);
@@ -66,7 +68,19 @@ describe.skipIf(!ok)('RBD store backend: crash safety with real processes killed
 
     // A process of ours opens the disk, writes (so it owns the exclusive lock), then dies by SIGKILL.
     const script = await bundleCrashChild(work, addonPath());
-    const child = spawn(process.execPath, [script, dir, '1', '42', path.join(work, 'g.raw'), '--rbd', JSON.stringify({ conf: cluster.conf, id: cluster.id, keyring: cluster.keyring, pool: cluster.pool, prefix })], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+    const child = spawn(
+      process.execPath,
+      [
+        script,
+        dir,
+        '1',
+        '42',
+        path.join(work, 'g.raw'),
+        '--rbd',
+        JSON.stringify({ conf: cluster.conf, id: cluster.id, keyring: cluster.keyring, pool: cluster.pool, prefix }),
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'], detached: true },
+    );
     await new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error('the child never flushed a write')), 30_000);
       child.stdout.on('data', (d: Buffer) => {

@@ -52,7 +52,7 @@ describe.skipIf(!ok)('RBD store backend on a one-node Ceph cluster', () => {
     await liveSnapshot(rbd);
   }, 60_000);
 
-  it('answers every refused call with the local store\'s error code', async () => {
+  it("answers every refused call with the local store's error code", async () => {
     const dir = tempDir('errors');
     dirs.push(dir);
     const raw = path.join(dir, 'g.raw');

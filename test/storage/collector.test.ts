@@ -8,12 +8,25 @@ import { SystemCollector, collectHealth, collectStorage, type SystemSource } fro
 function fakeSource(): SystemSource & { calls: number } {
   const src = {
     calls: 0,
-    async blockDevices() { src.calls++; return []; },
-    async fsSize() { return [{ fs: '/dev/vda', type: 'ext4', size: 100, used: 50, available: 50, use: 50, mount: '/', rw: true }] as never; },
-    async currentLoad() { return { currentLoad: 3 }; },
-    async mem() { return { total: 10, available: 5 }; },
-    async cpuTemperature() { return { main: null }; },
-    async networkInterfaces() { return [] as never; },
+    async blockDevices() {
+      src.calls++;
+      return [];
+    },
+    async fsSize() {
+      return [{ fs: '/dev/vda', type: 'ext4', size: 100, used: 50, available: 50, use: 50, mount: '/', rw: true }] as never;
+    },
+    async currentLoad() {
+      return { currentLoad: 3 };
+    },
+    async mem() {
+      return { total: 10, available: 5 };
+    },
+    async cpuTemperature() {
+      return { main: null };
+    },
+    async networkInterfaces() {
+      return [] as never;
+    },
   };
   return src;
 }
@@ -41,7 +54,11 @@ describe('SystemCollector cache', () => {
   it('does not cache a failure', async () => {
     const src = fakeSource();
     let fail = true;
-    src.blockDevices = async () => { src.calls++; if (fail) throw new Error('lsblk died'); return []; };
+    src.blockDevices = async () => {
+      src.calls++;
+      if (fail) throw new Error('lsblk died');
+      return [];
+    };
     const c = new SystemCollector({ clock: new FakeClock(), source: src });
     await expect(c.storage('/')).rejects.toThrow('lsblk died');
     fail = false;

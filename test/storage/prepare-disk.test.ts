@@ -17,7 +17,10 @@ import { prepareDiskVerb } from '../../appliance/cli/prepare-disk-verb';
 async function capture(fn: () => Promise<void>): Promise<string> {
   const write = process.stdout.write.bind(process.stdout);
   let out = '';
-  process.stdout.write = ((chunk: string | Uint8Array) => { out += String(chunk); return true; }) as typeof process.stdout.write;
+  process.stdout.write = ((chunk: string | Uint8Array) => {
+    out += String(chunk);
+    return true;
+  }) as typeof process.stdout.write;
   try {
     await fn();
   } finally {
@@ -28,8 +31,12 @@ async function capture(fn: () => Promise<void>): Promise<string> {
 
 const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const missing = ['losetup', 'sfdisk', 'mkfs.ext4', 'wipefs', 'blkid', 'lsblk', 'findmnt', 'debugfs', 'mount'].filter((c) => !has(c));
-const skipReason = process.getuid?.() !== 0 ? 'needs root for loop devices'
-  : missing.length ? `missing tools: ${missing.join(', ')} (apt-get install fdisk e2fsprogs util-linux mount)` : '';
+const skipReason =
+  process.getuid?.() !== 0
+    ? 'needs root for loop devices'
+    : missing.length
+      ? `missing tools: ${missing.join(', ')} (apt-get install fdisk e2fsprogs util-linux mount)`
+      : '';
 
 const x = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: 'utf8' }).trim();
 

@@ -28,8 +28,14 @@ describe('buildStorageReport on a Pi 4 with a USB SSD', () => {
 
   it('finds the USB disk holding the data directory and its free space', () => {
     expect(r.dataDir).toMatchObject({
-      mount: '/srv/netboot', source: '/dev/sda1', fsType: 'ext4', disk: '/dev/sda',
-      freeBytes: 370921873408, sizeBytes: 491180957696, onRootFilesystem: false, state: 'ok',
+      mount: '/srv/netboot',
+      source: '/dev/sda1',
+      fsType: 'ext4',
+      disk: '/dev/sda',
+      freeBytes: 370921873408,
+      sizeBytes: 491180957696,
+      onRootFilesystem: false,
+      state: 'ok',
     });
     expect(r.warnings).toEqual([]);
   });
@@ -80,8 +86,9 @@ describe('warnings', () => {
     const r = buildStorageReport({ ...base, dataDir: './var', realDataDir: '/home/pi/netboot/var' });
     expect(r.warnings.map((w) => [w.code, w.level])).toEqual([['DATA_DIR_ON_SYSTEM_DISK', 'info']]);
     const ro = fixture.fsSize.map((f) => (f.mount === '/srv/netboot' ? { ...f, rw: false } : f));
-    expect(buildStorageReport({ ...base, fsSizes: ro, dataDir: '/srv/netboot', realDataDir: '/srv/netboot' }).warnings.map((w) => w.code))
-      .toEqual(['DATA_DIR_READ_ONLY']);
+    expect(buildStorageReport({ ...base, fsSizes: ro, dataDir: '/srv/netboot', realDataDir: '/srv/netboot' }).warnings.map((w) => w.code)).toEqual([
+      'DATA_DIR_READ_ONLY',
+    ]);
   });
 
   it('formats sizes in binary units', () => {

@@ -110,8 +110,10 @@ describe('helpers', () => {
   });
 
   it('defaultTftpRoots: the extra root (default <dataDir>/tftp) first, then the iPXE directory', () => {
-    expect(defaultTftpRoots({ dataDir: '/var/lib/nb', boot: { ipxeDir: '/usr/lib/ipxe' }, tftp: { root: '' } }))
-      .toEqual([{ dir: '/var/lib/nb/tftp' }, { dir: '/usr/lib/ipxe', trustSymlinks: true }]);
+    expect(defaultTftpRoots({ dataDir: '/var/lib/nb', boot: { ipxeDir: '/usr/lib/ipxe' }, tftp: { root: '' } })).toEqual([
+      { dir: '/var/lib/nb/tftp' },
+      { dir: '/usr/lib/ipxe', trustSymlinks: true },
+    ]);
     expect(defaultTftpRoots({ dataDir: '/x', boot: { ipxeDir: '/i' }, tftp: { root: '/srv/tftp' } })[0]).toEqual({ dir: '/srv/tftp' });
   });
 });

@@ -104,16 +104,20 @@ export async function runTransfer(o: RunOptions): Promise<RunResult> {
     lastAck = block;
     clientSend({ op: 'ack', block: block & 0xffff });
   };
-  const toClient = link(o.toClient, (b) => {
-    const p = decodePacket(b);
-    if (o.clientDiesAfter !== undefined && dataCount >= o.clientDiesAfter) return;
-    if (clientDone) {
-      // Dally (RFC 1350 section 6): answer a repeated final DATA, our last ACK was lost.
-      if (p.op === 'data' && p.block === ((expected - 1) & 0xffff)) ack(expected - 1);
-      return;
-    }
-    dispatch(p);
-  }, o.dropToClient);
+  const toClient = link(
+    o.toClient,
+    (b) => {
+      const p = decodePacket(b);
+      if (o.clientDiesAfter !== undefined && dataCount >= o.clientDiesAfter) return;
+      if (clientDone) {
+        // Dally (RFC 1350 section 6): answer a repeated final DATA, our last ACK was lost.
+        if (p.op === 'data' && p.block === ((expected - 1) & 0xffff)) ack(expected - 1);
+        return;
+      }
+      dispatch(p);
+    },
+    o.dropToClient,
+  );
   function dispatch(p: TftpPacket): void {
     lastHeard = clock.now();
     if (p.op === 'oack') {

@@ -64,8 +64,14 @@ beforeAll(async () => {
   symlinkSync(path.join(dir, 'secret'), path.join(root, 'escape'));
   symlinkSync('/etc/passwd', path.join(root, 'passwd'));
   server = new TftpServer({
-    host: '127.0.0.1', port: 0, files: new DirectoryFileSource([{ dir: root }, { dir: IPXE_DIR, trustSymlinks: true }]), clock: systemClock,
-    log: silentLogger(), timeoutSeconds: 2, retries: 5, maxTransfers: 64,
+    host: '127.0.0.1',
+    port: 0,
+    files: new DirectoryFileSource([{ dir: root }, { dir: IPXE_DIR, trustSymlinks: true }]),
+    clock: systemClock,
+    log: silentLogger(),
+    timeoutSeconds: 2,
+    retries: 5,
+    maxTransfers: 64,
   });
   await server.start();
   url = (file) => `tftp://127.0.0.1:${server.port}/${file}`;

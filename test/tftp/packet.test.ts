@@ -10,19 +10,35 @@ const golden: Record<string, TftpPacket> = {
   'tftp-hpa-rrq-octet': { op: 'rrq', filename: 'undionly.kpxe', mode: 'octet', options: [] },
   'tftp-hpa-rrq-netascii': { op: 'rrq', filename: 'pxelinux.cfg/default', mode: 'netascii', options: [] },
   'curl-rrq': {
-    op: 'rrq', filename: 'ipxe.efi', mode: 'octet',
-    options: [{ name: 'tsize', value: '0' }, { name: 'blksize', value: '512' }, { name: 'timeout', value: '6' }],
+    op: 'rrq',
+    filename: 'ipxe.efi',
+    mode: 'octet',
+    options: [
+      { name: 'tsize', value: '0' },
+      { name: 'blksize', value: '512' },
+      { name: 'timeout', value: '6' },
+    ],
   },
   'curl-rrq-blksize-1468': {
-    op: 'rrq', filename: 'snponly.efi', mode: 'octet',
-    options: [{ name: 'tsize', value: '0' }, { name: 'blksize', value: '1468' }, { name: 'timeout', value: '6' }],
+    op: 'rrq',
+    filename: 'snponly.efi',
+    mode: 'octet',
+    options: [
+      { name: 'tsize', value: '0' },
+      { name: 'blksize', value: '1468' },
+      { name: 'timeout', value: '6' },
+    ],
   },
   'atftp-rrq': { op: 'rrq', filename: 'undionly.kpxe', mode: 'octet', options: [] },
   'atftp-rrq-options': {
-    op: 'rrq', filename: 'boot/vmlinuz', mode: 'octet',
+    op: 'rrq',
+    filename: 'boot/vmlinuz',
+    mode: 'octet',
     options: [
-      { name: 'tsize', value: '0' }, { name: 'timeout', value: '3' },
-      { name: 'blksize', value: '8192' }, { name: 'windowsize', value: '16' },
+      { name: 'tsize', value: '0' },
+      { name: 'timeout', value: '3' },
+      { name: 'blksize', value: '8192' },
+      { name: 'windowsize', value: '16' },
     ],
   },
   'atftp-wrq': { op: 'wrq', filename: 'upload.bin', mode: 'octet', options: [] },
@@ -82,9 +98,21 @@ describe('decodePacket', () => {
     expect(decodePacket(Buffer.from('\x00\x03\xff\xfeabc', 'latin1'))).toEqual({ op: 'data', block: 65534, data: Buffer.from('abc') });
     expect(decodePacket(encodeError(8, 'no'))).toEqual({ op: 'error', code: 8, message: 'no' });
     expect(decodePacket(Buffer.from('\x00\x05\x00\x01gone', 'latin1'))).toEqual({ op: 'error', code: 1, message: 'gone' });
-    const oack = encodePacket({ op: 'oack', options: [{ name: 'blksize', value: '1468' }, { name: 'tsize', value: '42' }] });
+    const oack = encodePacket({
+      op: 'oack',
+      options: [
+        { name: 'blksize', value: '1468' },
+        { name: 'tsize', value: '42' },
+      ],
+    });
     expect(oack.toString('latin1')).toBe('\x00\x06blksize\x001468\x00tsize\x0042\x00');
-    expect(decodePacket(oack)).toEqual({ op: 'oack', options: [{ name: 'blksize', value: '1468' }, { name: 'tsize', value: '42' }] });
+    expect(decodePacket(oack)).toEqual({
+      op: 'oack',
+      options: [
+        { name: 'blksize', value: '1468' },
+        { name: 'tsize', value: '42' },
+      ],
+    });
   });
 });
 

@@ -29,8 +29,15 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 async function server(extra: Partial<TftpServerOptions> = {}): Promise<TftpServer> {
   const s = new TftpServer({
-    host: '127.0.0.1', port: 0, files: new DirectoryFileSource([path.join(dir, 'root')]), clock: systemClock,
-    log: silentLogger(), timeoutSeconds: 1, retries: 2, maxTransfers: 16, ...extra,
+    host: '127.0.0.1',
+    port: 0,
+    files: new DirectoryFileSource([path.join(dir, 'root')]),
+    clock: systemClock,
+    log: silentLogger(),
+    timeoutSeconds: 1,
+    retries: 2,
+    maxTransfers: 16,
+    ...extra,
   });
   servers.push(s);
   await s.start();
@@ -222,8 +229,14 @@ describe('TftpServer', () => {
   it('start() rejects with a FatalError naming the port when it is taken', async () => {
     const s = await server();
     const clash = new TftpServer({
-      host: '127.0.0.1', port: s.port, files: new DirectoryFileSource([dir]), clock: systemClock,
-      log: silentLogger(), timeoutSeconds: 1, retries: 1, maxTransfers: 1,
+      host: '127.0.0.1',
+      port: s.port,
+      files: new DirectoryFileSource([dir]),
+      clock: systemClock,
+      log: silentLogger(),
+      timeoutSeconds: 1,
+      retries: 1,
+      maxTransfers: 1,
     });
     await expect(clash.start()).rejects.toThrow(new RegExp(`udp port ${s.port} on 127.0.0.1 is already in use`));
   });

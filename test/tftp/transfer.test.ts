@@ -75,7 +75,14 @@ describe('ReadTransfer on a perfect link', () => {
 });
 
 describe('ReadTransfer refusals (ERROR 8, RFC 2347; ERROR 4)', () => {
-  for (const [name, value] of [['blksize', '4'], ['blksize', 'abc'], ['timeout', '0'], ['timeout', '256'], ['windowsize', '0'], ['tsize', '-1']]) {
+  for (const [name, value] of [
+    ['blksize', '4'],
+    ['blksize', 'abc'],
+    ['timeout', '0'],
+    ['timeout', '256'],
+    ['windowsize', '0'],
+    ['tsize', '-1'],
+  ]) {
     it(`${name} ${value} is refused with ERROR 8`, async () => {
       const r = await runTransfer({ data: testData(10), options: [opt(name!, value!)] });
       expect(r.serverSent).toHaveLength(1);
@@ -242,7 +249,9 @@ describe('ReadTransfer timeouts', () => {
     const data = testData(100);
     let dropped = 0;
     const r = await runTransfer({
-      data, options: [opt('blksize', '64')], clientTimeoutMs: 1e9,
+      data,
+      options: [opt('blksize', '64')],
+      clientTimeoutMs: 1e9,
       dropToServer: (p) => p.op === 'ack' && p.block === 0 && dropped++ === 0,
     });
     expect(r.received.equals(data)).toBe(true);
@@ -255,10 +264,16 @@ describe('ReadTransfer timeouts', () => {
     const sent: Buffer[] = [];
     const ends: TransferResult[] = [];
     const t = new ReadTransfer({
-      filename: 'f', mode: 'octet', options: [], file: memoryFile(testData(5000)), clock,
+      filename: 'f',
+      mode: 'octet',
+      options: [],
+      file: memoryFile(testData(5000)),
+      clock,
       send: (b) => sent.push(Buffer.from(b)),
       limits: { maxBlksize: 65464, maxWindowsize: 64, maxWindowBytes: 65536, defaultTimeoutMs: 1000 },
-      retries: 3, pool: new BufferPool(65536, 2), onEnd: (r) => ends.push(r),
+      retries: 3,
+      pool: new BufferPool(65536, 2),
+      onEnd: (r) => ends.push(r),
     });
     t.start();
     await new Promise((r) => setImmediate(r));
@@ -277,10 +292,16 @@ describe('ReadTransfer timeouts', () => {
     const clock = new FakeClock();
     const sent: Buffer[] = [];
     const t = new ReadTransfer({
-      filename: 'f', mode: 'octet', options: [], file: memoryFile(testData(5000)), clock,
+      filename: 'f',
+      mode: 'octet',
+      options: [],
+      file: memoryFile(testData(5000)),
+      clock,
       send: (b) => sent.push(Buffer.from(b)),
       limits: { maxBlksize: 65464, maxWindowsize: 64, maxWindowBytes: 65536, defaultTimeoutMs: 1000 },
-      retries: 3, pool: new BufferPool(65536, 2), onEnd: () => {},
+      retries: 3,
+      pool: new BufferPool(65536, 2),
+      onEnd: () => {},
     });
     t.start();
     await new Promise((r) => setImmediate(r));

@@ -21,7 +21,14 @@ async function makeApp(clock: FastifyClock, dataDir: string): Promise<FastifyIns
     authenticators: [auth.authenticator],
     routes: [
       auth.routes,
-      statusRoutes({ version: 't', startedAt: 0, now: () => clock.now(), serverAddress: '127.0.0.1', services: () => [], storage: async () => ({ dataDir, filesystem: { totalBytes: 1, freeBytes: 1, availableBytes: 1 } }) }),
+      statusRoutes({
+        version: 't',
+        startedAt: 0,
+        now: () => clock.now(),
+        serverAddress: '127.0.0.1',
+        services: () => [],
+        storage: async () => ({ dataDir, filesystem: { totalBytes: 1, freeBytes: 1, availableBytes: 1 } }),
+      }),
       (app) => {
         app.post('/api/poke', async () => ({ hits: ++hits }));
       },
@@ -110,7 +117,11 @@ describe('UI auth', () => {
     const missing = await app.inject({ method: 'POST', url: '/api/poke', headers: { cookie } });
     expect(missing.statusCode).toBe(403);
     expect(missing.json().error.code).toBe('CSRF');
-    const wrong = await app.inject({ method: 'POST', url: '/api/poke', headers: { cookie, 'x-csrf-token': csrf.slice(0, -1) + (csrf.endsWith('A') ? 'B' : 'A') } });
+    const wrong = await app.inject({
+      method: 'POST',
+      url: '/api/poke',
+      headers: { cookie, 'x-csrf-token': csrf.slice(0, -1) + (csrf.endsWith('A') ? 'B' : 'A') },
+    });
     expect(wrong.statusCode).toBe(403);
     const ok = await app.inject({ method: 'POST', url: '/api/poke', headers: { cookie, 'x-csrf-token': csrf } });
     expect(ok.statusCode).toBe(200);
@@ -155,7 +166,9 @@ describe('UI auth', () => {
     const t = await login({ token: TOKEN });
     const tc = { cookie: cookieOf(t), 'x-csrf-token': t.json().csrfToken as string };
     expect((await app.inject({ method: 'POST', url: '/api/password', headers: tc, payload: { password: 'short' } })).statusCode).toBe(400);
-    expect((await app.inject({ method: 'POST', url: '/api/password', headers: { cookie: tc.cookie }, payload: { password: 'correct horse battery' } })).statusCode).toBe(403);
+    expect(
+      (await app.inject({ method: 'POST', url: '/api/password', headers: { cookie: tc.cookie }, payload: { password: 'correct horse battery' } })).statusCode,
+    ).toBe(403);
     expect((await app.inject({ method: 'POST', url: '/api/password', headers: tc, payload: { password: 'correct horse battery' } })).statusCode).toBe(204);
 
     const file = join(dir, 'ui-auth.json');
@@ -172,14 +185,26 @@ describe('UI auth', () => {
 
     // A password session must prove the current password to change it.
     expect((await app.inject({ method: 'POST', url: '/api/password', headers: pc, payload: { password: 'a brand new secret' } })).statusCode).toBe(403);
-    expect((await app.inject({ method: 'POST', url: '/api/password', headers: pc, payload: { password: 'a brand new secret', currentPassword: 'correct horse battery' } })).statusCode).toBe(204);
+    expect(
+      (
+        await app.inject({
+          method: 'POST',
+          url: '/api/password',
+          headers: pc,
+          payload: { password: 'a brand new secret', currentPassword: 'correct horse battery' },
+        })
+      ).statusCode,
+    ).toBe(204);
     expect((await login({ password: 'correct horse battery' })).statusCode).toBe(401);
     expect((await login({ password: 'a brand new secret' })).statusCode).toBe(200);
 
     // The admin token resets it without the old one (the way back from a lost password), and
     // that ends every password session.
     const other = await login({ password: 'a brand new secret' });
-    expect((await app.inject({ method: 'POST', url: '/api/password', headers: { authorization: `Bearer ${TOKEN}` }, payload: { password: 'reset by the admin' } })).statusCode).toBe(204);
+    expect(
+      (await app.inject({ method: 'POST', url: '/api/password', headers: { authorization: `Bearer ${TOKEN}` }, payload: { password: 'reset by the admin' } }))
+        .statusCode,
+    ).toBe(204);
     expect((await app.inject({ method: 'GET', url: '/api/status', headers: { cookie: cookieOf(other) } })).statusCode).toBe(401);
     expect((await app.inject({ method: 'GET', url: '/api/status', headers: { cookie: tc.cookie } })).statusCode).toBe(200);
     expect((await login({ password: 'reset by the admin' })).statusCode).toBe(200);

@@ -91,19 +91,22 @@ beforeAll(async () => {
   if (process.env.NB_UI_NO_BUILD !== '1') execFileSync(process.execPath, [join(ROOT, 'appliance/build.mjs')], { cwd: ROOT, stdio: 'pipe' });
   dir = mkdtempSync(join(tmpdir(), 'nb-ui-browser-'));
   const config = join(dir, 'config.json');
-  writeFileSync(config, JSON.stringify({
-    dataDir: join(dir, 'data'),
-    serverAddress: '127.0.0.1',
-    log: { level: 'info', format: 'json' },
-    http: { host: '127.0.0.1', port: 0 },
-    iscsi: { host: '127.0.0.1', port: 0 },
-    tftp: { host: '127.0.0.1', port: 0 },
-    dhcp: { mode: 'off' },
-    mdns: { enabled: false },
-    // qemu-io below logs in by initiator name: no generated CHAP for the client the UI adds (issue #13).
-    // "wait": an unknown MAC that fetches its script is listed as waiting to boot (issue #14).
-    boot: { chapByDefault: false, unknownClients: 'wait' },
-  }));
+  writeFileSync(
+    config,
+    JSON.stringify({
+      dataDir: join(dir, 'data'),
+      serverAddress: '127.0.0.1',
+      log: { level: 'info', format: 'json' },
+      http: { host: '127.0.0.1', port: 0 },
+      iscsi: { host: '127.0.0.1', port: 0 },
+      tftp: { host: '127.0.0.1', port: 0 },
+      dhcp: { mode: 'off' },
+      mdns: { enabled: false },
+      // qemu-io below logs in by initiator name: no generated CHAP for the client the UI adds (issue #13).
+      // "wait": an unknown MAC that fetches its script is listed as waiting to boot (issue #14).
+      boot: { chapByDefault: false, unknownClients: 'wait' },
+    }),
+  );
   proc = spawn(process.execPath, [BUNDLE, 'serve', '--config', config], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   proc.stdout!.on('data', (d) => (output += d));
   proc.stderr!.on('data', (d) => (output += d));
@@ -120,7 +123,15 @@ beforeAll(async () => {
   rmSync(join(SHOTS, 'failure.png'), { force: true });
   ctx = await chromium.launchPersistentContext(join(dir, 'profile'), {
     executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
     viewport: { width: 1280, height: 860 },
   });
   page = ctx.pages()[0] ?? (await ctx.newPage());
@@ -156,7 +167,6 @@ describe('web UI in Chromium against the bundled appliance', () => {
 
 async function flow(): Promise<void> {
   {
-
     // Login: a wrong token is refused in place, the right one opens the dashboard.
     await page.goto(base + '/');
     await page.waitForSelector('#login-secret');
@@ -248,10 +258,16 @@ async function flow(): Promise<void> {
       const listen = status.body.services.find((s) => s.name === 'iscsi')!.listen[0];
       const portal = listen.replace(/^tcp /, '');
       const c = client.body as { target: string; initiatorName: string; lun: number };
-      execFileSync('qemu-io', [
-        '--image-opts', `driver=iscsi,transport=tcp,portal=${portal},target=${c.target},lun=${c.lun},initiator-name=${c.initiatorName}`,
-        '-c', 'write -P 0xab 0 1M',
-      ], { stdio: 'pipe', timeout: 30_000 });
+      execFileSync(
+        'qemu-io',
+        [
+          '--image-opts',
+          `driver=iscsi,transport=tcp,portal=${portal},target=${c.target},lun=${c.lun},initiator-name=${c.initiatorName}`,
+          '-c',
+          'write -P 0xab 0 1M',
+        ],
+        { stdio: 'pipe', timeout: 30_000 },
+      );
       expect((await diskHead()).every((b) => b === 0xab)).toBe(true);
       await until('the session to end', async () => !(await api<{ online: boolean }>('GET', `/api/clients/${MAC}`)).body.online);
     }

@@ -128,7 +128,14 @@ export interface Status {
   /** Degraded after a failed fdatasync, until `appliance check --repair` (image-store/README.md). */
   storeHealth?: { state: 'ok' | 'degraded'; degraded?: { since: string; last: string; failures: number; reason: string; disks: string[] } };
   /** The served interface (issue #14); `warning` when its address is a DHCP lease. */
-  network?: { interface: string; state: 'no-interface' | 'down' | 'no-carrier' | 'no-address' | 'up'; address: string; since: string; leased: boolean; warning?: string };
+  network?: {
+    interface: string;
+    state: 'no-interface' | 'down' | 'no-carrier' | 'no-address' | 'up';
+    address: string;
+    since: string;
+    leased: boolean;
+    warning?: string;
+  };
 }
 
 export interface Settings {
@@ -138,7 +145,11 @@ export interface Settings {
 
 /** An API error: the server's code and message (or a network failure, code NETWORK). */
 export class ApiFailure extends Error {
-  constructor(readonly status: number, readonly code: string, message: string) {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
     super(message);
   }
 }

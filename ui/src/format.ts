@@ -84,7 +84,10 @@ export const stageLabel = (s: string) => STAGE_LABEL[s] ?? s.replace(/[-_]/g, ' 
 
 /** Normalises a MAC in any common spelling, or undefined when it is not one (as the server does). */
 export function normaliseMac(input: string): string | undefined {
-  const hex = input.trim().toLowerCase().replace(/[:\-.\s]/g, '');
+  const hex = input
+    .trim()
+    .toLowerCase()
+    .replace(/[:\-.\s]/g, '');
   if (!/^[0-9a-f]{12}$/.test(hex)) return undefined;
   return hex.match(/../g)!.join(':');
 }

@@ -54,22 +54,59 @@ function Shell(props: { session: SessionInfo; onLogout: () => void; refresh: () 
   // First run: the token works, but a password is friendlier on a phone. Offer it once.
   const [tipHidden, setTipHidden] = useState(() => localStorage.getItem('nb-password-tip') === 'hidden');
   const showTip = !props.session.passwordSet && props.session.method === 'token' && !tipHidden && route.page !== 'settings';
-  return h('div', { class: 'shell' },
-    h('header', { class: 'topbar' },
+  return h(
+    'div',
+    { class: 'shell' },
+    h(
+      'header',
+      { class: 'topbar' },
       h('a', { class: 'brand', href: link('/') }, h('span', { class: 'logo', 'aria-hidden': 'true' }), 'netboot'),
-      h('nav', null, NAV.map((n) => h('a', { key: n.page, href: link(n.path), class: active === n.page ? 'on' : undefined, 'aria-current': active === n.page ? 'page' : undefined }, n.label))),
-      h('span', { class: `conn ${status.error ? 'down' : 'up'}`, title: status.error ?? 'connected' }, status.error ? 'offline' : '')),
+      h(
+        'nav',
+        null,
+        NAV.map((n) =>
+          h(
+            'a',
+            { key: n.page, href: link(n.path), class: active === n.page ? 'on' : undefined, 'aria-current': active === n.page ? 'page' : undefined },
+            n.label,
+          ),
+        ),
+      ),
+      h('span', { class: `conn ${status.error ? 'down' : 'up'}`, title: status.error ?? 'connected' }, status.error ? 'offline' : ''),
+    ),
     status.error ? h('div', { class: 'banner bad' }, `Cannot reach the appliance (${status.error}). Retrying…`) : null,
-    showTip ? h('div', { class: 'banner info' },
-      h('span', null, 'Signed in with the admin token. ', h('a', { href: link('/settings') }, 'Set a password'), ' to sign in more easily next time.'),
-      h('button', { class: 'linkish', onClick: () => { localStorage.setItem('nb-password-tip', 'hidden'); setTipHidden(true); } }, 'Dismiss')) : null,
+    showTip
+      ? h(
+          'div',
+          { class: 'banner info' },
+          h('span', null, 'Signed in with the admin token. ', h('a', { href: link('/settings') }, 'Set a password'), ' to sign in more easily next time.'),
+          h(
+            'button',
+            {
+              class: 'linkish',
+              onClick: () => {
+                localStorage.setItem('nb-password-tip', 'hidden');
+                setTipHidden(true);
+              },
+            },
+            'Dismiss',
+          ),
+        )
+      : null,
     failed.length ? h('div', { class: 'banner bad' }, `Failed: ${failed.map((s) => `${s.name}${s.detail ? ` (${s.detail})` : ''}`).join(', ')}`) : null,
-    h('main', null,
-      route.page === 'dashboard' ? h(DashboardPage, { status: status.data })
-        : route.page === 'client' ? h(ClientPage, { key: route.mac, mac: route.mac })
-          : route.page === 'images' ? h(ImagesPage, null)
-            : route.page === 'storage' ? h(StoragePage, { status: status.data })
-              : h(SettingsPage, { session: props.session, onLogout: props.onLogout, refresh: props.refresh })),
+    h(
+      'main',
+      null,
+      route.page === 'dashboard'
+        ? h(DashboardPage, { status: status.data })
+        : route.page === 'client'
+          ? h(ClientPage, { key: route.mac, mac: route.mac })
+          : route.page === 'images'
+            ? h(ImagesPage, null)
+            : route.page === 'storage'
+              ? h(StoragePage, { status: status.data })
+              : h(SettingsPage, { session: props.session, onLogout: props.onLogout, refresh: props.refresh }),
+    ),
   );
 }
 

@@ -120,11 +120,17 @@ export function ConfirmHost(): El | null {
     setReq(undefined);
     req.resolve(ok);
   };
-  return h('div', { class: 'overlay', onClick: (e: MouseEvent) => e.target === e.currentTarget && close(false) },
-    h('div', { class: 'dialog', ref: dialogRef, role: 'alertdialog', 'aria-modal': 'true', 'aria-labelledby': 'dlg-title' },
+  return h(
+    'div',
+    { class: 'overlay', onClick: (e: MouseEvent) => e.target === e.currentTarget && close(false) },
+    h(
+      'div',
+      { class: 'dialog', ref: dialogRef, role: 'alertdialog', 'aria-modal': 'true', 'aria-labelledby': 'dlg-title' },
       h('h2', { id: 'dlg-title' }, req.title),
       h('div', { class: 'dialog-body' }, req.body),
-      h('div', { class: 'dialog-actions' },
+      h(
+        'div',
+        { class: 'dialog-actions' },
         h('button', { class: 'btn', ref: cancelRef, onClick: () => close(false) }, 'Cancel'),
         h('button', { class: req.danger ? 'btn danger' : 'btn primary', onClick: () => close(true) }, req.confirmLabel),
       ),
@@ -141,10 +147,13 @@ export async function promptAction(req: { title: string; label: string; initial?
   const ok = await confirmAction({
     title: req.title,
     confirmLabel: req.confirmLabel,
-    body: h('div', { class: 'stack' },
+    body: h(
+      'div',
+      { class: 'stack' },
       h('label', { for: 'prompt-input' }, req.label),
       h('input', { id: 'prompt-input', value, onInput: (e: Event) => (value = (e.target as HTMLInputElement).value) }),
-      req.hint ? h('p', { class: 'hint' }, req.hint) : null),
+      req.hint ? h('p', { class: 'hint' }, req.hint) : null,
+    ),
   });
   return ok && value.trim() ? value.trim() : undefined;
 }
@@ -177,7 +186,9 @@ export function ToastHost(): El {
     setItems((xs) => [...xs.slice(-1), t]);
     window.setTimeout(() => setItems((xs) => xs.filter((x) => x.id !== t.id)), t.kind === 'error' ? 8000 : 3000);
   };
-  return h('div', { class: 'toasts', role: 'status', 'aria-live': 'polite' },
+  return h(
+    'div',
+    { class: 'toasts', role: 'status', 'aria-live': 'polite' },
     items.map((t) => h('div', { key: t.id, class: `toast ${t.kind}` }, t.text)),
   );
 }
@@ -187,21 +198,28 @@ export function ToastHost(): El {
 /** A determinate bar (value 0..1) or an indeterminate one (undefined). */
 export function Progress(props: { value?: number; label?: string }): El {
   const pct = props.value === undefined ? undefined : Math.round(props.value * 100);
-  return h('div', {
-    class: pct === undefined ? 'progress indeterminate' : 'progress',
-    role: 'progressbar',
-    'aria-valuemin': 0,
-    'aria-valuemax': 100,
-    'aria-valuenow': pct,
-    'aria-label': props.label ?? 'progress',
-  }, h('div', { class: 'progress-fill', style: pct === undefined ? undefined : { width: `${pct}%` } }));
+  return h(
+    'div',
+    {
+      class: pct === undefined ? 'progress indeterminate' : 'progress',
+      role: 'progressbar',
+      'aria-valuemin': 0,
+      'aria-valuemax': 100,
+      'aria-valuenow': pct,
+      'aria-label': props.label ?? 'progress',
+    },
+    h('div', { class: 'progress-fill', style: pct === undefined ? undefined : { width: `${pct}%` } }),
+  );
 }
 
 /** A usage meter: used / total with a coloured bar that warns above 85 % and alarms above 95 %. */
 export function Meter(props: { used: number; total: number }): El {
   const f = props.total > 0 ? Math.min(1, props.used / props.total) : 0;
-  return h('div', { class: `meter${f > 0.95 ? ' alarm' : f > 0.85 ? ' warn' : ''}` },
-    h('div', { class: 'meter-fill', style: { width: `${Math.round(f * 100)}%` } }));
+  return h(
+    'div',
+    { class: `meter${f > 0.95 ? ' alarm' : f > 0.85 ? ' warn' : ''}` },
+    h('div', { class: 'meter-fill', style: { width: `${Math.round(f * 100)}%` } }),
+  );
 }
 
 /** A coloured status dot with its word. */
@@ -211,8 +229,12 @@ export function Dot(props: { state: 'ok' | 'off' | 'warn' | 'bad'; text: string 
 
 /** A titled card. */
 export function Card(props: { title?: ComponentChildren; actions?: ComponentChildren; class?: string; children?: ComponentChildren }): El {
-  return h('section', { class: `card ${props.class ?? ''}` },
-    props.title || props.actions ? h('header', { class: 'card-head' }, h('h2', null, props.title), props.actions ? h('div', { class: 'card-actions' }, props.actions) : null) : null,
+  return h(
+    'section',
+    { class: `card ${props.class ?? ''}` },
+    props.title || props.actions
+      ? h('header', { class: 'card-head' }, h('h2', null, props.title), props.actions ? h('div', { class: 'card-actions' }, props.actions) : null)
+      : null,
     props.children,
   );
 }
@@ -224,31 +246,47 @@ export const Empty = (props: { children?: ComponentChildren }) => h('p', { class
  * A button that runs an async action, disables itself and shows a spinner meanwhile (so a slow
  * snapshot or restore is visibly in progress and cannot be clicked twice).
  */
-export function ActionButton(props: { onClick: () => Promise<unknown>; class?: string; children?: ComponentChildren; disabled?: boolean; title?: string; type?: 'button' | 'submit' }): El {
+export function ActionButton(props: {
+  onClick: () => Promise<unknown>;
+  class?: string;
+  children?: ComponentChildren;
+  disabled?: boolean;
+  title?: string;
+  type?: 'button' | 'submit';
+}): El {
   const [busy, setBusy] = useState(false);
   const mounted = useRef(true);
   useEffect(() => () => void (mounted.current = false), []);
-  return h('button', {
-    type: props.type ?? 'button',
-    class: `btn ${props.class ?? ''}${busy ? ' busy' : ''}`,
-    disabled: props.disabled || busy,
-    title: props.title,
-    'aria-busy': busy ? 'true' : undefined,
-    onClick: async (e: Event) => {
-      e.preventDefault();
-      setBusy(true);
-      try {
-        await props.onClick();
-      } finally {
-        if (mounted.current) setBusy(false);
-      }
+  return h(
+    'button',
+    {
+      type: props.type ?? 'button',
+      class: `btn ${props.class ?? ''}${busy ? ' busy' : ''}`,
+      disabled: props.disabled || busy,
+      title: props.title,
+      'aria-busy': busy ? 'true' : undefined,
+      onClick: async (e: Event) => {
+        e.preventDefault();
+        setBusy(true);
+        try {
+          await props.onClick();
+        } finally {
+          if (mounted.current) setBusy(false);
+        }
+      },
     },
-  }, busy ? h('span', { class: 'spinner', 'aria-hidden': 'true' }) : null, props.children);
+    busy ? h('span', { class: 'spinner', 'aria-hidden': 'true' }) : null,
+    props.children,
+  );
 }
 
 /** The column titles above a list of rows (wide screens only; phones label each cell). */
 export const HeadRow = (props: { class: string; cols: string[] }) =>
-  h('div', { class: `row head ${props.class}`, 'aria-hidden': 'true' }, props.cols.map((c, i) => h('div', { key: i, class: 'cell' }, c)));
+  h(
+    'div',
+    { class: `row head ${props.class}`, 'aria-hidden': 'true' },
+    props.cols.map((c, i) => h('div', { key: i, class: 'cell' }, c)),
+  );
 
 /** Navigates inside the app (hash routes keep the server to a single page). */
 export const link = (path: string) => `#${path}`;

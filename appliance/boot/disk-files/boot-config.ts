@@ -19,7 +19,10 @@ const MAX_CONFIG_BYTES = 256 * 1024;
 
 /** syslinux/extlinux: the DEFAULT label's KERNEL/LINUX, INITRD and APPEND (first label without DEFAULT). */
 export function parseSyslinux(text: string, source: string): BootEntry | undefined {
-  const lines = text.slice(0, MAX_CONFIG_BYTES).split(/\r?\n/).map((l) => l.trim());
+  const lines = text
+    .slice(0, MAX_CONFIG_BYTES)
+    .split(/\r?\n/)
+    .map((l) => l.trim());
   let def: string | undefined;
   const labels: { name: string; kernel?: string; initrd?: string; append: string }[] = [];
   for (const line of lines) {
@@ -50,7 +53,10 @@ export function parseSyslinux(text: string, source: string): BootEntry | undefin
  * paths relative to the partition holding /boot (`/boot/vmlinuz-...` or `/vmlinuz-...`).
  */
 export function parseGrub(text: string, source: string): BootEntry | undefined {
-  const lines = text.slice(0, MAX_CONFIG_BYTES).split(/\r?\n/).map((l) => l.trim());
+  const lines = text
+    .slice(0, MAX_CONFIG_BYTES)
+    .split(/\r?\n/)
+    .map((l) => l.trim());
   const entries: { kernel?: string; initrd?: string; args: string }[] = [];
   let depth = 0;
   let current: { kernel?: string; initrd?: string; args: string } | undefined;
@@ -81,7 +87,10 @@ export function parseGrub(text: string, source: string): BootEntry | undefined {
   if (!chosen?.kernel) return undefined;
   // GRUB device prefixes like ($root) or (hd0,gpt2) are dropped: the lookup reads the partition itself.
   const strip = (p: string) => p.replace(/^\([^)]*\)/, '');
-  const cmdline = chosen.args.split(/\s+/).filter((w) => w !== '' && !w.startsWith('BOOT_IMAGE=')).join(' ');
+  const cmdline = chosen.args
+    .split(/\s+/)
+    .filter((w) => w !== '' && !w.startsWith('BOOT_IMAGE='))
+    .join(' ');
   return { kernel: strip(chosen.kernel), initrd: chosen.initrd ? strip(chosen.initrd) : undefined, cmdline, source };
 }
 

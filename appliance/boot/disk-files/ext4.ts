@@ -12,7 +12,13 @@ import type { FsOpener, ReadableFs } from './kernel-lookup';
 import type { ByteReader, Partition } from './partitions';
 
 /** MBR types and GPT GUIDs that may hold an ext file system (Linux data, XBOOTLDR, x86-64/ARM64 root). */
-const EXT_TYPES = new Set(['83', '0fc63daf-8483-4772-8e79-3d69d8477de4', 'bc13c2ff-59e6-4262-a352-b275fd6f7172', '4f68bce3-e8cd-4db1-96e7-fbcaf984b709', 'b921b045-1df0-41c3-af44-4c6f280d3fae']);
+const EXT_TYPES = new Set([
+  '83',
+  '0fc63daf-8483-4772-8e79-3d69d8477de4',
+  'bc13c2ff-59e6-4262-a352-b275fd6f7172',
+  '4f68bce3-e8cd-4db1-96e7-fbcaf984b709',
+  'b921b045-1df0-41c3-af44-4c6f280d3fae',
+]);
 const EXT_MAGIC = 0xef53;
 const EXTENT_MAGIC = 0xf30a;
 const INCOMPAT_64BIT = 0x80;
@@ -77,7 +83,8 @@ class Ext4Fs implements ReadableFs {
     this.inodeSize = sb.readUInt32LE(76) >= 1 ? sb.readUInt16LE(88) : 128;
     this.descSize = incompat & INCOMPAT_64BIT ? Math.max(32, sb.readUInt16LE(0xfe)) : 32;
     this.firstDataBlock = sb.readUInt32LE(20);
-    if (this.inodesPerGroup === 0 || blocksPerGroup === 0 || this.inodeSize < 128 || this.blocks * this.blockSize > p.size * 2) throw new Ext4Error('superblock out of range');
+    if (this.inodesPerGroup === 0 || blocksPerGroup === 0 || this.inodeSize < 128 || this.blocks * this.blockSize > p.size * 2)
+      throw new Ext4Error('superblock out of range');
     this.groups = Math.ceil((this.blocks - this.firstDataBlock) / blocksPerGroup);
   }
 
@@ -103,7 +110,12 @@ class Ext4Fs implements ReadableFs {
     const at = table * this.blockSize + ((ino - 1) % this.inodesPerGroup) * this.inodeSize;
     if (table === 0 || at + this.inodeSize > this.p.size) throw new Ext4Error(`inode table of group ${group} outside the partition`);
     const raw = await this.read(this.p.start + at, 128);
-    return { mode: raw.readUInt16LE(0), size: raw.readUInt32LE(4) + raw.readUInt32LE(108) * 2 ** 32, flags: raw.readUInt32LE(32), block: Buffer.from(raw.subarray(40, 100)) };
+    return {
+      mode: raw.readUInt16LE(0),
+      size: raw.readUInt32LE(4) + raw.readUInt32LE(108) * 2 ** 32,
+      flags: raw.readUInt32LE(32),
+      block: Buffer.from(raw.subarray(40, 100)),
+    };
   }
 
   /** The inode number of `path`, following symbolic links (bounded). */

@@ -49,7 +49,14 @@ export async function openFat(read: ByteReader, start: number, size: number): Pr
   const rootEntries = bpb.readUInt16LE(17);
   const totalSectors = bpb.readUInt16LE(19) || bpb.readUInt32LE(32);
   const fatSectors = bpb.readUInt16LE(22) || bpb.readUInt32LE(36);
-  if (![512, 1024, 2048, 4096].includes(bytesPerSector) || sectorsPerCluster === 0 || (sectorsPerCluster & (sectorsPerCluster - 1)) !== 0 || fats === 0 || reserved === 0 || fatSectors === 0) {
+  if (
+    ![512, 1024, 2048, 4096].includes(bytesPerSector) ||
+    sectorsPerCluster === 0 ||
+    (sectorsPerCluster & (sectorsPerCluster - 1)) !== 0 ||
+    fats === 0 ||
+    reserved === 0 ||
+    fatSectors === 0
+  ) {
     throw new FatError('not a FAT file system (BIOS parameter block out of range)');
   }
   if (totalSectors * bytesPerSector > size) throw new FatError('FAT file system larger than its partition');

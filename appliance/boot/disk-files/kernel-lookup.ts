@@ -63,7 +63,9 @@ export async function findKernel(read: ByteReader, diskBytes: number, openers: r
     }
   }
   const where = parts.map((p) => `${p.index}:${p.type.slice(0, 8)}`).join(', ') || 'none';
-  throw new KernelNotFound(`no kernel found on the client's disk (partitions ${where}; ${tried.join('; ') || 'no bootloader config (grub.cfg, extlinux.conf, syslinux.cfg) on a readable file system'})`);
+  throw new KernelNotFound(
+    `no kernel found on the client's disk (partitions ${where}; ${tried.join('; ') || 'no bootloader config (grub.cfg, extlinux.conf, syslinux.cfg) on a readable file system'})`,
+  );
 }
 
 async function lookIn(fs: ReadableFs, p: Partition, tried: string[]): Promise<FoundKernel | undefined> {

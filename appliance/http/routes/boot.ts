@@ -25,7 +25,12 @@ const TOKEN = /^[A-Za-z0-9_-]{16,64}$/;
  * address serves no secret and changes nothing (boot/http.ts, boot/script-tokens.ts).
  * GET /boot/<binary> — iPXE binaries for UEFI HTTP-boot clients (only known names are served).
  */
-export function bootRoutes(ctx: () => BootScriptContext, binaries: () => IpxeBinaries, clients: Pick<ClientRegistry, 'byMac' | 'beginBoot'>, links?: BootLinkCheck) {
+export function bootRoutes(
+  ctx: () => BootScriptContext,
+  binaries: () => IpxeBinaries,
+  clients: Pick<ClientRegistry, 'byMac' | 'beginBoot'>,
+  links?: BootLinkCheck,
+) {
   /** Refusals logged at most once per MAC per 10 s: a flood of wrong fetches must not flood the log. */
   const warnedAt = new Map<string, number>();
   return async (app: FastifyInstance) => {
@@ -41,9 +46,8 @@ export function bootRoutes(ctx: () => BootScriptContext, binaries: () => IpxeBin
           const peer = peerIPv4(req.socket.remoteAddress);
           // Looked up before the (synchronous) redeem, so no await sits between check and spend.
           const neighbourMac = peer && links ? await links.neighbours(peer) : undefined;
-          const r = !links || !peer || !TOKEN.test(token)
-            ? ({ ok: false, reason: 'unknown' } as const)
-            : links.tokens.redeem(token, { mac, peer, neighbourMac });
+          const r =
+            !links || !peer || !TOKEN.test(token) ? ({ ok: false, reason: 'unknown' } as const) : links.tokens.redeem(token, { mac, peer, neighbourMac });
           if (r.ok) {
             access = { trusted: true };
             req.log.info({ mac, peer, neighbourMac }, 'one-time boot link redeemed');

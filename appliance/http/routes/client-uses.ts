@@ -15,7 +15,11 @@ export interface ClientUseDeps {
 }
 
 const macParam = { type: 'object', required: ['mac'], properties: { mac: { type: 'string', maxLength: 32 } } } as const;
-const diskParams = { type: 'object', required: ['mac', 'disk'], properties: { mac: { type: 'string', maxLength: 32 }, disk: { type: 'string', maxLength: 32 } } } as const;
+const diskParams = {
+  type: 'object',
+  required: ['mac', 'disk'],
+  properties: { mac: { type: 'string', maxLength: 32 }, disk: { type: 'string', maxLength: 32 } },
+} as const;
 const nameProp = { type: 'string', minLength: 1, maxLength: 64 } as const;
 
 /**
@@ -46,13 +50,19 @@ export function clientUseRoutes(deps: ClientUseDeps) {
             type: 'object',
             required: ['name'],
             additionalProperties: false,
-            properties: { name: { type: 'string', maxLength: 32 }, image: nameProp, copyOf: { type: 'string', maxLength: 32 }, snapshot: { type: 'integer', minimum: 0 } },
+            properties: {
+              name: { type: 'string', maxLength: 32 },
+              image: nameProp,
+              copyOf: { type: 'string', maxLength: 32 },
+              snapshot: { type: 'integer', minimum: 0 },
+            },
           },
         },
       },
       async (req, reply) => {
         const { name, image, copyOf, snapshot } = req.body;
-        if ((image === undefined) === (copyOf === undefined)) throw badRequest('VALIDATION', 'give either image (a new clone) or copyOf (a copy of another disk)');
+        if ((image === undefined) === (copyOf === undefined))
+          throw badRequest('VALIDATION', 'give either image (a new clone) or copyOf (a copy of another disk)');
         const d = await deps.clients.addDisk(req.params.mac, name, image !== undefined ? { image } : { copyOf: copyOf!, snapshot });
         return reply.status(201).send(d);
       },
@@ -65,7 +75,12 @@ export function clientUseRoutes(deps: ClientUseDeps) {
 
     app.put<{ Params: { mac: string }; Body: { disk: string } }>(
       '/api/clients/:mac/boot-disk',
-      { schema: { params: macParam, body: { type: 'object', required: ['disk'], additionalProperties: false, properties: { disk: { type: 'string', maxLength: 32 } } } } },
+      {
+        schema: {
+          params: macParam,
+          body: { type: 'object', required: ['disk'], additionalProperties: false, properties: { disk: { type: 'string', maxLength: 32 } } },
+        },
+      },
       async (req) => {
         const c = deps.clients.setBootDisk(req.params.mac, req.body.disk);
         return { bootDisk: c.bootDisk };
@@ -82,7 +97,13 @@ export function clientUseRoutes(deps: ClientUseDeps) {
       {
         schema: {
           params: macParam,
-          body: { type: 'object', additionalProperties: false, minProperties: 1, maxProperties: 1, properties: { image: nameProp, disk: { type: 'string', maxLength: 32 }, rescue: nameProp } },
+          body: {
+            type: 'object',
+            additionalProperties: false,
+            minProperties: 1,
+            maxProperties: 1,
+            properties: { image: nameProp, disk: { type: 'string', maxLength: 32 }, rescue: nameProp },
+          },
         },
       },
       async (req) => {
@@ -90,7 +111,8 @@ export function clientUseRoutes(deps: ClientUseDeps) {
         let next: NextBoot;
         if (b.rescue !== undefined) {
           deps.clients.requireImage(b.rescue);
-          if (!deps.flags.get(b.rescue).rescue) throw badRequest('NOT_A_RESCUE_IMAGE', `image "${b.rescue}" is not marked as a rescue image (PATCH /api/images/${b.rescue} {"rescue": true})`);
+          if (!deps.flags.get(b.rescue).rescue)
+            throw badRequest('NOT_A_RESCUE_IMAGE', `image "${b.rescue}" is not marked as a rescue image (PATCH /api/images/${b.rescue} {"rescue": true})`);
           next = { kind: 'rescue', image: b.rescue };
         } else if (b.image !== undefined) next = { kind: 'image', image: b.image };
         else next = { kind: 'disk', disk: b.disk! };
@@ -123,7 +145,9 @@ export function clientUseRoutes(deps: ClientUseDeps) {
           throw notFound('SNAPSHOT_NOT_FOUND', `client ${from.mac} has no snapshot ${snapshot}`);
         }
         const moved = await deps.clients.moveDisk(from.mac, to, { copy, snapshot, name });
-        return reply.status(201).send({ mac: moved.mac, name: moved.name, target: moved.target, initiatorName: moved.initiatorName, from: from.mac, copied: copy });
+        return reply
+          .status(201)
+          .send({ mac: moved.mac, name: moved.name, target: moved.target, initiatorName: moved.initiatorName, from: from.mac, copied: copy });
       },
     );
 
@@ -159,7 +183,8 @@ export function clientUseRoutes(deps: ClientUseDeps) {
       async (req, reply) => {
         const c = deps.clients.get(req.params.mac);
         checkImageName(req.body.name);
-        if (!deps.store.listSnapshots(c.disk).some((s) => s.id === req.params.id)) throw notFound('SNAPSHOT_NOT_FOUND', `client ${c.mac} has no snapshot ${req.params.id}`);
+        if (!deps.store.listSnapshots(c.disk).some((s) => s.id === req.params.id))
+          throw notFound('SNAPSHOT_NOT_FOUND', `client ${c.mac} has no snapshot ${req.params.id}`);
         return reply.status(201).send(deps.store.promoteSnapshot(c.disk, req.params.id, req.body.name));
       },
     );

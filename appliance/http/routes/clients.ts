@@ -89,7 +89,9 @@ export function clientRoutes(deps: ClientRouteDeps) {
       initiators: c.initiators,
       chap: c.chap ? { user: c.chap.user, mutual: !!c.chap.targetUser } : null,
       // Issue #13: a client without CHAP is protected by its guessable initiator name alone.
-      warnings: c.chap ? [] : ['CHAP is off: any machine on the LAN that uses this client\'s initiator name (<prefix>:initiator-<mac>) can log in to its disk. Set chap to fix it.'],
+      warnings: c.chap
+        ? []
+        : ["CHAP is off: any machine on the LAN that uses this client's initiator name (<prefix>:initiator-<mac>) can log in to its disk. Set chap to fix it."],
       ip: c.ip,
       createdAt: c.createdAt,
       online: sessions.length > 0,
@@ -184,7 +186,12 @@ export function clientRoutes(deps: ClientRouteDeps) {
 
     app.post<{ Params: { mac: string }; Body: { name?: string } }>(
       '/api/clients/:mac/snapshots',
-      { schema: { params: macParam, body: { type: 'object', additionalProperties: false, properties: { name: { type: 'string', minLength: 1, maxLength: 128 } } } } },
+      {
+        schema: {
+          params: macParam,
+          body: { type: 'object', additionalProperties: false, properties: { name: { type: 'string', minLength: 1, maxLength: 128 } } },
+        },
+      },
       async (req, reply) => {
         const c = deps.clients.get(req.params.mac);
         const name = req.body?.name ?? new Date().toISOString();
@@ -192,7 +199,11 @@ export function clientRoutes(deps: ClientRouteDeps) {
       },
     );
 
-    const snapParams = { type: 'object', required: ['mac', 'id'], properties: { mac: { type: 'string', maxLength: 32 }, id: { type: 'integer', minimum: 0 } } } as const;
+    const snapParams = {
+      type: 'object',
+      required: ['mac', 'id'],
+      properties: { mac: { type: 'string', maxLength: 32 }, id: { type: 'integer', minimum: 0 } },
+    } as const;
     const snapshotOf = (c: ClientRecord, id: number) => {
       const s = deps.store.listSnapshots(c.disk).find((x) => x.id === id);
       if (!s) throw notFound('SNAPSHOT_NOT_FOUND', `client ${c.mac} has no snapshot ${id}`);
@@ -205,14 +216,18 @@ export function clientRoutes(deps: ClientRouteDeps) {
       if (force) await deps.disconnect([c.target]);
     };
 
-    app.post<{ Params: { mac: string; id: number }; Querystring: { force?: boolean } }>('/api/clients/:mac/snapshots/:id/restore', { schema: { params: snapParams, querystring: forceQuery } }, async (req) => {
-      const c = deps.clients.get(req.params.mac);
-      const s = snapshotOf(c, req.params.id);
-      await maybeForce(c, req.query.force);
-      inUse(c, 'restore a snapshot');
-      await deps.store.restoreSnapshot(c.disk, s.id);
-      return { restored: s };
-    });
+    app.post<{ Params: { mac: string; id: number }; Querystring: { force?: boolean } }>(
+      '/api/clients/:mac/snapshots/:id/restore',
+      { schema: { params: snapParams, querystring: forceQuery } },
+      async (req) => {
+        const c = deps.clients.get(req.params.mac);
+        const s = snapshotOf(c, req.params.id);
+        await maybeForce(c, req.query.force);
+        inUse(c, 'restore a snapshot');
+        await deps.store.restoreSnapshot(c.disk, s.id);
+        return { restored: s };
+      },
+    );
 
     app.delete<{ Params: { mac: string; id: number } }>('/api/clients/:mac/snapshots/:id', { schema: { params: snapParams } }, async (req, reply) => {
       const c = deps.clients.get(req.params.mac);
@@ -223,7 +238,13 @@ export function clientRoutes(deps: ClientRouteDeps) {
 
     app.post<{ Params: { mac: string }; Body: { image?: string }; Querystring: { force?: boolean } }>(
       '/api/clients/:mac/reset',
-      { schema: { params: macParam, querystring: forceQuery, body: { type: ['object', 'null'], additionalProperties: false, properties: { image: { type: 'string', maxLength: 64 } } } } },
+      {
+        schema: {
+          params: macParam,
+          querystring: forceQuery,
+          body: { type: ['object', 'null'], additionalProperties: false, properties: { image: { type: 'string', maxLength: 64 } } },
+        },
+      },
       async (req) => {
         const c = deps.clients.get(req.params.mac);
         const image = req.body?.image ?? c.image;
@@ -251,7 +272,10 @@ export function clientRoutes(deps: ClientRouteDeps) {
         const snapshot = req.query.snapshot;
         if (snapshot !== undefined) snapshotOf(c, snapshot);
         reply.header('Content-Type', 'application/octet-stream');
-        reply.header('Content-Disposition', `attachment; filename="${c.disk}${snapshot !== undefined ? `-snap${snapshot}` : ''}.${format === 'raw' ? 'img' : 'qcow2'}"`);
+        reply.header(
+          'Content-Disposition',
+          `attachment; filename="${c.disk}${snapshot !== undefined ? `-snap${snapshot}` : ''}.${format === 'raw' ? 'img' : 'qcow2'}"`,
+        );
         if (format === 'qcow2') return reply.send(deps.store.exportVolume(c.disk, { format, snapshot }));
         const vol = deps.store.openVolume(c.disk, { readOnly: true, ...(snapshot !== undefined ? { snapshot } : {}) });
         const size = vol.blockCount * vol.blockSize;

@@ -103,12 +103,15 @@ export function vpdPage(code: number, volume: BlockVolume, identity: LuIdentity,
       const nameBytes = Buffer.from(`${targetName},t,0x0001`, 'utf8');
       const name = Buffer.alloc((nameBytes.length + 4) & ~3);
       nameBytes.copy(name);
-      return page(0x83, Buffer.concat([
-        designator(0x1, 0x03, identity.naa), // binary, LU, NAA
-        designator(0x2, 0x01, t10), // ASCII, LU, T10 vendor id
-        designator(0x1, 0x14, port, 5, true), // binary, target port, relative target port
-        designator(0x3, 0x18, name, 5, true), // UTF-8, target port, SCSI name string
-      ]));
+      return page(
+        0x83,
+        Buffer.concat([
+          designator(0x1, 0x03, identity.naa), // binary, LU, NAA
+          designator(0x2, 0x01, t10), // ASCII, LU, T10 vendor id
+          designator(0x1, 0x14, port, 5, true), // binary, target port, relative target port
+          designator(0x3, 0x18, name, 5, true), // UTF-8, target port, SCSI name string
+        ]),
+      );
     }
     case 0x8f:
       return page(0x8f, thirdPartyCopyPage());

@@ -118,11 +118,16 @@ function volumeSense(err: unknown, writing: boolean): ScsiError {
   if (err instanceof ScsiError) return err;
   if (err instanceof VolumeError) {
     switch (err.code) {
-      case 'NO_SPACE': return new ScsiError(SenseKey.DataProtect, Asc.SpaceAllocationFailedWriteProtect);
-      case 'READ_ONLY': return new ScsiError(SenseKey.DataProtect, Asc.WriteProtected);
-      case 'OUT_OF_RANGE': return lbaOutOfRange();
-      case 'CLOSED': return new ScsiError(SenseKey.NotReady, [0x04, 0x00]);
-      default: break;
+      case 'NO_SPACE':
+        return new ScsiError(SenseKey.DataProtect, Asc.SpaceAllocationFailedWriteProtect);
+      case 'READ_ONLY':
+        return new ScsiError(SenseKey.DataProtect, Asc.WriteProtected);
+      case 'OUT_OF_RANGE':
+        return lbaOutOfRange();
+      case 'CLOSED':
+        return new ScsiError(SenseKey.NotReady, [0x04, 0x00]);
+      default:
+        break;
     }
   }
   return new ScsiError(SenseKey.MediumError, writing ? Asc.WriteError : Asc.UnrecoveredReadError);
@@ -263,7 +268,12 @@ export class LogicalUnit {
     }
     const touchesMedium = accessKind(op) !== 'none' && op !== Opcode.ModeSelect6 && op !== Opcode.ModeSelect10;
     if (sanitize.state === 'failed' && op !== Opcode.Sanitize && touchesMedium) {
-      return { status: Status.CheckCondition, sense: encodeSense(new ScsiError(SenseKey.MediumError, Asc.SanitizeCommandFailed)), dataIn: null, dataOutWanted: wanted };
+      return {
+        status: Status.CheckCondition,
+        sense: encodeSense(new ScsiError(SenseKey.MediumError, Asc.SanitizeCommandFailed)),
+        dataIn: null,
+        dataOutWanted: wanted,
+      };
     }
     return null;
   }
@@ -291,20 +301,38 @@ export class LogicalUnit {
   dataOutLength(cdb: Buffer): number {
     const bs = this.blockSize;
     switch (cdb[0]) {
-      case Opcode.Write6: case Opcode.Write10: case Opcode.Write12: case Opcode.Write16:
-      case Opcode.WriteVerify10: case Opcode.WriteVerify12: case Opcode.WriteVerify16: case Opcode.OrWrite16:
+      case Opcode.Write6:
+      case Opcode.Write10:
+      case Opcode.Write12:
+      case Opcode.Write16:
+      case Opcode.WriteVerify10:
+      case Opcode.WriteVerify12:
+      case Opcode.WriteVerify16:
+      case Opcode.OrWrite16:
         return decodeIo(cdb).blocks * bs;
-      case Opcode.Verify10: case Opcode.Verify12: case Opcode.Verify16:
+      case Opcode.Verify10:
+      case Opcode.Verify12:
+      case Opcode.Verify16:
         return ((cdb[1] >> 1) & 3) === 1 ? decodeIo(cdb).blocks * bs : ((cdb[1] >> 1) & 3) === 3 ? bs : 0;
-      case Opcode.CompareAndWrite: return 2 * cdb[13] * bs;
-      case Opcode.WriteAtomic16: return cdb.readUInt16BE(12) * bs;
-      case Opcode.WriteSame10: case Opcode.WriteSame16: return (cdb[1] & 0x01) && cdb[0] === Opcode.WriteSame16 ? 0 : bs;
-      case Opcode.Unmap: return cdb.readUInt16BE(7);
-      case Opcode.ModeSelect6: return cdb[4];
-      case Opcode.ModeSelect10: return cdb.readUInt16BE(7);
-      case Opcode.PersistentReserveOut: return cdb.readUInt32BE(5);
-      case Opcode.ExtendedCopy: return cdb.readUInt32BE(10);
-      default: return 0;
+      case Opcode.CompareAndWrite:
+        return 2 * cdb[13] * bs;
+      case Opcode.WriteAtomic16:
+        return cdb.readUInt16BE(12) * bs;
+      case Opcode.WriteSame10:
+      case Opcode.WriteSame16:
+        return cdb[1] & 0x01 && cdb[0] === Opcode.WriteSame16 ? 0 : bs;
+      case Opcode.Unmap:
+        return cdb.readUInt16BE(7);
+      case Opcode.ModeSelect6:
+        return cdb[4];
+      case Opcode.ModeSelect10:
+        return cdb.readUInt16BE(7);
+      case Opcode.PersistentReserveOut:
+        return cdb.readUInt32BE(5);
+      case Opcode.ExtendedCopy:
+        return cdb.readUInt32BE(10);
+      default:
+        return 0;
     }
   }
 
@@ -334,7 +362,9 @@ export class LogicalUnit {
       case Opcode.ReportLuns:
         throw new Error('REPORT LUNS is answered by the session');
       case Opcode.ReadCapacity10: {
-        if (cdb[8] & 0x01) { /* PMI: obsolete; same answer */ }
+        if (cdb[8] & 0x01) {
+          /* PMI: obsolete; same answer */
+        }
         const b = Buffer.alloc(8);
         b.writeUInt32BE(Math.min(this.blockCount - 1, 0xffffffff), 0);
         b.writeUInt32BE(this.blockSize, 4);
@@ -342,13 +372,22 @@ export class LogicalUnit {
       }
       case Opcode.ServiceActionIn16:
         switch (cdb[1] & 0x1f) {
-          case ServiceAction.ReadCapacity16: return { dataIn: truncate(this.readCapacity16(), cdb.readUInt32BE(10)) };
-          case ServiceAction.GetLbaStatus: return { dataIn: await this.getLbaStatus(cdb) };
-          default: throw invalidCdb(1, 4);
+          case ServiceAction.ReadCapacity16:
+            return { dataIn: truncate(this.readCapacity16(), cdb.readUInt32BE(10)) };
+          case ServiceAction.GetLbaStatus:
+            return { dataIn: await this.getLbaStatus(cdb) };
+          default:
+            throw invalidCdb(1, 4);
         }
       case Opcode.MaintenanceIn:
         switch (cdb[1] & 0x1f) {
-          case ServiceAction.ReportSupportedOpcodes: return { dataIn: truncate(reportOpcodes(cdb, (c) => this.offers(c)), cdb.readUInt32BE(6)) };
+          case ServiceAction.ReportSupportedOpcodes:
+            return {
+              dataIn: truncate(
+                reportOpcodes(cdb, (c) => this.offers(c)),
+                cdb.readUInt32BE(6),
+              ),
+            };
           case ServiceAction.ReportSupportedTmfs: {
             const b = Buffer.alloc(cdb[2] & 0x80 ? 16 : 4);
             b[0] = 0x80 | 0x40 | 0x20 | 0x10 | 0x08; // ABORT TASK, ABORT TASK SET, CLEAR ACA, CLEAR TASK SET, LU RESET
@@ -356,7 +395,8 @@ export class LogicalUnit {
             if (b.length === 16) b[3] = 0x0c;
             return { dataIn: truncate(b, cdb.readUInt32BE(6)) };
           }
-          default: throw invalidCdb(1, 4);
+          default:
+            throw invalidCdb(1, 4);
         }
       case Opcode.ModeSense6:
       case Opcode.ModeSense10: {
@@ -370,7 +410,7 @@ export class LogicalUnit {
         return {};
       case Opcode.StartStopUnit:
         // A fixed disk: power conditions and START are accepted; LOEJ cannot eject (no medium changer).
-        if ((cdb[4] & 0x02) && !(cdb[4] & 0x01) && (cdb[4] >> 4) === 0) throw invalidCdb(4, 1);
+        if (cdb[4] & 0x02 && !(cdb[4] & 0x01) && cdb[4] >> 4 === 0) throw invalidCdb(4, 1);
         return {};
       case Opcode.PreventAllow:
         if ((cdb[4] & 0x03) > 1) throw invalidCdb(4, 0);
@@ -402,27 +442,40 @@ export class LogicalUnit {
         b[1] = cdb[1] & 0x1f;
         return { dataIn: truncate(b, cdb.readUInt32BE(6)) };
       }
-      case Opcode.Read6: case Opcode.Read10: case Opcode.Read12: case Opcode.Read16:
+      case Opcode.Read6:
+      case Opcode.Read10:
+      case Opcode.Read12:
+      case Opcode.Read16:
         return { dataIn: await this.read(cdb) };
-      case Opcode.Write6: case Opcode.Write10: case Opcode.Write12: case Opcode.Write16:
-      case Opcode.WriteVerify10: case Opcode.WriteVerify12: case Opcode.WriteVerify16:
+      case Opcode.Write6:
+      case Opcode.Write10:
+      case Opcode.Write12:
+      case Opcode.Write16:
+      case Opcode.WriteVerify10:
+      case Opcode.WriteVerify12:
+      case Opcode.WriteVerify16:
         await this.write(cdb, req.dataOut, wanted);
         return {};
-      case Opcode.Verify10: case Opcode.Verify12: case Opcode.Verify16:
+      case Opcode.Verify10:
+      case Opcode.Verify12:
+      case Opcode.Verify16:
         await this.verify(cdb, req.dataOut);
         return {};
-      case Opcode.Prefetch10: case Opcode.Prefetch16: {
+      case Opcode.Prefetch10:
+      case Opcode.Prefetch16: {
         const io = decodeIo(cdb);
         this.checkRange(io.lba, io.blocks);
         return {};
       }
-      case Opcode.SyncCache10: case Opcode.SyncCache16: {
+      case Opcode.SyncCache10:
+      case Opcode.SyncCache16: {
         const io = decodeIo(cdb);
         this.checkRange(io.lba, io.blocks);
         await this.volume.flush();
         return {};
       }
-      case Opcode.WriteSame10: case Opcode.WriteSame16:
+      case Opcode.WriteSame10:
+      case Opcode.WriteSame16:
         await this.writeSame(cdb, req.dataOut);
         return {};
       case Opcode.Unmap:
@@ -447,7 +500,9 @@ export class LogicalUnit {
 
   private modeContext() {
     return {
-      blockCount: this.blockCount, blockSize: this.blockSize, writeProtected: this.writeProtected,
+      blockCount: this.blockCount,
+      blockSize: this.blockSize,
+      writeProtected: this.writeProtected,
       softwareWriteProtect: this.shared.softwareWriteProtect,
     };
   }
@@ -496,7 +551,7 @@ export class LogicalUnit {
 
   private checkProtect(cdb: Buffer): void {
     // RDPROTECT/WRPROTECT/VRPROTECT/ORPROTECT: no protection information on this LU.
-    if (cdb.length >= 10 && cdb[0] !== Opcode.Read6 && cdb[0] !== Opcode.Write6 && (cdb[1] & 0xe0)) throw invalidCdb(1, 5);
+    if (cdb.length >= 10 && cdb[0] !== Opcode.Read6 && cdb[0] !== Opcode.Write6 && cdb[1] & 0xe0) throw invalidCdb(1, 5);
   }
 
   /** MAXIMUM TRANSFER LENGTH (VPD 0xB0) enforced; the sense points at the CDB's length field. */
@@ -520,8 +575,11 @@ export class LogicalUnit {
     this.checkWritable();
     if (io.blocks === 0) return;
     this.checkLength(cdb, io.blocks);
-    const fua = (cdb[0] !== Opcode.Write6 && (cdb[1] & 0x08) !== 0) || cdb[0] === Opcode.WriteVerify10
-      || cdb[0] === Opcode.WriteVerify12 || cdb[0] === Opcode.WriteVerify16;
+    const fua =
+      (cdb[0] !== Opcode.Write6 && (cdb[1] & 0x08) !== 0) ||
+      cdb[0] === Opcode.WriteVerify10 ||
+      cdb[0] === Opcode.WriteVerify12 ||
+      cdb[0] === Opcode.WriteVerify16;
     const got = data?.length ?? 0;
     if (got === 0 && wanted > 0) return;
     await this.shared.ranges.with(io.lba, io.blocks, false, async () => {
@@ -719,7 +777,9 @@ export class LogicalUnit {
     if (w.blocks === 0) return;
     // Part of the data is not a write of part of the blocks here: all or nothing.
     if (!data || data.length < wanted) throw new ScsiError(SenseKey.IllegalRequest, Asc.InvalidFieldInInformationUnit);
-    await this.shared.ranges.with(lba, w.blocks, true, () => this.volume.write(lba, data.length === wanted ? data : data.subarray(0, wanted), { fua: w.fua, atomic: true }));
+    await this.shared.ranges.with(lba, w.blocks, true, () =>
+      this.volume.write(lba, data.length === wanted ? data : data.subarray(0, wanted), { fua: w.fua, atomic: true }),
+    );
   }
 
   /** SANITIZE BLOCK ERASE / EXIT FAILURE MODE (see sanitize.ts for what is offered and why). */
@@ -741,13 +801,16 @@ export class LogicalUnit {
     state.progress = 0;
     const run = this.shared.ranges
       .with(0, this.blockCount, true, () => blockErase(this.volume, BLOCK_LIMITS.maxUnmapBlocks, (f) => (state.progress = f)))
-      .then(() => {
-        state.state = 'idle';
-        return true;
-      }, () => {
-        state.state = 'failed';
-        return false;
-      });
+      .then(
+        () => {
+          state.state = 'idle';
+          return true;
+        },
+        () => {
+          state.state = 'failed';
+          return false;
+        },
+      );
     state.done = run.then(() => undefined);
     if (req.immed) return;
     if (!(await run)) throw new ScsiError(SenseKey.MediumError, Asc.SanitizeCommandFailed);
@@ -760,19 +823,38 @@ function lengthField(cdb: Buffer): number {
   return group === 0 ? 4 : group === 4 ? 10 : group === 5 ? 6 : 7;
 }
 
-
 /** Which reservation rules apply to an opcode (SPC-4 Table 76, simplified to read/write). */
 export function accessKind(op: number): AccessKind {
   switch (op) {
-    case Opcode.Read6: case Opcode.Read10: case Opcode.Read12: case Opcode.Read16:
-    case Opcode.Verify10: case Opcode.Verify12: case Opcode.Verify16:
-    case Opcode.Prefetch10: case Opcode.Prefetch16:
+    case Opcode.Read6:
+    case Opcode.Read10:
+    case Opcode.Read12:
+    case Opcode.Read16:
+    case Opcode.Verify10:
+    case Opcode.Verify12:
+    case Opcode.Verify16:
+    case Opcode.Prefetch10:
+    case Opcode.Prefetch16:
       return 'read';
-    case Opcode.Write6: case Opcode.Write10: case Opcode.Write12: case Opcode.Write16:
-    case Opcode.WriteVerify10: case Opcode.WriteVerify12: case Opcode.WriteVerify16:
-    case Opcode.WriteSame10: case Opcode.WriteSame16: case Opcode.Unmap: case Opcode.CompareAndWrite:
-    case Opcode.OrWrite16: case Opcode.SyncCache10: case Opcode.SyncCache16: case Opcode.ModeSelect6: case Opcode.ExtendedCopy:
-    case Opcode.ModeSelect10: case Opcode.Sanitize: case Opcode.WriteAtomic16:
+    case Opcode.Write6:
+    case Opcode.Write10:
+    case Opcode.Write12:
+    case Opcode.Write16:
+    case Opcode.WriteVerify10:
+    case Opcode.WriteVerify12:
+    case Opcode.WriteVerify16:
+    case Opcode.WriteSame10:
+    case Opcode.WriteSame16:
+    case Opcode.Unmap:
+    case Opcode.CompareAndWrite:
+    case Opcode.OrWrite16:
+    case Opcode.SyncCache10:
+    case Opcode.SyncCache16:
+    case Opcode.ModeSelect6:
+    case Opcode.ExtendedCopy:
+    case Opcode.ModeSelect10:
+    case Opcode.Sanitize:
+    case Opcode.WriteAtomic16:
       return 'write';
     default:
       return 'none';
@@ -805,7 +887,12 @@ export function noSuchLun(cdb: Buffer): ScsiResult {
     return { status: Status.Good, sense: null, dataIn: truncate(standardInquiry(false), cdb.readUInt16BE(3)), dataOutWanted: 0 };
   }
   if (cdb[0] === Opcode.RequestSense) {
-    return { status: Status.Good, sense: null, dataIn: truncate(encodeSense(new ScsiError(SenseKey.IllegalRequest, Asc.LunNotSupported)), cdb[4]), dataOutWanted: 0 };
+    return {
+      status: Status.Good,
+      sense: null,
+      dataIn: truncate(encodeSense(new ScsiError(SenseKey.IllegalRequest, Asc.LunNotSupported)), cdb[4]),
+      dataOutWanted: 0,
+    };
   }
   return { status: Status.CheckCondition, sense: encodeSense(new ScsiError(SenseKey.IllegalRequest, Asc.LunNotSupported)), dataIn: null, dataOutWanted: 0 };
 }

@@ -45,8 +45,8 @@ export class LuReservations {
   check(nexus: string, kind: AccessKind, opcode: number): void {
     if (this.legacyHolder !== null && this.legacyHolder !== nexus) {
       // SPC-2 §7.21: only a few commands pass another initiator's RESERVE(6).
-      const allowed = opcode === 0x12 || opcode === 0xa0 || opcode === 0x03 || opcode === 0x17 || opcode === 0xa3
-        || opcode === 0x5e || opcode === 0x25 || (opcode === 0x9e);
+      const allowed =
+        opcode === 0x12 || opcode === 0xa0 || opcode === 0x03 || opcode === 0x17 || opcode === 0xa3 || opcode === 0x5e || opcode === 0x25 || opcode === 0x9e;
       if (!allowed) throw new ReservationConflict();
       return;
     }
@@ -108,7 +108,8 @@ export class LuReservations {
   prIn(cdb: Buffer): Buffer {
     const sa = cdb[1] & 0x1f;
     switch (sa) {
-      case 0x00: { // READ KEYS
+      case 0x00: {
+        // READ KEYS
         const keys = [...this.keys.values()];
         const b = Buffer.alloc(8 + 8 * keys.length);
         b.writeUInt32BE(this.generation, 0);
@@ -116,7 +117,8 @@ export class LuReservations {
         keys.forEach((k, i) => b.writeBigUInt64BE(k, 8 + 8 * i));
         return b;
       }
-      case 0x01: { // READ RESERVATION
+      case 0x01: {
+        // READ RESERVATION
         const r = this.reservation;
         const b = Buffer.alloc(r ? 24 : 8);
         b.writeUInt32BE(this.generation, 0);
@@ -128,7 +130,8 @@ export class LuReservations {
         }
         return b;
       }
-      case 0x02: { // REPORT CAPABILITIES
+      case 0x02: {
+        // REPORT CAPABILITIES
         const b = Buffer.alloc(8);
         b.writeUInt16BE(8, 0);
         b[2] = 0x10; // CRH: RESERVE/RELEASE(6) compatible
@@ -137,7 +140,8 @@ export class LuReservations {
         b[5] = 0x01; // EX_AC_AR
         return b;
       }
-      case 0x03: { // READ FULL STATUS
+      case 0x03: {
+        // READ FULL STATUS
         const entries: Buffer[] = [];
         for (const [nexus, key] of this.keys) {
           const name = Buffer.from(nexus, 'utf8');
@@ -182,7 +186,8 @@ export class LuReservations {
     if (flags & 0x01) throw invalidParam(20, 0); // APTPL unsupported
     const mine = this.keys.get(nexus);
 
-    if (sa === 0x00 || sa === 0x06) { // REGISTER / REGISTER AND IGNORE EXISTING KEY
+    if (sa === 0x00 || sa === 0x06) {
+      // REGISTER / REGISTER AND IGNORE EXISTING KEY
       if (this.legacyHolder !== null && this.legacyHolder !== nexus) throw new ReservationConflict();
       if (sa === 0x00) {
         if (mine === undefined ? key !== 0n : key !== mine) throw new ReservationConflict();
@@ -198,7 +203,8 @@ export class LuReservations {
     // Every other service action needs a registered caller quoting its key.
     if (mine === undefined || key !== mine) throw new ReservationConflict();
     switch (sa) {
-      case 0x01: { // RESERVE
+      case 0x01: {
+        // RESERVE
         if (scope !== 0) throw invalidCdb(2, 4);
         if (!VALID_TYPES.has(type)) throw invalidCdb(2, 0);
         const r = this.reservation;
@@ -209,7 +215,8 @@ export class LuReservations {
         this.reservation = { holder: nexus, type };
         return;
       }
-      case 0x02: { // RELEASE
+      case 0x02: {
+        // RELEASE
         const r = this.reservation;
         if (!r || !this.isHolder(nexus)) return;
         if (scope !== 0 || r.type !== type) throw new ScsiError(SenseKey.IllegalRequest, [0x26, 0x04]);
@@ -222,7 +229,8 @@ export class LuReservations {
         this.generation++;
         return;
       case 0x04:
-      case 0x05: { // PREEMPT, PREEMPT AND ABORT
+      case 0x05: {
+        // PREEMPT, PREEMPT AND ABORT
         const r = this.reservation;
         const allReg = r && (r.type === PrType.WEAllRegistrants || r.type === PrType.EAAllRegistrants);
         if (r && allReg && saKey === 0n) {

@@ -55,7 +55,10 @@ function fatDisk(dir: string, label: 'dos' | 'gpt', fatBits: 12 | 16 | 32): stri
   sh('mkfs.vfat', ['-F', String(fatBits), '-n', 'BOOT', '-C', part, String(mib * 1024)]);
   writeFileSync(join(dir, 'vmlinuz-6.1.0-test'), kernelBytes);
   writeFileSync(join(dir, 'initrd.img-6.1.0-test'), initrdBytes);
-  writeFileSync(join(dir, 'syslinux.cfg'), 'DEFAULT linux\nPROMPT 0\nLABEL rescue\n  KERNEL /other\nLABEL linux\n  KERNEL /boot/vmlinuz-6.1.0-test\n  APPEND console=ttyS0 initrd=/boot/initrd.img-6.1.0-test quiet root=/dev/sda2\n');
+  writeFileSync(
+    join(dir, 'syslinux.cfg'),
+    'DEFAULT linux\nPROMPT 0\nLABEL rescue\n  KERNEL /other\nLABEL linux\n  KERNEL /boot/vmlinuz-6.1.0-test\n  APPEND console=ttyS0 initrd=/boot/initrd.img-6.1.0-test quiet root=/dev/sda2\n',
+  );
   sh('mmd', ['-i', part, '::/boot']);
   sh('mcopy', ['-i', part, join(dir, 'vmlinuz-6.1.0-test'), join(dir, 'initrd.img-6.1.0-test'), '::/boot/']);
   sh('mcopy', ['-i', part, join(dir, 'syslinux.cfg'), '::/']);
@@ -64,7 +67,9 @@ function fatDisk(dir: string, label: 'dos' | 'gpt', fatBits: 12 | 16 | 32): stri
   writeFileSync(img, Buffer.alloc(0));
   sh('truncate', ['-s', String(total * 512), img]);
   const type = label === 'gpt' ? GPT_TYPES.efiSystem : fatBits === 32 ? 'c' : 'e';
-  execFileSync('sfdisk', ['-q', img], { input: `label: ${label}\nstart=2048, size=${mib * 2048}, type=${type}\nstart=${2048 + mib * 2048}, size=1024, type=${label === 'gpt' ? GPT_TYPES.linuxData : '83'}\n` });
+  execFileSync('sfdisk', ['-q', img], {
+    input: `label: ${label}\nstart=2048, size=${mib * 2048}, type=${type}\nstart=${2048 + mib * 2048}, size=1024, type=${label === 'gpt' ? GPT_TYPES.linuxData : '83'}\n`,
+  });
   sh('dd', [`if=${part}`, `of=${img}`, 'bs=512', 'seek=2048', 'conv=notrunc', 'status=none']);
   return img;
 }
@@ -79,9 +84,9 @@ function ext4Disk(dir: string, label: 'dos' | 'gpt'): string {
     join(root, 'boot/grub/grub.cfg'),
     [
       "set default='0'",
-      'menuentry \'Debian GNU/Linux\' --class debian $menuentry_id_option \'gnulinux-simple\' {',
+      "menuentry 'Debian GNU/Linux' --class debian $menuentry_id_option 'gnulinux-simple' {",
       '\tload_video',
-      "\tsearch --no-floppy --fs-uuid --set=root 1234",
+      '\tsearch --no-floppy --fs-uuid --set=root 1234',
       "\techo\t'Loading Linux 6.1.0-13-amd64 ...'",
       '\tlinux\t/boot/vmlinuz-6.1.0-13-amd64 root=UUID=1234 ro console=ttyS0 quiet',
       '\tinitrd\t/boot/initrd.img-6.1.0-13-amd64',
@@ -109,7 +114,12 @@ suite(`kernel lookup on real disk images${tools.length ? ` (skipped: missing ${t
         expect(parts.map((p) => p.scheme)).toEqual([label === 'dos' ? 'mbr' : 'gpt', label === 'dos' ? 'mbr' : 'gpt']);
         expect(parts[0]!.start).toBe(2048 * 512);
         const found = await findKernel(r.read, r.size, [fatOpener, ext4Opener]);
-        expect(found.entry).toEqual({ kernel: '/boot/vmlinuz-6.1.0-test', initrd: '/boot/initrd.img-6.1.0-test', cmdline: 'console=ttyS0 quiet root=/dev/sda2', source: 'partition 1/syslinux.cfg' });
+        expect(found.entry).toEqual({
+          kernel: '/boot/vmlinuz-6.1.0-test',
+          initrd: '/boot/initrd.img-6.1.0-test',
+          cmdline: 'console=ttyS0 quiet root=/dev/sda2',
+          source: 'partition 1/syslinux.cfg',
+        });
         expect(found.kernel.size).toBe(kernelBytes.length);
         expect(Buffer.compare(await found.kernel.read(0, kernelBytes.length), kernelBytes)).toBe(0);
         // A read in the middle, across cluster boundaries, as TFTP asks for blocks.
@@ -120,7 +130,12 @@ suite(`kernel lookup on real disk images${tools.length ? ` (skipped: missing ${t
     it(`${label} + ext4 root with /boot/grub/grub.cfg (Debian's layout): the default entry's kernel, initrd and command line`, async () => {
       const r = fileReader(ext4Disk(dir, label));
       const found = await findKernel(r.read, r.size, [fatOpener, ext4Opener]);
-      expect(found.entry).toEqual({ kernel: '/boot/vmlinuz-6.1.0-13-amd64', initrd: '/boot/initrd.img-6.1.0-13-amd64', cmdline: 'root=UUID=1234 ro console=ttyS0 quiet', source: 'partition 1/boot/grub/grub.cfg' });
+      expect(found.entry).toEqual({
+        kernel: '/boot/vmlinuz-6.1.0-13-amd64',
+        initrd: '/boot/initrd.img-6.1.0-13-amd64',
+        cmdline: 'root=UUID=1234 ro console=ttyS0 quiet',
+        source: 'partition 1/boot/grub/grub.cfg',
+      });
       expect(Buffer.compare(await found.kernel.read(0, kernelBytes.length), kernelBytes)).toBe(0);
       expect(Buffer.compare(await found.initrd!.read(100, 5000), initrdBytes.subarray(100, 5100))).toBe(0);
     });

@@ -18,16 +18,43 @@ import { isRefusal, memoryFile, type TftpFile } from '../../../appliance/tftp/fi
 
 const mac = '52:54:00:12:34:56';
 const base: ClientRecord = {
-  mac, name: 'sb-pc', image: 'debian', disk: 'client-525400123456', target: 'iqn.2026-11.local.netboot:client-525400123456', lun: 0,
-  initiatorName: 'iqn.2026-11.local.netboot:initiator-525400123456', initiators: [], chap: { user: 'iqn.2026-11.local.netboot:initiator-525400123456', secret: 'Zx7.k2-Qw9aB' }, ip: null, createdAt: 0,
+  mac,
+  name: 'sb-pc',
+  image: 'debian',
+  disk: 'client-525400123456',
+  target: 'iqn.2026-11.local.netboot:client-525400123456',
+  lun: 0,
+  initiatorName: 'iqn.2026-11.local.netboot:initiator-525400123456',
+  initiators: [],
+  chap: { user: 'iqn.2026-11.local.netboot:initiator-525400123456', secret: 'Zx7.k2-Qw9aB' },
+  ip: null,
+  createdAt: 0,
 };
-const signed = { x64: { shim: '/s/shimx64.efi.signed', grub: '/s/grubnetx64.efi.signed' }, aa64: { shim: '/s/shimaa64.efi.signed', grub: '/s/grubnetaa64.efi.signed' } };
+const signed = {
+  x64: { shim: '/s/shimx64.efi.signed', grub: '/s/grubnetx64.efi.signed' },
+  aa64: { shim: '/s/shimaa64.efi.signed', grub: '/s/grubnetaa64.efi.signed' },
+};
 const ipxe = { dir: '/usr/lib/ipxe', bios: 'undionly.kpxe', efiX64: 'ipxe.efi' };
 
 function ctx(client: ClientRecord, extra: Partial<BootPolicyContext> = {}): BootPolicyContext {
-  return { clients: { byMac: (m) => (m === client.mac ? client : undefined) }, serverAddress: '198.18.0.1', httpPort: 8080, iscsiPort: 3260, unknownClients: 'ignore', binaries: ipxe, signed, ...extra };
+  return {
+    clients: { byMac: (m) => (m === client.mac ? client : undefined) },
+    serverAddress: '198.18.0.1',
+    httpPort: 8080,
+    iscsiPort: 3260,
+    unknownClients: 'ignore',
+    binaries: ipxe,
+    signed,
+    ...extra,
+  };
 }
-const firmware = (arch: number | undefined, vc = `PXEClient:Arch:${String(arch ?? 0).padStart(5, '0')}:UNDI:003016`): BootRequest => ({ mac, arch, vendorClass: vc, userClass: undefined, ipxe: undefined });
+const firmware = (arch: number | undefined, vc = `PXEClient:Arch:${String(arch ?? 0).padStart(5, '0')}:UNDI:003016`): BootRequest => ({
+  mac,
+  arch,
+  vendorClass: vc,
+  userClass: undefined,
+  ipxe: undefined,
+});
 
 describe('the road per client and architecture', () => {
   it.each([
@@ -48,14 +75,23 @@ describe('the road per client and architecture', () => {
 
   it('UEFI HTTP boot (16, 19) is not answered on the GRUB road (TFTP only), so the firmware takes PXE', () => {
     const c = { ...base, road: 'grub' as const };
-    expect(decideBoot(firmware(16, 'HTTPClient:Arch:00016:UNDI:003001'), ctx(c))).toMatchObject({ kind: 'ignore', reason: expect.stringMatching(/PXE\/TFTP only/) });
+    expect(decideBoot(firmware(16, 'HTTPClient:Arch:00016:UNDI:003001'), ctx(c))).toMatchObject({
+      kind: 'ignore',
+      reason: expect.stringMatching(/PXE\/TFTP only/),
+    });
     expect(decideBoot(firmware(19, 'HTTPClient:Arch:00019:UNDI:003001'), ctx(c))).toMatchObject({ kind: 'ignore' });
     // ...and the iPXE road still answers HTTP boot with its binary's URL.
-    expect(decideBoot(firmware(16, 'HTTPClient:Arch:00016:UNDI:003001'), ctx({ ...c, road: 'ipxe' }))).toMatchObject({ kind: 'http-boot', url: 'http://198.18.0.1:8080/boot/ipxe.efi' });
+    expect(decideBoot(firmware(16, 'HTTPClient:Arch:00016:UNDI:003001'), ctx({ ...c, road: 'ipxe' }))).toMatchObject({
+      kind: 'http-boot',
+      url: 'http://198.18.0.1:8080/boot/ipxe.efi',
+    });
   });
 
   it('ARM64 auto prefers an installed ARM64 iPXE; without signed binaries the answer says what to install', () => {
-    expect(decideBoot(firmware(11), ctx(base, { binaries: { ...ipxe, efiArm64: 'ipxe-arm64.efi' } }))).toMatchObject({ kind: 'chainload', file: 'ipxe-arm64.efi' });
+    expect(decideBoot(firmware(11), ctx(base, { binaries: { ...ipxe, efiArm64: 'ipxe-arm64.efi' } }))).toMatchObject({
+      kind: 'chainload',
+      file: 'ipxe-arm64.efi',
+    });
     const missing = decideBoot(firmware(11), ctx(base, { signed: {} }));
     expect(missing).toMatchObject({ kind: 'missing-binary', family: 'efi-arm64' });
     expect((missing as { reason: string }).reason).toMatch(/signed shim \+ GRUB/);
@@ -76,7 +112,12 @@ describe('the road per client and architecture', () => {
   });
 
   it('finds the signed binaries in boot.signedDir first, else at the package paths', () => {
-    const have = new Set(['/opt/s/shimaa64.efi', '/opt/s/grubaa64.efi', '/usr/lib/shim/shimx64.efi.signed', '/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed']);
+    const have = new Set([
+      '/opt/s/shimaa64.efi',
+      '/opt/s/grubaa64.efi',
+      '/usr/lib/shim/shimx64.efi.signed',
+      '/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed',
+    ]);
     expect(findSignedBinaries('/opt/s', (p) => have.has(p))).toEqual({
       x64: { shim: '/usr/lib/shim/shimx64.efi.signed', grub: '/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed' },
       aa64: { shim: '/opt/s/shimaa64.efi', grub: '/opt/s/grubaa64.efi' },
@@ -95,12 +136,24 @@ describe('generated GRUB configs (golden files)', () => {
   it('the dispatcher', () => golden('dispatcher.cfg', renderGrubDispatcher({ uiHint: 'Assign it at http://netboot.local' })));
 
   it('a client with one-way CHAP (initramfs-tools and dracut parameters), its own command line kept', () => {
-    golden('client-chap.cfg', renderGrubClientConfig({ client: base, serverAddress: '198.18.0.1', iscsiPort: 3260, cmdline: 'root=UUID=1234 ro quiet console=ttyS0', hasInitrd: true }));
+    golden(
+      'client-chap.cfg',
+      renderGrubClientConfig({ client: base, serverAddress: '198.18.0.1', iscsiPort: 3260, cmdline: 'root=UUID=1234 ro quiet console=ttyS0', hasInitrd: true }),
+    );
   });
 
   it('mutual CHAP, no initramfs, an image command line that already names ip= and stale iscsi_ words', () => {
     const c = { ...base, name: 'lab "7"', chap: { ...base.chap!, targetUser: 'target', targetSecret: 'T0p.s3cret-x' } };
-    golden('client-mutual.cfg', renderGrubClientConfig({ client: c, serverAddress: '10.0.0.2', iscsiPort: 3261, cmdline: 'ip=eth0:dhcp iscsi_target_ip=1.2.3.4 netroot=iscsi:old root=/dev/sda2', hasInitrd: false }));
+    golden(
+      'client-mutual.cfg',
+      renderGrubClientConfig({
+        client: c,
+        serverAddress: '10.0.0.2',
+        iscsiPort: 3261,
+        cmdline: 'ip=eth0:dhcp iscsi_target_ip=1.2.3.4 netroot=iscsi:old root=/dev/sda2',
+        hasInitrd: false,
+      }),
+    );
   });
 
   it('refuses credentials a kernel command line cannot carry instead of mangling them', () => {
@@ -112,7 +165,11 @@ describe('generated GRUB configs (golden files)', () => {
 describe('GRUB road files over TFTP', () => {
   const FAT_FS: FsOpener = async () => ({
     open: async (p: string) => {
-      const files: Record<string, Buffer> = { '/syslinux.cfg': Buffer.from('DEFAULT l\nLABEL l\n KERNEL /vmlinuz\n INITRD /initrd.gz\n APPEND console=ttyS0 quiet\n'), '/vmlinuz': Buffer.alloc(5000, 7), '/initrd.gz': Buffer.alloc(3000, 9) };
+      const files: Record<string, Buffer> = {
+        '/syslinux.cfg': Buffer.from('DEFAULT l\nLABEL l\n KERNEL /vmlinuz\n INITRD /initrd.gz\n APPEND console=ttyS0 quiet\n'),
+        '/vmlinuz': Buffer.alloc(5000, 7),
+        '/initrd.gz': Buffer.alloc(3000, 9),
+      };
       const b = files[p];
       return b ? { size: b.length, read: async (pos: number, len: number) => b.subarray(pos, pos + len) } : undefined;
     },
@@ -161,7 +218,7 @@ describe('GRUB road files over TFTP', () => {
     expect(await src.resolve('shimaa64.efi')).toMatchObject({ refused: 'notFound' });
   });
 
-  it('a client\'s config (with its CHAP secret) goes only to the machine with that MAC', async () => {
+  it("a client's config (with its CHAP secret) goes only to the machine with that MAC", async () => {
     const other = source('52:54:00:00:00:01');
     const r = await other.src.resolve(`grub/clients/${mac}.cfg`, { address: '198.18.0.50' });
     expect(r).toEqual({ refused: 'accessViolation', message: `served only to ${mac} itself` });
@@ -188,7 +245,9 @@ describe('GRUB road files over TFTP', () => {
     (broken.src as unknown as { d: { openers: FsOpener[] } }).d.openers = [];
     const r = await broken.src.resolve(`grub/clients/${mac}.cfg`, { address: 'x' });
     expect(r).toMatchObject({ refused: 'notFound' });
-    expect(broken.events).toEqual([expect.objectContaining({ stage: 'boot-error', detail: expect.objectContaining({ road: 'grub', reason: expect.stringMatching(/no kernel found/) }) })]);
+    expect(broken.events).toEqual([
+      expect.objectContaining({ stage: 'boot-error', detail: expect.objectContaining({ road: 'grub', reason: expect.stringMatching(/no kernel found/) }) }),
+    ]);
     expect(broken.counts()).toEqual({ opened: 1, closed: 1 });
   });
 });

@@ -15,8 +15,21 @@ export function requestBootLink(proxyPort: number, mac: string, ciaddr = '127.0.
   Buffer.from(mac.replace(/[:-]/g, ''), 'hex').copy(chaddr);
   const xid = Math.floor(Math.random() * 0xffffffff);
   const req: BootRequest = {
-    op: 'request', htype: 1, hlen: 6, hops: 0, xid, secs: 0, flags: 0,
-    ciaddr, yiaddr: '0.0.0.0', siaddr: '0.0.0.0', giaddr: '0.0.0.0', chaddr, sname: '', file: '', hasCookie: true,
+    op: 'request',
+    htype: 1,
+    hlen: 6,
+    hops: 0,
+    xid,
+    secs: 0,
+    flags: 0,
+    ciaddr,
+    yiaddr: '0.0.0.0',
+    siaddr: '0.0.0.0',
+    giaddr: '0.0.0.0',
+    chaddr,
+    sname: '',
+    file: '',
+    hasCookie: true,
     options: [
       build.messageType('request'),
       build.text(Opt.vendorClass, 'PXEClient:Arch:00000:UNDI:002001'),

@@ -13,7 +13,13 @@ sock.on('message', (msg, rinfo) => {
   n += 1;
   writeFileSync(`${dir}/${prefix}-${n}.bin`, msg);
   console.log(`captured ${msg.length} bytes from ${rinfo.address}:${rinfo.port}`);
-  if (n >= Number(count)) { sock.close(); process.exit(0); }
+  if (n >= Number(count)) {
+    sock.close();
+    process.exit(0);
+  }
 });
 sock.bind(Number(port), '0.0.0.0', () => console.log('listening'));
-setTimeout(() => { console.log('timeout'); process.exit(n > 0 ? 0 : 1); }, Number(seconds) * 1000).unref();
+setTimeout(() => {
+  console.log('timeout');
+  process.exit(n > 0 ? 0 : 1);
+}, Number(seconds) * 1000).unref();

@@ -53,10 +53,18 @@ export function createPair(tag: string): { server: string; client: string; dir: 
   sh('ip', ['link', 'add', 'vs', 'netns', server, 'type', 'veth', 'peer', 'name', 'vc', 'netns', client]);
   sh('ip', ['-n', server, 'addr', 'add', '198.18.0.1/24', 'dev', 'vs']);
   sh('ip', ['-n', client, 'link', 'set', 'vc', 'address', '02:00:00:00:00:c1']);
-  for (const [ns, dev] of [[server, 'vs'], [client, 'vc'], [server, 'lo'], [client, 'lo']]) sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+  for (const [ns, dev] of [
+    [server, 'vs'],
+    [client, 'vc'],
+    [server, 'lo'],
+    [client, 'lo'],
+  ])
+    sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
   const dir = mkdtempSync(join(tmpdir(), `nb-dhcp-${tag}-`));
   return {
-    server, client, dir,
+    server,
+    client,
+    dir,
     cleanup: () => {
       [client, server].forEach(deleteNamespace);
       rmSync(dir, { recursive: true, force: true });
@@ -94,10 +102,11 @@ export function startRunner(ns: string, dir: string, name: string, spec: unknown
       const line = buf.slice(0, i);
       buf = buf.slice(i + 1);
       lines.push(line);
-      for (const w of [...waiters]) if (w.re.test(line)) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(line);
-      }
+      for (const w of [...waiters])
+        if (w.re.test(line)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(line);
+        }
     }
   };
   proc.stdout!.on('data', onData);
@@ -110,7 +119,13 @@ export function startRunner(ns: string, dir: string, name: string, spec: unknown
       const hit = lines.find((l) => re.test(l));
       if (hit) return Promise.resolve(hit);
       return new Promise((resolve, reject) => {
-        const w = { re, resolve: (l: string) => { clearTimeout(t); resolve(l); } };
+        const w = {
+          re,
+          resolve: (l: string) => {
+            clearTimeout(t);
+            resolve(l);
+          },
+        };
         const t = setTimeout(() => {
           waiters.splice(waiters.indexOf(w), 1);
           reject(new Error(`timed out waiting for ${re}; output:\n${lines.join('\n')}`));
@@ -133,13 +148,27 @@ export function startRunner(ns: string, dir: string, name: string, spec: unknown
 }
 
 /** Captures UDP payloads arriving on `port` in namespace ns (a sniffer beside a real client, SO_REUSEADDR). */
-export function startCapture(ns: string, dir: string, prefix: string, port: number, count: number, seconds: number): { ready: Promise<void>; done: Promise<Buffer[]> } {
-  const proc = spawn('ip', ['netns', 'exec', ns, join(repo, 'node_modules/.bin/tsx'), capturePath, String(port), dir, prefix, String(count), String(seconds)], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
+export function startCapture(
+  ns: string,
+  dir: string,
+  prefix: string,
+  port: number,
+  count: number,
+  seconds: number,
+): { ready: Promise<void>; done: Promise<Buffer[]> } {
+  const proc = spawn('ip', ['netns', 'exec', ns, join(repo, 'node_modules/.bin/tsx'), capturePath, String(port), dir, prefix, String(count), String(seconds)], {
+    cwd: repo,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const ready = new Promise<void>((r) => proc.stdout!.on('data', (d: Buffer) => d.toString().includes('listening') && r()));
-  const done = new Promise<Buffer[]>((resolve) => proc.once('exit', () => {
-    const files = readdirSync(dir).filter((f) => f.startsWith(`${prefix}-`)).sort();
-    resolve(files.map((f) => readFileSync(join(dir, f))));
-  }));
+  const done = new Promise<Buffer[]>((resolve) =>
+    proc.once('exit', () => {
+      const files = readdirSync(dir)
+        .filter((f) => f.startsWith(`${prefix}-`))
+        .sort();
+      resolve(files.map((f) => readFileSync(join(dir, f))));
+    }),
+  );
   return { ready, done };
 }
 

@@ -61,12 +61,34 @@ const byMac = new Map(spec.clients.map((c) => [c.mac, c]));
 const clients = { byMac: (m: string) => byMac.get(m) };
 const db = spec.eventStore ? openDatabase(spec.dbFile) : new Database(spec.dbFile);
 if (!spec.eventStore) db.pragma('journal_mode = WAL');
-const events = spec.eventStore ? new BootEventStore(db, systemClock)
-  : spec.quiet ? undefined : { record: (e: unknown) => console.log(`EVENT ${JSON.stringify(e)}`) };
+const events = spec.eventStore
+  ? new BootEventStore(db, systemClock)
+  : spec.quiet
+    ? undefined
+    : { record: (e: unknown) => console.log(`EVENT ${JSON.stringify(e)}`) };
 const tokens = new ScriptTokens({ clock: systemClock, ttlMs: cfg.boot.scriptTokenSeconds * 1000 });
-const policy = new BootPolicy({ boot: cfg.boot, clients, httpPort: cfg.http.port, iscsiPort: cfg.iscsi.port, log, clock: systemClock, tokens: spec.http ? tokens : undefined });
+const policy = new BootPolicy({
+  boot: cfg.boot,
+  clients,
+  httpPort: cfg.http.port,
+  iscsiPort: cfg.iscsi.port,
+  log,
+  clock: systemClock,
+  tokens: spec.http ? tokens : undefined,
+});
 const network = spec.watch ? new LinkWatcher({ interface: cfg.dhcp.interface, clock: systemClock, log, intervalMs: spec.watch.intervalMs ?? 500 }) : undefined;
-const server = new DhcpServer({ config: cfg.dhcp, serverAddress: spec.serverAddress, clients, policy, db, clock: systemClock, log, events, tftpPort: 69, network });
+const server = new DhcpServer({
+  config: cfg.dhcp,
+  serverAddress: spec.serverAddress,
+  clients,
+  policy,
+  db,
+  clock: systemClock,
+  log,
+  events,
+  tftpPort: 69,
+  network,
+});
 network?.onChange((s) => {
   console.log(`NETWORK ${JSON.stringify(s)}`);
   // The service rebinds asynchronously (its own listener runs first): report once it settled.
@@ -82,8 +104,14 @@ network?.onChange((s) => {
 const http = spec.http ? Fastify() : undefined;
 if (http) {
   const ctx = () => ({
-    clients, serverAddress: server.serverAddress, httpPort: cfg.http.port, iscsiPort: cfg.iscsi.port,
-    unknownClients: cfg.boot.unknownClients, archOf: (mac: string) => server.archOf(mac), events, log,
+    clients,
+    serverAddress: server.serverAddress,
+    httpPort: cfg.http.port,
+    iscsiPort: cfg.iscsi.port,
+    unknownClients: cfg.boot.unknownClients,
+    archOf: (mac: string) => server.archOf(mac),
+    events,
+    log,
   });
   // The records are fixed here: a boot starts on the client's default disk.
   const registry = { byMac: clients.byMac, beginBoot: async (mac: string) => ({ client: byMac.get(mac)!, reason: 'default' as const }) };
@@ -91,7 +119,9 @@ if (http) {
   http.addHook('onSend', async (req, reply, payload) => {
     const body = typeof payload === 'string' ? payload : '';
     const url = req.url.replace(/\?t=[^&]*/, '?t=one-time');
-    console.log(`HTTP ${JSON.stringify({ url, peer: req.socket.remoteAddress, status: reply.statusCode, credentials: /^set password/m.test(body), sanboot: /^sanboot /m.test(body) })}`);
+    console.log(
+      `HTTP ${JSON.stringify({ url, peer: req.socket.remoteAddress, status: reply.statusCode, credentials: /^set password/m.test(body), sanboot: /^sanboot /m.test(body) })}`,
+    );
     return payload;
   });
 }

@@ -43,22 +43,48 @@ function BootTimeline(props: { client: Client; events: BootEvent[] | undefined; 
   const [showAll, setShowAll] = useState(false);
   const boots = groupBoots(props.events ?? []);
   const shown = showAll ? boots : boots.slice(0, 1);
-  return h(Card, { title: 'Boot timeline', class: 'boot-card' },
+  return h(
+    Card,
+    { title: 'Boot timeline', class: 'boot-card' },
     props.error ? h('p', { class: 'error' }, props.error) : null,
     boots.length === 0 ? h(Empty, null, 'This client has not tried to boot yet.') : null,
     shown.map((boot, i) =>
-      h('div', { key: i, class: 'boot' },
+      h(
+        'div',
+        { key: i, class: 'boot' },
         h('div', { class: 'boot-head' }, i === 0 ? 'Latest boot' : 'Earlier boot', h('span', { class: 'muted' }, ` · ${when(boot[0].at)}`)),
-        h('ol', { class: 'timeline' }, boot.map((e, j) =>
-          h('li', { key: String(e.id), class: isBadStage(e.stage) ? 'bad' : '' },
-            h('span', { class: 'tl-dot', 'aria-hidden': 'true' }),
-            h('div', { class: 'tl-body' },
-              h('div', null, h('strong', null, stageLabel(e.stage)), e.count && e.count > 1 ? h('span', { class: 'count' }, `×${e.count}`) : null,
-                h('span', { class: 'muted tl-time', title: when(e.at) }, j === 0 ? ago(e.at) : offset(boot[0].at, e.at))),
-              detailText(e.detail, props.client) ? h('div', { class: 'sub mono wrap' }, detailText(e.detail, props.client)) : null),
-          ))),
-      )),
-    boots.length > 1 ? h('button', { class: 'linkish', onClick: () => setShowAll(!showAll) }, showAll ? 'Show only the latest boot' : `Show ${boots.length - 1} earlier boot${boots.length > 2 ? 's' : ''}`) : null,
+        h(
+          'ol',
+          { class: 'timeline' },
+          boot.map((e, j) =>
+            h(
+              'li',
+              { key: String(e.id), class: isBadStage(e.stage) ? 'bad' : '' },
+              h('span', { class: 'tl-dot', 'aria-hidden': 'true' }),
+              h(
+                'div',
+                { class: 'tl-body' },
+                h(
+                  'div',
+                  null,
+                  h('strong', null, stageLabel(e.stage)),
+                  e.count && e.count > 1 ? h('span', { class: 'count' }, `×${e.count}`) : null,
+                  h('span', { class: 'muted tl-time', title: when(e.at) }, j === 0 ? ago(e.at) : offset(boot[0].at, e.at)),
+                ),
+                detailText(e.detail, props.client) ? h('div', { class: 'sub mono wrap' }, detailText(e.detail, props.client)) : null,
+              ),
+            ),
+          ),
+        ),
+      ),
+    ),
+    boots.length > 1
+      ? h(
+          'button',
+          { class: 'linkish', onClick: () => setShowAll(!showAll) },
+          showAll ? 'Show only the latest boot' : `Show ${boots.length - 1} earlier boot${boots.length > 2 ? 's' : ''}`,
+        )
+      : null,
   );
 }
 
@@ -89,8 +115,13 @@ function Snapshots(props: { client: Client; snapshots: Snapshot[] | undefined; e
   const restore = async (s: Snapshot) => {
     const ok = await confirmAction({
       title: `Restore “${s.name}”?`,
-      body: h('p', null, `The disk of ${client.name || client.mac} goes back to how it was on ${when(s.createdAt)}. Everything written since is lost, unless you take a snapshot first.`),
-      confirmLabel: 'Restore', danger: true,
+      body: h(
+        'p',
+        null,
+        `The disk of ${client.name || client.mac} goes back to how it was on ${when(s.createdAt)}. Everything written since is lost, unless you take a snapshot first.`,
+      ),
+      confirmLabel: 'Restore',
+      danger: true,
     });
     if (!ok) return;
     try {
@@ -102,7 +133,12 @@ function Snapshots(props: { client: Client; snapshots: Snapshot[] | undefined; e
     }
   };
   const remove = async (s: Snapshot) => {
-    const ok = await confirmAction({ title: `Delete snapshot “${s.name}”?`, body: h('p', null, 'The disk itself is not changed; you only lose the way back to this point.'), confirmLabel: 'Delete', danger: true });
+    const ok = await confirmAction({
+      title: `Delete snapshot “${s.name}”?`,
+      body: h('p', null, 'The disk itself is not changed; you only lose the way back to this point.'),
+      confirmLabel: 'Delete',
+      danger: true,
+    });
     if (!ok) return;
     try {
       await api('DELETE', `${base}/snapshots/${seg(s.id)}`);
@@ -132,8 +168,13 @@ function Snapshots(props: { client: Client; snapshots: Snapshot[] | undefined; e
   const reset = async () => {
     const ok = await confirmAction({
       title: 'Reset to the golden image?',
-      body: h('p', null, `The disk of ${client.name || client.mac} becomes a fresh copy of “${client.image}”. Every change made on it is lost; snapshots are kept.`),
-      confirmLabel: 'Reset disk', danger: true,
+      body: h(
+        'p',
+        null,
+        `The disk of ${client.name || client.mac} becomes a fresh copy of “${client.image}”. Every change made on it is lost; snapshots are kept.`,
+      ),
+      confirmLabel: 'Reset disk',
+      danger: true,
     });
     if (!ok) return;
     try {
@@ -145,30 +186,90 @@ function Snapshots(props: { client: Client; snapshots: Snapshot[] | undefined; e
     }
   };
 
-  return h(Card, { title: 'Snapshots', class: 'snap-card' },
-    h('form', { class: 'inline-form compact', onSubmit: (e: Event) => e.preventDefault() },
-      h('div', { class: 'field grow' },
+  return h(
+    Card,
+    { title: 'Snapshots', class: 'snap-card' },
+    h(
+      'form',
+      { class: 'inline-form compact', onSubmit: (e: Event) => e.preventDefault() },
+      h(
+        'div',
+        { class: 'field grow' },
         h('label', { for: 'snap-name', class: 'sr-only' }, 'Snapshot name'),
-        h('input', { id: 'snap-name', placeholder: 'name (optional)', value: name, maxLength: 64, onInput: (e: Event) => setName((e.target as HTMLInputElement).value) })),
-      h(ActionButton, { class: 'primary', type: 'submit', onClick: create }, 'Take snapshot')),
-    inUse ? h('p', { class: 'hint' }, 'The client is online: snapshots are taken live (the disk is flushed first), but restore and reset wait until it is off.') : null,
+        h('input', {
+          id: 'snap-name',
+          placeholder: 'name (optional)',
+          value: name,
+          maxLength: 64,
+          onInput: (e: Event) => setName((e.target as HTMLInputElement).value),
+        }),
+      ),
+      h(ActionButton, { class: 'primary', type: 'submit', onClick: create }, 'Take snapshot'),
+    ),
+    inUse
+      ? h('p', { class: 'hint' }, 'The client is online: snapshots are taken live (the disk is flushed first), but restore and reset wait until it is off.')
+      : null,
     props.error ? h('p', { class: 'error' }, props.error) : null,
-    h('ol', { class: 'timeline snaps' },
-      h('li', { class: 'now' }, h('span', { class: 'tl-dot', 'aria-hidden': 'true' }),
-        h('div', { class: 'tl-body' }, h('strong', null, 'Now'), h('span', { class: 'muted tl-time' }, diskLine(client)))),
-      list.map((s) => h('li', { key: String(s.id), class: 'snap', 'data-snapshot': s.name },
+    h(
+      'ol',
+      { class: 'timeline snaps' },
+      h(
+        'li',
+        { class: 'now' },
         h('span', { class: 'tl-dot', 'aria-hidden': 'true' }),
-        h('div', { class: 'tl-body' },
-          h('div', null, h('strong', null, s.name), h('span', { class: 'muted tl-time', title: when(s.createdAt) }, ago(s.createdAt))),
-          h('div', { class: 'sub' }, when(s.createdAt), s.usedBytes !== undefined ? ` · ${bytes(s.usedBytes)}` : '', ' · ',
-            h('a', { href: `${base}/export?format=qcow2&snapshot=${seg(s.id)}`, download: true, title: 'Download this snapshot as a qcow2 image' }, 'download'))),
-        h('div', { class: 'tl-actions' },
-          h(ActionButton, { class: 'small', disabled: inUse, title: inUse ? 'Turn the client off first' : undefined, onClick: () => restore(s) }, 'Restore'),
-          h(ActionButton, { class: 'small', onClick: () => promote(s), title: 'Make a golden image from this snapshot' }, 'Make image'),
-          h(ActionButton, { class: 'small ghost-danger', onClick: () => remove(s) }, 'Delete')))),
-      h('li', { class: 'origin' }, h('span', { class: 'tl-dot', 'aria-hidden': 'true' }),
-        h('div', { class: 'tl-body' }, h('div', null, h('strong', null, 'Golden image '), h('span', { class: 'tag' }, client.image)), h('div', { class: 'sub' }, `created ${when(client.createdAt)}`)),
-        h('div', { class: 'tl-actions' }, h(ActionButton, { class: 'small ghost-danger', disabled: inUse, title: inUse ? 'Turn the client off first' : undefined, onClick: reset }, 'Reset to golden'))),
+        h('div', { class: 'tl-body' }, h('strong', null, 'Now'), h('span', { class: 'muted tl-time' }, diskLine(client))),
+      ),
+      list.map((s) =>
+        h(
+          'li',
+          { key: String(s.id), class: 'snap', 'data-snapshot': s.name },
+          h('span', { class: 'tl-dot', 'aria-hidden': 'true' }),
+          h(
+            'div',
+            { class: 'tl-body' },
+            h('div', null, h('strong', null, s.name), h('span', { class: 'muted tl-time', title: when(s.createdAt) }, ago(s.createdAt))),
+            h(
+              'div',
+              { class: 'sub' },
+              when(s.createdAt),
+              s.usedBytes !== undefined ? ` · ${bytes(s.usedBytes)}` : '',
+              ' · ',
+              h(
+                'a',
+                { href: `${base}/export?format=qcow2&snapshot=${seg(s.id)}`, download: true, title: 'Download this snapshot as a qcow2 image' },
+                'download',
+              ),
+            ),
+          ),
+          h(
+            'div',
+            { class: 'tl-actions' },
+            h(ActionButton, { class: 'small', disabled: inUse, title: inUse ? 'Turn the client off first' : undefined, onClick: () => restore(s) }, 'Restore'),
+            h(ActionButton, { class: 'small', onClick: () => promote(s), title: 'Make a golden image from this snapshot' }, 'Make image'),
+            h(ActionButton, { class: 'small ghost-danger', onClick: () => remove(s) }, 'Delete'),
+          ),
+        ),
+      ),
+      h(
+        'li',
+        { class: 'origin' },
+        h('span', { class: 'tl-dot', 'aria-hidden': 'true' }),
+        h(
+          'div',
+          { class: 'tl-body' },
+          h('div', null, h('strong', null, 'Golden image '), h('span', { class: 'tag' }, client.image)),
+          h('div', { class: 'sub' }, `created ${when(client.createdAt)}`),
+        ),
+        h(
+          'div',
+          { class: 'tl-actions' },
+          h(
+            ActionButton,
+            { class: 'small ghost-danger', disabled: inUse, title: inUse ? 'Turn the client off first' : undefined, onClick: reset },
+            'Reset to golden',
+          ),
+        ),
+      ),
     ),
     list.length === 0 ? h(Empty, null, 'No snapshots yet. Take one before trying something risky.') : null,
     client.schedule !== undefined ? h(ScheduleLine, { client, changed: props.changed }) : null,
@@ -180,31 +281,50 @@ function ImageAssign(props: { client: Client; images: Image[]; changed: () => vo
   const { client } = props;
   const others = props.images.filter((i) => i.state === 'ready' && i.name !== client.image);
   const target = choice || others[0]?.name || '';
-  return h(Card, { title: 'Golden image' },
+  return h(
+    Card,
+    { title: 'Golden image' },
     h('p', null, 'Based on ', h('span', { class: 'tag' }, client.image), '.'),
-    others.length === 0 ? h('p', { class: 'hint' }, 'No other image to switch to. Import one under Images.')
-      : h('form', { class: 'inline-form compact', onSubmit: (e: Event) => e.preventDefault() },
-        h('div', { class: 'field grow' },
-          h('label', { for: 'assign-image', class: 'sr-only' }, 'New golden image'),
-          h('select', { id: 'assign-image', value: target, onChange: (e: Event) => setChoice((e.target as HTMLSelectElement).value) }, others.map((i) => h('option', { key: i.name, value: i.name }, `${i.name} (${bytes(i.sizeBytes)})`)))),
-        h(ActionButton, {
-          disabled: !target || client.online, title: client.online ? 'Turn the client off first' : undefined,
-          onClick: async () => {
-            const ok = await confirmAction({
-              title: `Switch to “${target}”?`,
-              body: h('p', null, `${client.name || client.mac} gets a fresh disk cloned from “${target}”. Its current disk content is discarded.`),
-              confirmLabel: 'Switch image', danger: true,
-            });
-            if (!ok) return;
-            try {
-              await api('POST', `/api/clients/${seg(client.mac)}/reset`, { image: target });
-              toast(`Now based on “${target}”`);
-              props.changed();
-            } catch (err) {
-              toastError('Could not switch the image', err);
-            }
-          },
-        }, 'Assign')),
+    others.length === 0
+      ? h('p', { class: 'hint' }, 'No other image to switch to. Import one under Images.')
+      : h(
+          'form',
+          { class: 'inline-form compact', onSubmit: (e: Event) => e.preventDefault() },
+          h(
+            'div',
+            { class: 'field grow' },
+            h('label', { for: 'assign-image', class: 'sr-only' }, 'New golden image'),
+            h(
+              'select',
+              { id: 'assign-image', value: target, onChange: (e: Event) => setChoice((e.target as HTMLSelectElement).value) },
+              others.map((i) => h('option', { key: i.name, value: i.name }, `${i.name} (${bytes(i.sizeBytes)})`)),
+            ),
+          ),
+          h(
+            ActionButton,
+            {
+              disabled: !target || client.online,
+              title: client.online ? 'Turn the client off first' : undefined,
+              onClick: async () => {
+                const ok = await confirmAction({
+                  title: `Switch to “${target}”?`,
+                  body: h('p', null, `${client.name || client.mac} gets a fresh disk cloned from “${target}”. Its current disk content is discarded.`),
+                  confirmLabel: 'Switch image',
+                  danger: true,
+                });
+                if (!ok) return;
+                try {
+                  await api('POST', `/api/clients/${seg(client.mac)}/reset`, { image: target });
+                  toast(`Now based on “${target}”`);
+                  props.changed();
+                } catch (err) {
+                  toastError('Could not switch the image', err);
+                }
+              },
+            },
+            'Assign',
+          ),
+        ),
   );
 }
 
@@ -214,8 +334,22 @@ function ClientTitle(props: { client: Client; changed: () => void }): El {
   const [editing, setEditing] = useState(false);
   const [name, setName] = useState(c.name);
   if (!editing) {
-    return h('h1', { class: 'title-line' }, c.name || h('span', { class: 'muted' }, 'unnamed'),
-      h('button', { class: 'linkish small-link', onClick: () => { setName(c.name); setEditing(true); } }, 'rename'));
+    return h(
+      'h1',
+      { class: 'title-line' },
+      c.name || h('span', { class: 'muted' }, 'unnamed'),
+      h(
+        'button',
+        {
+          class: 'linkish small-link',
+          onClick: () => {
+            setName(c.name);
+            setEditing(true);
+          },
+        },
+        'rename',
+      ),
+    );
   }
   const save = async () => {
     try {
@@ -226,11 +360,21 @@ function ClientTitle(props: { client: Client; changed: () => void }): El {
       toastError('Rename failed', err);
     }
   };
-  return h('form', { class: 'inline-form compact', onSubmit: (e: Event) => e.preventDefault() },
+  return h(
+    'form',
+    { class: 'inline-form compact', onSubmit: (e: Event) => e.preventDefault() },
     h('label', { for: 'client-name', class: 'sr-only' }, 'Name'),
-    h('input', { id: 'client-name', value: name, maxLength: 64, autofocus: true, onInput: (e: Event) => setName((e.target as HTMLInputElement).value), onKeyDown: (e: KeyboardEvent) => e.key === 'Escape' && setEditing(false) }),
+    h('input', {
+      id: 'client-name',
+      value: name,
+      maxLength: 64,
+      autofocus: true,
+      onInput: (e: Event) => setName((e.target as HTMLInputElement).value),
+      onKeyDown: (e: KeyboardEvent) => e.key === 'Escape' && setEditing(false),
+    }),
     h(ActionButton, { class: 'primary', type: 'submit', onClick: save }, 'Save'),
-    h('button', { type: 'button', class: 'btn', onClick: () => setEditing(false) }, 'Cancel'));
+    h('button', { type: 'button', class: 'btn', onClick: () => setEditing(false) }, 'Cancel'),
+  );
 }
 
 export function ClientPage(props: { mac: string }): El {
@@ -248,14 +392,19 @@ export function ClientPage(props: { mac: string }): El {
   };
 
   if (!c) {
-    return h('div', { class: 'page' }, h('a', { class: 'back', href: link('/') }, '← Clients'),
-      client.error ? h('p', { class: 'error' }, client.error) : h('p', { class: 'muted' }, 'Loading…'));
+    return h(
+      'div',
+      { class: 'page' },
+      h('a', { class: 'back', href: link('/') }, '← Clients'),
+      client.error ? h('p', { class: 'error' }, client.error) : h('p', { class: 'muted' }, 'Loading…'),
+    );
   }
   const remove = async () => {
     const ok = await confirmAction({
       title: `Delete ${c.name || c.mac}?`,
       body: h('p', null, 'The client, its disk and all its snapshots are deleted. The golden image stays.'),
-      confirmLabel: 'Delete client', danger: true,
+      confirmLabel: 'Delete client',
+      danger: true,
     });
     if (!ok) return;
     try {
@@ -267,36 +416,99 @@ export function ClientPage(props: { mac: string }): El {
     }
   };
 
-  return h('div', { class: 'page' },
+  return h(
+    'div',
+    { class: 'page' },
     h('a', { class: 'back', href: link('/') }, '← Clients'),
-    h('div', { class: 'page-head' },
-      h('div', null,
+    h(
+      'div',
+      { class: 'page-head' },
+      h(
+        'div',
+        null,
         h(ClientTitle, { client: c, changed }),
-        h('div', { class: 'sub' }, h('span', { class: 'mono' }, c.mac), ' · ', h(Dot, { state: c.online ? 'ok' : 'off', text: c.online ? `online (${c.sessions ?? 1} session${(c.sessions ?? 1) === 1 ? '' : 's'})` : 'offline' }),
-          c.lastEvent ? h('span', { class: 'muted' }, ` · ${stageLabel(c.lastEvent.stage)} ${ago(c.lastEvent.at)}`) : null)),
-      h(ActionButton, { class: 'ghost-danger', onClick: remove }, 'Delete client')),
-    h('div', { class: 'grid2' },
-      h('div', { class: 'col' },
+        h(
+          'div',
+          { class: 'sub' },
+          h('span', { class: 'mono' }, c.mac),
+          ' · ',
+          h(Dot, { state: c.online ? 'ok' : 'off', text: c.online ? `online (${c.sessions ?? 1} session${(c.sessions ?? 1) === 1 ? '' : 's'})` : 'offline' }),
+          c.lastEvent ? h('span', { class: 'muted' }, ` · ${stageLabel(c.lastEvent.stage)} ${ago(c.lastEvent.at)}`) : null,
+        ),
+      ),
+      h(ActionButton, { class: 'ghost-danger', onClick: remove }, 'Delete client'),
+    ),
+    h(
+      'div',
+      { class: 'grid2' },
+      h(
+        'div',
+        { class: 'col' },
         h(Snapshots, { client: c, snapshots: snaps.data, error: snaps.error, changed }),
-        h(ImageAssign, { client: c, images: images.data ?? [], changed })),
-      h('div', { class: 'col' },
+        h(ImageAssign, { client: c, images: images.data ?? [], changed }),
+      ),
+      h(
+        'div',
+        { class: 'col' },
         h(BootTimeline, { client: c, events: events.data, error: events.error }),
         c.disks ? h(BootChoicesCard, { client: c, images: images.data ?? [], changed }) : null,
-        h(Card, { title: 'Disk and target' },
-          h('dl', { class: 'facts' },
-            h('dt', null, 'Disk'), h('dd', null, diskLine(c)),
-            c.holders?.length ? [h('dt', null, 'In use by'), h('dd', null, c.holders.map((x) => h('div', { key: x.initiatorName + x.address, class: 'mono wrap' }, `${x.initiatorName} from ${x.address}, ${ago(x.since).replace(' ago', '')}`)))] : null,
-            h('dt', null, 'Target'), h('dd', { class: 'mono wrap' }, c.target),
+        h(
+          Card,
+          { title: 'Disk and target' },
+          h(
+            'dl',
+            { class: 'facts' },
+            h('dt', null, 'Disk'),
+            h('dd', null, diskLine(c)),
+            c.holders?.length
+              ? [
+                  h('dt', null, 'In use by'),
+                  h(
+                    'dd',
+                    null,
+                    c.holders.map((x) =>
+                      h(
+                        'div',
+                        { key: x.initiatorName + x.address, class: 'mono wrap' },
+                        `${x.initiatorName} from ${x.address}, ${ago(x.since).replace(' ago', '')}`,
+                      ),
+                    ),
+                  ),
+                ]
+              : null,
+            h('dt', null, 'Target'),
+            h('dd', { class: 'mono wrap' }, c.target),
             c.rootPath ? [h('dt', null, 'Root path'), h('dd', { class: 'mono wrap' }, c.rootPath)] : null,
-            h('dt', null, 'Initiator'), h('dd', { class: 'mono wrap' }, c.initiatorName ?? '—'),
+            h('dt', null, 'Initiator'),
+            h('dd', { class: 'mono wrap' }, c.initiatorName ?? '—'),
             c.initiators?.length ? [h('dt', null, 'Also allowed'), h('dd', { class: 'mono wrap' }, c.initiators.join(', '))] : null,
-            h('dt', null, 'CHAP'), h('dd', null, c.chap ? `user ${c.chap.user}` : h('span', { class: 'bad-text' }, 'off')),
-            c.warnings?.length ? [h('dt', null, 'Warning'), h('dd', null, c.warnings.map((w) => h('div', { key: w, class: 'bad-text' }, w)))] : null,
-            h('dt', null, 'Address'), h('dd', { class: 'mono' }, c.ip || 'from DHCP'),
-            h('dt', null, 'Created'), h('dd', null, when(c.createdAt)),
-            h('dt', null, 'Download'), h('dd', null,
-              h('a', { href: `${base}/export?format=qcow2`, download: true }, 'qcow2'), ' · ',
-              h('a', { href: `${base}/export?format=raw`, download: true }, 'raw'), h('span', { class: 'sub' }, ' (the disk as it is now)')))),
+            h('dt', null, 'CHAP'),
+            h('dd', null, c.chap ? `user ${c.chap.user}` : h('span', { class: 'bad-text' }, 'off')),
+            c.warnings?.length
+              ? [
+                  h('dt', null, 'Warning'),
+                  h(
+                    'dd',
+                    null,
+                    c.warnings.map((w) => h('div', { key: w, class: 'bad-text' }, w)),
+                  ),
+                ]
+              : null,
+            h('dt', null, 'Address'),
+            h('dd', { class: 'mono' }, c.ip || 'from DHCP'),
+            h('dt', null, 'Created'),
+            h('dd', null, when(c.createdAt)),
+            h('dt', null, 'Download'),
+            h(
+              'dd',
+              null,
+              h('a', { href: `${base}/export?format=qcow2`, download: true }, 'qcow2'),
+              ' · ',
+              h('a', { href: `${base}/export?format=raw`, download: true }, 'raw'),
+              h('span', { class: 'sub' }, ' (the disk as it is now)'),
+            ),
+          ),
+        ),
       ),
     ),
   );

@@ -8,23 +8,50 @@ import { WaitingCard } from './waiting';
 export function ServicesStrip(props: { status: Status | undefined }): El | null {
   const s = props.status;
   if (!s) return null;
-  return h('div', { class: 'strip' },
+  return h(
+    'div',
+    { class: 'strip' },
     s.services.map((svc) =>
-      h('div', { key: svc.name, class: 'chip', title: [svc.listen.join(', '), svc.detail].filter(Boolean).join(' — ') },
-        h(Dot, { state: svc.state === 'running' ? 'ok' : svc.state === 'failed' ? 'bad' : svc.state === 'disabled' || svc.state === 'stopped' ? 'off' : 'warn', text: svc.name }))),
+      h(
+        'div',
+        { key: svc.name, class: 'chip', title: [svc.listen.join(', '), svc.detail].filter(Boolean).join(' — ') },
+        h(Dot, {
+          state: svc.state === 'running' ? 'ok' : svc.state === 'failed' ? 'bad' : svc.state === 'disabled' || svc.state === 'stopped' ? 'off' : 'warn',
+          text: svc.name,
+        }),
+      ),
+    ),
     h('div', { class: 'chip muted' }, `v${s.version} · up ${duration(s.uptimeSeconds)} · ${s.serverAddress}`),
     s.storeHealth?.state === 'degraded'
-      ? h('div', { class: 'chip', role: 'alert', title: s.storeHealth.degraded?.reason },
-        h(Dot, { state: 'bad', text: `storage degraded: a disk write was lost (${s.storeHealth.degraded?.disks.join(', ') || 'no disk open'}); run "appliance check --repair" with the service stopped` }))
+      ? h(
+          'div',
+          { class: 'chip', role: 'alert', title: s.storeHealth.degraded?.reason },
+          h(Dot, {
+            state: 'bad',
+            text: `storage degraded: a disk write was lost (${s.storeHealth.degraded?.disks.join(', ') || 'no disk open'}); run "appliance check --repair" with the service stopped`,
+          }),
+        )
       : null,
     // Issue #14: the box's own network (no carrier, no address) and a leased address.
     s.network && s.network.state !== 'up'
-      ? h('div', { class: 'chip', role: 'alert', title: `since ${when(s.network.since)}` },
-        h(Dot, { state: 'bad', text: `network: ${s.network.interface || 'no interface'} ${s.network.state.replace('-', ' ')}${s.network.address ? ` (${s.network.address})` : ''}; DHCP serves once it has carrier and an address` }))
+      ? h(
+          'div',
+          { class: 'chip', role: 'alert', title: `since ${when(s.network.since)}` },
+          h(Dot, {
+            state: 'bad',
+            text: `network: ${s.network.interface || 'no interface'} ${s.network.state.replace('-', ' ')}${s.network.address ? ` (${s.network.address})` : ''}; DHCP serves once it has carrier and an address`,
+          }),
+        )
       : null,
     s.network?.warning
-      ? h('div', { class: 'chip', role: 'alert', 'data-warning': 'leased-address', title: s.network.warning },
-        h(Dot, { state: 'warn', text: `${s.network.address} is a DHCP lease: reserve it on the router or run "sudo netboot-fixed-address" — clients' disks live behind it` }))
+      ? h(
+          'div',
+          { class: 'chip', role: 'alert', 'data-warning': 'leased-address', title: s.network.warning },
+          h(Dot, {
+            state: 'warn',
+            text: `${s.network.address} is a DHCP lease: reserve it on the router or run "sudo netboot-fixed-address" — clients' disks live behind it`,
+          }),
+        )
       : null,
   );
 }
@@ -32,17 +59,38 @@ export function ServicesStrip(props: { status: Status | undefined }): El | null 
 function ClientRow(props: { c: Client }): El {
   const c = props.c;
   const ev = c.lastEvent;
-  return h('a', { class: 'row client-row', href: link(`/clients/${c.mac}`), 'data-mac': c.mac },
-    h('div', { class: 'cell main' },
+  return h(
+    'a',
+    { class: 'row client-row', href: link(`/clients/${c.mac}`), 'data-mac': c.mac },
+    h(
+      'div',
+      { class: 'cell main' },
       c.name ? h('div', { class: 'title' }, c.name) : h('div', { class: 'title muted' }, 'unnamed'),
-      h('div', { class: 'sub mono' }, c.mac)),
-    h('div', { class: 'cell' }, h('span', { class: 'label' }, 'image'), h('span', { class: 'tag' }, c.image),
+      h('div', { class: 'sub mono' }, c.mac),
+    ),
+    h(
+      'div',
+      { class: 'cell' },
+      h('span', { class: 'label' }, 'image'),
+      h('span', { class: 'tag' }, c.image),
       c.bootDisk && c.bootDisk !== 'default' ? h('span', { class: 'sub' }, `boots disk ${c.bootDisk}`) : null,
-      c.nextBoot ? h('span', { class: 'sub' }, `next boot: ${c.nextBoot.kind === 'disk' ? `disk ${c.nextBoot.disk}` : `${c.nextBoot.kind === 'rescue' ? 'rescue ' : ''}${c.nextBoot.image}`}`) : null),
+      c.nextBoot
+        ? h(
+            'span',
+            { class: 'sub' },
+            `next boot: ${c.nextBoot.kind === 'disk' ? `disk ${c.nextBoot.disk}` : `${c.nextBoot.kind === 'rescue' ? 'rescue ' : ''}${c.nextBoot.image}`}`,
+          )
+        : null,
+    ),
     h('div', { class: 'cell' }, h(Dot, { state: c.online ? 'ok' : 'off', text: c.online ? 'online' : 'offline' })),
-    h('div', { class: 'cell', title: ev ? when(ev.at) : undefined },
+    h(
+      'div',
+      { class: 'cell', title: ev ? when(ev.at) : undefined },
       h('span', { class: 'label' }, 'last boot'),
-      ev ? h('span', { class: isBadStage(ev.stage) ? 'bad-text' : undefined }, `${stageLabel(ev.stage)} · ${ago(ev.at)}`) : h('span', { class: 'muted' }, 'never booted')),
+      ev
+        ? h('span', { class: isBadStage(ev.stage) ? 'bad-text' : undefined }, `${stageLabel(ev.stage)} · ${ago(ev.at)}`)
+        : h('span', { class: 'muted' }, 'never booted'),
+    ),
     h('div', { class: 'cell num' }, h('span', { class: 'label' }, 'disk'), bytes(c.diskUsedBytes)),
   );
 }
@@ -54,29 +102,64 @@ function AddClient(props: { images: Image[]; onAdded: () => void; onCancel: () =
   const [image, setImage] = useState(ready[0]?.name ?? '');
   const macOk = normaliseMac(mac) !== undefined;
   const chosen = image || ready[0]?.name || '';
-  return h('form', { class: 'inline-form', onSubmit: (e: Event) => e.preventDefault() },
-    h('div', { class: 'field' }, h('label', { for: 'new-mac' }, 'MAC address'),
-      h('input', { id: 'new-mac', class: mac && !macOk ? 'invalid' : '', placeholder: '52:54:00:12:34:56', value: mac, autocomplete: 'off', spellcheck: false, onInput: (e: Event) => setMac((e.target as HTMLInputElement).value) })),
-    h('div', { class: 'field' }, h('label', { for: 'new-name' }, 'Name'),
-      h('input', { id: 'new-name', placeholder: 'lab-pc-1', value: name, onInput: (e: Event) => setName((e.target as HTMLInputElement).value) })),
-    h('div', { class: 'field' }, h('label', { for: 'new-image' }, 'Golden image'),
+  return h(
+    'form',
+    { class: 'inline-form', onSubmit: (e: Event) => e.preventDefault() },
+    h(
+      'div',
+      { class: 'field' },
+      h('label', { for: 'new-mac' }, 'MAC address'),
+      h('input', {
+        id: 'new-mac',
+        class: mac && !macOk ? 'invalid' : '',
+        placeholder: '52:54:00:12:34:56',
+        value: mac,
+        autocomplete: 'off',
+        spellcheck: false,
+        onInput: (e: Event) => setMac((e.target as HTMLInputElement).value),
+      }),
+    ),
+    h(
+      'div',
+      { class: 'field' },
+      h('label', { for: 'new-name' }, 'Name'),
+      h('input', { id: 'new-name', placeholder: 'lab-pc-1', value: name, onInput: (e: Event) => setName((e.target as HTMLInputElement).value) }),
+    ),
+    h(
+      'div',
+      { class: 'field' },
+      h('label', { for: 'new-image' }, 'Golden image'),
       ready.length
-        ? h('select', { id: 'new-image', value: chosen, onChange: (e: Event) => setImage((e.target as HTMLSelectElement).value) }, ready.map((i) => h('option', { key: i.name, value: i.name }, i.name)))
-        : h('p', { class: 'hint' }, 'Import an image first (Images).')),
-    h('div', { class: 'field actions' },
-      h(ActionButton, {
-        class: 'primary', type: 'submit', disabled: !macOk || !chosen,
-        onClick: async () => {
-          try {
-            const c = await api<Client>('POST', '/api/clients', { mac: normaliseMac(mac), image: chosen, ...(name.trim() ? { name: name.trim() } : {}) });
-            toast(`Client ${c.name || c.mac} added`);
-            props.onAdded();
-          } catch (err) {
-            toastError('Could not add the client', err);
-          }
+        ? h(
+            'select',
+            { id: 'new-image', value: chosen, onChange: (e: Event) => setImage((e.target as HTMLSelectElement).value) },
+            ready.map((i) => h('option', { key: i.name, value: i.name }, i.name)),
+          )
+        : h('p', { class: 'hint' }, 'Import an image first (Images).'),
+    ),
+    h(
+      'div',
+      { class: 'field actions' },
+      h(
+        ActionButton,
+        {
+          class: 'primary',
+          type: 'submit',
+          disabled: !macOk || !chosen,
+          onClick: async () => {
+            try {
+              const c = await api<Client>('POST', '/api/clients', { mac: normaliseMac(mac), image: chosen, ...(name.trim() ? { name: name.trim() } : {}) });
+              toast(`Client ${c.name || c.mac} added`);
+              props.onAdded();
+            } catch (err) {
+              toastError('Could not add the client', err);
+            }
+          },
         },
-      }, 'Add client'),
-      h('button', { type: 'button', class: 'btn', onClick: props.onCancel }, 'Cancel')),
+        'Add client',
+      ),
+      h('button', { type: 'button', class: 'btn', onClick: props.onCancel }, 'Cancel'),
+    ),
   );
 }
 
@@ -113,22 +196,55 @@ function useRates(sessions: IscsiSession[] | undefined): Rated[] {
 export function SessionsCard(props: { sessions: IscsiSession[] | undefined; clients: Client[] | undefined; error?: string }): El {
   const rows = useRates(props.sessions);
   const byMac = new Map((props.clients ?? []).map((c) => [c.mac, c]));
-  return h(Card, { title: h('span', null, 'Live iSCSI sessions ', h('span', { class: 'count' }, String(rows.length))) },
+  return h(
+    Card,
+    { title: h('span', null, 'Live iSCSI sessions ', h('span', { class: 'count' }, String(rows.length))) },
     props.error ? h('p', { class: 'error' }, props.error) : null,
-    props.sessions === undefined ? (props.error ? null : h('p', { class: 'muted' }, 'Loading…'))
-      : rows.length === 0 ? h(Empty, null, 'No initiator is logged in.')
-      : h('div', { class: 'rows' }, h(HeadRow, { class: 'session-row', cols: ['Initiator', 'From', 'Connected', 'Read', 'Write'] }), rows.map((s) => {
-        const c = s.clientMac ? byMac.get(s.clientMac) : undefined;
-        return h('div', { key: String(s.id), class: 'row session-row' },
-          h('div', { class: 'cell main' },
-            h('div', { class: 'title' }, c ? h('a', { href: link(`/clients/${c.mac}`) }, c.name || c.mac) : s.address),
-            h('div', { class: 'sub mono ellipsis', title: `${s.initiatorName} → ${s.target}` }, s.initiatorName)),
-          h('div', { class: 'cell' }, h('span', { class: 'label' }, 'from'), h('span', { class: 'mono' }, s.address)),
-          h('div', { class: 'cell', title: when(s.since) }, h('span', { class: 'label' }, 'since'), toMs(s.since) ? ago(s.since).replace(' ago', '') : '—'),
-          h('div', { class: 'cell num' }, h('span', { class: 'label' }, 'read'), h('span', { class: 'rate' }, '↓ ', rate(s.readRate)), h('span', { class: 'sub' }, bytes(s.readBytes))),
-          h('div', { class: 'cell num' }, h('span', { class: 'label' }, 'write'), h('span', { class: 'rate' }, '↑ ', rate(s.writeRate)), h('span', { class: 'sub' }, bytes(s.writtenBytes))),
-        );
-      })),
+    props.sessions === undefined
+      ? props.error
+        ? null
+        : h('p', { class: 'muted' }, 'Loading…')
+      : rows.length === 0
+        ? h(Empty, null, 'No initiator is logged in.')
+        : h(
+            'div',
+            { class: 'rows' },
+            h(HeadRow, { class: 'session-row', cols: ['Initiator', 'From', 'Connected', 'Read', 'Write'] }),
+            rows.map((s) => {
+              const c = s.clientMac ? byMac.get(s.clientMac) : undefined;
+              return h(
+                'div',
+                { key: String(s.id), class: 'row session-row' },
+                h(
+                  'div',
+                  { class: 'cell main' },
+                  h('div', { class: 'title' }, c ? h('a', { href: link(`/clients/${c.mac}`) }, c.name || c.mac) : s.address),
+                  h('div', { class: 'sub mono ellipsis', title: `${s.initiatorName} → ${s.target}` }, s.initiatorName),
+                ),
+                h('div', { class: 'cell' }, h('span', { class: 'label' }, 'from'), h('span', { class: 'mono' }, s.address)),
+                h(
+                  'div',
+                  { class: 'cell', title: when(s.since) },
+                  h('span', { class: 'label' }, 'since'),
+                  toMs(s.since) ? ago(s.since).replace(' ago', '') : '—',
+                ),
+                h(
+                  'div',
+                  { class: 'cell num' },
+                  h('span', { class: 'label' }, 'read'),
+                  h('span', { class: 'rate' }, '↓ ', rate(s.readRate)),
+                  h('span', { class: 'sub' }, bytes(s.readBytes)),
+                ),
+                h(
+                  'div',
+                  { class: 'cell num' },
+                  h('span', { class: 'label' }, 'write'),
+                  h('span', { class: 'rate' }, '↑ ', rate(s.writeRate)),
+                  h('span', { class: 'sub' }, bytes(s.writtenBytes)),
+                ),
+              );
+            }),
+          ),
   );
 }
 
@@ -141,18 +257,60 @@ export function DashboardPage(props: { status: Status | undefined }): El {
   const list = clients.data ?? [];
   const online = list.filter((c) => c.online).length;
 
-  return h('div', { class: 'page' },
+  return h(
+    'div',
+    { class: 'page' },
     h(ServicesStrip, { status: props.status }),
-    h(WaitingCard, { data: waiting.data, images: images.data ?? [], onAssigned: () => { waiting.reload(); clients.reload(); } }),
-    h(Card, {
-      title: h('span', null, 'Clients ', h('span', { class: 'count' }, list.length ? `${online} of ${list.length} online` : '')),
-      actions: adding ? null : h('button', { class: 'btn primary', onClick: () => { setAdding(true); images.reload(); } }, '+ Add client'),
-    },
-    adding ? h(AddClient, { images: images.data ?? [], onCancel: () => setAdding(false), onAdded: () => { setAdding(false); clients.reload(); } }) : null,
-    clients.error ? h('p', { class: 'error' }, clients.error) : null,
-    clients.data === undefined ? (clients.error ? null : h('p', { class: 'muted' }, 'Loading…'))
-      : list.length === 0 ? h(Empty, null, 'No clients yet. Add one with its MAC address and a golden image.')
-        : h('div', { class: 'rows' }, h(HeadRow, { class: 'client-row', cols: ['Client', 'Image', 'State', 'Last boot', 'Disk written'] }), list.map((c) => h(ClientRow, { key: c.mac, c })))),
+    h(WaitingCard, {
+      data: waiting.data,
+      images: images.data ?? [],
+      onAssigned: () => {
+        waiting.reload();
+        clients.reload();
+      },
+    }),
+    h(
+      Card,
+      {
+        title: h('span', null, 'Clients ', h('span', { class: 'count' }, list.length ? `${online} of ${list.length} online` : '')),
+        actions: adding
+          ? null
+          : h(
+              'button',
+              {
+                class: 'btn primary',
+                onClick: () => {
+                  setAdding(true);
+                  images.reload();
+                },
+              },
+              '+ Add client',
+            ),
+      },
+      adding
+        ? h(AddClient, {
+            images: images.data ?? [],
+            onCancel: () => setAdding(false),
+            onAdded: () => {
+              setAdding(false);
+              clients.reload();
+            },
+          })
+        : null,
+      clients.error ? h('p', { class: 'error' }, clients.error) : null,
+      clients.data === undefined
+        ? clients.error
+          ? null
+          : h('p', { class: 'muted' }, 'Loading…')
+        : list.length === 0
+          ? h(Empty, null, 'No clients yet. Add one with its MAC address and a golden image.')
+          : h(
+              'div',
+              { class: 'rows' },
+              h(HeadRow, { class: 'client-row', cols: ['Client', 'Image', 'State', 'Last boot', 'Disk written'] }),
+              list.map((c) => h(ClientRow, { key: c.mac, c })),
+            ),
+    ),
     h(SessionsCard, { sessions: sessions.data, clients: clients.data, error: sessions.error }),
   );
 }

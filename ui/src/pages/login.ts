@@ -21,8 +21,12 @@ export function LoginPage(props: { passwordSet: boolean; onLogin: (s: SessionInf
     } catch (err) {
       const f = err instanceof ApiFailure ? err : undefined;
       setError(
-        f?.status === 429 ? 'Too many failed attempts. Wait a minute and try again.'
-          : f?.status === 401 ? (mode === 'token' ? 'That token is not right.' : 'That password is not right.')
+        f?.status === 429
+          ? 'Too many failed attempts. Wait a minute and try again.'
+          : f?.status === 401
+            ? mode === 'token'
+              ? 'That token is not right.'
+              : 'That password is not right.'
             : (err as Error).message,
       );
     } finally {
@@ -30,8 +34,12 @@ export function LoginPage(props: { passwordSet: boolean; onLogin: (s: SessionInf
     }
   };
 
-  return h('main', { class: 'login' },
-    h('form', { class: 'card login-card', onSubmit: submit },
+  return h(
+    'main',
+    { class: 'login' },
+    h(
+      'form',
+      { class: 'card login-card', onSubmit: submit },
       h('div', { class: 'brand big' }, h('span', { class: 'logo', 'aria-hidden': 'true' }), 'netboot'),
       h('p', { class: 'muted' }, 'Diskless PCs, booting their own disks over the network.'),
       h('label', { for: 'login-secret' }, mode === 'token' ? 'Admin token' : 'Password'),
@@ -48,8 +56,19 @@ export function LoginPage(props: { passwordSet: boolean; onLogin: (s: SessionInf
       error ? h('p', { class: 'error', role: 'alert' }, error) : null,
       h('button', { class: 'btn primary wide', type: 'submit', disabled: busy || !value }, busy ? 'Signing in…' : 'Sign in'),
       props.passwordSet
-        ? h('button', { type: 'button', class: 'linkish', onClick: () => { setMode(mode === 'token' ? 'password' : 'token'); setError(undefined); setValue(''); } },
-          mode === 'token' ? 'Use the password instead' : 'Use the admin token instead')
+        ? h(
+            'button',
+            {
+              type: 'button',
+              class: 'linkish',
+              onClick: () => {
+                setMode(mode === 'token' ? 'password' : 'token');
+                setError(undefined);
+                setValue('');
+              },
+            },
+            mode === 'token' ? 'Use the password instead' : 'Use the admin token instead',
+          )
         : h('p', { class: 'hint' }, 'After signing in you can set a password under Settings.'),
     ),
   );
