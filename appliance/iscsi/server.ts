@@ -4,7 +4,7 @@ import type { Logger } from '../core/log';
 import type { GcPacer } from '../core/gc-pacer';
 import type { BootEventSink } from '../core/model';
 import { bindError, type Service, type ServiceState, type ServiceStatus } from '../core/service';
-import { IscsiConnection, type ConnectionContext } from './connection';
+import { IscsiConnection, type ConnectionContext, type SessionStats } from './connection';
 import { BufferPool } from './buffer-pool';
 import { LoginStatus } from './constants';
 import { authRank, type AdmitRequest, type LoginOutcome } from './login';
@@ -52,17 +52,13 @@ const WARN_INTERVAL_MS = 60_000;
 /** Addresses remembered for warning rate limits (oldest forgotten first): bounded state per attempt. */
 const WARN_ADDRESSES = 256;
 
-/** One row of GET /api/sessions. */
-export interface IscsiSessionInfo {
+/** One session as the target knows it (the API's SessionView is built from it). */
+export interface IscsiSessionInfo extends SessionStats {
   id: number;
   initiatorName: string;
   address: string;
   target: string | null;
   since: number;
-  readBytes: number;
-  writtenBytes: number;
-  readCommands: number;
-  writeCommands: number;
 }
 
 /** The portal group every portal of this target belongs to (one portal group, §13.9). */

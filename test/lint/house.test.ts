@@ -42,6 +42,14 @@ describe('house rules', () => {
     expect(r.status, r.out).toBe(0);
   });
 
+  it('the UI may import the API types (type-only), which import nothing themselves', () => {
+    const ok = lint('ui/src/y.ts', "import type { ClientView } from '../../appliance/http/api-types';\nexport type C = ClientView;\n");
+    expect(ok.status, ok.out).toBe(0);
+    const types = readFileSync(join(ROOT, 'appliance/http/api-types.ts'), 'utf8');
+    expect(types).not.toMatch(/^\s*import\s/m);
+    expect(readFileSync(join(ROOT, 'ui/src/api.ts'), 'utf8')).toMatch(/^import type \{[^}]+\} from '\.\.\/\.\.\/appliance\/http\/api-types';$/m);
+  });
+
   it('the tree is formatted (biome format), and an unformatted file is refused', () => {
     const tree = spawnSync(BIOME, ['format', '--colors=off'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
     expect(tree.status, `${tree.stdout}${tree.stderr}`).toBe(0);
@@ -65,6 +73,7 @@ describe('house rules', () => {
     ['appliance/dhcp/packet.ts', "import { createSocket } from 'node:dgram';", 'a codec is pure'],
     ['appliance/iscsi/pdu.ts', "import type { Logger } from '../core/log';", 'a codec is pure'],
     ['ui/src/x.ts', "import { Config } from '../../appliance/core/config';", 'JSON API only'],
+    ['ui/src/x.ts', "import type { ClientRecord } from '../../appliance/core/model';", 'JSON API only'],
   ])('refuses %s importing across a layer: %s', (path, line, why) => {
     const r = lint(path, `${line}\nexport const used = [${line.match(/import (?:type )?\{ (\w+)/)![1]}];\n`);
     expect(r.status, r.out).not.toBe(0);

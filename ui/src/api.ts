@@ -4,6 +4,16 @@
  * session ended: the app shows the login page again.
  */
 
+import type { BootEventView, ClientView, ImageView, SessionRow, UnknownClientsView, UnknownClientView } from '../../appliance/http/api-types';
+
+/** The API's bodies, defined once on the server (appliance/http/api-types.ts), type-only here. */
+export type Client = ClientView;
+export type Image = ImageView;
+export type UnknownClient = UnknownClientView;
+export type UnknownClients = UnknownClientsView;
+export type BootEvent = BootEventView;
+export type IscsiSession = SessionRow;
+
 /** GET /api/session. */
 export interface SessionInfo {
   authenticated: boolean;
@@ -13,97 +23,11 @@ export interface SessionInfo {
   passwordSet: boolean;
 }
 
-export interface Image {
-  name: string;
-  sizeBytes: number;
-  usedBytes: number;
-  state: 'ready' | 'importing' | 'failed';
-  progress?: number;
-  error?: string;
-  createdAt: string;
-  clients: number | string[];
-  /** Marked as a rescue image (bootable once with a client's own disk attached). */
-  rescue?: boolean;
-}
-
-export interface Client {
-  mac: string;
-  name: string;
-  image: string;
-  disk?: string;
-  target: string;
-  lun?: number;
-  rootPath?: string;
-  initiatorName?: string;
-  initiators?: string[];
-  chap?: { user: string } | null;
-  ip?: string | null;
-  /** What an admin should know (e.g. CHAP off: the disk opens to its initiator name alone). */
-  warnings?: string[];
-  createdAt: string;
-  online: boolean;
-  sessions?: number;
-  lastEvent: { stage: string; at: string | number } | null;
-  diskUsedBytes?: number;
-  diskSizeBytes?: number;
-  /** Which named disk boots by default. */
-  bootDisk?: string;
-  /** A one-shot choice for the next boot only. */
-  nextBoot?: { kind: 'image'; image: string } | { kind: 'disk'; disk: string } | { kind: 'rescue'; image: string } | null;
-  schedule?: { everyMinutes: number; keep: number } | null;
-  /** The boot road (issue #15): iPXE sanboot, or signed shim + GRUB + the disk's own kernel. */
-  road?: 'auto' | 'ipxe' | 'grub';
-  disks?: { name: string; image: string; target: string; throwaway: boolean; inUse: boolean }[];
-  /** Who holds the disk now. */
-  holders?: { initiatorName: string; address: string; since: string | number }[];
-}
-
-/** A network-boot client heard that is not a client yet (GET /api/unknown-clients). */
-export interface UnknownClient {
-  mac: string;
-  arch: number | null;
-  vendorClass: string | null;
-  address: string | null;
-  firstSeen: number;
-  lastSeen: number;
-  /** How far it got: dhcp, tftp (fetched iPXE), ipxe (iPXE asked DHCP), script (fetched its script). */
-  stage: 'dhcp' | 'tftp' | 'ipxe' | 'script';
-}
-
-/** GET /api/unknown-clients: what unknown machines get now, why, and the list. */
-export interface UnknownClients {
-  mode: 'ignore' | 'menu' | 'enroll' | 'wait';
-  setting: string;
-  dhcpMode: string;
-  clients: UnknownClient[];
-}
-
-export interface BootEvent {
-  id: number | string;
-  at: string | number;
-  stage: string;
-  detail?: string | Record<string, unknown> | null;
-  count?: number;
-}
-
 export interface Snapshot {
   id: number | string;
   name: string;
   createdAt: string | number;
   usedBytes?: number;
-}
-
-export interface IscsiSession {
-  id: string | number;
-  initiatorName: string;
-  address: string;
-  target: string;
-  clientMac?: string | null;
-  since: string | number;
-  readBytes: number;
-  writtenBytes: number;
-  readCommands?: number;
-  writeCommands?: number;
 }
 
 export interface ServiceInfo {

@@ -5,19 +5,10 @@ import { ApiError, notFound } from '../../core/errors';
 import type { ClientRecord } from '../../core/model';
 import type { BootEventStore } from '../../telemetry/boot-events';
 import { parseByteRange, volumeByteStream } from '../volume-range';
+import type { BootEventView, ClientView, SessionRow, SessionView, UnknownClientsView } from '../api-types';
 
 /** One live iSCSI session, as GET /api/sessions shows it. */
-export interface SessionView {
-  id: string;
-  initiatorName: string;
-  address: string;
-  target: string;
-  since: number;
-  readBytes: number;
-  writtenBytes: number;
-  readCommands: number;
-  writeCommands: number;
-}
+export type { SessionView };
 
 export interface ClientRouteDeps {
   clients: ClientRegistry;
@@ -71,7 +62,7 @@ const clientProps = {
 export function clientRoutes(deps: ClientRouteDeps) {
   /** What every client's view needs, gathered once per request (the dashboard lists them all every few seconds). */
   const snapshot = () => ({ latest: deps.events.latestByClient(), sessions: deps.sessions() });
-  const view = (c: ClientRecord, now = snapshot()) => {
+  const view = (c: ClientRecord, now = snapshot()): ClientView => {
     const disks = deps.clients.disks(c.mac);
     const targets = new Set(disks.map((d) => d.target));
     const sessions = now.sessions.filter((s) => targets.has(s.target));
@@ -146,10 +137,13 @@ export function clientRoutes(deps: ClientRouteDeps) {
 
     // Zero-touch enrolment (issue #14): network-boot clients heard that are not clients yet, most
     // recent first. POST /api/clients with one's MAC gives it a disk; it then leaves this list.
-    app.get('/api/unknown-clients', async () => ({
-      ...(deps.unknownMode?.() ?? { mode: 'ignore', setting: 'ignore', dhcpMode: 'off' }),
-      clients: deps.events.unknownClients(),
-    }));
+    app.get(
+      '/api/unknown-clients',
+      async (): Promise<UnknownClientsView> => ({
+        ...(deps.unknownMode?.() ?? { mode: 'ignore', setting: 'ignore', dhcpMode: 'off' }),
+        clients: deps.events.unknownClients(),
+      }),
+    );
 
     app.get<{ Params: { mac: string } }>('/api/clients/:mac', { schema: { params: macParam } }, async (req) => view(deps.clients.get(req.params.mac)));
 
@@ -175,7 +169,8 @@ export function clientRoutes(deps: ClientRouteDeps) {
         const c = deps.clients.byMac(req.params.mac);
         // Unknown MACs have timelines too (a machine PXE-booting that nobody added yet).
         const mac = c?.mac ?? deps.clients.get(req.params.mac).mac;
-        return { events: deps.events.list(mac, req.query.limit ?? 200) };
+        const events: BootEventView[] = deps.events.list(mac, req.query.limit ?? 200);
+        return { events };
       },
     );
 
@@ -292,8 +287,11 @@ export function clientRoutes(deps: ClientRouteDeps) {
       },
     );
 
-    app.get('/api/sessions', async () => ({
-      sessions: deps.sessions().map((s) => ({ ...s, clientMac: deps.clients.byTarget(s.target)?.mac ?? null })),
-    }));
+    app.get(
+      '/api/sessions',
+      async (): Promise<{ sessions: SessionRow[] }> => ({
+        sessions: deps.sessions().map((s) => ({ ...s, clientMac: deps.clients.byTarget(s.target)?.mac ?? null })),
+      }),
+    );
   };
 }

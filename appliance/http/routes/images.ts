@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import type { ImageView } from '../api-types';
 import { closeSync, createWriteStream, mkdirSync, rmSync } from 'node:fs';
 import { basename, isAbsolute, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -34,7 +35,7 @@ const nameParam = { type: 'object', required: ['name'], properties: { name: { ty
 export function imageRoutes(deps: ImageRouteDeps) {
   const inspect = (file: string, sourceName: string) => inspectImageFile(file, { qemuImg: deps.qemuImg ?? 'qemu-img', sourceName });
 
-  const view = (name: string) => {
+  const view = (name: string): ImageView | undefined => {
     const img = deps.store.getImage(name);
     const job = deps.jobs.get(name);
     if (img) return { ...img, ...deps.flags.get(name), state: 'ready' as const, clients: deps.clients.list().filter((c) => c.image === name).length };

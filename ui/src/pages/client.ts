@@ -483,7 +483,7 @@ export function ClientPage(props: { mac: string }): El {
             h('dd', { class: 'mono wrap' }, c.initiatorName ?? '—'),
             c.initiators?.length ? [h('dt', null, 'Also allowed'), h('dd', { class: 'mono wrap' }, c.initiators.join(', '))] : null,
             h('dt', null, 'CHAP'),
-            h('dd', null, c.chap ? `user ${c.chap.user}` : h('span', { class: 'bad-text' }, 'off')),
+            h('dd', null, c.chap ? `user ${c.chap.user}${c.chap.mutual ? ' · mutual' : ''}` : h('span', { class: 'bad-text' }, 'off')),
             c.warnings?.length
               ? [
                   h('dt', null, 'Warning'),
