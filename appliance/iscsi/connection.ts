@@ -4,8 +4,9 @@ import type { Socket } from 'node:net';
 import type { Clock } from '../core/clock';
 import type { Logger } from '../core/log';
 import { BHS_LENGTH, LogoutReason, Op, LogoutResponseCode, RejectReason, RESERVED_TAG, TmfFunction, TmfResponse } from './constants';
-import { crc32c } from './crc32c';
 import { PduFramer, type FramedPdu } from './framer';
+import { NopPinger } from './nop-pinger';
+import { PduWriter } from './pdu-writer';
 import { LoginNegotiation, type AdmitRequest, type LoginOutcome } from './login';
 import {
   decodePdu,
@@ -18,7 +19,6 @@ import {
   encodeScsiResponse,
   encodeTaskMgmtResponse,
   encodeTextResponse,
-  padded,
   writeDataIn,
   type DataOut,
   type InitiatorPdu,
@@ -32,7 +32,8 @@ import {
 import type { SessionParams, TargetLimits } from './params';
 import { LogicalUnit, noSuchLun, reportLuns, type ScsiResult } from './scsi/logical-unit';
 import type { LuShared } from './scsi/logical-unit';
-import { Status } from './scsi/sense';
+import { mediumTransfer } from './scsi/opcodes';
+import { Asc, dataPhaseError, encodeSense, ScsiError, SenseKey, Status } from './scsi/sense';
 import { MIN_CLASS, type BufferPool } from './buffer-pool';
 import type { TargetDirectory, TargetEntry } from './target-directory';
 import { decodeText, encodeText, type TextPair } from './text';
@@ -59,8 +60,6 @@ export const QUEUE_DEPTH = 128;
 const MAX_WRITE_BUFFERED = 64 * 1024 * 1024;
 /** Largest EDTL accepted for a command carrying data: bounds what one command may make us allocate. */
 const MAX_EDTL = 16 * 1024 * 1024;
-/** Output batches up to this size are joined into one buffer before the socket sees them. */
-const SMALL_BATCH = 64 * 1024;
 
 /** What a connection needs from the server. */
 export interface ConnectionContext {
@@ -141,20 +140,6 @@ interface Task {
 
 type Phase = 'login' | 'full' | 'logout' | 'closed';
 
-/**
- * Delay of the one early NOP-In that learns whether an initiator answers pings (see `probed`).
- * Short: in the e2e lab an initramfs logs in, mounts root, writes and powers off within half a
- * second, and a probe sent 2 s after login was never answered, so the dead session was kept.
- */
-const PROBE_MS = 250;
-/**
- * How long an initiator known to answer pings gets to answer one before its connection is
- * dropped: open-iscsi's own ping timeout (noop_out_timeout, 5 s). With the default 5 s interval a
- * powered-off client's session is gone 10 s after the last PDU it sent (issue #14: restorable
- * within 15 s), not the ~11 minutes TCP keepalive would take.
- */
-const PING_ANSWER_MS = 5_000;
-
 /** Per-session counters for GET /api/sessions. */
 export interface SessionStats {
   readBytes: number;
@@ -204,17 +189,15 @@ export class IscsiConnection {
   /** Highest MaxCmdSN advertised: the window never shrinks below it (§4.2.2.1). */
   private advertisedMaxCmdSN: number | null = null;
   private nextTtt = 1;
-  private cancelNop: (() => void) | null = null;
   /** The login timeout, then (discovery sessions) the discovery timeout. */
   private cancelPhaseTimer: (() => void) | null = null;
-  private lastRx: number;
-  private nopOutstanding: number | null = null;
-  private answersPings = false;
+  private readonly pinger: NopPinger;
   private inFlight = 0;
   private idleWaiters: (() => void)[] = [];
   private closedPromise: Promise<void>;
   private resolveClosed!: () => void;
   private readonly log: Logger;
+  private readonly writer: PduWriter;
 
   constructor(
     readonly socket: Socket,
@@ -222,7 +205,6 @@ export class IscsiConnection {
     private readonly ctx: ConnectionContext,
   ) {
     this.since = ctx.clock.now();
-    this.lastRx = this.since;
     this.statSN = (Math.random() * 0x7fffffff) >>> 0;
     this.log = ctx.log.child({ peer: address });
     this.closedPromise = new Promise((r) => (this.resolveClosed = r));
@@ -234,6 +216,31 @@ export class IscsiConnection {
       portalGroupTag: ctx.portalGroupTag,
       admit: (req) => ctx.admit(this, req),
       admitSession: (outcome) => ctx.admitSession(this, outcome),
+    });
+    this.pinger = new NopPinger(ctx.clock, ctx.nopInIntervalMs, {
+      inFullFeature: () => this.phase === 'full',
+      isClosed: () => this.phase === 'closed',
+      nextTtt: () => this.takeTtt(),
+      sendPing: (ttt) => {
+        const hdr = encodeNopIn({ lun: 0, itt: RESERVED_TAG, ttt, dataLength: 0, statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN() });
+        // A ping does not advance StatSN (§11.19.2).
+        this.send(hdr, null);
+      },
+      dead: (silentMs) => {
+        this.log.info({ initiator: this.initiatorName, silentMs }, 'NOP-In ping unanswered, dropping connection');
+        this.destroy();
+      },
+    });
+    this.writer = new PduWriter(socket, {
+      countBytes: (n) => ctx.count('bytesOut', n),
+      countPdu: () => ctx.count('pdusOut'),
+      release: (b) => ctx.buffers.release(b),
+      taken: this.onOutputTaken,
+      flushed: () => this.throttleInput(),
+      digests: () => {
+        const p = this.phase === 'full' || this.phase === 'logout' ? this.params : null;
+        return p ? { header: p.headerDigest, data: p.dataDigest } : null;
+      },
     });
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
@@ -274,7 +281,7 @@ export class IscsiConnection {
 
   private onData(chunk: Buffer): void {
     this.ctx.count('bytesIn', chunk.length);
-    this.lastRx = this.ctx.clock.now();
+    this.pinger.heard();
     try {
       this.framer.push(chunk);
     } catch (err) {
@@ -390,7 +397,7 @@ export class IscsiConnection {
           this.destroy();
         }, this.ctx.discoveryTimeoutMs);
       }
-      this.armNop(Math.min(PROBE_MS, this.ctx.nopInIntervalMs));
+      this.pinger.start();
       // Digests start with the first PDU after the final Login Response (§13.1).
       this.framer.headerDigest = this.params!.headerDigest;
       this.framer.dataDigest = this.params!.dataDigest;
@@ -533,7 +540,12 @@ export class IscsiConnection {
         // Answer at once; Data-Out for this ITT will find no task and be dropped.
         this.tasks.delete(cmd.itt);
         this.inFlight++;
-        this.complete(task, { status: Status.CheckCondition, sense: senseInvalidField(), dataIn: null, dataOutWanted: 0 });
+        this.complete(task, {
+          status: Status.CheckCondition,
+          sense: encodeSense(new ScsiError(SenseKey.IllegalRequest, Asc.InvalidFieldInCdb)),
+          dataIn: null,
+          dataOutWanted: 0,
+        });
         return;
       }
       const imm = cmd.data.length;
@@ -621,8 +633,7 @@ export class IscsiConnection {
     const edtl = task.cmd.edtl;
     while (task.nextR2T < edtl && task.outstandingR2T < p.maxOutstandingR2T && !task.aborted) {
       const len = Math.min(p.maxBurstLength, edtl - task.nextR2T);
-      const ttt = this.nextTtt;
-      this.nextTtt = (this.nextTtt + 1) & 0x7fffffff || 1;
+      const ttt = this.takeTtt();
       task.dataSN!.set(ttt, 0);
       const hdr = encodeR2T({
         lun: task.cmd.lun,
@@ -727,7 +738,7 @@ export class IscsiConnection {
 
   /** Data-In this connection holds: on the socket, in the output batch, being read for started commands. */
   private queuedDataIn(): number {
-    return this.socket.writableLength + this.outBytes + this.dataInReserved;
+    return this.socket.writableLength + this.writer.queuedBytes + this.dataInReserved;
   }
 
   /**
@@ -786,7 +797,7 @@ export class IscsiConnection {
       this.dataInReserved += task.cmd.edtl;
     }
     if (task.dataError) {
-      this.complete(task, { status: Status.CheckCondition, sense: dataPhaseError(), dataIn: null, dataOutWanted: task.cmd.edtl });
+      this.complete(task, { status: Status.CheckCondition, sense: encodeSense(dataPhaseError()), dataIn: null, dataOutWanted: task.cmd.edtl });
       return;
     }
     void this.execute(task);
@@ -811,7 +822,12 @@ export class IscsiConnection {
       try {
         result = { status: Status.Good, sense: null, dataIn: reportLuns(cmd.cdb, [...this.luns.keys()]), dataOutWanted: 0 };
       } catch {
-        result = { status: Status.CheckCondition, sense: senseInvalidField(), dataIn: null, dataOutWanted: 0 };
+        result = {
+          status: Status.CheckCondition,
+          sense: encodeSense(new ScsiError(SenseKey.IllegalRequest, Asc.InvalidFieldInCdb)),
+          dataIn: null,
+          dataOutWanted: 0,
+        };
       }
     } else if (!lu) {
       result = noSuchLun(cmd.cdb);
@@ -825,14 +841,14 @@ export class IscsiConnection {
   private finished(task: Task, result: ScsiResult): void {
     const op = task.cmd.cdb[0];
     if (result.status === Status.Good) {
-      if (result.dataIn && isRead(op)) {
+      if (result.dataIn && mediumTransfer(op) === 'read') {
         this.stats.readBytes += result.dataIn.length;
         this.stats.readCommands++;
         if (!this.firstReadDone) {
           this.firstReadDone = true;
           this.onFirstRead?.();
         }
-      } else if (result.dataOutWanted > 0 && isWrite(op)) {
+      } else if (result.dataOutWanted > 0 && mediumTransfer(op) === 'write') {
         this.stats.writtenBytes += Math.min(result.dataOutWanted, task.received);
         this.stats.writeCommands++;
       }
@@ -900,7 +916,7 @@ export class IscsiConnection {
     if (dataIn && dataIn.length > 0) {
       this.sendDataIn(task, dataIn, r, underflow, overflow, residual);
       // Sent from the pooled buffer: back to the pool once the socket has taken it (flush()).
-      if (task.inBuf && dataIn.buffer === task.inBuf.buffer) this.outRelease.push(task.inBuf);
+      if (task.inBuf && dataIn.buffer === task.inBuf.buffer) this.writer.releaseAfterWrite(task.inBuf);
       task.inBuf = null;
       if (r.sense === null) return;
     }
@@ -968,7 +984,7 @@ export class IscsiConnection {
         maxCmdSN: this.maxCmdSN(),
       });
       if (statusHere) this.statSN = (this.statSN + 1) >>> 0;
-      this.sendSlices(headers.subarray(h, h + BHS_LENGTH), data.subarray(off, off + len), headers, h);
+      this.writer.send(headers.subarray(h, h + BHS_LENGTH), data.subarray(off, off + len), headers, h);
       h += hdrLen;
       off += len;
       if (burstLeft === 0) burstLeft = burst;
@@ -980,10 +996,7 @@ export class IscsiConnection {
   private onNopOut(n: NopOut): void {
     if (n.itt === RESERVED_TAG) {
       // The answer to our ping (§11.18.4): no response; it proves the initiator answers pings.
-      if (n.ttt !== RESERVED_TAG && n.ttt === this.nopOutstanding) {
-        this.nopOutstanding = null;
-        this.answersPings = true;
-      }
+      if (n.ttt !== RESERVED_TAG) this.pinger.answered(n.ttt);
       return;
     }
     if (!n.immediate) {
@@ -1131,8 +1144,7 @@ export class IscsiConnection {
     let ttt = RESERVED_TAG;
     if (data.length > max) {
       piece = data.subarray(0, max);
-      ttt = this.nextTtt;
-      this.nextTtt = (this.nextTtt + 1) & 0x7fffffff || 1;
+      ttt = this.takeTtt();
       this.textRest = { ttt, itt, rest: data.subarray(max) };
     }
     const more = ttt !== RESERVED_TAG;
@@ -1192,173 +1204,24 @@ export class IscsiConnection {
 
   // ---- NOP-In pings -----------------------------------------------------------------------
 
-  private armNop(delayMs = this.ctx.nopInIntervalMs): void {
-    if (this.ctx.nopInIntervalMs <= 0) return;
-    this.cancelNop = this.ctx.clock.setTimeout(() => this.nopTick(), delayMs);
-  }
-
-  /**
-   * Whether the one early ping went out. It is sent PROBE_MS after the session reaches full
-   * feature phase, busy or not, to learn whether this initiator answers pings at all: a Linux
-   * initiator that logs in, boots and powers off within one interval would otherwise never have
-   * answered one, and its dead session would hold the disk until TCP keepalive gave up (about
-   * 11 minutes), refusing restores meanwhile. The kernel initiator answers it even while
-   * iscsistart is handing the connection over: the PDU waits in the socket until the kernel reads.
-   */
-  private probed = false;
-
-  /** When the outstanding ping went out (meaningful while nopOutstanding is set). */
-  private pingSentAt = 0;
-
-  /**
-   * Pings a full-feature connection that has been silent for an interval. Only initiators that
-   * have answered a ping before are dropped for missing one: iPXE never answers NOP-In (it
-   * ignores pings with a TTT), and an idle iPXE session during the OS handoff must survive. Dead
-   * peers that never answered are found by TCP keepalive instead. The next tick is armed from the
-   * last PDU heard, so a dead peer is pinged one interval after its last word and dropped
-   * PING_ANSWER_MS later, whatever the phase of the timer.
-   */
-  private nopTick(): void {
-    this.cancelNop = null;
-    if (this.phase === 'closed') return;
-    const now = this.ctx.clock.now();
-    const interval = this.ctx.nopInIntervalMs;
-    if (!this.probed) {
-      this.probed = true;
-      if (this.phase === 'full' && this.nopOutstanding === null) this.ping(now);
-      this.armNop();
-      return;
-    }
-    if (this.phase !== 'full') {
-      this.armNop();
-      return;
-    }
-    const answerMs = Math.min(PING_ANSWER_MS, interval);
-    if (this.nopOutstanding !== null && this.answersPings && now - this.pingSentAt >= answerMs) {
-      this.log.info({ initiator: this.initiatorName, silentMs: now - this.lastRx }, 'NOP-In ping unanswered, dropping connection');
-      this.destroy();
-      return;
-    }
-    const silent = now - this.lastRx;
-    if (silent < interval) {
-      this.armNop(interval - silent);
-      return;
-    }
-    if (this.nopOutstanding === null || !this.answersPings) this.ping(now);
-    this.armNop(this.answersPings ? answerMs - (now - this.pingSentAt) : interval);
-  }
-
-  private ping(now: number): void {
-    this.pingSentAt = now;
-    this.sendPing();
-  }
-
-  /** A NOP-In ping with a fresh TTT; the answer (NOP-Out with that TTT) clears nopOutstanding. */
-  private sendPing(): void {
+  /** A fresh target transfer tag (R2Ts and pings). */
+  private takeTtt(): number {
     const ttt = this.nextTtt;
     this.nextTtt = (this.nextTtt + 1) & 0x7fffffff || 1;
-    this.nopOutstanding = ttt;
-    const hdr = encodeNopIn({ lun: 0, itt: RESERVED_TAG, ttt, dataLength: 0, statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN() });
-    // A ping does not advance StatSN (§11.19.2).
-    this.send(hdr, null);
+    return ttt;
   }
 
-  // ---- output -----------------------------------------------------------------------------
+  // ---- output (pdu-writer.ts) ----------------------------------------------------------
 
-  /**
-   * Output batching: PDUs produced during one turn of the event loop are gathered and handed
-   * to the socket together after the poll phase (setImmediate). Small batches are joined into
-   * one buffer (one socket.write, one syscall, far less stream bookkeeping than a write per
-   * header and payload); large ones go out corked as a single writev without copying.
-   */
-  private outQ: Buffer[] = [];
-  private outBytes = 0;
-  private flushScheduled = false;
-  /** Pooled Data-In buffers queued in outQ: released once the batch holding them was written. */
-  private outRelease: Buffer[] = [];
-
-  private readonly flush = (): void => {
-    this.flushScheduled = false;
-    const q = this.outQ;
-    const n = this.outBytes;
-    const release = this.outRelease;
-    this.outQ = [];
-    this.outBytes = 0;
-    if (release.length > 0) this.outRelease = [];
-    // A destroyed socket may still hold what it was given: pooled buffers go to the GC.
-    if (q.length === 0 || this.socket.destroyed) return;
-    this.ctx.count('bytesOut', n);
-    // The last write's callback runs once the batch reached the kernel (writes complete in
-    // order): commands waiting for Data-In room may start then, without waiting for the whole
-    // buffer to drain, and the batch's pooled Data-In buffers go back (not after a failed write).
-    const taken =
-      release.length === 0
-        ? this.onOutputTaken
-        : (err?: Error | null) => {
-            if (!err) for (const b of release) this.ctx.buffers.release(b);
-            this.onOutputTaken();
-          };
-    if (q.length === 1) {
-      this.socket.write(q[0], taken);
-    } else if (n <= SMALL_BATCH) {
-      this.socket.write(Buffer.concat(q, n), taken);
-    } else {
-      this.socket.cork();
-      for (let i = 0; i < q.length - 1; i++) this.socket.write(q[i]);
-      this.socket.write(q[q.length - 1], taken);
-      this.socket.uncork();
-    }
-    this.throttleInput();
-  };
-
-  private out(b: Buffer): void {
-    this.outQ.push(b);
-    this.outBytes += b.length;
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(this.flush);
-    }
-  }
-
-  /** Queues one PDU: header (digest appended when negotiated) and padded data segment. */
+  /** Queues one PDU (nothing once the connection is closed). */
   private send(header: Buffer, data: Buffer | null): void {
     if (this.phase === 'closed' || this.socket.destroyed) return;
-    this.sendSlices(header, data, null, 0);
-  }
-
-  private sendSlices(header: Buffer, data: Buffer | null, slab: Buffer | null, slabOff: number): void {
-    if (this.socket.destroyed) return;
-    const p = this.phase === 'full' || this.phase === 'logout' ? this.params : null;
-    this.ctx.count('pdusOut');
-    if (p?.headerDigest) {
-      let hd: Buffer;
-      if (slab) {
-        hd = slab.subarray(slabOff, slabOff + BHS_LENGTH + 4);
-      } else {
-        hd = Buffer.allocUnsafe(BHS_LENGTH + 4);
-        header.copy(hd, 0);
-      }
-      hd.writeUInt32LE(crc32c(header), BHS_LENGTH);
-      this.out(hd);
-    } else {
-      this.out(header);
-    }
-    if (!data || data.length === 0) return;
-    this.out(data);
-    const pad = padded(data.length) - data.length;
-    if (pad) this.out(PAD[pad]);
-    if (p?.dataDigest) {
-      let crc = crc32c(data);
-      if (pad) crc = crc32c(PAD[pad], crc);
-      const dd = Buffer.allocUnsafe(4);
-      dd.writeUInt32LE(crc, 0);
-      this.out(dd);
-    }
+    this.writer.send(header, data);
   }
 
   private flushAndEnd(): void {
     if (this.socket.destroyed) return;
-    this.flush();
+    this.writer.flush();
     this.socket.end();
     const t = this.ctx.clock.setTimeout(() => this.destroy(), 5000);
     this.socket.once('close', t);
@@ -1386,8 +1249,7 @@ export class IscsiConnection {
   private onClose(): void {
     if (this.phase === 'closed') return;
     this.phase = 'closed';
-    this.cancelNop?.();
-    this.cancelNop = null;
+    this.pinger.stop();
     this.cancelPhaseTimer?.();
     this.cancelPhaseTimer = null;
     for (const task of this.tasks.values()) task.aborted = true;
@@ -1423,33 +1285,4 @@ export class IscsiConnection {
     }
     this.luns.clear();
   }
-}
-
-const PAD: Buffer[] = [Buffer.alloc(0), Buffer.alloc(1), Buffer.alloc(2), Buffer.alloc(3)];
-
-function senseInvalidField(): Buffer {
-  const b = Buffer.alloc(18);
-  b[0] = 0x70;
-  b[2] = 0x05;
-  b[7] = 10;
-  b[12] = 0x24;
-  return b;
-}
-
-/** ABORTED COMMAND / DATA PHASE ERROR (SPC-4 Table 48: 0x4B/0x00), fixed format. */
-function dataPhaseError(): Buffer {
-  const b = Buffer.alloc(18);
-  b[0] = 0x70;
-  b[2] = 0x0b;
-  b[7] = 10;
-  b[12] = 0x4b;
-  return b;
-}
-
-function isRead(op: number): boolean {
-  return op === 0x08 || op === 0x28 || op === 0xa8 || op === 0x88;
-}
-
-function isWrite(op: number): boolean {
-  return op === 0x0a || op === 0x2a || op === 0xaa || op === 0x8a || op === 0x2e || op === 0xae || op === 0x8e;
 }

@@ -7,7 +7,8 @@ import { BLOCK_LIMITS, luIdentity, standardInquiry, vpdPage, type LuIdentity } f
 import { modeSelect, modeSense } from './mode-pages';
 import { Opcode, reportOpcodes, ServiceAction, type CommandInfo } from './opcodes';
 import { RangeLock } from './range-lock';
-import { LuReservations, ReservationConflict, type AccessKind } from './reservations';
+import { accessKind } from './opcodes';
+import { LuReservations, ReservationConflict } from './reservations';
 import { blockErase, canBlockErase, parseSanitize, SanitizeAction, SanitizeState } from './sanitize';
 import { Asc, encodeSense, invalidCdb, invalidParam, lbaOutOfRange, ScsiError, SenseKey, Status } from './sense';
 import { UnitAttentions } from './unit-attention';
@@ -821,44 +822,6 @@ export class LogicalUnit {
 function lengthField(cdb: Buffer): number {
   const group = cdb[0] >> 5;
   return group === 0 ? 4 : group === 4 ? 10 : group === 5 ? 6 : 7;
-}
-
-/** Which reservation rules apply to an opcode (SPC-4 Table 76, simplified to read/write). */
-export function accessKind(op: number): AccessKind {
-  switch (op) {
-    case Opcode.Read6:
-    case Opcode.Read10:
-    case Opcode.Read12:
-    case Opcode.Read16:
-    case Opcode.Verify10:
-    case Opcode.Verify12:
-    case Opcode.Verify16:
-    case Opcode.Prefetch10:
-    case Opcode.Prefetch16:
-      return 'read';
-    case Opcode.Write6:
-    case Opcode.Write10:
-    case Opcode.Write12:
-    case Opcode.Write16:
-    case Opcode.WriteVerify10:
-    case Opcode.WriteVerify12:
-    case Opcode.WriteVerify16:
-    case Opcode.WriteSame10:
-    case Opcode.WriteSame16:
-    case Opcode.Unmap:
-    case Opcode.CompareAndWrite:
-    case Opcode.OrWrite16:
-    case Opcode.SyncCache10:
-    case Opcode.SyncCache16:
-    case Opcode.ModeSelect6:
-    case Opcode.ExtendedCopy:
-    case Opcode.ModeSelect10:
-    case Opcode.Sanitize:
-    case Opcode.WriteAtomic16:
-      return 'write';
-    default:
-      return 'none';
-  }
 }
 
 /** REPORT LUNS data (SPC-4 §6.33) for the LUN numbers a session sees. */

@@ -197,3 +197,52 @@ export function reportOpcodes(cdb: Buffer, offered: (c: CommandInfo) => boolean 
   if (cmd.sa !== undefined) b[5] = (b[5] & 0xe0) | 0x1f;
   return rctd ? Buffer.concat([b, timeouts()]) : b;
 }
+
+/** How a command touches the medium, for reservations (SPC-4 Table 76, simplified to read/write). */
+export type AccessKind = 'read' | 'write' | 'none';
+
+/**
+ * What each opcode is beyond its CDB usage (issue #18: one place says it): the reservation
+ * access kind, and which medium transfer it is (the session's read/write statistics count
+ * READ(6/10/12/16) and WRITE / WRITE AND VERIFY(6/10/12/16) only). Absent: 'none', no transfer.
+ */
+const TRAITS: ReadonlyMap<number, { access: AccessKind; medium?: 'read' | 'write' }> = new Map([
+  [Opcode.Read6, { access: 'read', medium: 'read' }],
+  [Opcode.Read10, { access: 'read', medium: 'read' }],
+  [Opcode.Read12, { access: 'read', medium: 'read' }],
+  [Opcode.Read16, { access: 'read', medium: 'read' }],
+  [Opcode.Verify10, { access: 'read' }],
+  [Opcode.Verify12, { access: 'read' }],
+  [Opcode.Verify16, { access: 'read' }],
+  [Opcode.Prefetch10, { access: 'read' }],
+  [Opcode.Prefetch16, { access: 'read' }],
+  [Opcode.Write6, { access: 'write', medium: 'write' }],
+  [Opcode.Write10, { access: 'write', medium: 'write' }],
+  [Opcode.Write12, { access: 'write', medium: 'write' }],
+  [Opcode.Write16, { access: 'write', medium: 'write' }],
+  [Opcode.WriteVerify10, { access: 'write', medium: 'write' }],
+  [Opcode.WriteVerify12, { access: 'write', medium: 'write' }],
+  [Opcode.WriteVerify16, { access: 'write', medium: 'write' }],
+  [Opcode.WriteSame10, { access: 'write' }],
+  [Opcode.WriteSame16, { access: 'write' }],
+  [Opcode.Unmap, { access: 'write' }],
+  [Opcode.CompareAndWrite, { access: 'write' }],
+  [Opcode.OrWrite16, { access: 'write' }],
+  [Opcode.SyncCache10, { access: 'write' }],
+  [Opcode.SyncCache16, { access: 'write' }],
+  [Opcode.ModeSelect6, { access: 'write' }],
+  [Opcode.ExtendedCopy, { access: 'write' }],
+  [Opcode.ModeSelect10, { access: 'write' }],
+  [Opcode.Sanitize, { access: 'write' }],
+  [Opcode.WriteAtomic16, { access: 'write' }],
+]);
+
+/** Which reservation rules apply to an opcode. */
+export function accessKind(op: number): AccessKind {
+  return TRAITS.get(op)?.access ?? 'none';
+}
+
+/** 'read' / 'write' for the commands that move medium data in that direction, else undefined. */
+export function mediumTransfer(op: number): 'read' | 'write' | undefined {
+  return TRAITS.get(op)?.medium;
+}

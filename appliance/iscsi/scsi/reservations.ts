@@ -21,7 +21,9 @@ export const PrType = { WriteExclusive: 1, ExclusiveAccess: 3, WERegistrantsOnly
 const VALID_TYPES = new Set<number>(Object.values(PrType));
 
 /** How a command touches the medium, for conflict checks. */
-export type AccessKind = 'read' | 'write' | 'none';
+import type { AccessKind } from './opcodes';
+
+export type { AccessKind };
 
 interface Reservation {
   holder: string;

@@ -43,6 +43,7 @@ export const Asc = {
   InvalidFieldInCdb: [0x24, 0x00],
   LunNotSupported: [0x25, 0x00],
   InvalidFieldInParameterList: [0x26, 0x00],
+  DataPhaseError: [0x4b, 0x00],
   WriteProtected: [0x27, 0x00],
   SoftwareWriteProtected: [0x27, 0x02],
   SpaceAllocationFailedWriteProtect: [0x27, 0x07],
@@ -91,6 +92,11 @@ export function invalidCdb(byte: number, bit?: number): ScsiError {
 /** Shorthand: ILLEGAL REQUEST / INVALID FIELD IN PARAMETER LIST. */
 export function invalidParam(byte: number, bit?: number): ScsiError {
   return new ScsiError(SenseKey.IllegalRequest, Asc.InvalidFieldInParameterList, { inCdb: false, byte, bit });
+}
+
+/** Shorthand: ABORTED COMMAND / DATA PHASE ERROR (SPC-4 Table 48), e.g. Data-Out that never came. */
+export function dataPhaseError(): ScsiError {
+  return new ScsiError(SenseKey.AbortedCommand, Asc.DataPhaseError);
 }
 
 /** Shorthand: ILLEGAL REQUEST / LOGICAL BLOCK ADDRESS OUT OF RANGE. */
