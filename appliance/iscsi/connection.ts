@@ -5,6 +5,7 @@ import type { Clock } from '../core/clock';
 import type { Logger } from '../core/log';
 import { BHS_LENGTH, LogoutReason, Op, LogoutResponseCode, RejectReason, RESERVED_TAG, TmfFunction, TmfResponse } from './constants';
 import { PduFramer, type FramedPdu } from './framer';
+import { CommandWindow } from './command-window';
 import { NopPinger } from './nop-pinger';
 import { PduWriter } from './pdu-writer';
 import { LoginNegotiation, type AdmitRequest, type LoginOutcome } from './login';
@@ -148,11 +149,6 @@ export interface SessionStats {
   writeCommands: number;
 }
 
-/** Serial number arithmetic (RFC 1982) on 32-bit sequence numbers: a - b as a signed delta. */
-function snDiff(a: number, b: number): number {
-  return (a - b) | 0;
-}
-
 /** A connection and its (single-connection) session. */
 export class IscsiConnection {
   phase: Phase = 'login';
@@ -169,9 +165,8 @@ export class IscsiConnection {
   private readonly login: LoginNegotiation;
   private params: SessionParams | null = null;
   private statSN: number;
-  private expCmdSN = 0;
+  private readonly window = new CommandWindow<InitiatorPdu>(QUEUE_DEPTH);
   private readonly tasks = new Map<number, Task>();
-  private readonly waitingCmdSN = new Map<number, InitiatorPdu>();
   private readonly luns = new Map<number, LogicalUnit>();
   private lunsOpening: Promise<void> | null = null;
   private writeBuffered = 0;
@@ -187,7 +182,6 @@ export class IscsiConnection {
    */
   private readonly dispatchWaiters: Task[] = [];
   /** Highest MaxCmdSN advertised: the window never shrinks below it (§4.2.2.1). */
-  private advertisedMaxCmdSN: number | null = null;
   private nextTtt = 1;
   /** The login timeout, then (discovery sessions) the discovery timeout. */
   private cancelPhaseTimer: (() => void) | null = null;
@@ -222,7 +216,15 @@ export class IscsiConnection {
       isClosed: () => this.phase === 'closed',
       nextTtt: () => this.takeTtt(),
       sendPing: (ttt) => {
-        const hdr = encodeNopIn({ lun: 0, itt: RESERVED_TAG, ttt, dataLength: 0, statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN() });
+        const hdr = encodeNopIn({
+          lun: 0,
+          itt: RESERVED_TAG,
+          ttt,
+          dataLength: 0,
+          statSN: this.statSN,
+          expCmdSN: this.window.expCmdSN,
+          maxCmdSN: this.maxCmdSN(),
+        });
         // A ping does not advance StatSN (§11.19.2).
         this.send(hdr, null);
       },
@@ -348,7 +350,7 @@ export class IscsiConnection {
   private onLogin(req: LoginRequest): void {
     const step = this.login.handle(req);
     // CmdSN during login: the login request is immediate; the initiator's CmdSN is the first one.
-    this.expCmdSN = req.cmdSN;
+    this.window.start(req.cmdSN);
     let tsih = 0;
     if (step.kind === 'complete') {
       this.outcome = step.outcome;
@@ -371,7 +373,7 @@ export class IscsiConnection {
       status: step.reply.status,
       dataLength: data.length,
       statSN: this.statSN,
-      expCmdSN: this.expCmdSN,
+      expCmdSN: this.window.expCmdSN,
       maxCmdSN: this.maxCmdSN(),
     });
     // StatSN advances with every response once the connection has one (§11.13.4).
@@ -434,16 +436,12 @@ export class IscsiConnection {
    * (the initiator ignores a smaller MaxCmdSN and may already use it, §4.2.2.1).
    */
   private maxCmdSN(): number {
-    const free = Math.max(0, QUEUE_DEPTH - this.tasks.size);
-    const proposed = (this.expCmdSN + free - 1) >>> 0;
-    if (this.advertisedMaxCmdSN === null || snDiff(proposed, this.advertisedMaxCmdSN) > 0) this.advertisedMaxCmdSN = proposed;
-    return this.advertisedMaxCmdSN;
+    return this.window.maxCmdSN(this.tasks.size);
   }
 
   /**
-   * Delivers a command in CmdSN order (§4.2.2.1). Immediate PDUs go straight through;
-   * CmdSNs outside [ExpCmdSN, MaxCmdSN] are silently dropped (§4.2.2.1: "MUST silently
-   * ignore"); early ones wait for the gap to fill.
+   * Delivers a command in CmdSN order (command-window.ts). Immediate PDUs go straight through;
+   * CmdSNs outside [ExpCmdSN, MaxCmdSN] are silently dropped; early ones wait for the gap to fill.
    */
   private ordered(pdu: ScsiCommand | TaskMgmtRequest | TextRequest | LogoutRequest, deliver: () => void): void {
     if (pdu.immediate) {
@@ -452,23 +450,18 @@ export class IscsiConnection {
       if (pdu.op === 'scsiCommand' && this.tasks.size >= QUEUE_DEPTH) return this.reject(RejectReason.ImmediateCommandReject, pdu.header);
       return deliver();
     }
-    const d = snDiff(pdu.cmdSN, this.expCmdSN);
-    if (d < 0 || snDiff(pdu.cmdSN, this.advertisedMaxCmdSN ?? this.maxCmdSN()) > 0) {
-      this.log.debug({ cmdSN: pdu.cmdSN, expCmdSN: this.expCmdSN }, 'CmdSN outside the window, ignored');
+    const where = this.window.place(pdu.cmdSN, this.tasks.size);
+    if (where === 'outside') {
+      this.log.debug({ cmdSN: pdu.cmdSN, expCmdSN: this.window.expCmdSN }, 'CmdSN outside the window, ignored');
       return;
     }
-    if (d > 0) {
+    if (where === 'early') {
       if (pdu.op === 'scsiCommand') this.registerTask(pdu, false);
-      this.waitingCmdSN.set(pdu.cmdSN, pdu);
+      this.window.hold(pdu.cmdSN, pdu);
       return;
     }
-    this.expCmdSN = (this.expCmdSN + 1) >>> 0;
     deliver();
-    for (let next = this.waitingCmdSN.get(this.expCmdSN); next; next = this.waitingCmdSN.get(this.expCmdSN)) {
-      this.waitingCmdSN.delete(this.expCmdSN);
-      this.expCmdSN = (this.expCmdSN + 1) >>> 0;
-      this.deliverQueued(next);
-    }
+    for (let next = this.window.nextHeld(); next; next = this.window.nextHeld()) this.deliverQueued(next);
   }
 
   private deliverQueued(pdu: InitiatorPdu): void {
@@ -643,7 +636,7 @@ export class IscsiConnection {
         bufferOffset: task.nextR2T,
         length: len,
         statSN: this.statSN,
-        expCmdSN: this.expCmdSN,
+        expCmdSN: this.window.expCmdSN,
         maxCmdSN: this.maxCmdSN(),
       });
       task.nextR2T += len;
@@ -937,7 +930,7 @@ export class IscsiConnection {
       expDataSN: 0,
       dataLength: data ? data.length : 0,
       statSN: this.statSN,
-      expCmdSN: this.expCmdSN,
+      expCmdSN: this.window.expCmdSN,
       maxCmdSN: this.maxCmdSN(),
     });
     this.statSN = (this.statSN + 1) >>> 0;
@@ -980,7 +973,7 @@ export class IscsiConnection {
         bufferOffset: off,
         dataLength: len,
         statSN: this.statSN,
-        expCmdSN: this.expCmdSN,
+        expCmdSN: this.window.expCmdSN,
         maxCmdSN: this.maxCmdSN(),
       });
       if (statusHere) this.statSN = (this.statSN + 1) >>> 0;
@@ -999,10 +992,7 @@ export class IscsiConnection {
       if (n.ttt !== RESERVED_TAG) this.pinger.answered(n.ttt);
       return;
     }
-    if (!n.immediate) {
-      const d = snDiff(n.cmdSN, this.expCmdSN);
-      if (d === 0) this.expCmdSN = (this.expCmdSN + 1) >>> 0;
-    }
+    if (!n.immediate) this.window.consume(n.cmdSN);
     // A ping from the initiator: echo its data (§11.19), answered at once (iscsid's 5 s timeout).
     const data = n.data.length ? Buffer.from(n.data.subarray(0, this.params!.initiatorMaxRecvDataSegmentLength)) : null;
     const hdr = encodeNopIn({
@@ -1011,7 +1001,7 @@ export class IscsiConnection {
       ttt: RESERVED_TAG,
       dataLength: data ? data.length : 0,
       statSN: this.statSN,
-      expCmdSN: this.expCmdSN,
+      expCmdSN: this.window.expCmdSN,
       maxCmdSN: this.maxCmdSN(),
     });
     this.statSN = (this.statSN + 1) >>> 0;
@@ -1063,7 +1053,7 @@ export class IscsiConnection {
       itt: t.itt,
       response,
       statSN: this.statSN,
-      expCmdSN: this.expCmdSN,
+      expCmdSN: this.window.expCmdSN,
       maxCmdSN: this.maxCmdSN(),
     });
     this.statSN = (this.statSN + 1) >>> 0;
@@ -1156,7 +1146,7 @@ export class IscsiConnection {
       ttt,
       dataLength: piece.length,
       statSN: this.statSN,
-      expCmdSN: this.expCmdSN,
+      expCmdSN: this.window.expCmdSN,
       maxCmdSN: this.maxCmdSN(),
     });
     this.statSN = (this.statSN + 1) >>> 0;
@@ -1171,7 +1161,7 @@ export class IscsiConnection {
     if (l.reason === LogoutReason.RemoveForRecovery) response = LogoutResponseCode.RecoveryNotSupported;
     else if (l.reason === LogoutReason.CloseConnection && l.cid !== this.outcome?.cid) response = LogoutResponseCode.CidNotFound;
     if ((this.phase as Phase) === 'closed') return;
-    const hdr = encodeLogoutResponse({ itt: l.itt, response, statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN() });
+    const hdr = encodeLogoutResponse({ itt: l.itt, response, statSN: this.statSN, expCmdSN: this.window.expCmdSN, maxCmdSN: this.maxCmdSN() });
     this.statSN = (this.statSN + 1) >>> 0;
     this.send(hdr, null);
     this.loggedOut = true;
@@ -1197,7 +1187,7 @@ export class IscsiConnection {
   private reject(reason: number, header: Buffer): void {
     this.ctx.count('rejects');
     const bhs = header.subarray(0, BHS_LENGTH);
-    const hdr = encodeReject({ reason, dataLength: bhs.length, statSN: this.statSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN() });
+    const hdr = encodeReject({ reason, dataLength: bhs.length, statSN: this.statSN, expCmdSN: this.window.expCmdSN, maxCmdSN: this.maxCmdSN() });
     this.statSN = (this.statSN + 1) >>> 0;
     this.send(hdr, Buffer.from(bhs));
   }
