@@ -130,11 +130,14 @@ export function scriptUrl(mac: string, serverAddress: string, httpPort: number, 
 }
 
 /**
- * RFC 4173 iSCSI root path: iscsi:<server>:<protocol>:<port>:<LUN>:<targetname> (protocol empty
- * = TCP). iPXE parses the same syntax for sanboot.
+ * The one RFC 4173 iSCSI root path builder (issue #18: the registry had a second one that
+ * disagreed): iscsi:<server>:<protocol>:<port>:<LUN>:<targetname>, protocol empty (TCP), the port
+ * always written (an empty one means 3260 to some parsers and nothing to others), the LUN in
+ * hexadecimal as RFC 4173 §5 and iPXE's scsi_parse_lun read it. DHCP's option 17, the iPXE
+ * script's sanboot and the API's client view all use it.
  */
 export function iscsiRootPath(client: Pick<ClientRecord, 'target' | 'lun'>, serverAddress: string, iscsiPort: number): string {
-  return `iscsi:${serverAddress}::${iscsiPort}:${client.lun}:${client.target}`;
+  return `iscsi:${serverAddress}::${iscsiPort}:${client.lun.toString(16)}:${client.target}`;
 }
 
 /** The one decision. Pure: the same inputs give the same answer. */

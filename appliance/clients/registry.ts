@@ -529,8 +529,3 @@ export class ClientRegistry implements ClientDirectory {
     return this.reload(to);
   }
 }
-
-/** RFC 4173 root path: `iscsi:<server>:<protocol>:<port>:<LUN>:<target>` (port and LUN empty when default). */
-export function rootPath(c: ClientRecord, server: string, port: number): string {
-  return `iscsi:${server}::${port === 3260 ? '' : port}:${c.lun === 0 ? '' : c.lun.toString(16)}:${c.target}`;
-}

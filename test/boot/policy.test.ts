@@ -41,6 +41,15 @@ const firmware = (arch: number | undefined, vc = `PXEClient:Arch:${String(arch ?
   ipxe: undefined,
 });
 
+describe('the one RFC 4173 root path', () => {
+  it('writes the port always and the LUN in hexadecimal (RFC 4173 §5, iPXE scsi_parse_lun)', () => {
+    expect(iscsiRootPath(client, '198.18.0.1', 3260)).toBe(`iscsi:198.18.0.1::3260:0:${client.target}`);
+    expect(iscsiRootPath({ ...client, lun: 10 }, '10.0.0.2', 3261)).toBe(`iscsi:10.0.0.2::3261:a:${client.target}`);
+    // The iPXE script sanboots exactly what DHCP's option 17 carries.
+    expect(renderIpxeScript(client, { serverAddress: '198.18.0.1', iscsiPort: 3260 })).toContain(`sanboot ${iscsiRootPath(client, '198.18.0.1', 3260)} ||`);
+  });
+});
+
 describe('decideBoot', () => {
   it.each([
     [0, 'undionly.kpxe'],

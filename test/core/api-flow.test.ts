@@ -67,7 +67,7 @@ describe.skipIf(!hasQemuIo)('images, clients and snapshots through the bundled a
     client = r.json;
     expect(r.json.mac).toBe(mac);
     expect(client.target).toMatch(/^iqn\.\d{4}-\d{2}\.[a-z.]+:client-525400aabb01$/);
-    expect(client.rootPath).toBe(`iscsi:127.0.0.1::${iscsiPort === 3260 ? '' : iscsiPort}::${client.target}`);
+    expect(client.rootPath).toBe(`iscsi:127.0.0.1::${iscsiPort}:0:${client.target}`);
     expect((await app.api('GET', '/api/clients/525400aabb01')).json.name).toBe('desk');
     expect((await app.api('GET', '/api/clients/5254.00aa.bb01')).json.mac).toBe(mac);
     expect((await app.api('POST', '/api/clients', { mac, image: 'golden' })).status).toBe(409);

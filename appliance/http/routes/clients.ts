@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { DiskStore } from '../../clients/disk-store';
-import { rootPath, type ClientInput, type ClientRegistry } from '../../clients/registry';
+import { iscsiRootPath } from '../../boot/policy';
+import type { ClientInput, ClientRegistry } from '../../clients/registry';
 import { ApiError, notFound } from '../../core/errors';
 import type { ClientRecord } from '../../core/model';
 import type { BootEventStore } from '../../telemetry/boot-events';
@@ -75,7 +76,7 @@ export function clientRoutes(deps: ClientRouteDeps) {
       disk: c.disk,
       target: c.target,
       lun: c.lun,
-      rootPath: rootPath(c, deps.serverAddress, deps.iscsiPort()),
+      rootPath: iscsiRootPath(c, deps.serverAddress, deps.iscsiPort()),
       initiatorName: c.initiatorName,
       initiators: c.initiators,
       chap: c.chap ? { user: c.chap.user, mutual: !!c.chap.targetUser } : null,
