@@ -7,15 +7,7 @@ import type { Clock } from '../core/clock';
 import type { Logger } from '../core/log';
 import type { ClientDirectory } from '../core/model';
 import { findIpxeBinaries, missingBinaries, type EfiBinaryChoice, type IpxeBinaries } from './binaries';
-import {
-  decideBoot,
-  effectiveUnknownClients,
-  scriptUrl,
-  type BootAnswer,
-  type BootRequest,
-  type UnknownClientsMode,
-  type UnknownClientsSetting,
-} from './policy';
+import { decideBoot, effectiveUnknownClients, scriptUrl, type BootAnswer, type BootFacts, type UnknownClientsMode, type UnknownClientsSetting } from './policy';
 import type { TokenBinding } from './script-tokens';
 import { findSignedBinaries, missingSigned, type SignedBinaries } from './signed-binaries';
 
@@ -60,7 +52,7 @@ export class BootPolicy {
    * The answer for one request; `serverAddress` is the address on the interface the request came
    * in on; `binding` what the DHCP exchange knows of the client's address (bound into the token).
    */
-  decide(req: BootRequest, serverAddress: string, binding?: TokenBinding): BootAnswer {
+  decide(req: BootFacts, serverAddress: string, binding?: TokenBinding): BootAnswer {
     if (this.archByMac.size > 10_000) this.archByMac.clear(); // bounded: a flood of fake MACs cannot grow it
     this.archByMac.set(req.mac, req.arch);
     const answer = decideBoot(req, {

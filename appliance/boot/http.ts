@@ -29,7 +29,7 @@ export interface BootScriptContext {
   mdnsHost?: string;
   /** Creates a client (clone of boot.enrollImage) for an unknown MAC; needed for 'enroll'. */
   enroll?: (mac: string, arch: number | undefined) => Promise<ClientRecord>;
-  /** The client's architecture from its last DHCP request (BootPolicy.archOf / DhcpServer.archOf). */
+  /** The client's architecture from its last DHCP request (BootPolicy.archOf: boot asks boot, not DHCP). */
   archOf?: (mac: string) => number | undefined;
   events?: BootEventSink;
   log?: Logger;

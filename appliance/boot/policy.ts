@@ -13,8 +13,8 @@ import { archFamily, isHttpBootFamily, type ArchFamily } from './arch';
 import type { IpxeBinaries } from './binaries';
 import { type SignedArch, type SignedBinaries, signedNames } from './signed-binaries';
 
-/** What the policy reads from a DHCP request. */
-export interface BootRequest {
+/** What the policy reads from a DHCP request (not the packet itself: that is dhcp/packet.ts BootRequest, RFC 951 BOOTREQUEST). */
+export interface BootFacts {
   /** Normalised MAC (aa:bb:cc:dd:ee:ff). */
   mac: string;
   /** Option 93, first entry. */
@@ -105,12 +105,12 @@ export type BootAnswer =
 const IPXE_FEATURE_HTTP = 0x13;
 
 /** True when the request comes from iPXE (user class "iPXE", or its option 175). */
-export function isIpxe(req: Pick<BootRequest, 'userClass' | 'ipxe'>): boolean {
+export function isIpxe(req: Pick<BootFacts, 'userClass' | 'ipxe'>): boolean {
   return req.ipxe !== undefined || (req.userClass ?? '').includes('iPXE');
 }
 
 /** True when the request is a network-boot request at all (PXE ROM, HTTP boot firmware, or iPXE). */
-export function isBootClient(req: Pick<BootRequest, 'vendorClass' | 'userClass' | 'ipxe'>): boolean {
+export function isBootClient(req: Pick<BootFacts, 'vendorClass' | 'userClass' | 'ipxe'>): boolean {
   const vc = req.vendorClass ?? '';
   return vc.startsWith('PXEClient') || vc.startsWith('HTTPClient') || isIpxe(req);
 }
@@ -141,7 +141,7 @@ export function iscsiRootPath(client: Pick<ClientRecord, 'target' | 'lun'>, serv
 }
 
 /** The one decision. Pure: the same inputs give the same answer. */
-export function decideBoot(req: BootRequest, ctx: BootPolicyContext): BootAnswer {
+export function decideBoot(req: BootFacts, ctx: BootPolicyContext): BootAnswer {
   if (!isBootClient(req)) return { kind: 'ignore', reason: 'not a network-boot client (no PXEClient/HTTPClient/iPXE)' };
   const client = ctx.clients.byMac(req.mac);
   if (!client && ctx.unknownClients === 'ignore') {

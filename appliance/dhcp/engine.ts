@@ -3,7 +3,7 @@
  * Responders are synchronous functions of (request, state, clock) -> replies, with no sockets,
  * so tests drive them directly.
  */
-import type { BootAnswer, BootRequest as PolicyRequest } from '../boot/policy';
+import type { BootAnswer, BootFacts as PolicyRequest } from '../boot/policy';
 import type { Clock } from '../core/clock';
 import type { Logger } from '../core/log';
 import type { BootEventSink, BootStage } from '../core/model';

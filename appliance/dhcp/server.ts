@@ -50,7 +50,7 @@ export interface DhcpServerOptions {
   tftpPort?: number;
   clients: ClientDirectory;
   /** Boot decisions (a BootPolicy from appliance/boot/boot-policy.ts). */
-  policy: PolicyPort & { archOf?(mac: string): number | undefined; status?(): { missing: string[] } };
+  policy: PolicyPort & { status?(): { missing: string[] } };
   db: Database.Database;
   clock: Clock;
   log: Logger;
@@ -468,11 +468,6 @@ export class DhcpServer implements Service {
   /** The address announced to clients (resolved from dhcp.interface when configured 'auto'); '' before start(). */
   get serverAddress(): string {
     return this.address;
-  }
-
-  /** Option 93 from the MAC's latest request, when the policy remembers it (for enrolment). */
-  archOf(mac: string): number | undefined {
-    return this.opts.policy.archOf?.(mac);
   }
 
   /**

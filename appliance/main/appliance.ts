@@ -175,7 +175,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
   });
   const grubFiles = new GrubFileSource({
     clients,
-    onGrubRoad: (c) => onGrubRoad(c, dhcp.archOf(c.mac), config.boot.uefiX64Road, policy.binaries.efiArm64 !== undefined),
+    onGrubRoad: (c) => onGrubRoad(c, policy.archOf(c.mac), config.boot.uefiX64Road, policy.binaries.efiArm64 !== undefined),
     signed: policy.signed,
     openDisk: async (c) => {
       const vol = store.openVolume(c.disk, { readOnly: true });
@@ -227,7 +227,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
     dhcpMode,
     mdnsHost: config.mdns.enabled ? `${config.mdns.name}.local` : '',
     enroll: config.boot.unknownClients === 'enroll' ? enroll : undefined,
-    archOf: (mac) => dhcp.archOf(mac),
+    archOf: (mac) => policy.archOf(mac),
     events,
     log: child('boot'),
   });

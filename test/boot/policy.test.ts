@@ -3,7 +3,7 @@ import { archFamily } from '../../appliance/boot/arch';
 import { findIpxeBinaries, missingBinaries } from '../../appliance/boot/binaries';
 import { bootBinaryPath, bootScriptFor, type BootScriptContext } from '../../appliance/boot/http';
 import { renderIpxeScript, renderMenuScript } from '../../appliance/boot/ipxe-script';
-import { decideBoot, iscsiRootPath, type BootPolicyContext, type BootRequest } from '../../appliance/boot/policy';
+import { decideBoot, iscsiRootPath, type BootPolicyContext, type BootFacts } from '../../appliance/boot/policy';
 import type { BootEvent, ClientRecord } from '../../appliance/core/model';
 
 const mac = '52:54:00:12:34:56';
@@ -33,7 +33,7 @@ function ctx(extra: Partial<BootPolicyContext> = {}): BootPolicyContext {
     ...extra,
   };
 }
-const firmware = (arch: number | undefined, vc = `PXEClient:Arch:${String(arch ?? 0).padStart(5, '0')}:UNDI:002001`): BootRequest => ({
+const firmware = (arch: number | undefined, vc = `PXEClient:Arch:${String(arch ?? 0).padStart(5, '0')}:UNDI:002001`): BootFacts => ({
   mac,
   arch,
   vendorClass: vc,

@@ -10,7 +10,7 @@ import { archFamily } from '../../../appliance/boot/arch';
 import type { FsOpener } from '../../../appliance/boot/disk-files/kernel-lookup';
 import { GrubConfigError, renderGrubClientConfig, renderGrubDispatcher } from '../../../appliance/boot/grub-config';
 import { GrubFileSource, onGrubRoad } from '../../../appliance/boot/grub-files';
-import { type BootPolicyContext, type BootRequest, decideBoot, roadFor } from '../../../appliance/boot/policy';
+import { type BootPolicyContext, type BootFacts, decideBoot, roadFor } from '../../../appliance/boot/policy';
 import { findSignedBinaries } from '../../../appliance/boot/signed-binaries';
 import { silentLogger } from '../../../appliance/core/log';
 import type { BootEvent, ClientRecord } from '../../../appliance/core/model';
@@ -48,7 +48,7 @@ function ctx(client: ClientRecord, extra: Partial<BootPolicyContext> = {}): Boot
     ...extra,
   };
 }
-const firmware = (arch: number | undefined, vc = `PXEClient:Arch:${String(arch ?? 0).padStart(5, '0')}:UNDI:003016`): BootRequest => ({
+const firmware = (arch: number | undefined, vc = `PXEClient:Arch:${String(arch ?? 0).padStart(5, '0')}:UNDI:003016`): BootFacts => ({
   mac,
   arch,
   vendorClass: vc,

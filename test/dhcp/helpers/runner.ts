@@ -109,7 +109,7 @@ if (http) {
     httpPort: cfg.http.port,
     iscsiPort: cfg.iscsi.port,
     unknownClients: cfg.boot.unknownClients,
-    archOf: (mac: string) => server.archOf(mac),
+    archOf: (mac: string) => policy.archOf(mac),
     events,
     log,
   });
