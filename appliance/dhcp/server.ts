@@ -32,7 +32,7 @@ import type { BootEventSink, ClientDirectory } from '../core/model';
 import { bindError, FatalError, type Service, type ServiceStatus, type ServiceState } from '../core/service';
 import { probeForDhcpServers } from './conflict-probe';
 import { newCounters, type PolicyPort, type Responder, type ResponderContext, type Via } from './engine';
-import { EventBatch } from './event-batch';
+import { EventBatch } from '../telemetry/event-batch';
 import { FullResponder } from './full';
 import { sameSubnet } from './ipv4';
 import { LeaseStore } from './leases';
@@ -179,12 +179,18 @@ export class DhcpServer implements Service {
   /** Recent request payloads, for dropping a second copy of one frame (DUPLICATE_MS). */
   private recent: { at: number; msg: Buffer }[] = [];
   private readonly log: Logger;
-  /** Boot events, written after the replies are sent (event-batch.ts). */
+  /** Boot events, written after the replies are sent (telemetry/event-batch.ts). */
   private readonly events: EventBatch | undefined;
+  /** True when this server made its own batch (a bare sink was given): it flushes it at stop. */
+  private readonly ownsBatch: boolean;
 
   constructor(private readonly opts: DhcpServerOptions) {
     this.log = opts.log.child({ service: 'dhcp' });
-    this.events = opts.events && new EventBatch(opts.events, { log: this.log, clock: opts.clock, db: opts.db });
+    // The appliance hands in its shared batch; a bare sink (tests, tools) gets one of its own, so
+    // a reply never waits on (or dies with) a telemetry write.
+    this.ownsBatch = opts.events !== undefined && !(opts.events instanceof EventBatch);
+    this.events =
+      opts.events instanceof EventBatch ? opts.events : opts.events && new EventBatch(opts.events, { log: this.log, clock: opts.clock, db: opts.db });
   }
 
   async start(): Promise<void> {
@@ -506,7 +512,7 @@ export class DhcpServer implements Service {
     this.sockets = [];
     this.tx = undefined;
     this.listen.length = 0;
-    this.events?.flush();
+    if (this.ownsBatch) this.events?.flush();
   }
 
   async stop(): Promise<void> {

@@ -33,7 +33,7 @@ import { findRaHelper, RaResponder } from '../ra/responder';
 import { readRuntimeSettings, writeRuntimeSettings } from '../settings/runtime-settings';
 import { SystemCollector } from '../storage/collector';
 import { BootEventStore } from '../telemetry/boot-events';
-import type { BootEventSink } from '../core/model';
+import { EventBatch } from '../telemetry/event-batch';
 import { chainFileSources, DirectoryFileSource, defaultTftpRoots } from '../tftp/file-source';
 import { ext4Opener } from '../boot/disk-files/ext4';
 import { fatOpener } from '../boot/disk-files/kernel-lookup';
@@ -90,6 +90,18 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
   // Registered clients keep their boot timelines; other MACs (spoofable by anyone on the
   // segment) are bounded (issue #13). `clients` is built below; events are recorded only later.
   const events = new BootEventStore(db, clock, { isClient: (mac) => clients.byMac(mac) !== undefined });
+  // Every service records through one batch (telemetry/event-batch.ts): written after the replies,
+  // one commit per window, flushed at stop. An event of an unknown MAC may put it on the
+  // router-solicitation allow-list (issue #17): the responder hears of it as it is written.
+  const bootEvents = new EventBatch(
+    {
+      record(event) {
+        events.record(event);
+        if (!clients.byMac(event.mac)) ra.refresh();
+      },
+    },
+    { log: log.child({ service: 'telemetry' }), clock, db },
+  );
   const serverAddress = resolveServerAddress(config.serverAddress, config.dhcp.interface);
   // Issue #14: the served interface is watched (carrier, address, lease); 'auto' follows its
   // address, an explicit serverAddress stays. `serverAddress` above is only the start-time guess.
@@ -136,7 +148,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
     timeoutSeconds: config.tftp.timeoutSeconds,
     retries: config.tftp.retries,
     maxTransfers: config.tftp.maxTransfers,
-    events,
+    events: bootEvents,
     macForAddress: (ip) => dhcp.macForAddress(ip),
   });
   const iscsi = new IscsiServer({
@@ -145,7 +157,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
     directory: new ClientTargets(clients, store),
     clock,
     log,
-    events,
+    events: bootEvents,
     maxConnections: config.iscsi.maxConnections,
     nopInIntervalSeconds: config.iscsi.nopInIntervalSeconds,
     maxConnectionsPerAddress: config.iscsi.maxConnectionsPerAddress,
@@ -187,7 +199,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
     iscsiPort: config.iscsi.port,
     uiHint: config.mdns.enabled ? `Assign it at http://${config.mdns.name}.local` : "Assign it in the appliance's web UI",
     openHostFile: (path) => new DirectoryFileSource([{ dir: dirname(path), trustSymlinks: true }]).resolve(basename(path)),
-    events,
+    events: bootEvents,
     log: child('boot'),
   });
   const settings = readRuntimeSettings(dataDir);
@@ -204,17 +216,9 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
       db,
       clock,
       log,
-      events: dhcpEvents,
+      events: bootEvents,
       network,
     });
-  // A DHCP event of an unknown MAC may put it on the router-solicitation allow-list (issue #17):
-  // tell the responder at once, so its next RS is answered without waiting for the next tick.
-  const dhcpEvents: BootEventSink = {
-    record(event) {
-      events.record(event);
-      if (!clients.byMac(event.mac)) ra.refresh();
-    },
-  };
   let dhcp = makeDhcp(dhcpMode);
 
   const enroll = async (mac: string) => clients.create(mac, config.boot.enrollImage, { name: `auto-${mac.replace(/:/g, '')}` });
@@ -228,7 +232,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
     mdnsHost: config.mdns.enabled ? `${config.mdns.name}.local` : '',
     enroll: config.boot.unknownClients === 'enroll' ? enroll : undefined,
     archOf: (mac) => policy.archOf(mac),
-    events,
+    events: bootEvents,
     log: child('boot'),
   });
 
@@ -399,6 +403,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
       // Services stop in reverse: mDNS and HTTP first (no new work), iSCSI flushes and closes
       // every volume, then the store makes everything durable and closes its database.
       if (started) await stopAll(services, log);
+      bootEvents.flush();
       await store.close();
       db.close();
     },

@@ -77,7 +77,7 @@ interface MacState {
  * either. Repeated identical events within a second collapse into one (a ROM retrying DHCP 10
  * times is one line, with a count).
  *
- * Every writer (the DHCP server's EventBatch, TFTP, iSCSI, the script route) comes through
+ * Every writer (DHCP, TFTP, iSCSI, the script route, the GRUB road: all through the one EventBatch the composition root puts in front of this store) comes through
  * record(), so the bounds hold whichever path writes. The per-MAC row counts and the order of
  * unknown MACs live in memory, read from the table on first use (so a table grown before a
  * restart, or before these bounds existed, is cut back then). If a batch's commit fails after

@@ -256,7 +256,13 @@ describe('the API: GET /api/unknown-clients, assigning, and IMAGE_NOT_READY (iss
     const script = await fetch(`http://127.0.0.1:${live.port}/boot/52-54-00-14-00-01.ipxe`);
     expect(script.status).toBe(200);
     expect(await script.text()).toContain('waits for a disk');
-    const before = await api('GET', '/api/unknown-clients');
+    // Boot events are written in batches (telemetry/event-batch.ts): the list shows the fetch
+    // within FLUSH_DELAY_MS; wait for it, bounded.
+    let before = await api('GET', '/api/unknown-clients');
+    for (let i = 0; i < 40 && before.json.clients?.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      before = await api('GET', '/api/unknown-clients');
+    }
     expect(before.status).toBe(200);
     expect(before.json).toMatchObject({ mode: 'wait', setting: 'wait', dhcpMode: 'off' });
     expect(before.json.clients).toMatchObject([{ mac: m, stage: 'script' }]);

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../appliance/core/clock';
 import { silentLogger } from '../../appliance/core/log';
 import type { BootEvent } from '../../appliance/core/model';
-import { EventBatch, FLUSH_DELAY_MS } from '../../appliance/dhcp/event-batch';
+import { EventBatch, FLUSH_DELAY_MS } from '../../appliance/telemetry/event-batch';
 import { BootEventStore } from '../../appliance/telemetry/boot-events';
 
 const mac = (i: number) => `02:${[(i >> 24) & 255, (i >> 16) & 255, (i >> 8) & 255, i & 255, 0xee].map((b) => b.toString(16).padStart(2, '0')).join(':')}`;

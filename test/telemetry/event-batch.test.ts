@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../appliance/core/clock';
 import { silentLogger } from '../../appliance/core/log';
 import type { BootEvent } from '../../appliance/core/model';
-import { EventBatch, FLUSH_DELAY_MS, MAX_BATCH } from '../../appliance/dhcp/event-batch';
+import { EventBatch, FLUSH_DELAY_MS, MAX_BATCH } from '../../appliance/telemetry/event-batch';
 import { BootEventStore } from '../../appliance/telemetry/boot-events';
 
 const MAC = '02:00:00:00:bb:01';

@@ -1,5 +1,8 @@
 /**
- * Boot events from the DHCP service, written after the replies are on the wire, in batches.
+ * Boot events from every service (DHCP, TFTP, iSCSI, the boot script route, the GRUB road),
+ * written after the replies are on the wire, in batches (issue #18: one place, not the DHCP
+ * service's alone). The composition root puts one EventBatch in front of the BootEventStore and
+ * flushes it at shutdown.
  *
  * The appliance's sink (BootEventStore) inserts into SQLite, and each insert was its own commit
  * (an fsync with synchronous=FULL): recorded inside the responder, two of them stood between a
