@@ -1,11 +1,13 @@
-// Long file: to be split along its seams (PDU writer, command window, write assembly, Data-In;
-// issue #18 step 3), after the write-path work in flight on appliance/iscsi/ lands.
+// Long file: one connection is one session and its task table; the PDU writer, the CmdSN window,
+// the NOP pinger and Data-In/residuals are split out (issue #18 step 3); R2T/Data-Out assembly
+// still lives here because it shares the task table, the write-buffer budget and the pool.
 import type { Socket } from 'node:net';
 import type { Clock } from '../core/clock';
 import type { Logger } from '../core/log';
 import { BHS_LENGTH, LogoutReason, Op, LogoutResponseCode, RejectReason, RESERVED_TAG, TmfFunction, TmfResponse } from './constants';
 import { PduFramer, type FramedPdu } from './framer';
 import { CommandWindow } from './command-window';
+import { buildDataIn, residualsOf, type Residuals } from './data-in';
 import { NopPinger } from './nop-pinger';
 import { PduWriter } from './pdu-writer';
 import { LoginNegotiation, type AdmitRequest, type LoginOutcome } from './login';
@@ -20,7 +22,6 @@ import {
   encodeScsiResponse,
   encodeTaskMgmtResponse,
   encodeTextResponse,
-  writeDataIn,
   type DataOut,
   type InitiatorPdu,
   type LoginRequest,
@@ -872,42 +873,10 @@ export class IscsiConnection {
     }
     this.settle();
     if (task.aborted || this.phase === 'closed') return;
-    const cmd = task.cmd;
-    const edtl = cmd.edtl;
-    let underflow = false;
-    let overflow = false;
-    let residual = 0;
-    let dataIn = r.dataIn;
-    if (dataIn && dataIn.length > 0 && cmd.read) {
-      if (dataIn.length > edtl) {
-        overflow = true;
-        residual = dataIn.length - edtl;
-        dataIn = dataIn.subarray(0, edtl);
-      } else if (dataIn.length < edtl) {
-        underflow = true;
-        residual = edtl - dataIn.length;
-      }
-    } else if (cmd.write && r.dataOutWanted !== edtl && (r.dataOutWanted > 0 || edtl > 0)) {
-      if (r.dataOutWanted > edtl) {
-        overflow = true;
-        residual = r.dataOutWanted - edtl;
-      } else {
-        underflow = true;
-        residual = edtl - r.dataOutWanted;
-      }
-    } else if (dataIn && dataIn.length > 0 && !cmd.read) {
-      // Data-In for a command sent without the R bit: the initiator expects none (overflow).
-      overflow = true;
-      residual = dataIn.length;
-      dataIn = null;
-    } else if (edtl > 0 && !cmd.write) {
-      // A read that returned nothing. (A write whose data all arrived has no residual: reporting
-      // one made Linux resend every WRITE forever, so mounting ext4 hung.)
-      underflow = true;
-      residual = edtl;
-    }
+    const res = residualsOf(task.cmd, r.dataIn, r.dataOutWanted);
+    const { underflow, overflow, residual, dataIn } = res;
     if (dataIn && dataIn.length > 0) {
-      this.sendDataIn(task, dataIn, r, underflow, overflow, residual);
+      this.sendDataIn(task, dataIn, r, res);
       // Sent from the pooled buffer: back to the pool once the socket has taken it (flush()).
       if (task.inBuf && dataIn.buffer === task.inBuf.buffer) this.writer.releaseAfterWrite(task.inBuf);
       task.inBuf = null;
@@ -937,52 +906,30 @@ export class IscsiConnection {
     this.send(hdr, data);
   }
 
-  /**
-   * Splits read data into Data-In PDUs of at most the initiator's MaxRecvDataSegmentLength,
-   * F at each MaxBurstLength boundary, status (S bit) in the last one when there is no sense
-   * (§11.7.4). All headers share one allocation; the payload is sent as slices, not copied.
-   */
-  private sendDataIn(task: Task, data: Buffer, r: ScsiResult, underflow: boolean, overflow: boolean, residual: number): void {
+  /** Read data as Data-In PDUs (data-in.ts), status in the last one when there is no sense. */
+  private sendDataIn(task: Task, data: Buffer, r: ScsiResult, res: Residuals): void {
     const p = this.params!;
-    const seg = p.initiatorMaxRecvDataSegmentLength;
-    const burst = p.maxBurstLength;
-    const count = Math.ceil(data.length / seg) + Math.ceil(data.length / burst);
-    const hdrLen = BHS_LENGTH + (p.headerDigest ? 4 : 0);
-    const headers = Buffer.allocUnsafe(hdrLen * count);
-    const withStatus = r.sense === null;
-    let off = 0;
-    let dataSN = 0;
-    let burstLeft = burst;
-    let h = 0;
-    while (off < data.length) {
-      const len = Math.min(seg, data.length - off, burstLeft);
-      const last = off + len >= data.length;
-      burstLeft -= len;
-      const endOfBurst = burstLeft === 0 || last;
-      const statusHere = last && withStatus;
-      writeDataIn(headers, h, {
-        final: endOfBurst,
-        statusFlag: statusHere,
+    const statusSent = buildDataIn(
+      data,
+      {
+        segment: p.initiatorMaxRecvDataSegmentLength,
+        burst: p.maxBurstLength,
+        headerDigest: p.headerDigest,
+        withStatus: r.sense === null,
         status: r.status,
-        underflow,
-        overflow,
-        residual,
+        residuals: res,
         lun: task.cmd.lun,
         itt: task.itt,
-        dataSN: dataSN++,
-        bufferOffset: off,
-        dataLength: len,
         statSN: this.statSN,
         expCmdSN: this.window.expCmdSN,
         maxCmdSN: this.maxCmdSN(),
-      });
-      if (statusHere) this.statSN = (this.statSN + 1) >>> 0;
-      this.writer.send(headers.subarray(h, h + BHS_LENGTH), data.subarray(off, off + len), headers, h);
-      h += hdrLen;
-      off += len;
-      if (burstLeft === 0) burstLeft = burst;
-    }
+      },
+      this.sendDataInPdu,
+    );
+    if (statusSent) this.statSN = (this.statSN + 1) >>> 0;
   }
+
+  private readonly sendDataInPdu = (header: Buffer, payload: Buffer, headers: Buffer, at: number): void => this.writer.send(header, payload, headers, at);
 
   // ---- other requests ---------------------------------------------------------------------
 
