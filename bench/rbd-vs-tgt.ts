@@ -23,7 +23,7 @@ import { silentLogger } from '../appliance/core/log';
 import { ImageStore } from '../image-store/store';
 import { RbdStore } from '../image-store/rbd/store';
 import { startCluster } from '../test/rbd/cluster';
-import { ensureAddon } from '../test/rbd/helpers';
+import { ensureAddon } from '../test/rbd/addon';
 
 const run = promisify(execFile);
 const SECONDS = Number(process.argv[2] ?? 3);

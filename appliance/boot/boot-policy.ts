@@ -5,9 +5,18 @@
  */
 import type { Clock } from '../core/clock';
 import type { Logger } from '../core/log';
-import type { ClientDirectory } from '../core/model';
+import type { ClientDirectory, ClientRecord } from '../core/model';
 import { findIpxeBinaries, missingBinaries, type EfiBinaryChoice, type IpxeBinaries } from './binaries';
-import { decideBoot, effectiveUnknownClients, scriptUrl, type BootAnswer, type BootFacts, type UnknownClientsMode, type UnknownClientsSetting } from './policy';
+import {
+  decideBoot,
+  effectiveUnknownClients,
+  onGrubRoad,
+  scriptUrl,
+  type BootAnswer,
+  type BootFacts,
+  type UnknownClientsMode,
+  type UnknownClientsSetting,
+} from './policy';
 import type { TokenBinding } from './script-tokens';
 import { findSignedBinaries, missingSigned, type SignedBinaries } from './signed-binaries';
 
@@ -82,6 +91,14 @@ export class BootPolicy {
       return { ...answer, url: scriptUrl(req.mac, serverAddress, this.opts.httpPort, token) };
     }
     return answer;
+  }
+
+  /**
+   * Whether a client takes the GRUB road now, from the architecture of its last request: what the
+   * TFTP server's GRUB files ask (the same seam DHCP's decide() and the script route use).
+   */
+  grubRoad(client: ClientRecord): boolean {
+    return onGrubRoad(client, this.archOf(client.mac), this.opts.boot.uefiX64Road ?? 'ipxe', this.binaries.efiArm64 !== undefined);
   }
 
   /** What unknown clients get now (boot.unknownClients, 'auto' resolved by the DHCP mode). */

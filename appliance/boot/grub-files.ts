@@ -17,8 +17,6 @@ import { memoryFile } from '../tftp/file-source';
 import { type FoundKernel, type FsOpener, findKernel, KernelNotFound } from './disk-files/kernel-lookup';
 import type { ByteReader } from './disk-files/partitions';
 import { PartitionTableError } from './disk-files/partitions';
-import { archFamily } from './arch';
-import { type BootRoad, roadFor } from './policy';
 import { GrubConfigError, renderGrubClientConfig, renderGrubDispatcher } from './grub-config';
 import type { NeighbourLookup } from './neighbours';
 import { type SignedBinaries, signedNames } from './signed-binaries';
@@ -135,15 +133,6 @@ function diskFile(file: FoundKernel['kernel'], close: () => Promise<void>): Tftp
     },
     close,
   };
-}
-
-/**
- * Whether a client takes the GRUB road, from the architecture of its last DHCP request. Without
- * one (the appliance restarted since), its explicit setting, or boot.uefiX64Road for 'auto'.
- */
-export function onGrubRoad(client: ClientRecord, arch: number | undefined, uefiX64Road: BootRoad, arm64Ipxe = false): boolean {
-  if (arch !== undefined) return roadFor(archFamily(arch), client.road, uefiX64Road, arm64Ipxe) === 'grub';
-  return client.road === 'grub' || (client.road !== 'ipxe' && uefiX64Road === 'grub');
 }
 
 /** A ByteReader over a block volume's read(lba, blocks). */

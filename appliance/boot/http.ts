@@ -124,6 +124,28 @@ export async function bootScriptFor(file: string, ctx: BootScriptContext, access
 }
 
 /**
+ * The script route's one question to boot policy (issue #18: the one-shot choice is made here,
+ * in boot/, not in the HTTP route). For a fetch through a redeemed one-time link of a registered
+ * client, `beginBoot` (the registry's) consumes a one-shot next-boot choice and says which of the
+ * client's disks this boot uses; the script then names that disk's target. Never for a replayed,
+ * expired or foreign fetch: they must not spend the choice. Enrolment and the wait screen are
+ * bootScriptFor's.
+ */
+export async function answerScript(
+  file: string,
+  ctx: BootScriptContext,
+  access: ScriptAccess,
+  beginBoot?: (mac: string) => Promise<{ client: ClientRecord; reason: string }>,
+): Promise<BootHttpResponse> {
+  const mac = normaliseMac(file.replace(/\.ipxe$/i, ''));
+  if (!access.trusted || !mac || !beginBoot || !ctx.clients.byMac(mac)) return bootScriptFor(file, ctx, access);
+  const sel = await beginBoot(mac);
+  if (sel.reason !== 'default') ctx.log?.info({ mac, disk: sel.client.disk, reason: sel.reason }, 'one-shot boot selected');
+  const clients = { byMac: (m: string) => (normaliseMac(m) === mac ? sel.client : ctx.clients.byMac(m)) };
+  return bootScriptFor(file, { ...ctx, clients }, access);
+}
+
+/**
  * The absolute path of an iPXE binary served over HTTP (UEFI HTTP boot fetches ipxe.efi this
  * way), or undefined when `file` is not one of the binaries found. Only known names are served,
  * so no path from the URL ever reaches the file system.

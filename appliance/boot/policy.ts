@@ -140,6 +140,15 @@ export function iscsiRootPath(client: Pick<ClientRecord, 'target' | 'lun'>, serv
   return `iscsi:${serverAddress}::${iscsiPort}:${client.lun.toString(16)}:${client.target}`;
 }
 
+/**
+ * Whether a client takes the GRUB road, from the architecture of its last DHCP request. Without
+ * one (the appliance restarted since), its explicit setting, or boot.uefiX64Road for 'auto'.
+ */
+export function onGrubRoad(client: ClientRecord, arch: number | undefined, uefiX64Road: BootRoad, arm64Ipxe = false): boolean {
+  if (arch !== undefined) return roadFor(archFamily(arch), client.road, uefiX64Road, arm64Ipxe) === 'grub';
+  return client.road === 'grub' || (client.road !== 'ipxe' && uefiX64Road === 'grub');
+}
+
 /** The one decision. Pure: the same inputs give the same answer. */
 export function decideBoot(req: BootFacts, ctx: BootPolicyContext): BootAnswer {
   if (!isBootClient(req)) return { kind: 'ignore', reason: 'not a network-boot client (no PXEClient/HTTPClient/iPXE)' };

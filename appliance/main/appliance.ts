@@ -37,7 +37,7 @@ import { EventBatch } from '../telemetry/event-batch';
 import { chainFileSources, DirectoryFileSource, defaultTftpRoots } from '../tftp/file-source';
 import { ext4Opener } from '../boot/disk-files/ext4';
 import { fatOpener } from '../boot/disk-files/kernel-lookup';
-import { GrubFileSource, onGrubRoad, volumeReader } from '../boot/grub-files';
+import { GrubFileSource, volumeReader } from '../boot/grub-files';
 import { TftpServer } from '../tftp/server';
 import { ImageStore } from '../../image-store/store';
 import { RbdStore } from '../../image-store/rbd/store';
@@ -187,7 +187,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
   });
   const grubFiles = new GrubFileSource({
     clients,
-    onGrubRoad: (c) => onGrubRoad(c, policy.archOf(c.mac), config.boot.uefiX64Road, policy.binaries.efiArm64 !== undefined),
+    onGrubRoad: (c) => policy.grubRoad(c),
     signed: policy.signed,
     openDisk: async (c) => {
       const vol = store.openVolume(c.disk, { readOnly: true });

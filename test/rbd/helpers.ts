@@ -1,24 +1,16 @@
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { systemClock } from '../../appliance/core/clock';
 import { silentLogger } from '../../appliance/core/log';
-import { addonPath } from '../../image-store/rbd/native';
 import { RbdStore } from '../../image-store/rbd/store';
 import { afterAll, beforeAll } from 'vitest';
 import { tempDir } from '../image-store/helpers';
 import { startCluster, type TestCluster } from './cluster';
 
-/** Builds the librbd addon when it is not built yet (about 1 s; needs librbd-dev). */
-export function ensureAddon(): void {
-  if (addonPath()) return;
-  execFileSync('bash', [path.resolve(__dirname, '../../image-store/rbd/addon/build.sh')], { stdio: 'inherit' });
-}
+// The addon helpers live in addon.ts, which benches import (this file imports vitest).
+import { ensureAddon } from './addon';
 
-/** True when librbd's headers are there to build the addon. */
-export function haveLibrbdDev(): boolean {
-  return fs.existsSync('/usr/include/rbd/librbd.h');
-}
+export { ensureAddon, haveLibrbdDev } from './addon';
 
 /** Opens an RbdStore on the test cluster as the least-privilege user; `prefix` keeps stores apart in one pool. */
 export function openRbdStore(c: TestCluster, dir: string, prefix: string): Promise<RbdStore> {

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { createReadStream } from 'node:fs';
 import type { IpxeBinaries } from '../../boot/binaries';
-import { bootBinaryPath, bootScriptFor, type BootScriptContext, type ScriptAccess } from '../../boot/http';
+import { answerScript, bootBinaryPath, type BootScriptContext, type ScriptAccess } from '../../boot/http';
 import { peerIPv4, type NeighbourLookup } from '../../boot/neighbours';
 import type { ScriptTokens } from '../../boot/script-tokens';
 import type { ClientRegistry } from '../../clients/registry';
@@ -61,16 +61,7 @@ export function bootRoutes(
             }
           }
         }
-        let scriptCtx = base;
-        if (access.trusted && mac && clients.byMac(mac)) {
-          // A boot starts: the registry consumes a one-shot next-boot choice and answers which of
-          // the client's disks this boot uses; the script names that disk's target. Only for a
-          // redeemed link: a replayed, expired or foreign fetch must not spend the choice.
-          const sel = await clients.beginBoot(mac);
-          if (sel.reason !== 'default') req.log.info({ mac, disk: sel.client.disk, reason: sel.reason }, 'one-shot boot selected');
-          scriptCtx = { ...base, clients: { byMac: (m) => (normaliseMac(m) === mac ? sel.client : base.clients.byMac(m)) } };
-        }
-        const r = await bootScriptFor(file, scriptCtx, access);
+        const r = await answerScript(file, base, access, (m) => clients.beginBoot(m));
         return reply.status(r.status).type(r.contentType).header('Cache-Control', 'no-store').send(r.body);
       }
       const path = bootBinaryPath(file, binaries());
