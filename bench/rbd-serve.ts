@@ -8,13 +8,20 @@
 import '../appliance/core/io-threads';
 import pino from 'pino';
 import { systemClock } from '../appliance/core/clock';
+import { nativeBindingPath } from '../appliance/core/db';
 import { RbdStore } from '../image-store/rbd/store';
 import { startTarget, target } from '../test/iscsi/harness';
 
 async function main(): Promise<void> {
   const [conf, id, keyring, pool, file, n, dir] = process.argv.slice(2) as [string, string, string, string, string, string, string];
   const log = pino({ level: 'silent' });
-  const store = await RbdStore.open({ dir, clock: systemClock, log, rbd: { conf, id, keyring: keyring || undefined, pool, prefix: 'ours-' } });
+  const store = await RbdStore.open({
+    dir,
+    clock: systemClock,
+    log,
+    rbd: { conf, id, keyring: keyring || undefined, pool, prefix: 'ours-' },
+    sqliteBinding: nativeBindingPath(),
+  });
   await store.importImage('golden', file);
   const targets = [];
   for (let k = 0; k < Number(n); k++) {

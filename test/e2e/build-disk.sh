@@ -53,33 +53,9 @@ echo "InitiatorName=iqn.2026-11.local.netboot:e2e-unused" > "$R/etc/iscsi/initia
 
 # Modules: the wanted set plus the closure of `modinfo -F depends`, then depmod for busybox
 # modprobe, and a load order (dependencies first) from the host's kmod.
-KM=$WORK/kernel/lib/modules/$KVER
-depmod -b "$WORK/kernel" "$KVER"
-WANT="e1000 virtio_pci virtio_net efivarfs crc32c_generic scsi_transport_iscsi libiscsi libiscsi_tcp iscsi_tcp iscsi_ibft sd_mod ext4"
-declare -A seen=()
-queue=($WANT)
-while [ ${#queue[@]} -gt 0 ]; do
-  m=${queue[0]}; queue=("${queue[@]:1}")
-  [ -n "${seen[$m]:-}" ] && continue
-  seen[$m]=1
-  f=$(modinfo -b "$WORK/kernel" -k "$KVER" -n "$m" 2>/dev/null || true)
-  case "$f" in
-    /*.ko) ;;
-    *) continue ;; # built in
-  esac
-  rel=${f#"$KM/"}
-  mkdir -p "$R/lib/modules/$KVER/$(dirname "$rel")"
-  cp "$f" "$R/lib/modules/$KVER/$rel"
-  for d in $(modinfo -b "$WORK/kernel" -k "$KVER" -F depends "$m" | tr ',' ' '); do queue+=("$d"); done
-done
-cp "$KM/modules.order" "$KM/modules.builtin" "$KM/modules.builtin.modinfo" "$R/lib/modules/$KVER/" 2>/dev/null || true
-depmod -b "$R" "$KVER"
-: > "$R/etc/modules-order"
-for m in $WANT; do
-  modprobe -d "$R" -S "$KVER" --show-depends "$m" 2>/dev/null | awk '$1 == "insmod" {print $2}' |
-    sed "s#^$R/lib/modules/$KVER/##" >> "$R/etc/modules-order"
-done
-awk '!seen[$0]++' "$R/etc/modules-order" > "$R/etc/modules-order.tmp" && mv "$R/etc/modules-order.tmp" "$R/etc/modules-order"
+# shellcheck source=initramfs-modules.sh
+source "$(dirname "${BASH_SOURCE[0]}")/initramfs-modules.sh"
+copy_modules "$WORK/kernel" "$KVER" "$R" "e1000 virtio_pci virtio_net efivarfs crc32c_generic scsi_transport_iscsi libiscsi libiscsi_tcp iscsi_tcp iscsi_ibft sd_mod ext4"
 (cd "$R" && find . -print0 | sort -z | cpio --null -o -H newc --quiet --reproducible) | gzip -9n > "$WORK/initrd.gz"
 
 # --- FAT boot partition (BIOS syslinux + UEFI syslinux.efi) ---------------------------------
