@@ -1,15 +1,17 @@
-// Long file: one connection is one session and its task table; the PDU writer, the CmdSN window,
-// the NOP pinger and Data-In/residuals are split out (issue #18 step 3); R2T/Data-Out assembly
-// still lives here because it shares the task table, the write-buffer budget and the pool.
+// Long file: one connection is one session: login and its phases, the task table, dispatch and
+// output throttling, TMF, text and logout. Its parts with their own state or rules are split out
+// (issue #18 step 3): pdu-writer, command-window, nop-pinger, write-assembly, data-in.
 import type { Socket } from 'node:net';
 import type { Clock } from '../core/clock';
 import type { Logger } from '../core/log';
-import { BHS_LENGTH, LogoutReason, Op, LogoutResponseCode, RejectReason, RESERVED_TAG, TmfFunction, TmfResponse } from './constants';
+import { BHS_LENGTH, LogoutReason, LogoutResponseCode, RejectReason, RESERVED_TAG, TmfFunction, TmfResponse } from './constants';
 import { PduFramer, type FramedPdu } from './framer';
 import { CommandWindow } from './command-window';
 import { buildDataIn, residualsOf, type Residuals } from './data-in';
 import { NopPinger } from './nop-pinger';
 import { PduWriter } from './pdu-writer';
+import type { Task } from './task';
+import { MAX_EDTL, WriteAssembly } from './write-assembly';
 import { LoginNegotiation, type AdmitRequest, type LoginOutcome } from './login';
 import {
   decodePdu,
@@ -22,7 +24,6 @@ import {
   encodeScsiResponse,
   encodeTaskMgmtResponse,
   encodeTextResponse,
-  type DataOut,
   type InitiatorPdu,
   type LoginRequest,
   type LogoutRequest,
@@ -54,14 +55,6 @@ import { decodeText, encodeText, type TextPair } from './text';
  * never have more than QUEUE_DEPTH commands (plus as many immediate ones) held here at once.
  */
 export const QUEUE_DEPTH = 128;
-/**
- * Write data allocated for in-flight commands before R2Ts wait (per connection). Writes whose
- * first burst comes unsolicited (InitialR2T=No) while over this get a buffer of that first burst
- * only (at most FirstBurstLength, §13.14), and the rest of their buffer once others finish.
- */
-const MAX_WRITE_BUFFERED = 64 * 1024 * 1024;
-/** Largest EDTL accepted for a command carrying data: bounds what one command may make us allocate. */
-const MAX_EDTL = 16 * 1024 * 1024;
 
 /** What a connection needs from the server. */
 export interface ConnectionContext {
@@ -103,43 +96,6 @@ export interface ConnectionContext {
   count(name: 'pdusIn' | 'pdusOut' | 'bytesIn' | 'bytesOut' | 'commands' | 'errors' | 'rejects', n?: number): void;
 }
 
-interface Task {
-  itt: number;
-  cmd: ScsiCommand;
-  lu: LogicalUnit | null;
-  /** Write data (EDTL bytes) being assembled. */
-  buf: Buffer | null;
-  /** buf came from ctx.buffers: it goes back there once the command has been answered. */
-  pooled: boolean;
-  /**
-   * A pooled buffer a large read may return its data in (ScsiRequest.dataInBuffer). It goes back
-   * to the pool only once the Data-In sent from it reached the kernel; otherwise to the GC.
-   */
-  inBuf: Buffer | null;
-  received: number;
-  /** End of the unsolicited region (immediate + unsolicited Data-Out), §13.13-13.14. */
-  unsolicitedEnd: number;
-  /** Next offset to ask for with an R2T. */
-  nextR2T: number;
-  outstandingR2T: number;
-  r2tSN: number;
-  /** Expected DataSN per open Data-Out sequence, by TTT (created for writes only). */
-  dataSN: Map<number, number> | null;
-  /** Delivered in CmdSN order (for non-immediate commands). */
-  ordered: boolean;
-  executing: boolean;
-  aborted: boolean;
-  reservedBytes: number;
-  /** A Data-Out arrived out of sequence: the command fails once its data is in. */
-  dataError: boolean;
-  /** buf holds only the unsolicited first burst (over MAX_WRITE_BUFFERED); grown when R2Ts may go. */
-  partial: boolean;
-  /** Data-In bytes reserved against maxQueuedDataIn while this read executes. */
-  dataInReserved: number;
-  /** In dispatchWaiters (counted in inFlight already). */
-  waiting: boolean;
-}
-
 type Phase = 'login' | 'full' | 'logout' | 'closed';
 
 /** Per-session counters for GET /api/sessions. */
@@ -170,10 +126,7 @@ export class IscsiConnection {
   private readonly tasks = new Map<number, Task>();
   private readonly luns = new Map<number, LogicalUnit>();
   private lunsOpening: Promise<void> | null = null;
-  private writeBuffered = 0;
-  /** Bytes of first-burst-only buffers (Task.partial): at most QUEUE_DEPTH × FirstBurstLength. */
-  private partialBuffered = 0;
-  private readonly r2tWaiters: Task[] = [];
+  private readonly writes: WriteAssembly;
   /** Data-In bytes of reads executing (reserved before their volume call). */
   private dataInReserved = 0;
   /**
@@ -204,13 +157,25 @@ export class IscsiConnection {
     this.log = ctx.log.child({ peer: address });
     this.closedPromise = new Promise((r) => (this.resolveClosed = r));
     this.framer = new PduFramer(Math.max(ctx.limits.maxRecvDataSegmentLength, 8192), (p) => this.onFramed(p));
-    this.framer.placeData = (h, len) => this.placeDataOut(h, len);
+    this.framer.placeData = (h, len) => this.writes.place(h, len);
     this.login = new LoginNegotiation({
       directory: ctx.directory,
       limits: ctx.limits,
       portalGroupTag: ctx.portalGroupTag,
       admit: (req) => ctx.admit(this, req),
       admitSession: (outcome) => ctx.admitSession(this, outcome),
+    });
+    this.writes = new WriteAssembly({
+      params: () => this.params!,
+      task: (itt) => this.tasks.get(itt),
+      acquire: (bytes) => ctx.buffers.acquire(bytes),
+      takeTtt: () => this.takeTtt(),
+      sendR2T: (r) => this.send(encodeR2T({ ...r, statSN: this.statSN, expCmdSN: this.window.expCmdSN, maxCmdSN: this.maxCmdSN() }), null),
+      protocolError: (reason) => this.protocolError(reason),
+      ready: (task) => this.maybeExecute(task),
+      inFullFeature: () => this.phase === 'full',
+      closed: () => this.phase === 'closed',
+      debug: (obj, msg) => this.log.debug(obj, msg),
     });
     this.pinger = new NopPinger(ctx.clock, ctx.nopInIntervalMs, {
       inFullFeature: () => this.phase === 'full',
@@ -322,13 +287,13 @@ export class IscsiConnection {
       return this.onLogin(pdu);
     }
     // While logging out or stopping, data for commands already accepted still comes in.
-    if (this.phase === 'logout' && pdu.op === 'dataOut') return this.onDataOut(pdu);
+    if (this.phase === 'logout' && pdu.op === 'dataOut') return this.writes.onDataOut(pdu);
     if (this.phase !== 'full') return;
     switch (pdu.op) {
       case 'scsiCommand':
         return this.ordered(pdu, () => this.onCommand(pdu));
       case 'dataOut':
-        return this.onDataOut(pdu);
+        return this.writes.onDataOut(pdu);
       case 'nopOut':
         return this.onNopOut(pdu);
       case 'taskMgmt':
@@ -505,7 +470,6 @@ export class IscsiConnection {
       this.reject(RejectReason.TaskInProgress, cmd.header);
       return;
     }
-    const p = this.params!;
     const task: Task = {
       itt: cmd.itt,
       cmd,
@@ -542,177 +506,13 @@ export class IscsiConnection {
         });
         return;
       }
-      const imm = cmd.data.length;
-      if (imm > 0 && (!p.immediateData || imm > p.firstBurstLength || imm > cmd.edtl)) {
+      const begun = this.writes.begin(task);
+      if (begun === 'refused') {
         this.tasks.delete(cmd.itt);
         this.protocolError('immediate data not allowed or too long');
         return;
       }
-      task.received = imm;
-      task.unsolicitedEnd = p.initialR2T ? imm : Math.min(cmd.edtl, p.firstBurstLength);
-      // Unsolicited Data-Out is only sent when F is clear on the command (§11.3.1).
-      if (cmd.final && !p.initialR2T) task.unsolicitedEnd = imm;
-      task.nextR2T = task.unsolicitedEnd;
-      // Sequences of Data-Out are expected only when not everything came as immediate data.
-      if (imm < cmd.edtl) task.dataSN = new Map();
-      if (task.unsolicitedEnd > imm) task.dataSN!.set(RESERVED_TAG, 0);
-      const placed = imm > 0 && this.placedCommandData.has(cmd.data.buffer) && cmd.data.byteOffset === 0;
-      if (imm === cmd.edtl) {
-        task.buf = cmd.data; // the whole write came as immediate data: no copy
-        // Gathered into a pooled buffer by placeDataOut: it goes back to the pool when answered.
-        task.pooled = placed;
-      } else if (task.unsolicitedEnd < cmd.edtl && this.writeBuffered > 0 && this.writeBuffered + cmd.edtl > MAX_WRITE_BUFFERED) {
-        // Too much write data buffered already: ask for this one's data once others finish.
-        // Unsolicited Data-Out may already be on its way (InitialR2T=No) and cannot be refused:
-        // it gets a buffer of its first burst only, never the whole EDTL (issue #13).
-        if (task.unsolicitedEnd > imm) {
-          task.buf = Buffer.allocUnsafe(task.unsolicitedEnd);
-          if (imm) cmd.data.copy(task.buf, 0);
-          task.partial = true;
-          this.partialBuffered += task.unsolicitedEnd;
-        }
-        this.r2tWaiters.push(task);
-        return;
-      } else {
-        this.allocateWrite(task);
-      }
-      this.issueR2Ts(task);
-    }
-    this.maybeExecute(task);
-  }
-
-  private allocateWrite(task: Task): void {
-    const cmd = task.cmd;
-    const first = task.partial ? task.buf! : null;
-    if (!first && cmd.data.length > 0 && this.placedCommandData.has(cmd.data.buffer) && cmd.data.byteOffset === 0) {
-      // The immediate data already sits at the start of a pooled buffer of EDTL bytes (placeDataOut).
-      task.buf = Buffer.from(cmd.data.buffer, 0, cmd.edtl);
-      task.pooled = true;
-      this.writeBuffered += cmd.edtl;
-      task.reservedBytes = cmd.edtl;
-      return;
-    }
-    task.buf = this.ctx.buffers.acquire(cmd.edtl);
-    task.pooled = true;
-    this.writeBuffered += cmd.edtl;
-    task.reservedBytes = cmd.edtl;
-    if (first) {
-      // The first burst gathered so far (immediate data included); later pieces land in buf.
-      first.copy(task.buf, 0);
-      task.partial = false;
-      this.partialBuffered -= first.length;
-    } else if (cmd.data.length) {
-      cmd.data.copy(task.buf, 0);
-    }
-  }
-
-  /** Starts writes that waited for buffer space. */
-  private drainR2tWaiters(): void {
-    while (this.r2tWaiters.length) {
-      const task = this.r2tWaiters[0];
-      if (task.aborted || this.phase === 'closed') {
-        this.r2tWaiters.shift();
-        continue;
-      }
-      if (this.writeBuffered > 0 && this.writeBuffered + task.cmd.edtl > MAX_WRITE_BUFFERED) return;
-      this.r2tWaiters.shift();
-      this.allocateWrite(task);
-      this.issueR2Ts(task);
-    }
-  }
-
-  /** Sends R2Ts for the task, up to MaxOutstandingR2T, each at most MaxBurstLength (§13.13-13.15). */
-  private issueR2Ts(task: Task): void {
-    const p = this.params!;
-    const edtl = task.cmd.edtl;
-    while (task.nextR2T < edtl && task.outstandingR2T < p.maxOutstandingR2T && !task.aborted) {
-      const len = Math.min(p.maxBurstLength, edtl - task.nextR2T);
-      const ttt = this.takeTtt();
-      task.dataSN!.set(ttt, 0);
-      const hdr = encodeR2T({
-        lun: task.cmd.lun,
-        itt: task.itt,
-        ttt,
-        r2tSN: task.r2tSN++,
-        bufferOffset: task.nextR2T,
-        length: len,
-        statSN: this.statSN,
-        expCmdSN: this.window.expCmdSN,
-        maxCmdSN: this.maxCmdSN(),
-      });
-      task.nextR2T += len;
-      task.outstandingR2T++;
-      this.send(hdr, null);
-    }
-  }
-
-  /**
-   * Where a Data-Out's data segment goes when the framer has to gather it from several socket
-   * chunks: straight into its command's buffer at its offset (one copy, not two). Only for a
-   * task still taking data under a TTT we issued; anything else gets a buffer of its own and is
-   * judged by onDataOut as before. A Data-Out that onDataOut then finds out of sequence has
-   * written into a command that fails anyway (ERL 0), and a later one cannot land while the
-   * command executes (executing tasks get no placement).
-   */
-  private placeDataOut(h: Buffer, len: number): Buffer | undefined {
-    const op = h[0]! & 0x3f;
-    if (op === Op.ScsiCommand) return this.placeImmediateData(h, len);
-    if (op !== Op.DataOut) return undefined;
-    const task = this.tasks.get(h.readUInt32BE(16));
-    if (!task || !task.buf || !task.dataSN || task.executing || task.aborted || !task.dataSN.has(h.readUInt32BE(20))) return undefined;
-    const off = h.readUInt32BE(40);
-    if (off + len > task.buf.length) return undefined;
-    return task.buf.subarray(off, off + len);
-  }
-
-  /**
-   * Immediate data of a large WRITE (open-iscsi and libiscsi send up to FirstBurstLength, 256
-   * KiB, with the command) spans socket chunks: gather it into the start of a pooled buffer of
-   * EDTL bytes, which the task then adopts (allocateWrite) instead of copying it again. Judged
-   * before anything checked the command: a buffer the task does not adopt (a protocol error, a
-   * command refused) is left to the GC, never released.
-   */
-  private placeImmediateData(h: Buffer, len: number): Buffer | undefined {
-    const edtl = h.readUInt32BE(20);
-    if ((h[1]! & 0x20) === 0 || edtl < MIN_CLASS || len > edtl || edtl > MAX_EDTL || this.phase !== 'full') return undefined;
-    const buf = this.ctx.buffers.acquire(edtl);
-    this.placedCommandData.add(buf.buffer);
-    return buf.subarray(0, len);
-  }
-
-  /** ArrayBuffers of pooled buffers that placeImmediateData handed the framer. */
-  private readonly placedCommandData = new WeakSet<ArrayBufferLike>();
-
-  private onDataOut(d: DataOut): void {
-    const task = this.tasks.get(d.itt);
-    if (!task || !task.buf || !task.dataSN || task.executing) {
-      // Data for an aborted or answered task: nothing to do with it (§7.1.1, ERL 0).
-      this.log.debug({ itt: d.itt }, 'Data-Out for no pending task, dropped');
-      return;
-    }
-    if (task.aborted) return;
-    const seqs = task.dataSN!;
-    const expected = seqs.get(d.ttt);
-    if (expected === undefined) return this.protocolError(`Data-Out with unknown TTT ${d.ttt}`);
-    if (d.dataSN !== expected && !task.dataError) {
-      // A DataSN gap at ERL 0 cannot be recovered (§7.1): keep the connection, take in the rest of
-      // the data, and fail the command (ABORTED COMMAND / DATA PHASE ERROR) instead of writing it.
-      this.log.debug({ itt: d.itt, dataSN: d.dataSN, expected }, 'Data-Out out of sequence, failing the command');
-      task.dataError = true;
-    }
-    seqs.set(d.ttt, d.dataSN + 1);
-    const len = d.data.length;
-    if (d.bufferOffset + len > task.cmd.edtl) return this.protocolError('Data-Out beyond the expected data transfer length');
-    // Unsolicited data stops at FirstBurstLength (§13.14); a first-burst-only buffer ends there.
-    if (d.ttt === RESERVED_TAG && d.bufferOffset + len > task.unsolicitedEnd) return this.protocolError('unsolicited Data-Out beyond the first burst');
-    // Already in place when the framer gathered it into task.buf (placeDataOut).
-    const placed = d.data.buffer === task.buf.buffer && d.data.byteOffset === task.buf.byteOffset + d.bufferOffset;
-    if (len > 0 && !placed) d.data.copy(task.buf, d.bufferOffset);
-    task.received += len;
-    if (d.final && d.ttt !== RESERVED_TAG) {
-      seqs.delete(d.ttt);
-      task.outstandingR2T--;
-      this.issueR2Ts(task);
+      if (begun === 'waiting') return;
     }
     this.maybeExecute(task);
   }
@@ -866,11 +666,7 @@ export class IscsiConnection {
       this.ctx.buffers.release(task.buf!);
       task.buf = null;
     }
-    if (task.reservedBytes) {
-      this.writeBuffered -= task.reservedBytes;
-      task.reservedBytes = 0;
-      this.drainR2tWaiters();
-    }
+    this.writes.released(task);
     this.settle();
     if (task.aborted || this.phase === 'closed') return;
     const res = residualsOf(task.cmd, r.dataIn, r.dataOutWanted);
@@ -1014,10 +810,7 @@ export class IscsiConnection {
     if (!task.executing) {
       // Never started: forget it now (release its write buffer).
       this.tasks.delete(task.itt);
-      if (task.reservedBytes) this.writeBuffered -= task.reservedBytes;
-      task.reservedBytes = 0;
-      if (task.partial) this.partialBuffered -= task.buf!.length;
-      task.partial = false;
+      this.writes.abandoned(task);
       if (task.waiting) {
         this.dispatchWaiters.splice(this.dispatchWaiters.indexOf(task), 1);
         task.waiting = false;
