@@ -152,7 +152,9 @@ describe('an initiator that never reads its Data-In (issue #13)', () => {
       peak = Math.max(peak, rssMiB(child.pid!));
     }
     console.log(`stalled writer: target RSS baseline ${baseline.toFixed(0)} MiB, peak ${peak.toFixed(0)} MiB (+${(peak - baseline).toFixed(0)})`);
-    // MAX_WRITE_BUFFERED (64 MiB) of whole buffers + 120 first bursts of 64 KiB, and slack.
-    expect(peak - baseline).toBeLessThan(112);
+    // MAX_WRITE_BUFFERED (64 MiB) of whole buffers + 120 first bursts of 64 KiB, and slack for
+    // what glibc and V8 keep: the growth measured 81-126 MiB over nine runs of three versions
+    // (2026-12-04), so 112 failed now and then. Unbounded, it is 128 x 8 MiB = 1 GiB.
+    expect(peak - baseline).toBeLessThan(160);
   }, 60_000);
 });
