@@ -12,7 +12,7 @@ import { CACHE_DIR, REPO_ROOT, type TestDisk } from './build-disk';
 
 const SCRIPT = join(__dirname, 'build-disk-arm64.sh');
 const FIXTURES = join(REPO_ROOT, 'test/fixtures/e2e');
-const RECIPE = [SCRIPT, join(__dirname, 'initramfs-modules.sh'), join(FIXTURES, 'initramfs-init.sh'), join(FIXTURES, 'udhcpc.script')];
+const RECIPE = [SCRIPT, join(__dirname, 'initramfs-lib.sh'), join(FIXTURES, 'initramfs-init.sh'), join(FIXTURES, 'udhcpc.script')];
 
 /** Host tools the build needs besides the x64 disk's. */
 export const ARM64_BUILD_TOOLS = [

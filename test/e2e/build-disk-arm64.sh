@@ -33,13 +33,9 @@ cp "$PKG/boot/vmlinuz-$KVER" "$WORK/vmlinuz"
 
 # --- initramfs (the x64 disk's /init: it is architecture-neutral shell) -------------------
 R=$WORK/initramfs
-mkdir -p "$R"/{bin,sbin,etc,proc,sys,dev,run,tmp,mnt/root,lib/modules/"$KVER",etc/iscsi}
-cp "$PKG/bin/busybox" "$R/bin/busybox"
-ln -s busybox "$R/bin/sh"
-ln -s ../bin/busybox "$R/sbin/modprobe"
-cp "$FIX/initramfs-init.sh" "$R/init"
-cp "$FIX/udhcpc.script" "$R/etc/udhcpc.script"
-chmod 755 "$R/init" "$R/etc/udhcpc.script"
+# shellcheck source=initramfs-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/initramfs-lib.sh"
+initramfs_skeleton "$R" "$KVER" "$PKG/bin/busybox" "$FIX"
 cp "$PKG/sbin/iscsistart" "$R/sbin/iscsistart"
 # Its shared libraries: the NEEDED closure, looked up in the arm64 tree (ldd cannot run aarch64).
 libdirs="$PKG/lib/aarch64-linux-gnu $PKG/usr/lib/aarch64-linux-gnu"
@@ -59,12 +55,9 @@ while [ ${#queue[@]} -gt 0 ]; do
     queue+=("$src")
   done
 done
-echo "InitiatorName=iqn.2026-11.local.netboot:e2e-unused" > "$R/etc/iscsi/initiatorname.iscsi"
 
-# shellcheck source=initramfs-modules.sh
-source "$(dirname "${BASH_SOURCE[0]}")/initramfs-modules.sh"
 copy_modules "$PKG" "$KVER" "$R" "virtio_pci virtio_net efivarfs crc32c_generic scsi_transport_iscsi libiscsi libiscsi_tcp iscsi_tcp sd_mod ext4"
-(cd "$R" && find . -print0 | sort -z | cpio --null -o -H newc --quiet --reproducible) | gzip -9n > "$WORK/initrd.gz"
+pack_initramfs "$R" "$WORK/initrd.gz"
 
 # --- EFI system partition -----------------------------------------------------------------
 cat > "$WORK/extlinux.conf" <<CFG

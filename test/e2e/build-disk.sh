@@ -32,14 +32,9 @@ cp "$WORK/kernel/boot/vmlinuz-$KVER" "$WORK/vmlinuz"
 
 # --- initramfs ----------------------------------------------------------------------------
 R=$WORK/initramfs
-mkdir -p "$R"/{bin,sbin,etc,proc,sys,dev,run,tmp,mnt/root,lib/modules/"$KVER",etc/iscsi}
-cp /bin/busybox "$R/bin/busybox"
-ln -s busybox "$R/bin/sh"
-# The kernel's request_module() runs /sbin/modprobe.
-ln -s ../bin/busybox "$R/sbin/modprobe"
-cp "$FIX/initramfs-init.sh" "$R/init"
-cp "$FIX/udhcpc.script" "$R/etc/udhcpc.script"
-chmod 755 "$R/init" "$R/etc/udhcpc.script"
+# shellcheck source=initramfs-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/initramfs-lib.sh"
+initramfs_skeleton "$R" "$KVER" /bin/busybox "$FIX"
 
 # iscsistart (open-iscsi) and every shared library it links against.
 cp /usr/sbin/iscsistart "$R/sbin/iscsistart"
@@ -47,16 +42,11 @@ for lib in $(ldd /usr/sbin/iscsistart | grep -o '/[^ ]*'); do
   mkdir -p "$R$(dirname "$lib")"
   cp -L "$lib" "$R$lib"
 done
-# iscsistart -b ignores this file (it uses the iBFT's name) but refuses to run without it on
-# some versions; the name here is never used for the login.
-echo "InitiatorName=iqn.2026-11.local.netboot:e2e-unused" > "$R/etc/iscsi/initiatorname.iscsi"
 
 # Modules: the wanted set plus the closure of `modinfo -F depends`, then depmod for busybox
 # modprobe, and a load order (dependencies first) from the host's kmod.
-# shellcheck source=initramfs-modules.sh
-source "$(dirname "${BASH_SOURCE[0]}")/initramfs-modules.sh"
 copy_modules "$WORK/kernel" "$KVER" "$R" "e1000 virtio_pci virtio_net efivarfs crc32c_generic scsi_transport_iscsi libiscsi libiscsi_tcp iscsi_tcp iscsi_ibft sd_mod ext4"
-(cd "$R" && find . -print0 | sort -z | cpio --null -o -H newc --quiet --reproducible) | gzip -9n > "$WORK/initrd.gz"
+pack_initramfs "$R" "$WORK/initrd.gz"
 
 # --- FAT boot partition (BIOS syslinux + UEFI syslinux.efi) ---------------------------------
 cat > "$WORK/syslinux.cfg" <<CFG

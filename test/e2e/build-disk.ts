@@ -18,7 +18,7 @@ const HERE = __dirname;
 export const REPO_ROOT = resolve(HERE, '../..');
 const SCRIPT = join(HERE, 'build-disk.sh');
 const FIXTURES = join(REPO_ROOT, 'test/fixtures/e2e');
-const RECIPE_FILES = [SCRIPT, join(HERE, 'initramfs-modules.sh'), join(FIXTURES, 'initramfs-init.sh'), join(FIXTURES, 'udhcpc.script')];
+const RECIPE_FILES = [SCRIPT, join(HERE, 'initramfs-lib.sh'), join(FIXTURES, 'initramfs-init.sh'), join(FIXTURES, 'udhcpc.script')];
 /** Where built disks and downloaded .debs are kept between runs. */
 export const CACHE_DIR = join(REPO_ROOT, 'test/.cache/e2e');
 

@@ -1,5 +1,29 @@
-# Sourced by build-disk.sh and build-disk-arm64.sh: copies kernel modules into an initramfs tree.
-#   copy_modules KERNEL_TREE KVER INITRAMFS_ROOT "module names"
+# Sourced by build-disk.sh and build-disk-arm64.sh: what both test disks' busybox initramfs share.
+#   initramfs_skeleton ROOT KVER BUSYBOX FIXTURES   the tree, busybox, /init and the DHCP hook
+#   copy_modules KERNEL_TREE KVER ROOT "module names"
+#   pack_initramfs ROOT OUT.gz                       a reproducible gzipped newc cpio
+# (iscsistart's shared libraries are each script's own: ldd on x64, the NEEDED closure on arm64.)
+
+initramfs_skeleton() {
+  local root=$1 kver=$2 busybox=$3 fix=$4
+  mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,run,tmp,mnt/root,lib/modules/"$kver",etc/iscsi}
+  cp "$busybox" "$root/bin/busybox"
+  ln -s busybox "$root/bin/sh"
+  # The kernel's request_module() runs /sbin/modprobe.
+  ln -s ../bin/busybox "$root/sbin/modprobe"
+  cp "$fix/initramfs-init.sh" "$root/init"
+  cp "$fix/udhcpc.script" "$root/etc/udhcpc.script"
+  chmod 755 "$root/init" "$root/etc/udhcpc.script"
+  # iscsistart -b ignores this file (it uses the iBFT's name, or the command line's) but refuses
+  # to run without it on some versions; the name here is never used for the login.
+  echo "InitiatorName=iqn.2026-11.local.netboot:e2e-unused" > "$root/etc/iscsi/initiatorname.iscsi"
+}
+
+pack_initramfs() {
+  (cd "$1" && find . -print0 | sort -z | cpio --null -o -H newc --quiet --reproducible) | gzip -9n > "$2"
+}
+
+# Copies kernel modules into an initramfs tree.
 # The wanted set plus the closure of `modinfo -F depends` (built-in ones skipped), then depmod for
 # busybox modprobe and a load order (dependencies first) in /etc/modules-order, from the host's
 # kmod (it reads foreign-architecture modules too).
