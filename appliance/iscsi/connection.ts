@@ -10,7 +10,7 @@ import { CommandWindow } from './command-window';
 import { buildDataIn, residualsOf, type Residuals } from './data-in';
 import { NopPinger } from './nop-pinger';
 import { PduWriter } from './pdu-writer';
-import type { Task } from './task';
+import { newTask, type Task } from './task';
 import { MAX_EDTL, WriteAssembly } from './write-assembly';
 import { LoginNegotiation, type AdmitRequest, type LoginOutcome } from './login';
 import {
@@ -470,28 +470,7 @@ export class IscsiConnection {
       this.reject(RejectReason.TaskInProgress, cmd.header);
       return;
     }
-    const task: Task = {
-      itt: cmd.itt,
-      cmd,
-      lu: this.luns.get(cmd.lun) ?? null,
-      buf: null,
-      received: 0,
-      unsolicitedEnd: 0,
-      nextR2T: 0,
-      outstandingR2T: 0,
-      r2tSN: 0,
-      dataSN: null,
-      ordered,
-      executing: false,
-      aborted: false,
-      reservedBytes: 0,
-      pooled: false,
-      dataError: false,
-      partial: false,
-      dataInReserved: 0,
-      waiting: false,
-      inBuf: null,
-    };
+    const task = newTask(cmd, this.luns.get(cmd.lun) ?? null, ordered);
     this.tasks.set(cmd.itt, task);
     if (cmd.write && cmd.edtl > 0) {
       if (cmd.edtl > MAX_EDTL) {

@@ -38,3 +38,29 @@ export interface Task {
   /** In dispatchWaiters (counted in inFlight already). */
   waiting: boolean;
 }
+
+/** A task as a command registers it: nothing received, nothing reserved, not started. */
+export function newTask(cmd: ScsiCommand, lu: LogicalUnit | null, ordered: boolean): Task {
+  return {
+    itt: cmd.itt,
+    cmd,
+    lu,
+    buf: null,
+    received: 0,
+    unsolicitedEnd: 0,
+    nextR2T: 0,
+    outstandingR2T: 0,
+    r2tSN: 0,
+    dataSN: null,
+    ordered,
+    executing: false,
+    aborted: false,
+    reservedBytes: 0,
+    pooled: false,
+    dataError: false,
+    partial: false,
+    dataInReserved: 0,
+    waiting: false,
+    inBuf: null,
+  };
+}

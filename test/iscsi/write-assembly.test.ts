@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { RESERVED_TAG } from '../../appliance/iscsi/constants';
 import { defaultParams, type SessionParams } from '../../appliance/iscsi/params';
 import type { DataOut, ScsiCommand } from '../../appliance/iscsi/pdu';
-import type { Task } from '../../appliance/iscsi/task';
+import { newTask, type Task } from '../../appliance/iscsi/task';
 import { MAX_WRITE_BUFFERED, WriteAssembly } from '../../appliance/iscsi/write-assembly';
 
 function setup(over: Partial<SessionParams> = {}) {
@@ -54,28 +54,7 @@ function setup(over: Partial<SessionParams> = {}) {
       expStatSN: 0,
       cdb: Buffer.alloc(16),
     } as ScsiCommand;
-    const t: Task = {
-      itt,
-      cmd,
-      lu: null,
-      buf: null,
-      received: 0,
-      unsolicitedEnd: 0,
-      nextR2T: 0,
-      outstandingR2T: 0,
-      r2tSN: 0,
-      dataSN: null,
-      ordered: true,
-      executing: false,
-      aborted: false,
-      reservedBytes: 0,
-      pooled: false,
-      dataError: false,
-      partial: false,
-      dataInReserved: 0,
-      waiting: false,
-      inBuf: null,
-    };
+    const t = newTask(cmd, null, true);
     tasks.set(itt, t);
     return t;
   };
