@@ -37,6 +37,8 @@ interface DirEntry {
 }
 
 const MAX_DIR_BYTES = 4 * 1024 * 1024;
+/** FAT sectors kept per open volume (oldest dropped first). */
+const FAT_SECTORS_CACHED = 64;
 
 /** Opens a FAT file system that starts at byte `start` of the disk and is `size` bytes long. */
 export async function openFat(read: ByteReader, start: number, size: number): Promise<FatVolume> {
@@ -79,7 +81,7 @@ export async function openFat(read: ByteReader, start: number, size: number): Pr
 }
 
 export class FatVolume {
-  private fatCache: Buffer | undefined;
+  private readonly fatSectors = new Map<number, Buffer>();
   constructor(
     private readonly read: ByteReader,
     private readonly g: Geometry,
@@ -132,21 +134,39 @@ export class FatVolume {
     return this.g.dataStart + (c - 2) * this.g.clusterBytes;
   }
 
-  private async fat(): Promise<Buffer> {
-    if (!this.fatCache) {
-      const bytes = Math.ceil(((this.g.clusterCount + 2) * this.g.fatBits) / 8);
-      this.fatCache = await this.read(this.g.fatStart, bytes);
+  /**
+   * Bytes of the FAT at `off`, read a sector at a time and kept in a small cache: a chain walk
+   * reads consecutive sectors, and a FAT32 of a large partition (tens of MiB) is never held whole.
+   */
+  private async fatBytes(off: number, n: number): Promise<Buffer> {
+    const bps = this.g.bytesPerSector;
+    const first = Math.floor(off / bps);
+    const last = Math.floor((off + n - 1) / bps);
+    const parts: Buffer[] = [];
+    for (let sec = first; sec <= last; sec++) {
+      let b = this.fatSectors.get(sec);
+      if (!b) {
+        b = await this.read(this.g.fatStart + sec * bps, bps);
+        if (this.fatSectors.size >= FAT_SECTORS_CACHED) this.fatSectors.delete(this.fatSectors.keys().next().value!);
+        this.fatSectors.set(sec, b);
+      }
+      parts.push(b);
     }
-    return this.fatCache;
+    const joined = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    return joined.subarray(off - first * bps, off - first * bps + n);
   }
 
   private async next(c: number): Promise<number> {
-    const f = await this.fat();
-    if (this.g.fatBits === 32) return c * 4 + 4 <= f.length ? f.readUInt32LE(c * 4) & 0x0fffffff : 0x0ffffff7;
-    if (this.g.fatBits === 16) return c * 2 + 2 <= f.length ? f.readUInt16LE(c * 2) : 0xfff7;
-    const o = Math.floor(c * 1.5);
-    if (o + 2 > f.length) return 0xff7;
-    const v = f.readUInt16LE(o);
+    const fatLength = Math.ceil(((this.g.clusterCount + 2) * this.g.fatBits) / 8);
+    const bad = this.g.fatBits === 32 ? 0x0ffffff7 : this.g.fatBits === 16 ? 0xfff7 : 0xff7;
+    const off = this.g.fatBits === 32 ? c * 4 : this.g.fatBits === 16 ? c * 2 : Math.floor(c * 1.5);
+    const n = this.g.fatBits === 32 ? 4 : 2;
+    if (off + n > fatLength) return bad;
+    const f = await this.fatBytes(off, n);
+    if (f.length < n) return bad;
+    if (this.g.fatBits === 32) return f.readUInt32LE(0) & 0x0fffffff;
+    const v = f.readUInt16LE(0);
+    if (this.g.fatBits === 16) return v;
     return c & 1 ? v >> 4 : v & 0xfff;
   }
 
