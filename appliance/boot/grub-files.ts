@@ -72,7 +72,8 @@ export class GrubFileSource implements FileSource {
       this.d.log.warn({ mac, peer: peer?.address, asker }, 'GRUB road file asked for by another machine: refused');
       return { refused: 'accessViolation', message: `served only to ${mac} itself` };
     }
-    const kind = m[2] === '.cfg' ? 'config' : m[2] === '/linux' ? 'kernel' : 'initrd';
+    const suffix = m[2]!.toLowerCase();
+    const kind = suffix === '.cfg' ? 'config' : suffix === '/linux' ? 'kernel' : 'initrd';
     return this.clientFile(client, kind);
   }
 

@@ -223,19 +223,32 @@ describe('GRUB road files over TFTP', () => {
     const r = await other.src.resolve(`grub/clients/${mac}.cfg`, { address: '198.18.0.50' });
     expect(r).toEqual({ refused: 'accessViolation', message: `served only to ${mac} itself` });
     expect(other.counts().opened).toBe(0);
+    // Every spelling of another client's files is refused the same way: dashes, no separators,
+    // upper case, a leading slash.
+    for (const name of [
+      `grub/clients/52-54-00-12-34-56.cfg`,
+      `GRUB/CLIENTS/525400123456.CFG`,
+      `/grub/clients/${mac}/initrd`,
+      `grub/clients/52-54-00-12-34-56/linux`,
+    ]) {
+      expect(await other.src.resolve(name, { address: '198.18.0.50' }), name).toEqual({ refused: 'accessViolation', message: `served only to ${mac} itself` });
+    }
+    expect(other.counts().opened).toBe(0);
     const none = await source(undefined).src.resolve(`grub/clients/${mac}/linux`, { address: '198.18.0.50' });
     expect(isRefusal(none)).toBe(true);
 
     const own = source(mac);
     const cfg = await text((await own.src.resolve(`grub/clients/${mac}.cfg`, { address: '198.18.0.50' })) as TftpFile);
     expect(cfg).toContain('iscsi_password=Zx7.k2-Qw9aB');
+    // The same file under another spelling is the same file (not the initramfs).
+    expect(await text((await own.src.resolve('GRUB/CLIENTS/525400123456.CFG', { address: '198.18.0.50' })) as TftpFile)).toBe(cfg);
     expect(cfg).toContain('console=ttyS0 quiet ip=dhcp');
     const kernel = (await own.src.resolve(`grub/clients/${mac}/linux`, { address: '198.18.0.50' })) as TftpFile;
     expect(kernel.size).toBe(5000);
-    expect(own.counts()).toEqual({ opened: 2, closed: 1 });
+    expect(own.counts()).toEqual({ opened: 3, closed: 2 });
     await kernel.close();
-    expect(own.counts()).toEqual({ opened: 2, closed: 2 });
-    expect(own.events.map((e) => e.stage)).toEqual(['grub-config', 'kernel-fetched']);
+    expect(own.counts()).toEqual({ opened: 3, closed: 3 });
+    expect(own.events.map((e) => e.stage)).toEqual(['grub-config', 'grub-config', 'kernel-fetched']);
   });
 
   it('a client on the iPXE road, or unknown, has no GRUB files; a disk without a kernel is a timeline error', async () => {
