@@ -34,13 +34,15 @@
  *   UV_USE_IO_URING / UV_THREADPOOL_SIZE  passed through (the product: pool of 2, io-threads.ts)
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync, closeSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, openSync, rmSync, writeSync, closeSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { capturedPdus, fuzzer, xorshift } from '../test/iscsi/fuzz-traffic';
+import { cpuSeconds, rss, rssKinds, sampleRss } from './proc-stats';
+import { parseEnv, unitRuntime } from './unit-runtime';
 
 const run = promisify(execFile);
 const SECONDS = Number(process.argv[2] ?? 3);
@@ -54,41 +56,8 @@ const POOL = process.env.UV_THREADPOOL_SIZE ?? 'default (2, io-threads.ts)';
 const FUZZ_S = Number(process.env.ISCSI_BENCH_FUZZ_S ?? 20);
 const SOAK_S = Number(process.env.ISCSI_BENCH_SOAK_S ?? 0);
 const NODE = process.env.ISCSI_BENCH_NODE ?? process.execPath;
-const UNIT = join(__dirname, '..', 'os-overlay', 'rootfs', 'etc', 'systemd', 'system', 'netboot-appliance.service');
 /** 4 KiB at a stride of 1 MiB + 4 KiB: every I/O in another 64 KiB chunk and 1 MiB group. */
 const STRIDE = ['-s', '4096', '-S', '1052672'];
-const CLK_TCK = 100;
-
-/** The unit's Environment= pairs and the node flags of its ExecStart (what the product runs with). */
-function unitRuntime(): { env: Record<string, string>; flags: string[] } {
-  const env: Record<string, string> = {};
-  let flags: string[] = [];
-  for (const raw of readFileSync(UNIT, 'utf8').split('\n')) {
-    const line = raw.trim();
-    if (line.startsWith('Environment=')) {
-      // Space-separated assignments, each possibly in double quotes (systemd.exec(5)).
-      for (const m of line.slice('Environment='.length).matchAll(/"([^"]*)"|(\S+)/g)) {
-        const pair = m[1] ?? m[2]!;
-        const k = pair.indexOf('=');
-        if (k > 0) env[pair.slice(0, k)] = pair.slice(k + 1);
-      }
-    } else if (line.startsWith('ExecStart=')) {
-      const words = line.slice('ExecStart='.length).split(/\s+/);
-      const bundle = words.findIndex((w) => w.endsWith('.cjs'));
-      if (bundle > 0) flags = words.slice(1, bundle);
-    }
-  }
-  return { env, flags };
-}
-
-function parseEnv(s: string | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const pair of (s ?? '').split(/\s+/).filter(Boolean)) {
-    const k = pair.indexOf('=');
-    if (k > 0) out[pair.slice(0, k)] = pair.slice(k + 1);
-  }
-  return out;
-}
 
 async function freePort(): Promise<number> {
   const s = createServer();
@@ -173,47 +142,6 @@ class Lines {
       });
     }
   }
-}
-
-function rss(pid: number): { rss: number; hwm: number } {
-  try {
-    const s = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? 0);
-    return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
-  } catch {
-    return { rss: NaN, hwm: NaN };
-  }
-}
-
-/** VmRSS split into anonymous memory and mapped files (the node binary's pages count as RSS too). */
-function rssKinds(pid: number): string {
-  try {
-    const s = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const mib = (k: string) => (Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? 0) / 1024).toFixed(0);
-    return `RSS ${mib('VmRSS')} MiB (anon ${mib('RssAnon')}, file ${mib('RssFile')})`;
-  } catch {
-    return 'gone';
-  }
-}
-
-/** CPU seconds (user + system, all threads) the process has used. */
-function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-}
-
-/** Samples VmRSS of the given processes every 200 ms; stop() returns each one's maximum. */
-function sampleRss(pids: number[]): { stop: () => number[] } {
-  const max = pids.map(() => 0);
-  const t = setInterval(() => pids.forEach((p, i) => (max[i] = Math.max(max[i]!, rss(p).rss || 0))), 200);
-  return {
-    stop: () => {
-      clearInterval(t);
-      pids.forEach((p, i) => (max[i] = Math.max(max[i]!, rss(p).rss || 0)));
-      return max;
-    },
-  };
 }
 
 /** The 10-client load: 5 sessions reading and 5 writing 4 KiB QD4, each in its own 1/10 of the disk. */

@@ -1,0 +1,50 @@
+/**
+ * A process's memory and CPU as /proc reports them, for the benches that put our target or the
+ * appliance next to a peer daemon (tgtd): RSS now and at its peak, RSS split into anonymous
+ * memory and mapped files, CPU seconds, and a sampler of the RSS peak over a stretch of load.
+ */
+import { readFileSync } from 'node:fs';
+
+const CLK_TCK = 100;
+
+/** VmRSS and VmHWM (the peak) in MiB; NaN once the process is gone. */
+export function rss(pid: number): { rss: number; hwm: number } {
+  try {
+    const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? 0);
+    return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
+  } catch {
+    return { rss: NaN, hwm: NaN };
+  }
+}
+
+/** VmRSS split into anonymous memory and mapped files (the node binary's pages count as RSS too). */
+export function rssKinds(pid: number): string {
+  try {
+    const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const mib = (k: string) => (Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? 0) / 1024).toFixed(0);
+    return `RSS ${mib('VmRSS')} MiB (anon ${mib('RssAnon')}, file ${mib('RssFile')})`;
+  } catch {
+    return 'gone';
+  }
+}
+
+/** CPU seconds (user + system, all threads) the process has used. */
+export function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+}
+
+/** Samples VmRSS of the given processes every 200 ms; stop() returns each one's maximum. */
+export function sampleRss(pids: number[]): { stop: () => number[] } {
+  const max = pids.map(() => 0);
+  const t = setInterval(() => pids.forEach((p, i) => (max[i] = Math.max(max[i]!, rss(p).rss || 0))), 200);
+  return {
+    stop: () => {
+      clearInterval(t);
+      pids.forEach((p, i) => (max[i] = Math.max(max[i]!, rss(p).rss || 0)));
+      return max;
+    },
+  };
+}
