@@ -41,11 +41,12 @@ build: $(NODE_MODULES)
 
 # The shipped unit's memory knobs (netboot-appliance.service, "Memory"; issue #16), so `make run`
 # behaves as the box does. test/overlay/runtime-knobs.test.ts keeps the two the same.
-RUN_ENV := NODE_OPTIONS="--max-semi-space-size=1 --expose-gc" MALLOC_ARENA_MAX=2
+RUN_ENV := NODE_OPTIONS="--max-semi-space-size=1 --expose-gc" LD_PRELOAD=libjemalloc.so.2 MALLOC_CONF=narenas:1,dirty_decay_ms:250,muzzy_decay_ms:0,background_thread:true MALLOC_ARENA_MAX=2
+RUN_FLAGS := --optimize-for-size
 
 # Runs the appliance on its embedded defaults: UI/API on http://localhost:8080, state in ./var.
 run: build
-	$(RUN_ENV) node dist/appliance.cjs serve
+	$(RUN_ENV) node $(RUN_FLAGS) dist/appliance.cjs serve
 
 typecheck: $(NODE_MODULES)
 	npx tsc --noEmit -p .

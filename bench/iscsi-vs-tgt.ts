@@ -268,6 +268,9 @@ async function main(): Promise<void> {
       '--platform=node',
       '--format=cjs',
       '--target=node24',
+      // As appliance/build.mjs bundles the product (whitespace out: the source stays on V8's heap).
+      '--minify-syntax',
+      '--minify-whitespace',
       `--outfile=${bundle}`,
       '--log-level=warning',
       '--define:__BUNDLE__=true',

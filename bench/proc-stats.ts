@@ -48,3 +48,41 @@ export function sampleRss(pids: number[]): { stop: () => number[] } {
     },
   };
 }
+
+/**
+ * RSS by mapping, in MiB: the node binary's own pages (its code and read-only data, ICU's
+ * included), shared libraries and addons, the main malloc arena ([heap]), and the rest of the
+ * anonymous memory (V8's heap, other malloc arenas, thread stacks).
+ */
+export function rssByMapping(pid: number): string {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/smaps`, 'utf8');
+  } catch {
+    return 'gone';
+  }
+  const kb: Record<string, number> = { binary: 0, libs: 0, heap: 0, anon: 0, other: 0 };
+  let kind = 'anon';
+  for (const line of text.split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) {
+      const name = head[1]!;
+      kind =
+        name === ''
+          ? 'anon'
+          : name === '[heap]'
+            ? 'heap'
+            : /\/node$/.test(name)
+              ? 'binary'
+              : /\.so|\.node$/.test(name)
+                ? 'libs'
+                : name.startsWith('[')
+                  ? 'anon'
+                  : 'other';
+    } else if (line.startsWith('Rss:')) {
+      kb[kind]! += Number(line.split(/\s+/)[1]);
+    }
+  }
+  const m = (k: string) => (kb[k]! / 1024).toFixed(1);
+  return `node binary ${m('binary')}, libs ${m('libs')}, malloc [heap] ${m('heap')}, other anon ${m('anon')}, other files ${m('other')}`;
+}

@@ -268,6 +268,7 @@ export async function createAppliance(config: Readonly<Config>, deps: ApplianceD
       services: () => services,
       storage,
       storeHealth: () => store.health(),
+      memory: () => process.memoryUsage(),
     }),
     metricsRoutes(() => services),
     imageRoutes({ store, clients, jobs, flags, uploadDir: join(dataDir, 'uploads'), importDirs: importDirs(dataDir, config.images.importDirs) }),

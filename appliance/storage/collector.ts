@@ -1,6 +1,6 @@
 import { realpath } from 'node:fs/promises';
 import os from 'node:os';
-import si from 'systeminformation';
+import type si from 'systeminformation';
 import { systemClock, type Clock } from '../core/clock';
 import { buildHealthReport, type HealthReport } from './health';
 import { buildStorageReport, type StorageReport } from './report';
@@ -44,7 +44,7 @@ interface Entry<T> {
 export class SystemCollector {
   private readonly ttl: number;
   private readonly clock: Clock;
-  private readonly src: SystemSource;
+  private src: SystemSource | undefined;
   private readonly cache = new Map<string, Entry<unknown>>();
   /** How many real collections ran (tests check the cache). */
   collections = 0;
@@ -52,13 +52,23 @@ export class SystemCollector {
   constructor(opts: CollectorOptions = {}) {
     this.ttl = opts.ttlMs ?? 5_000;
     this.clock = opts.clock ?? systemClock;
-    this.src = opts.source ?? si;
+    this.src = opts.source;
+  }
+
+  /**
+   * systeminformation, loaded when the first page asks: its many modules stay out of the memory
+   * of a box whose dashboard is closed (issue #16).
+   */
+  private async source(): Promise<SystemSource> {
+    this.src ??= (await import('systeminformation')).default;
+    return this.src;
   }
 
   /** Disks, the data directory's filesystem and warnings (GET /api/storage). */
   storage(dataDir: string, query: StorageQuery = {}): Promise<StorageReport> {
     return this.cached(`storage\0${dataDir}\0${query.expectedMount ?? ''}`, async () => {
-      const [blockDevices, fsSizes, realDataDir] = await Promise.all([this.src.blockDevices(), this.src.fsSize(), realpath(dataDir).catch(() => null)]);
+      const src = await this.source();
+      const [blockDevices, fsSizes, realDataDir] = await Promise.all([src.blockDevices(), src.fsSize(), realpath(dataDir).catch(() => null)]);
       return buildStorageReport({
         dataDir,
         realDataDir,
@@ -73,11 +83,12 @@ export class SystemCollector {
   /** CPU, memory, temperature and interfaces (the dashboard's health panel). */
   health(): Promise<HealthReport> {
     return this.cached('health', async () => {
+      const src = await this.source();
       const [load, mem, temp, nets] = await Promise.all([
-        this.src.currentLoad().catch(() => null),
-        this.src.mem(),
-        this.src.cpuTemperature().catch(() => ({ main: null })),
-        this.src.networkInterfaces(),
+        src.currentLoad().catch(() => null),
+        src.mem(),
+        src.cpuTemperature().catch(() => ({ main: null })),
+        src.networkInterfaces(),
       ]);
       const [l1, l5, l15] = os.loadavg();
       return buildHealthReport({

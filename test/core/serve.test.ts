@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,6 +30,11 @@ describe('the bundled appliance (issue 2)', () => {
     expect(http.listen[0]).toMatch(/^tcp 127\.0\.0\.1:\d+$/);
     expect(ok.json.storage.dataDir).toBe(app.dataDir);
     expect(ok.json.storage.filesystem.totalBytes).toBeGreaterThan(0);
+    // Its own memory (issue #16), as the kernel counts it: within 16 MiB of /proc's VmRSS.
+    const vmRss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${app.proc.pid}/status`, 'utf8'))![1]) * 1024;
+    expect(Math.abs(ok.json.memory.rssBytes - vmRss)).toBeLessThan(16 * 2 ** 20);
+    expect(ok.json.memory.heapUsedBytes).toBeGreaterThan(0);
+    expect(ok.json.memory.heapUsedBytes).toBeLessThanOrEqual(ok.json.memory.heapTotalBytes);
 
     const none = await app.api('GET', '/api/status', undefined, null);
     expect(none.status).toBe(401);

@@ -71,7 +71,9 @@ describe('service unit policy', () => {
     expect(values(unit, 'ReadWritePaths')).toEqual(['/srv/netboot']);
     expect(values(unit, 'RequiresMountsFor')).toEqual(['/srv/netboot']);
     expect(values(unit, 'User')).toEqual(['netboot']);
-    expect(values(unit, 'ExecStart')).toEqual(['/opt/netboot/node/bin/node /opt/netboot/appliance.cjs serve --config /etc/netboot/config.json']);
+    expect(values(unit, 'ExecStart')).toEqual([
+      '/opt/netboot/node/bin/node --optimize-for-size /opt/netboot/appliance.cjs serve --config /etc/netboot/config.json',
+    ]);
     expect(values(unit, 'Restart')).toEqual(['on-failure']);
     expect(values(mount, 'Where')).toEqual(['/srv/netboot']);
     expect(values(mount, 'What')).toEqual(['/dev/disk/by-label/NETBOOT']);

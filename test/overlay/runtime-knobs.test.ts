@@ -1,7 +1,8 @@
 /**
- * The memory knobs (issue #16) are the same for the box (the unit's Environment= lines) and for
- * `make run` (the Makefile's RUN_ENV), and the runtime really applies them: 1 MiB semi-spaces
- * and a `gc` function for the iSCSI target's GC pacer.
+ * The memory knobs (issue #16) are the same for the box (the unit's Environment= lines and the
+ * node flags of its ExecStart) and for `make run` (the Makefile's RUN_ENV and RUN_FLAGS), and the
+ * runtime really applies them: 1 MiB semi-spaces, a `gc` function for the iSCSI target's GC
+ * pacer, jemalloc as the allocator, V8's --optimize-for-size.
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -29,6 +30,16 @@ function unitEnv(): Record<string, string> {
   return Object.assign({}, ...lines.map((l) => assignments(l.slice('Environment='.length))));
 }
 
+/** The node flags of the unit's ExecStart (between node and the bundle). */
+function unitFlags(): string[] {
+  const exec = unit.split('\n').find((l) => l.startsWith('ExecStart='))!;
+  const words = exec.slice('ExecStart='.length).split(/\s+/);
+  return words.slice(
+    1,
+    words.findIndex((w) => w.endsWith('.cjs')),
+  );
+}
+
 /** The Makefile's RUN_ENV, which prefixes `make run`'s node (NAME="a b" as make hands it to the shell). */
 function makeRunEnv(): Record<string, string> {
   const line = makefile.split('\n').find((l) => l.startsWith('RUN_ENV :='));
@@ -44,23 +55,40 @@ describe('memory knobs (issue #16)', () => {
     expect(env.NODE_OPTIONS).toContain('--max-semi-space-size=1');
     expect(env.NODE_OPTIONS).toContain('--expose-gc');
     expect(env.MALLOC_ARENA_MAX).toBe('2');
+    expect(env.LD_PRELOAD).toBe('libjemalloc.so.2');
+    expect(env.MALLOC_CONF).toContain('background_thread:true');
     expect(makeRunEnv()).toEqual(env);
-    expect(makefile).toMatch(/\nrun: build\n\t\$\(RUN_ENV\) node dist\/appliance\.cjs serve\n/);
+    expect(unitFlags()).toEqual(['--optimize-for-size']);
+    expect(
+      makefile
+        .split('\n')
+        .find((l) => l.startsWith('RUN_FLAGS :='))
+        ?.slice('RUN_FLAGS :='.length)
+        .trim()
+        .split(/\s+/),
+    ).toEqual(unitFlags());
+    expect(makefile).toMatch(/\nrun: build\n\t\$\(RUN_ENV\) node \$\(RUN_FLAGS\) dist\/appliance\.cjs serve\n/);
   });
 
-  it('the runtime applies them: 1 MiB semi-spaces (new space stays ≤ 2 MiB under garbage) and gc()', () => {
+  it('the runtime applies them: 1 MiB semi-spaces (new space stays ≤ 2 MiB under garbage), gc(), jemalloc', () => {
     const script = `
       let keep = [];
       for (let i = 0; i < 1e6; i++) { keep.push({ i, s: 'x' + i }); if (keep.length > 20000) keep = []; }
       const ns = require('v8').getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
-      console.log(JSON.stringify({ gc: typeof gc, newSpace: ns.space_size }));`;
-    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, ...unitEnv() } });
+      const jemalloc = require('fs').readFileSync('/proc/self/maps', 'utf8').includes('libjemalloc.so.2');
+      console.log(JSON.stringify({ gc: typeof gc, newSpace: ns.space_size, jemalloc }));`;
+    const r = spawnSync(process.execPath, [...unitFlags(), '-e', script], { encoding: 'utf8', env: { ...process.env, ...unitEnv() } });
     expect(r.status, r.stderr).toBe(0);
-    const got = JSON.parse(r.stdout) as { gc: string; newSpace: number };
+    // ld.so says so on stderr when it cannot preload (libjemalloc2 missing: .ci/apt-packages.txt).
+    expect(r.stderr).not.toMatch(/cannot be preloaded/);
+    const got = JSON.parse(r.stdout) as { gc: string; newSpace: number; jemalloc: boolean };
     expect(got.gc).toBe('function');
+    expect(got.jemalloc).toBe(true);
     expect(got.newSpace).toBeLessThanOrEqual(2 * 1024 * 1024);
     // Without the knobs Node 24 grows it far beyond (64 MiB semi-spaces): the check can fail.
-    const plain = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } });
-    expect((JSON.parse(plain.stdout) as { newSpace: number }).newSpace).toBeGreaterThan(2 * 1024 * 1024);
+    const plain = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '', LD_PRELOAD: '' } });
+    const without = JSON.parse(plain.stdout) as { newSpace: number; jemalloc: boolean };
+    expect(without.newSpace).toBeGreaterThan(2 * 1024 * 1024);
+    expect(without.jemalloc).toBe(false);
   });
 });

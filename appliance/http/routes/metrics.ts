@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { Registry, collectDefaultMetrics } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { Service } from '../../core/service';
 
 const metricName = (s: string) => s.replace(/[^a-zA-Z0-9_]/g, '_').replace(/^([0-9])/, '_$1');
@@ -35,14 +35,24 @@ export function serviceMetricsText(services: readonly Service[]): string {
  * GET /metrics: process metrics (prom-client's defaults: CPU, RSS, heap, event-loop lag) and
  * per-service counters. Not under /api: Prometheus scrapers usually carry no token, and these
  * numbers hold no secrets (no names, MACs or addresses).
+ *
+ * prom-client and its default collectors (an event-loop delay histogram, a GC observer that
+ * records every collection) are loaded at the first scrape: a box nobody scrapes does not carry
+ * them (issue #16, a 1 GiB board). The event-loop and GC figures count from that scrape on.
  */
 export function metricsRoutes(services: () => readonly Service[]) {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'netboot_' });
+  let registry: Promise<Registry> | undefined;
+  const load = () =>
+    (registry ??= import('prom-client').then(({ Registry, collectDefaultMetrics }) => {
+      const r = new Registry();
+      collectDefaultMetrics({ register: r, prefix: 'netboot_' });
+      return r;
+    }));
   return async (app: FastifyInstance) => {
     app.get('/metrics', { config: { public: true } }, async (_req, reply) => {
-      reply.header('Content-Type', registry.contentType);
-      return (await registry.metrics()) + serviceMetricsText(services());
+      const r = await load();
+      reply.header('Content-Type', r.contentType);
+      return (await r.metrics()) + serviceMetricsText(services());
     });
   };
 }

@@ -24,6 +24,8 @@ export interface StatusDeps {
    * (image-store/README.md "A failed fdatasync"), until `appliance check --repair` clears it.
    */
   storeHealth?: () => StoreHealthView;
+  /** The appliance's own memory (process.memoryUsage()): a 1 GiB board has little to spare (issue #16). */
+  memory?: () => NodeJS.MemoryUsage;
 }
 
 /** What /api/status reports as `storeHealth` (image-store's StoreHealth, kept structural here). */
@@ -58,11 +60,16 @@ function networkJson(n: LinkStatus) {
   };
 }
 
+/** The `memory` block in bytes: RSS, and V8's heap and the memory outside it (socket buffers, disk blocks). */
+function memoryJson(m: NodeJS.MemoryUsage) {
+  return { rssBytes: m.rss, heapUsedBytes: m.heapUsed, heapTotalBytes: m.heapTotal, externalBytes: m.external };
+}
+
 /**
  * GET /api/status: version, uptime, every service with its listen address and state, storage
- * usage, the image store's health (degraded after a failed fdatasync), and the served network
+ * usage, the image store's health (degraded after a failed fdatasync), the served network
  * interface (`network`: state no-interface/down/no-carrier/no-address/up, address, since when,
- * whether the address is a DHCP lease, with a warning when it is).
+ * whether the address is a DHCP lease, with a warning when it is), and the process's memory.
  */
 export function statusRoutes(deps: StatusDeps) {
   return async (app: FastifyInstance) => {
@@ -78,6 +85,7 @@ export function statusRoutes(deps: StatusDeps) {
       }),
       storage: await deps.storage(),
       ...(deps.storeHealth ? { storeHealth: storeHealthJson(deps.storeHealth()) } : {}),
+      ...(deps.memory ? { memory: memoryJson(deps.memory()) } : {}),
     }));
   };
 }
