@@ -21,12 +21,13 @@
  *   APPMEM_ENV    extra environment for the appliance, e.g. "MALLOC_ARENA_MAX=1" (measuring a knob)
  *   APPMEM_FLAGS  extra node flags for the appliance
  *   APPMEM_NODE   the node binary that runs the appliance (default: this one)
+ *   APPMEM_BUNDLE another build of the appliance (a candidate change), with its addon beside it
  *   APPMEM_SOAK_S after the load, that many seconds of the 10 clients in a loop on ours (each run
  *                 new sessions), RSS at the end of each minute and the growth from minute 1 to the
  *                 end (600: issue #16's 10-minute soak); then the fuzz as usual
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -44,7 +45,7 @@ const ADDR = '198.18.99.1';
 const API = `http://${ADDR}:8080`;
 const TGT_PORT = 3261;
 const TGT_IQN = 'iqn.2026-11.local.netboot:bench-tgt';
-const BUNDLE = join(__dirname, '..', 'dist', 'appliance.cjs');
+const BUNDLE = process.env.APPMEM_BUNDLE ?? join(__dirname, '..', 'dist', 'appliance.cjs');
 const NODE = process.env.APPMEM_NODE ?? process.execPath;
 const SOAK_S = Number(process.env.APPMEM_SOAK_S ?? 0);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -91,12 +92,12 @@ interface Target {
 }
 
 /** One qemu-img bench session of `count` 4 KiB requests at QD4 in slice k of the disk. */
-async function qemuClient(port: number, t: Target, k: number, count: number): Promise<void> {
+async function qemuClient(port: number, t: Target, k: number, count: number, timeoutMs = 300_000): Promise<void> {
   const slice = Math.floor(SIZE / CLIENTS / 4096) * 4096;
   const write = k % 2 === 1;
   const opts = `driver=iscsi,transport=tcp,portal=${ADDR}:${port},target=${t.iqn},lun=${t.lun},initiator-name=${t.initiator}`;
   const args = ['bench', ...(write ? ['-w', '--pattern=90'] : []), '-d', '4', '-s', '4096', '-S', '1052672', '-o', String(k * slice)];
-  await run('qemu-img', [...args, '-c', String(count), '--image-opts', opts], { timeout: 300_000 });
+  await run('qemu-img', [...args, '-c', String(count), '--image-opts', opts], { timeout: timeoutMs });
 }
 
 /** The 10 clients at once; resolves with the I/O count and wall seconds. */
@@ -106,6 +107,9 @@ async function tenClients(port: number, targets: Target[], scale = 1): Promise<{
   await Promise.all(targets.map((t, k) => qemuClient(port, t, k, counts[k]!)));
   return { ops: counts.reduce((a, b) => a + b, 0), s: Number(process.hrtime.bigint() - t0) / 1e9 };
 }
+
+/** Set when something failed: the appliance's log is kept for a look (its path is printed). */
+let keepLog = false;
 
 async function inside(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), `nb-appmem-${process.pid}-`));
@@ -256,10 +260,18 @@ async function inside(): Promise<void> {
       say(`15 s later, idle: ${rssKinds(pid)}; ${await v8()}`);
     }
     if (app.exitCode !== null) throw new Error('the appliance died during the bench');
+  } catch (err) {
+    keepLog = true;
+    throw err;
   } finally {
     for (const c of children) c.kill('SIGTERM');
     await sleep(1000);
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    if (keepLog) {
+      const kept = join(tmpdir(), `nb-appmem-${process.pid}-appliance.log`);
+      copyFileSync(join(dir, 'appliance.log'), kept);
+      console.log(`the appliance's log: ${kept}`);
+    }
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -271,10 +283,24 @@ async function soak(pid: number, ours: Target[], say: (line: string) => void): P
   const timer = setInterval(() => samples.push({ t: (Date.now() - t0) / 1000, rss: rss(pid).rss }), 10_000);
   let runs = 0;
   let ops = 0;
-  while (Date.now() < t0 + SOAK_S * 1000) {
-    ops += (await tenClients(3260, ours, 0.5)).ops;
-    runs += CLIENTS;
-  }
+  // Each client in a loop of its own (new sessions each run); a run that fails or takes over
+  // 60 s (2000 I/Os take a second or two) is counted and reported, not fatal.
+  const failures: string[] = [];
+  await Promise.all(
+    ours.map(async (t, k) => {
+      const count = k % 2 ? 1250 : 2000;
+      while (Date.now() < t0 + SOAK_S * 1000) {
+        const started = new Date().toISOString();
+        try {
+          await qemuClient(3260, t, k, count, 60_000);
+          ops += count;
+        } catch (err) {
+          failures.push(`client ${k} run started ${started}: ${(err as { killed?: boolean }).killed ? 'no answer in 60 s' : String(err).slice(0, 200)}`);
+        }
+        runs++;
+      }
+    }),
+  );
   clearInterval(timer);
   samples.push({ t: (Date.now() - t0) / 1000, rss: rss(pid).rss });
   const at = (sec: number) => samples.filter((x) => x.t <= sec + 5).pop()?.rss ?? NaN;
@@ -282,6 +308,8 @@ async function soak(pid: number, ours: Target[], say: (line: string) => void): P
   const first = at(60);
   const last = samples[samples.length - 1]!.rss;
   say(`soak: ${SOAK_S} s of the 10 clients on ours, ${runs} sessions, ${ops} I/Os; RSS at the end of each minute (MiB): ${minutes.join(' ')}`);
+  say(`soak: ${failures.length} runs failed${failures.length ? `:\n  ${failures.slice(0, 20).join('\n  ')}` : ''}`);
+  if (failures.length) keepLog = true;
   say(
     `soak: RSS after minute 1 ${first.toFixed(0)} MiB, at the end ${last.toFixed(0)} MiB (growth ${(last - first).toFixed(0)} MiB), max ${Math.max(...samples.map((x) => x.rss)).toFixed(0)} MiB`,
   );
@@ -290,7 +318,7 @@ async function soak(pid: number, ours: Target[], say: (line: string) => void): P
 if (process.env.APPMEM_INSIDE === '1') {
   void inside().catch((err) => {
     console.error(err);
-    process.exit(1);
+    process.exitCode = 1;
   });
 } else {
   outside();

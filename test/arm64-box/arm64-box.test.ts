@@ -61,7 +61,7 @@ function arm64Root(): { dir: string; built: boolean; seconds: number } {
   writeFileSync(join(tmp, 'build-seconds'), String(seconds));
   // Older recipes' roots go (each is ~1.5 GiB).
   for (const old of readdirSync(base))
-    if (old.startsWith('debian12-arm64-') && join(base, old) !== dir) rmSync(join(base, old), { recursive: true, force: true });
+    if (old.startsWith('debian12-arm64-') && join(base, old) !== dir && join(base, old) !== tmp) rmSync(join(base, old), { recursive: true, force: true });
   renameSync(tmp, dir);
   return { dir, built: true, seconds };
 }
@@ -251,6 +251,8 @@ describe.skipIf(skipReason)('the firmware on an emulated arm64 Debian 12 box (is
         .toString(16)
         .padStart(16, '0');
       expect(boxLine('caps')).toMatch(new RegExp(`CapEff:\\s+${mask}\\s+CapAmb:\\s+${mask}`));
+      // jemalloc preloaded by the unit under its sandbox (LD_PRELOAD by name, found on aarch64).
+      expect(boxLine('allocator')).toMatch(/^allocator jemalloc-mappings=[1-9]/);
       expect(boxLine('mount')).toMatch(/^mount \/dev\/vd[a-z]1\s+ext4\s+\S*noexec/);
       const listening = boxLine('listening')!;
       for (const p of ['tcp:0.0.0.0:80', 'udp:0.0.0.0:69', 'tcp:0.0.0.0:3260']) expect(listening).toContain(p);

@@ -58,6 +58,8 @@ pid=$(systemctl show -p MainPID --value netboot-appliance.service)
 say "unit active=$(systemctl is-active netboot-appliance.service) enabled=$(systemctl is-enabled netboot-appliance.service) sub=$(systemctl show -p SubState --value netboot-appliance.service) pid=$pid user=$(ps -o user= -p "$pid") exe=$(readlink /proc/"$pid"/exe)"
 say "exe-version $(/opt/netboot/node/bin/node -p 'process.version + " " + process.arch')"
 say "caps $(grep -E '^Cap(Eff|Amb)' /proc/"$pid"/status | tr '\t\n' '  ')"
+# The unit preloads jemalloc (issue #16): its library is mapped into the service, and the RSS it idles at.
+say "allocator jemalloc-mappings=$(grep -c libjemalloc /proc/"$pid"/maps) $(grep -E '^(VmRSS|RssAnon|RssFile)' /proc/"$pid"/status | tr -s '\t\n ' ' ')"
 say "mount $(findmnt -n -o SOURCE,FSTYPE,OPTIONS /srv/netboot)"
 say "listening $(ss -Hlntu | awk '{print $1":"$5}' | grep -E ':(80|69|67|3260|4011)$' | sort | tr '\n' ' ')"
 say "ready uptime=$(cut -d' ' -f1 /proc/uptime)"
