@@ -27,13 +27,13 @@
  *                 end (600: issue #16's 10-minute soak); then the fuzz as usual
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { capturedPdus, fuzzer, xorshift } from '../test/iscsi/fuzz-traffic';
 import { cpuSeconds, rss, rssByMapping, rssKinds, sampleRss } from './proc-stats';
+import { startTgtd, writeRandomDisk } from './tgt-peer';
 import { parseEnv, unitRuntime } from './unit-runtime';
 
 const run = promisify(execFile);
@@ -77,14 +77,6 @@ function outside(): void {
   }
 }
 
-/** A 512 MiB file of random data (an OS disk is not zeros). */
-function makeDisk(file: string): void {
-  const fd = openSync(file, 'w');
-  const chunk = randomBytes(8 << 20);
-  for (let off = 0; off < SIZE; off += chunk.length) writeSync(fd, chunk, 0, chunk.length, off);
-  closeSync(fd);
-}
-
 interface Target {
   iqn: string;
   lun: number;
@@ -100,10 +92,13 @@ async function qemuClient(port: number, t: Target, k: number, count: number, tim
   await run('qemu-img', [...args, '-c', String(count), '--image-opts', opts], { timeout: timeoutMs });
 }
 
+/** I/Os in one run of client k: the writers (odd k) do fewer, so both halves take about as long. */
+const runLength = (k: number) => (k % 2 ? 2500 : 4000);
+
 /** The 10 clients at once; resolves with the I/O count and wall seconds. */
-async function tenClients(port: number, targets: Target[], scale = 1): Promise<{ ops: number; s: number }> {
+async function tenClients(port: number, targets: Target[]): Promise<{ ops: number; s: number }> {
   const t0 = process.hrtime.bigint();
-  const counts = targets.map((_, k) => Math.round((k % 2 ? 2500 : 4000) * scale));
+  const counts = targets.map((_, k) => runLength(k));
   await Promise.all(targets.map((t, k) => qemuClient(port, t, k, counts[k]!)));
   return { ops: counts.reduce((a, b) => a + b, 0), s: Number(process.hrtime.bigint() - t0) / 1e9 };
 }
@@ -117,7 +112,7 @@ async function inside(): Promise<void> {
   const say = (line: string) => console.log(line);
   try {
     const disk = join(dir, 'golden.raw');
-    makeDisk(disk);
+    writeRandomDisk(disk, SIZE);
     const dataDir = join(dir, 'var');
     const config = {
       dataDir,
@@ -200,15 +195,10 @@ async function inside(): Promise<void> {
     }
     say(`after importing 512 MiB and enrolling ${CLIENTS} clients: ${rssKinds(pid)}; ${await v8()}`);
 
-    // tgtd on the same file, its own control port, one target the 10 sessions share.
-    const ctl = 10000 + (process.pid % 20000);
-    const tgtd = spawn('tgtd', ['-f', '-C', String(ctl), '--iscsi', `portal=${ADDR}:${TGT_PORT}`], { stdio: 'ignore' });
+    // tgtd on the same file, one target the 10 sessions share.
+    const { child: tgtd, serveFile } = await startTgtd(`${ADDR}:${TGT_PORT}`);
     children.push(tgtd);
-    await sleep(1000);
-    const adm = (...a: string[]) => run('tgtadm', ['-C', String(ctl), '--lld', 'iscsi', ...a]);
-    await adm('--op', 'new', '--mode', 'target', '--tid', '1', '-T', TGT_IQN);
-    await adm('--op', 'new', '--mode', 'logicalunit', '--tid', '1', '--lun', '1', '-b', disk);
-    await adm('--op', 'bind', '--mode', 'target', '--tid', '1', '-I', 'ALL');
+    await serveFile(1, TGT_IQN, disk);
     const tgt = Array.from({ length: CLIENTS }, (_, k) => ({ iqn: TGT_IQN, lun: 1, initiator: `iqn.2026-11.local.netboot:bench-${k}` }));
 
     // The load: two rounds, alternating who goes first; RSS sampled throughout.
@@ -288,7 +278,7 @@ async function soak(pid: number, ours: Target[], say: (line: string) => void): P
   const failures: string[] = [];
   await Promise.all(
     ours.map(async (t, k) => {
-      const count = k % 2 ? 1250 : 2000;
+      const count = runLength(k) / 2;
       while (Date.now() < t0 + SOAK_S * 1000) {
         const started = new Date().toISOString();
         try {

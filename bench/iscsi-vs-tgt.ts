@@ -34,14 +34,14 @@
  *   UV_USE_IO_URING / UV_THREADPOOL_SIZE  passed through (the product: pool of 2, io-threads.ts)
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, openSync, rmSync, writeSync, closeSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { capturedPdus, fuzzer, xorshift } from '../test/iscsi/fuzz-traffic';
 import { cpuSeconds, rss, rssKinds, sampleRss } from './proc-stats';
+import { startTgtd, writeRandomDisk } from './tgt-peer';
 import { parseEnv, unitRuntime } from './unit-runtime';
 
 const run = promisify(execFile);
@@ -239,24 +239,15 @@ const ROWS: Row[] = [
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), `nb-iscsi-bench-${process.pid}-`));
   const file = join(dir, 'disk.raw');
-  const fd = openSync(file, 'w');
-  const chunk = randomBytes(8 << 20);
-  for (let off = 0; off < SIZE; off += chunk.length) writeSync(fd, chunk, 0, chunk.length, off);
-  closeSync(fd);
+  writeRandomDisk(file, SIZE);
 
   const children: ChildProcess[] = [];
-  const ctl = 10000 + (process.pid % 20000);
   try {
-    // tgt, with its own control port so it never touches another tgtd.
     const tgtPort = await freePort();
-    const tgtd = spawn('tgtd', ['-f', '-C', String(ctl), '--iscsi', `portal=127.0.0.1:${tgtPort}`], { stdio: ['ignore', 'pipe', 'pipe'] });
-    children.push(tgtd);
-    await new Promise((r) => setTimeout(r, 1000));
-    const adm = (...a: string[]) => run('tgtadm', ['-C', String(ctl), '--lld', 'iscsi', ...a]);
-    await adm('--op', 'new', '--mode', 'target', '--tid', '1', '-T', TGT_IQN);
-    await adm('--op', 'new', '--mode', 'logicalunit', '--tid', '1', '--lun', '1', '-b', file);
-    await adm('--op', 'bind', '--mode', 'target', '--tid', '1', '-I', 'ALL');
-    const tgt: Endpoint = { name: 'tgt', port: tgtPort, iqn: TGT_IQN, lun: 1, pid: tgtd.pid!, reset: null };
+    const tgtd = await startTgtd(`127.0.0.1:${tgtPort}`, { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(tgtd.child);
+    await tgtd.serveFile(1, TGT_IQN, file);
+    const tgt: Endpoint = { name: 'tgt', port: tgtPort, iqn: TGT_IQN, lun: 1, pid: tgtd.child.pid!, reset: null };
 
     // Ours, in its own process, bundled by esbuild and run by plain node as the product is
     // (dist/appliance.cjs): running under tsx's loader hooks costs measurably per request.

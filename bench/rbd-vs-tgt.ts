@@ -13,10 +13,9 @@
  * the target, the network stack), not disks.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, openSync, rmSync, writeSync, closeSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { systemClock } from '../appliance/core/clock';
 import { silentLogger } from '../appliance/core/log';
@@ -24,6 +23,7 @@ import { ImageStore } from '../image-store/store';
 import { RbdStore } from '../image-store/rbd/store';
 import { startCluster } from '../test/rbd/cluster';
 import { ensureAddon } from '../test/rbd/addon';
+import { startTgtd, writeRandomDisk } from './tgt-peer';
 
 const run = promisify(execFile);
 const SECONDS = Number(process.argv[2] ?? 3);
@@ -115,10 +115,7 @@ async function main(): Promise<void> {
   ensureAddon();
   const dir = mkdtempSync(join(tmpdir(), `nb-rbd-bench-${process.pid}-`));
   const file = join(dir, 'golden.raw');
-  const fd = openSync(file, 'w');
-  const chunk = randomBytes(8 << 20);
-  for (let off = 0; off < SIZE; off += chunk.length) writeSync(fd, chunk, 0, chunk.length, off);
-  closeSync(fd);
+  writeRandomDisk(file, SIZE);
   const tStart = Date.now();
   const cluster = await startCluster(join(dir, 'ceph'), { memoryMiB: 3072, maxSeconds: 1800 });
   console.log(`cluster up in ${cluster.startSeconds.toFixed(1)} s (mon, mgr, memstore OSD)`);
@@ -165,15 +162,12 @@ async function main(): Promise<void> {
     )!.image;
     for (let k = 0; k < CLIENTS; k++) await rbd('clone', `${cluster.pool}/${golden}@golden`, `${cluster.pool}/tgt-${k}`);
     await rbd('clone', `${cluster.pool}/${golden}@golden`, `${cluster.pool}/fio-floor`);
-    const ctl = 10000 + (process.pid % 20000);
     const tgtPort = 20000 + (process.pid % 20000);
-    const tgtd = spawn('tgtd', ['-f', '-C', String(ctl), '--iscsi', `portal=127.0.0.1:${tgtPort}`], {
+    const { child: tgtd, adm } = await startTgtd(`127.0.0.1:${tgtPort}`, {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, CEPH_CONF: cluster.conf },
     });
     children.push(tgtd);
-    await new Promise((r) => setTimeout(r, 1000));
-    const adm = (...a: string[]) => run('tgtadm', ['-C', String(ctl), '--lld', 'iscsi', ...a]);
     for (let k = 0; k < CLIENTS; k++) {
       await adm('--op', 'new', '--mode', 'target', '--tid', String(k + 1), '-T', `${TGT_IQN}-${k}`);
       await adm(
