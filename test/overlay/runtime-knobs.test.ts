@@ -8,37 +8,14 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { unitRuntime } from '../../bench/unit-runtime';
 
 const ROOT = join(import.meta.dirname, '..', '..');
-const unit = readFileSync(join(ROOT, 'os-overlay/rootfs/etc/systemd/system/netboot-appliance.service'), 'utf8');
 const makefile = readFileSync(join(ROOT, 'Makefile'), 'utf8');
 
-/** NAME=value pairs, each possibly in double quotes (systemd.exec(5), and make's shell line). */
-function assignments(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const m of text.matchAll(/"([^"]*)"|(\S+)/g)) {
-    const pair = m[1] ?? m[2]!;
-    const k = pair.indexOf('=');
-    if (k > 0) out[pair.slice(0, k)] = pair.slice(k + 1);
-  }
-  return out;
-}
-
-/** The unit's environment: every Environment= line. */
-function unitEnv(): Record<string, string> {
-  const lines = unit.split('\n').filter((l) => l.startsWith('Environment='));
-  return Object.assign({}, ...lines.map((l) => assignments(l.slice('Environment='.length))));
-}
-
-/** The node flags of the unit's ExecStart (between node and the bundle). */
-function unitFlags(): string[] {
-  const exec = unit.split('\n').find((l) => l.startsWith('ExecStart='))!;
-  const words = exec.slice('ExecStart='.length).split(/\s+/);
-  return words.slice(
-    1,
-    words.findIndex((w) => w.endsWith('.cjs')),
-  );
-}
+/** The unit's environment (its Environment= lines) and node flags, parsed as the benches parse them. */
+const unitEnv = () => unitRuntime().env;
+const unitFlags = () => unitRuntime().flags;
 
 /** The Makefile's RUN_ENV, which prefixes `make run`'s node (NAME="a b" as make hands it to the shell). */
 function makeRunEnv(): Record<string, string> {
