@@ -43,10 +43,14 @@ build: $(NODE_MODULES)
 # behaves as the box does. test/overlay/runtime-knobs.test.ts keeps the two the same.
 RUN_ENV := NODE_OPTIONS="--max-semi-space-size=1 --expose-gc" LD_PRELOAD=libjemalloc.so.2 MALLOC_CONF=narenas:1,dirty_decay_ms:250,muzzy_decay_ms:0,background_thread:true MALLOC_ARENA_MAX=2
 RUN_FLAGS := --optimize-for-size
+# A machine without libjemalloc2 (`make test` installs it; `make run` does not) runs on glibc's
+# malloc: LD_PRELOAD emptied, else ld.so would complain at every process the appliance starts.
+RUN_NO_JEMALLOC := $(if $(shell /sbin/ldconfig -p 2>/dev/null | grep -F libjemalloc.so.2),,LD_PRELOAD=)
 
 # Runs the appliance on its embedded defaults: UI/API on http://localhost:8080, state in ./var.
 run: build
-	$(RUN_ENV) node $(RUN_FLAGS) dist/appliance.cjs serve
+	@$(if $(RUN_NO_JEMALLOC),echo "libjemalloc2 is not installed: running on glibc's malloc (apt-get install libjemalloc2 for the box's allocator)",true)
+	$(RUN_ENV) $(RUN_NO_JEMALLOC) node $(RUN_FLAGS) dist/appliance.cjs serve
 
 typecheck: $(NODE_MODULES)
 	npx tsc --noEmit -p .
