@@ -40,7 +40,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { capturedPdus, fuzzer, xorshift } from '../test/iscsi/fuzz-traffic';
-import { cpuSeconds, rss, rssKinds, sampleRss } from './proc-stats';
+import { cpuSeconds, minorFaults, rss, rssKinds, sampleRss } from './proc-stats';
 import { startTgtd, writeRandomDisk } from './tgt-peer';
 import { parseEnv, unitRuntime } from './unit-runtime';
 
@@ -327,10 +327,13 @@ async function main(): Promise<void> {
       return;
     }
 
-    const out: string[] = [head, `best of ${ROUNDS} rounds, alternating who goes first; CPU/op: target CPU time per operation (all threads)`];
+    const out: string[] = [
+      head,
+      `best of ${ROUNDS} rounds, alternating who goes first; CPU/op: target CPU time per operation (all threads); faults/op: its minor page faults per operation`,
+    ];
     const pad = (s: string, n: number) => s.padEnd(n);
     out.push(
-      `${pad('workload', 52)}${pad('tgt', 12)}${ours.map((o) => pad(o.name, 14) + pad('ratio', 7)).join('')}  CPU/op tgt | ${ours.map((o) => o.name).join(' | ')}`,
+      `${pad('workload', 52)}${pad('tgt', 12)}${ours.map((o) => pad(o.name, 14) + pad('ratio', 7)).join('')}  CPU/op tgt | ${ours.map((o) => o.name).join(' | ')}   faults/op tgt | ${ours.map((o) => o.name).join(' | ')}`,
     );
     const pick = process.env.ISCSI_BENCH_ROWS?.split(',').map(Number);
     const peakDuring = new Map<string, number[]>();
@@ -338,16 +341,18 @@ async function main(): Promise<void> {
       // The machine is shared: run ROUNDS rounds, rotating which target goes first, and keep
       // each side's best, so a load spike from a neighbour does not decide the ratio.
       const best = new Map<Endpoint, number>(all.map((e) => [e, 0]));
-      const cpu = new Map<Endpoint, { s: number; ops: number }>(all.map((e) => [e, { s: 0, ops: 0 }]));
+      const cpu = new Map<Endpoint, { s: number; faults: number; ops: number }>(all.map((e) => [e, { s: 0, faults: 0, ops: 0 }]));
       const sampler = sampleRss(all.map((e) => e.pid));
       for (let r = 0; r < ROUNDS; r++) {
         for (let k = 0; k < all.length; k++) {
           const e = all[(k + r) % all.length]!;
           if (row.fresh) await e.reset?.();
           const c0 = cpuSeconds(e.pid);
+          const f0 = minorFaults(e.pid);
           const { value, ops } = await row.f(e);
           const c = cpu.get(e)!;
           c.s += cpuSeconds(e.pid) - c0;
+          c.faults += minorFaults(e.pid) - f0;
           c.ops += ops;
           best.set(e, Math.max(best.get(e)!, value));
         }
@@ -359,7 +364,8 @@ async function main(): Promise<void> {
         return pad(`${b.toFixed(0)}`, 14) + pad(`${a > 0 ? (b / a).toFixed(2) : '0'}x`, 7);
       });
       const us = (e: Endpoint) => `${((cpu.get(e)!.s / Math.max(1, cpu.get(e)!.ops)) * 1e6).toFixed(1)} µs`;
-      const line = `${pad(`${row.name} (${row.unit})`, 52)}${pad(`${a.toFixed(0)}`, 12)}${cells.join('')}  ${us(tgt)} | ${ours.map(us).join(' | ')}`;
+      const faults = (e: Endpoint) => (cpu.get(e)!.faults / Math.max(1, cpu.get(e)!.ops)).toFixed(2);
+      const line = `${pad(`${row.name} (${row.unit})`, 52)}${pad(`${a.toFixed(0)}`, 12)}${cells.join('')}  ${us(tgt)} | ${ours.map(us).join(' | ')}   ${faults(tgt)} | ${ours.map(faults).join(' | ')}`;
       out.push(line);
       console.log(line);
       for (const o of ours) console.log(`  ${o.name}: ${rssKinds(o.pid)}, ${await o.mem?.()}`);
