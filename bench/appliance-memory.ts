@@ -22,12 +22,15 @@
  *   APPMEM_FLAGS  extra node flags for the appliance
  *   APPMEM_NODE   the node binary that runs the appliance (default: this one)
  *   APPMEM_BUNDLE another build of the appliance (a candidate change), with its addon beside it
+ *   APPMEM_DISK_GIB the golden image's size in GiB (default 0.5): its first 512 MiB random data, the
+ *                 rest a hole, as an installed OS leaves most of a disk of tens of GiB
+ *   APPMEM_KEEP_LOG=1 keep the appliance's log (it is kept anyway when something failed)
  *   APPMEM_SOAK_S after the load, that many seconds of the 10 clients in a loop on ours (each run
  *                 new sessions), RSS at the end of each minute and the growth from minute 1 to the
  *                 end (600: issue #16's 10-minute soak); then the fuzz as usual
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -40,6 +43,8 @@ const run = promisify(execFile);
 const FUZZ_S = Number(process.argv[2] ?? 20);
 const ROUNDS = 2;
 const SIZE = 512 * 1024 * 1024;
+/** The golden image's size as clients see it: SIZE of data, then a hole up to this (a real OS disk is tens of GiB). */
+const DISK_BYTES = Number(process.env.APPMEM_DISK_GIB ?? 0.5) * 2 ** 30;
 const CLIENTS = 10;
 const ADDR = '198.18.99.1';
 const API = `http://${ADDR}:8080`;
@@ -104,7 +109,7 @@ async function tenClients(port: number, targets: Target[]): Promise<{ ops: numbe
 }
 
 /** Set when something failed: the appliance's log is kept for a look (its path is printed). */
-let keepLog = false;
+let keepLog = process.env.APPMEM_KEEP_LOG === '1';
 
 async function inside(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), `nb-appmem-${process.pid}-`));
@@ -113,6 +118,7 @@ async function inside(): Promise<void> {
   try {
     const disk = join(dir, 'golden.raw');
     writeRandomDisk(disk, SIZE);
+    if (DISK_BYTES > SIZE) truncateSync(disk, DISK_BYTES);
     const dataDir = join(dir, 'var');
     const config = {
       dataDir,
@@ -193,7 +199,7 @@ async function inside(): Promise<void> {
       const c = (await api('GET', `/api/clients/${mac}`)).json;
       ours.push({ iqn: c.target, lun: 0, initiator });
     }
-    say(`after importing 512 MiB and enrolling ${CLIENTS} clients: ${rssKinds(pid)}; ${await v8()}`);
+    say(`after importing ${DISK_BYTES / 2 ** 30} GiB (512 MiB of data) and enrolling ${CLIENTS} clients: ${rssKinds(pid)}; ${await v8()}`);
 
     // tgtd on the same file, one target the 10 sessions share.
     const { child: tgtd, serveFile } = await startTgtd(`${ADDR}:${TGT_PORT}`);

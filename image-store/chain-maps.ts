@@ -1,29 +1,22 @@
+import { ChunkMap } from './chunk-map';
 import type { Metadata } from './metadata';
-
-/** A resolved map: map[l] is 0 (reads zeros) or physical chunk + 1; gen[l] is the layer owning the entry. */
-export interface ResolvedMap {
-  map: Uint32Array;
-  gen: Uint32Array;
-}
 
 /**
  * Resolves the chain of layers from `top` down to its root into one map, root first so upper
  * layers override lower ones. One SQLite row per extent of every layer in the chain (1-2 µs a
  * row: a 32 GiB image holding 20 GiB of data is 320k rows).
  */
-export function resolveChain(meta: Metadata, top: number, chunks: number): ResolvedMap {
-  const out = { map: new Uint32Array(chunks), gen: new Uint32Array(chunks) };
+export function resolveChain(meta: Metadata, top: number, chunks: number): ChunkMap {
+  const out = ChunkMap.zero(chunks);
   for (const layer of meta.chain(top).reverse()) applyLayer(meta, layer, out);
   return out;
 }
 
 /** Applies one layer's extents over a resolved map. */
-export function applyLayer(meta: Metadata, layer: number, out: ResolvedMap): void {
-  const chunks = out.map.length;
+export function applyLayer(meta: Metadata, layer: number, out: ChunkMap): void {
+  const chunks = out.length;
   for (const [l, p] of meta.q.extentsRaw.iterate(layer) as Iterable<[number, number]>) {
-    if (l >= chunks) continue;
-    out.map[l] = p < 0 ? 0 : p + 1;
-    out.gen[l] = layer;
+    if (l < chunks) out.set(l, p < 0 ? 0 : p + 1, layer);
   }
 }
 
@@ -36,7 +29,7 @@ export function applyLayer(meta: Metadata, layer: number, out: ResolvedMap): voi
  * recently used first out.
  */
 export class ChainMaps {
-  private readonly cache = new Map<string, ResolvedMap>();
+  private readonly cache = new Map<string, ChunkMap>();
   private bytes = 0;
 
   constructor(
@@ -44,8 +37,11 @@ export class ChainMaps {
     private readonly maxBytes: number,
   ) {}
 
-  /** A copy of the resolved map of the frozen chain ending at `layer`, `chunks` entries long. */
-  copy(layer: number, chunks: number): ResolvedMap {
+  /**
+   * A copy of the resolved map of the frozen chain ending at `layer`, `chunks` entries long. It
+   * shares its pages with the cached one (and every other copy) until it changes them.
+   */
+  copy(layer: number, chunks: number): ChunkMap {
     const key = `${layer}:${chunks}`;
     let r = this.cache.get(key);
     if (r) {
@@ -53,18 +49,18 @@ export class ChainMaps {
       this.cache.set(key, r);
     } else {
       r = resolveChain(this.meta, layer, chunks);
-      const size = chunks * 8;
+      const size = r.bytes;
       if (size <= this.maxBytes) {
         this.cache.set(key, r);
         this.bytes += size;
         for (const [k, old] of this.cache) {
           if (this.bytes <= this.maxBytes) break;
           this.cache.delete(k);
-          this.bytes -= old.map.length * 8;
+          this.bytes -= old.bytes;
         }
       }
     }
-    return { map: r.map.slice(), gen: r.gen.slice() };
+    return r.share();
   }
 
   /** Forgets every map (a layer was deleted or folded). */

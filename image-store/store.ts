@@ -9,7 +9,8 @@ import { StoreError } from './errors';
 import { Metadata, openDatabase, storeGeometry, type DiskRow, type GcResult, type ImageRow, type SnapshotRow } from './metadata';
 import { SegmentSpace } from './segments';
 import type { SegmentIo } from './io';
-import { applyLayer, ChainMaps, type ResolvedMap } from './chain-maps';
+import { applyLayer, ChainMaps } from './chain-maps';
+import { ChunkMap } from './chunk-map';
 import { VolumeCore } from './volume-core';
 import { StoreVolume } from './volume';
 import { importFile } from './import';
@@ -75,7 +76,7 @@ export class ImageStore {
   ) {
     this.db = db;
     this.meta = new Metadata(db);
-    this.chainMaps = new ChainMaps(this.meta, 64 * 1024 * 1024);
+    this.chainMaps = new ChainMaps(this.meta, 16 * 1024 * 1024);
     const g = storeGeometry(db);
     this.space = new SegmentSpace(dir, this.meta, g.chunkBytes, g.segmentBytes, limits, io);
     this.space.load();
@@ -422,10 +423,10 @@ export class ImageStore {
    * A disk's resolved map: the frozen chain below its writable top (from the cache), with the
    * top's own extents applied over it.
    */
-  private resolveDisk(top: number, sizeBytes: number): ResolvedMap {
+  private resolveDisk(top: number, sizeBytes: number): ChunkMap {
     const chunks = Math.ceil(sizeBytes / this.space.chunkBytes);
     const parent = (this.meta.q.layer.get(top) as { parent: number | null } | undefined)?.parent ?? null;
-    const m = parent === null ? { map: new Uint32Array(chunks), gen: new Uint32Array(chunks) } : this.chainMaps.copy(parent, chunks);
+    const m = parent === null ? ChunkMap.zero(chunks) : this.chainMaps.copy(parent, chunks);
     applyLayer(this.meta, top, m);
     return m;
   }

@@ -3,7 +3,7 @@
 import { VolumeError } from './block-volume';
 import { StoreError } from './errors';
 import { isZero } from './io';
-import type { ResolvedMap } from './chain-maps';
+import type { ChunkMap } from './chunk-map';
 import { ZERO_EXTENT, type Metadata } from './metadata';
 import type { ReservationHolder, SegmentSpace } from './segments';
 
@@ -13,10 +13,11 @@ export const DESTAGE_ENTRIES = 16384;
 
 /**
  * The live state of one open view (a disk, or a read-only image/snapshot), shared by all its
- * handles. The whole resolved map is in memory: map[l] is 0 (reads zeros) or physical chunk+1,
- * and gen[l] is the layer that owns that entry. A chunk may be overwritten in place only when
- * gen[l] === top (the disk's own writable layer); anything else (the golden image, a snapshot's
- * frozen layer) is copied on write. So a read is one array lookup and one pread, whatever the
+ * handles. The whole resolved map is in memory (chunk-map.ts, pages shared with the image's):
+ * map.at(l) is 0 (reads zeros) or physical chunk+1, and map.genAt(l) the layer that owns that
+ * entry. A chunk may be overwritten in place only when its gen === top (the disk's own writable
+ * layer); anything else (the golden image, a snapshot's frozen layer) is copied on write. So a
+ * read is one map lookup and one pread, whatever the
  * number of snapshots, and taking a snapshot is just "top := new layer" (every gen goes stale).
  *
  * Writes record new mappings in `dirty`; flush() fdatasyncs the segments, then commits `dirty`
@@ -27,8 +28,8 @@ export class VolumeCore implements ReservationHolder {
   readonly chunkBytes: number;
   readonly chunkBlocks: number;
   readonly blockCount: number;
-  map: Uint32Array;
-  gen: Uint32Array;
+  /** Physical chunk + 1 (0: zeros) and owning layer of every logical chunk (chunk-map.ts). */
+  readonly map: ChunkMap;
   /** Handles open on this core (any mode), and how many of them may write. */
   handles = 0;
   writers = 0;
@@ -72,15 +73,14 @@ export class VolumeCore implements ReservationHolder {
     readonly sizeBytes: number,
     readonly writable: boolean,
     /** The view's resolved map (ImageStore builds it), this core's own to keep and change. */
-    resolved: ResolvedMap,
+    resolved: ChunkMap,
   ) {
     this.chunkBytes = space.chunkBytes;
     this.chunkBlocks = this.chunkBytes / BLOCK;
     this.blockCount = Math.floor(sizeBytes / BLOCK);
     const chunks = Math.ceil(sizeBytes / this.chunkBytes);
-    if (resolved.map.length !== chunks) throw new Error(`resolved map has ${resolved.map.length} entries, the view ${chunks}`);
-    this.map = resolved.map;
-    this.gen = resolved.gen;
+    if (resolved.length !== chunks) throw new Error(`resolved map has ${resolved.length} entries, the view ${chunks}`);
+    this.map = resolved;
   }
 
   /**
@@ -96,7 +96,7 @@ export class VolumeCore implements ReservationHolder {
     const inChunk = byte - l * this.chunkBytes;
     if (inChunk + len > this.chunkBytes) return this.readSpan(lba, blocks, into);
     const out = into ?? Buffer.allocUnsafe(len);
-    const v = this.map[l];
+    const v = this.map.at(l);
     if (v === 0) return Promise.resolve(out.fill(0));
     this.reading++;
     return this.space.io.read(this.space.fdOf(v - 1), out, 0, len, this.space.posOf(v - 1) + inChunk).then(
@@ -175,7 +175,7 @@ export class VolumeCore implements ReservationHolder {
       const l = Math.floor(byte / cb);
       const inChunk = byte - l * cb;
       const n = Math.min(cb - inChunk, end - byte);
-      const v = this.map[l];
+      const v = this.map.at(l);
       if (v === 0) {
         if (runFd >= 0) issue();
         out.fill(0, o, o + n);
@@ -219,7 +219,7 @@ export class VolumeCore implements ReservationHolder {
       const byte = lba * BLOCK;
       const l = Math.floor(byte / this.chunkBytes);
       const inChunk = byte - l * this.chunkBytes;
-      const v = this.map[l];
+      const v = this.map.at(l);
       if (inChunk + data.length <= this.chunkBytes && this.ownedIdle(l, v)) {
         const p = v - 1;
         this.inflight++;
@@ -281,7 +281,7 @@ export class VolumeCore implements ReservationHolder {
         const l = Math.floor(byte / cb);
         const inChunk = byte - l * cb;
         const n = Math.min(cb - inChunk, end - byte);
-        const v = this.map[l];
+        const v = this.map.at(l);
         let p = -1;
         let isFresh = false;
         if (this.ownedIdle(l, v)) {
@@ -397,8 +397,8 @@ export class VolumeCore implements ReservationHolder {
     const G = this.space.groupChunks;
     const end = Math.min(this.map.length, (g + 1) * G);
     for (let l = g * G; l < end; l++) {
-      const v = this.map[l];
-      if (v === 0 || this.gen[l] !== this.top) continue;
+      const v = this.map.at(l);
+      if (v === 0 || this.map.genAt(l) !== this.top) continue;
       const base = v - 1 - (l - g * G);
       if (base >= 0 && base % G === 0) return base;
     }
@@ -424,14 +424,14 @@ export class VolumeCore implements ReservationHolder {
 
   /** An owned chunk with no copy in progress is one pwrite; others go through writeChunkSlow. */
   private writeChunk(l: number, inChunk: number, data: Buffer, o: number, n: number): Promise<void> {
-    const v = this.map[l];
+    const v = this.map.at(l);
     if (this.ownedIdle(l, v)) return this.writeInPlace(v - 1, inChunk, data, o, n);
     return this.writeChunkSlow(l, inChunk, data, o, n);
   }
 
   /** True when chunk l (map entry v) is the disk's own and no copy-on-write of it is running: writable in place. */
   private ownedIdle(l: number, v: number): boolean {
-    return v !== 0 && this.gen[l] === this.top && !this.copying(l);
+    return v !== 0 && this.map.genAt(l) === this.top && !this.copying(l);
   }
 
   /** True while a copy on write of chunk l (or a fresh run holding it) is running. */
@@ -460,8 +460,8 @@ export class VolumeCore implements ReservationHolder {
         await pending.catch(() => {});
         continue;
       }
-      const v = this.map[l];
-      if (v !== 0 && this.gen[l] === this.top) return this.writeInPlace(v - 1, inChunk, data, o, n);
+      const v = this.map.at(l);
+      if (v !== 0 && this.map.genAt(l) === this.top) return this.writeInPlace(v - 1, inChunk, data, o, n);
       const job = this.copyOnWrite(l, inChunk, data, o, n);
       this.cow.set(l, job);
       try {
@@ -483,7 +483,7 @@ export class VolumeCore implements ReservationHolder {
     if (inChunk === 0 && n === cb) return [data, o];
     // A scratch buffer: the caller gives it back (doneWith) once its write settled.
     const buf = this.space.scratch();
-    const old = this.map[l];
+    const old = this.map.at(l);
     if (old === 0) buf.fill(0);
     else {
       try {
@@ -509,7 +509,7 @@ export class VolumeCore implements ReservationHolder {
     // Zeros onto a chunk that reads as zeros (never written, unmapped, or zeros in the image)
     // change nothing: no chunk, no extent, no I/O. What an OS writes when it makes a file system
     // or swap on a fresh clone of a sparse image (issue #16).
-    if (this.map[l] === 0 && isZero(data, o, n)) return;
+    if (this.map.at(l) === 0 && isZero(data, o, n)) return;
     if (full && isZero(data, o, n)) {
       this.setEntry(l, ZERO_EXTENT);
       return;
@@ -571,7 +571,7 @@ export class VolumeCore implements ReservationHolder {
       // The switch: no await from here to the end, so no reader, destage or flush sees half of it.
       for (let l = first; l <= last; l++) {
         const p = target[l - first];
-        if (p !== ZERO_EXTENT || this.map[l] !== 0) this.setEntry(l, p, false);
+        if (p !== ZERO_EXTENT || this.map.at(l) !== 0) this.setEntry(l, p, false);
       }
       this.destageIfFull();
     }, false);
@@ -604,12 +604,11 @@ export class VolumeCore implements ReservationHolder {
    * `destage: false` when the caller switches several entries that must commit together.
    */
   private setEntry(l: number, p: number, destage = true): void {
-    const old = this.map[l];
+    const old = this.map.at(l);
     // A chunk allocated since the last commit is referenced by nothing durable: it can go back
     // to the pool after that commit. A durable one is found and freed by the commit itself.
-    if (old !== 0 && this.gen[l] === this.top && this.dirty.get(l) === old - 1) this.volatileFrees.push(old - 1);
-    this.map[l] = p < 0 ? 0 : p + 1;
-    this.gen[l] = this.top;
+    if (old !== 0 && this.map.genAt(l) === this.top && this.dirty.get(l) === old - 1) this.volatileFrees.push(old - 1);
+    this.map.set(l, p < 0 ? 0 : p + 1, this.top);
     this.dirty.set(l, p);
     if (destage) this.destageIfFull();
   }
@@ -636,8 +635,8 @@ export class VolumeCore implements ReservationHolder {
         const n = Math.min(cb - inChunk, end - byte);
         const lastPartial = (l + 1) * cb > this.blockCount * BLOCK && inChunk === 0 && byte + n === this.blockCount * BLOCK;
         if ((n === cb || lastPartial) && inChunk === 0) {
-          if (this.map[l] !== 0) this.setEntry(l, ZERO_EXTENT);
-        } else if (this.map[l] !== 0) {
+          if (this.map.at(l) !== 0) this.setEntry(l, ZERO_EXTENT);
+        } else if (this.map.at(l) !== 0) {
           await this.writeChunk(l, inChunk, Buffer.alloc(n), 0, n);
         }
         byte += n;
@@ -653,7 +652,7 @@ export class VolumeCore implements ReservationHolder {
     while (b < end) {
       const l = Math.floor(b / this.chunkBlocks);
       const n = Math.min((l + 1) * this.chunkBlocks, end) - b;
-      const mapped = this.map[l] !== 0;
+      const mapped = this.map.at(l) !== 0;
       const last = out[out.length - 1];
       if (last && last.mapped === mapped) last.blocks += n;
       else out.push({ lba: b, blocks: n, mapped });
@@ -754,8 +753,7 @@ export class VolumeCore implements ReservationHolder {
 
   /** After layer `from` was merged into `into`: entries it owned now belong to `into`. */
   onMerged(from: number, into: number): void {
-    const g = this.gen;
-    for (let i = 0; i < g.length; i++) if (g[i] === from) g[i] = into;
+    this.map.replaceGen(from, into);
     if (this.top === from) this.top = into;
   }
 }
