@@ -41,7 +41,7 @@ build: $(NODE_MODULES)
 
 # The shipped unit's memory knobs (netboot-appliance.service, "Memory"; issue #16), so `make run`
 # behaves as the box does. test/overlay/runtime-knobs.test.ts keeps the two the same.
-RUN_ENV := NODE_OPTIONS="--max-semi-space-size=1 --expose-gc" LD_PRELOAD=libjemalloc.so.2 MALLOC_CONF=narenas:1,dirty_decay_ms:250,muzzy_decay_ms:0,background_thread:true MALLOC_ARENA_MAX=2
+RUN_ENV := NODE_OPTIONS="--max-semi-space-size=1 --expose-gc" LD_PRELOAD=libjemalloc.so.2 MALLOC_CONF=narenas:1,dirty_decay_ms:250,muzzy_decay_ms:0,background_thread:true,tcache_nslots_small_max:32,tcache_nslots_large:4 MALLOC_ARENA_MAX=2
 RUN_FLAGS := --optimize-for-size
 # A machine without libjemalloc2 (`make test` installs it; `make run` does not) runs on glibc's
 # malloc: LD_PRELOAD emptied, else ld.so would complain at every process the appliance starts.
