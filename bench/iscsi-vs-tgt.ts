@@ -371,13 +371,12 @@ async function main(): Promise<void> {
       for (const o of ours) console.log(`  ${o.name}: ${rssKinds(o.pid)}, ${await o.mem?.()}`);
     }
     const memLine = (what: string) => {
-      const t = rss(tgt.pid);
-      return `RSS ${what}: ${ours
-        .map((o) => {
-          const m = rss(o.pid);
-          return `${o.name} ${m.rss.toFixed(0)} MiB (peak ${m.hwm.toFixed(0)})`;
-        })
-        .join(', ')}; tgtd ${t.rss.toFixed(0)} MiB (peak ${t.hwm.toFixed(0)})`;
+      // A target the fuzz killed has no /proc entry left: say so rather than NaN.
+      const mem = (pid: number) => {
+        const m = rss(pid);
+        return Number.isNaN(m.rss) ? 'gone' : `${m.rss.toFixed(0)} MiB (peak ${m.hwm.toFixed(0)})`;
+      };
+      return `RSS ${what}: ${ours.map((o) => `${o.name} ${mem(o.pid)}`).join(', ')}; tgtd ${mem(tgt.pid)}`;
     };
     out.push(memLine('after the rows'));
     for (const [name, peaks] of peakDuring) {
