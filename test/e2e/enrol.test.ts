@@ -82,8 +82,16 @@ suite(`e2e zero-touch enrolment${why ? ` (skipped: ${why})` : ''}`, () => {
         expect(screen).toContain(`open http://${lab!.serverAddress}:8080`);
         expect(screen).toContain(mac);
 
-        // 2. Listed as waiting, with what its DHCP requests said and how far it got.
-        const waiting = await app!.call('GET', '/api/unknown-clients');
+        // 2. Listed as waiting, with what its DHCP requests said and how far it got. Boot events
+        // reach the API up to FLUSH_DELAY_MS after they happen (event-batch.ts), and the screen
+        // can come first: poll for the script stage a little while (bounded).
+        let waiting = await app!.call('GET', '/api/unknown-clients');
+        for (let tries = 0; tries < 20; tries++) {
+          const seen = (waiting.clients as Array<Record<string, unknown>>).find((c) => c.mac === mac);
+          if (seen?.stage === 'script') break;
+          await sleep(100);
+          waiting = await app!.call('GET', '/api/unknown-clients');
+        }
         expect(waiting).toMatchObject({ mode: 'wait', setting: 'auto', dhcpMode: 'full' });
         const entry = (waiting.clients as Array<Record<string, unknown>>).find((c) => c.mac === mac);
         expect(entry, JSON.stringify(waiting)).toMatchObject({ mac, arch, stage: 'script' });

@@ -22,6 +22,7 @@ describe('crash safety with real processes killed by SIGKILL', () => {
         childArgs: [],
         maxRuns: 60,
         budgetMs: 45_000,
+        minRuns: 5,
         childTimeoutMs: 15_000,
       },
       script,

@@ -43,6 +43,7 @@ describe.skipIf(!ok)('RBD store backend: crash safety with real processes killed
         childArgs: ['--rbd', JSON.stringify({ conf: cluster.conf, id: cluster.id, keyring: cluster.keyring, pool: cluster.pool, prefix })],
         maxRuns: 12,
         budgetMs: 60_000,
+        minRuns: 4,
         childTimeoutMs: 30_000,
       },
       script,
