@@ -29,21 +29,28 @@ export function rssKinds(pid: number): string {
   }
 }
 
-/** CPU seconds (user + system, all threads) the process has used. */
-export function cpuSeconds(pid: number): number {
+/**
+ * The fields of /proc/<pid>/stat after the command name (which may hold spaces): index 0 is
+ * field 3 (state) of proc(5), so field n is at n - 3.
+ */
+function statFields(pid: number): string[] {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return f.slice(f.lastIndexOf(')') + 2).split(' ');
+}
+
+/** CPU seconds (user + system, all threads) the process has used: utime and stime, fields 14 and 15. */
+export function cpuSeconds(pid: number): number {
+  const fields = statFields(pid);
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
 }
 
 /**
- * Minor page faults of the process so far (all threads): memory it touched that was not mapped,
- * e.g. an allocator's pages handed back to the kernel and faulted in again. A count, so it does
- * not move with the neighbours' load as CPU time does.
+ * Minor page faults of the process so far (all threads; minflt, field 10): memory it touched that
+ * was not mapped, e.g. an allocator's pages handed back to the kernel and faulted in again. A
+ * count, so it does not move with the neighbours' load as CPU time does.
  */
 export function minorFaults(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return Number(f.slice(f.lastIndexOf(')') + 2).split(' ')[7]);
+  return Number(statFields(pid)[7]);
 }
 
 /** Samples VmRSS of the given processes every 200 ms; stop() returns each one's maximum. */

@@ -82,14 +82,14 @@ export class ChunkMap {
   /** Bytes of the pages this map holds (shared ones included): for the cache's accounting and tests. */
   get bytes(): number {
     let n = 0;
-    for (const p of this.pages) if (p !== undefined) n += p.map.byteLength + p.gen.byteLength;
+    for (const p of this.pages) if (p !== undefined) n += pageBytes(p);
     return n;
   }
 
   /** Bytes of the pages only this map holds (the ones it copied or made). */
   get ownBytes(): number {
     let n = 0;
-    for (let i = 0; i < this.pages.length; i++) if (this.own[i] === 1) n += this.pages[i]!.map.byteLength * 2;
+    for (let i = 0; i < this.pages.length; i++) if (this.own[i] === 1) n += pageBytes(this.pages[i]!);
     return n;
   }
 
@@ -105,6 +105,11 @@ export class ChunkMap {
     this.own[i] = 1;
     return p;
   }
+}
+
+/** Memory of one page (its map and gen share one allocation). */
+function pageBytes(p: Page): number {
+  return p.map.byteLength + p.gen.byteLength;
 }
 
 /** A page of n entries, map and gen in one allocation. */

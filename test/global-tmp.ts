@@ -2,7 +2,7 @@
  * One temporary folder per test run: every test's mkdtemp(tmpdir()) lands in it (TMPDIR, which
  * the test workers and the processes they start inherit), and it goes at the end of the run with
  * whatever a test left behind. Tests that forgot their folders filled the disk of a machine that
- * runs the suite often (ceph-mon refuses to start below 5 % free: ../shared/notes/lab.md).
+ * runs the suite often (ceph-mon refuses to start below 5 % free: docs/lab.md).
  */
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
